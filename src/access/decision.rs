@@ -1,0 +1,286 @@
+//! The access decision: a voted read against the allowlist snapshot, at a given time. Pure and fast:
+//! it never touches disk or network. Every decision carries its reason.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::allowlist::Allowlist;
+use super::entry::{Entry, Kind};
+use crate::config::AccessConfig;
+use crate::recognize::CharRead;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Open,
+    Deny,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "code", rename_all = "snake_case")]
+pub enum Reason {
+    /// The plate is on the list and may enter now.
+    Allowed { kind: Kind },
+    /// The read differs from a listed plate only by OCR confusions, and nothing else is close.
+    AllowedConfusion { kind: Kind, listed: String, substitutions: usize },
+    Unknown,
+    Blocked,
+    /// The read could be a blocked plate misread: never opens.
+    NearBlocked { listed: String },
+    /// Two or more listed plates fit the read, or the read is too weak to tell them apart.
+    Ambiguous { candidates: Vec<String> },
+    NotYetValid,
+    Expired,
+    OutsideSchedule,
+    LowConfidence { confidence: f32 },
+    /// Guards' overrides and lockdown.
+    Lockdown,
+}
+
+impl Reason {
+    /// Stable short code for storage and the wire.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Reason::Allowed { .. } => "allowed",
+            Reason::AllowedConfusion { .. } => "allowed_confusion",
+            Reason::Unknown => "unknown",
+            Reason::Blocked => "blocked",
+            Reason::NearBlocked { .. } => "near_blocked",
+            Reason::Ambiguous { .. } => "ambiguous",
+            Reason::NotYetValid => "not_yet_valid",
+            Reason::Expired => "expired",
+            Reason::OutsideSchedule => "outside_schedule",
+            Reason::LowConfidence { .. } => "low_confidence",
+            Reason::Lockdown => "lockdown",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Allowed { kind } => write!(f, "listed {kind}"),
+            Reason::AllowedConfusion { kind, substitutions, .. } => {
+                write!(f, "listed {kind}, read with {substitutions} OCR confusion(s)")
+            }
+            Reason::Unknown => f.write_str("not on the list"),
+            Reason::Blocked => f.write_str("blocked plate"),
+            Reason::NearBlocked { .. } => f.write_str("could be a blocked plate misread"),
+            Reason::Ambiguous { candidates } => write!(f, "ambiguous between {} listed plates", candidates.len()),
+            Reason::NotYetValid => f.write_str("pass not yet valid"),
+            Reason::Expired => f.write_str("pass expired"),
+            Reason::OutsideSchedule => f.write_str("outside the pass's schedule"),
+            Reason::LowConfidence { confidence } => write!(f, "read too uncertain ({confidence:.2})"),
+            Reason::Lockdown => f.write_str("gate in lockdown"),
+        }
+    }
+}
+
+/// What the decision matched, copied out of the snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Matched {
+    pub plate: String,
+    pub kind: Kind,
+    pub host: Option<String>,
+    pub unit: Option<String>,
+    pub do_not_log: bool,
+}
+
+impl From<&Entry> for Matched {
+    fn from(e: &Entry) -> Self {
+        Self { plate: e.plate.clone(), kind: e.kind, host: e.host.clone(), unit: e.unit.clone(), do_not_log: e.do_not_log }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    pub action: Action,
+    /// Guards should look (blocked or possibly blocked vehicle).
+    pub alert: bool,
+    pub reason: Reason,
+    pub matched: Option<Matched>,
+}
+
+impl Decision {
+    fn deny(reason: Reason, alert: bool, matched: Option<&Entry>) -> Self {
+        Self { action: Action::Deny, alert, reason, matched: matched.map(Matched::from) }
+    }
+}
+
+/// Decides on a voted read. `chars` carry per-character confidences (same length as `text`).
+pub fn decide(
+    text: &str,
+    chars: &[CharRead],
+    list: &Allowlist,
+    cfg: &AccessConfig,
+    now: DateTime<Utc>,
+    tz: chrono_tz::Tz,
+) -> Decision {
+    let conf_at = |p: usize| chars.get(p).map(|c| c.conf).unwrap_or(0.0);
+    let sure_at = |positions: &[usize]| positions.iter().all(|&p| conf_at(p) >= cfg.ambiguity_confidence);
+    let exact = list.exact(text);
+    let near = list.near(text);
+
+    // 1. Blocked plates, exact or within any number of confusions, never open.
+    if let Some(e) = exact.filter(|e| e.kind == Kind::Blocked) {
+        return Decision::deny(Reason::Blocked, true, Some(e));
+    }
+    for n in near.iter().filter(|n| n.entry.kind == Kind::Blocked) {
+        // Only a confident exact read of a different, listed plate clears a blocked look-alike.
+        if !(exact.is_some() && sure_at(&n.positions)) {
+            return Decision::deny(Reason::NearBlocked { listed: n.entry.plate.clone() }, true, Some(n.entry));
+        }
+    }
+
+    // 2. The read must be trustworthy.
+    let weakest = chars.iter().map(|c| c.conf).fold(1.0f32, f32::min);
+    if chars.is_empty() || weakest < cfg.min_confidence {
+        return Decision::deny(Reason::LowConfidence { confidence: if chars.is_empty() { 0.0 } else { weakest } }, false, exact);
+    }
+
+    // 3. Which entry, if any.
+    let allowed_near: Vec<_> = near
+        .iter()
+        .filter(|n| n.entry.kind != Kind::Blocked && n.positions.len() <= cfg.max_confusions)
+        .collect();
+    let (entry, reason) = match exact {
+        Some(e) => {
+            let rivals: Vec<String> =
+                near.iter().filter(|n| !sure_at(&n.positions)).map(|n| n.entry.plate.clone()).collect();
+            if !rivals.is_empty() {
+                let mut candidates = vec![e.plate.clone()];
+                candidates.extend(rivals);
+                return Decision::deny(Reason::Ambiguous { candidates }, false, None);
+            }
+            (e, Reason::Allowed { kind: e.kind })
+        }
+        None => match allowed_near.as_slice() {
+            [] => return Decision::deny(Reason::Unknown, false, None),
+            [one] => (
+                one.entry,
+                Reason::AllowedConfusion {
+                    kind: one.entry.kind,
+                    listed: one.entry.plate.clone(),
+                    substitutions: one.positions.len(),
+                },
+            ),
+            many => {
+                let candidates = many.iter().map(|n| n.entry.plate.clone()).collect();
+                return Decision::deny(Reason::Ambiguous { candidates }, false, None);
+            }
+        },
+    };
+
+    // 4. When.
+    if let Some(from) = entry.valid_from {
+        if now < from {
+            return Decision::deny(Reason::NotYetValid, false, Some(entry));
+        }
+    }
+    if let Some(until) = entry.valid_until {
+        if now >= until {
+            return Decision::deny(Reason::Expired, false, Some(entry));
+        }
+    }
+    if let Some(s) = &entry.schedule {
+        if !s.allows(&now.with_timezone(&tz)) {
+            return Decision::deny(Reason::OutsideSchedule, false, Some(entry));
+        }
+    }
+    Decision { action: Action::Open, alert: false, reason, matched: Some(Matched::from(entry)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access::schedule::Schedule;
+
+    fn chars(text: &str, conf: f32) -> Vec<CharRead> {
+        text.chars().map(|ch| CharRead { ch, conf, alt: None }).collect()
+    }
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-23T15:00:00Z").map(|d| d.with_timezone(&Utc)).expect("date") // Monday
+    }
+
+    fn list() -> Allowlist {
+        let mut visitor = Entry::new("VIS777", Kind::Visitor);
+        visitor.valid_until = Some(now() - chrono::Duration::hours(1));
+        let mut vendor = Entry::new("VEN42X", Kind::Vendor);
+        vendor.schedule = Schedule::parse("sat-sun 08:00-12:00").ok();
+        let mut future = Entry::new("FUT555", Kind::Visitor);
+        future.valid_from = Some(now() + chrono::Duration::days(1));
+        Allowlist::new(
+            vec![
+                Entry::new("ABC123", Kind::Resident),
+                Entry::new("BLK666", Kind::Blocked),
+                Entry::new("XY1234", Kind::Resident),
+                Entry::new("XYI234", Kind::Resident),
+                Entry::new("8ABC12", Kind::Resident),
+                Entry::new("BABC12", Kind::Blocked),
+                visitor,
+                vendor,
+                future,
+            ],
+            1,
+        )
+    }
+
+    fn d(text: &str, conf: f32) -> Decision {
+        decide(text, &chars(text, conf), &list(), &AccessConfig::default(), now(), chrono_tz::UTC)
+    }
+
+    #[test]
+    fn listed_resident_opens_and_unknown_does_not() {
+        assert_eq!(d("ABC123", 0.99).action, Action::Open);
+        assert_eq!(d("ABC123", 0.99).reason, Reason::Allowed { kind: Kind::Resident });
+        assert_eq!(d("QQQ999", 0.99).reason, Reason::Unknown);
+    }
+
+    #[test]
+    fn a_single_confusion_opens_with_its_reason() {
+        let dec = d("A8C123", 0.99);
+        assert_eq!(dec.action, Action::Open);
+        assert!(matches!(dec.reason, Reason::AllowedConfusion { substitutions: 1, .. }));
+        assert_eq!(d("A8CI23", 0.99).action, Action::Deny, "two confusions exceed the default bound");
+    }
+
+    #[test]
+    fn blocked_and_its_look_alikes_never_open_and_alert() {
+        let b = d("BLK666", 0.99);
+        assert_eq!((b.action, b.alert, b.reason.code()), (Action::Deny, true, "blocked"));
+        let nb = d("BLK66G", 0.99);
+        assert_eq!((nb.action, nb.alert, nb.reason.code()), (Action::Deny, true, "near_blocked"));
+        let nb2 = d("8LK6GG", 0.99);
+        assert_eq!(nb2.reason.code(), "near_blocked", "any number of confusions with a blocked plate");
+    }
+
+    #[test]
+    fn a_resident_next_to_a_blocked_look_alike_needs_a_confident_read() {
+        assert_eq!(d("8ABC12", 0.99).action, Action::Open);
+        let weak = d("8ABC12", 0.9);
+        assert_eq!((weak.action, weak.reason.code()), (Action::Deny, "near_blocked"));
+    }
+
+    #[test]
+    fn ambiguous_pairs_do_not_open() {
+        assert_eq!(d("XYL234", 0.99).reason.code(), "ambiguous");
+        assert_eq!(d("XY1234", 0.9).reason.code(), "ambiguous", "weak exact read with a look-alike listed");
+        assert_eq!(d("XY1234", 0.99).action, Action::Open);
+    }
+
+    #[test]
+    fn time_windows_and_schedules() {
+        assert_eq!(d("VIS777", 0.99).reason, Reason::Expired);
+        assert_eq!(d("FUT555", 0.99).reason, Reason::NotYetValid);
+        assert_eq!(d("VEN42X", 0.99).reason, Reason::OutsideSchedule);
+    }
+
+    #[test]
+    fn low_confidence_denies_but_blocked_still_alerts() {
+        assert_eq!(d("ABC123", 0.3).reason.code(), "low_confidence");
+        assert_eq!(d("BLK666", 0.3).reason.code(), "blocked");
+    }
+}

@@ -1,0 +1,29 @@
+//! Stage 4: the access decision. The allowlist lives in SQLite ([`store`]) and is served from an
+//! in-memory snapshot ([`SharedAllowlist`]) so a decision never waits on disk; [`decide`] matches a voted
+//! read exactly, then across OCR confusions, and returns the action with its reason.
+
+pub mod allowlist;
+pub mod decision;
+pub mod entry;
+pub mod schedule;
+pub mod store;
+
+pub use allowlist::{Allowlist, SharedAllowlist};
+pub use decision::{decide, Action, Decision, Matched, Reason};
+pub use entry::{Entry, Kind};
+pub use schedule::Schedule;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    #[error("allowlist: {0}")]
+    Invalid(String),
+    #[error("allowlist database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
+}
+
+/// Loads the snapshot from the database.
+pub fn load_snapshot(conn: &rusqlite::Connection) -> Result<Allowlist, AccessError> {
+    Ok(Allowlist::new(store::load_all(conn)?, store::version(conn)?))
+}

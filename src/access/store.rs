@@ -1,0 +1,228 @@
+//! The allowlist on disk (SQLite) and its CSV form for installers.
+//! CSV columns: plate,kind,host,unit,valid_from,valid_until,schedule,do_not_log,note (RFC 3339 times).
+
+use std::io::{Read, Write};
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::entry::{Entry, Kind};
+use super::schedule::Schedule;
+use super::AccessError;
+use crate::plate;
+
+fn ms(t: Option<DateTime<Utc>>) -> Option<i64> {
+    t.map(|t| t.timestamp_millis())
+}
+
+fn from_ms(v: Option<i64>) -> Option<DateTime<Utc>> {
+    v.and_then(DateTime::from_timestamp_millis)
+}
+
+/// Loads every entry (for the in-memory snapshot).
+pub fn load_all(conn: &Connection) -> Result<Vec<Entry>, AccessError> {
+    let mut stmt = conn.prepare(
+        "SELECT plate, kind, host, unit, valid_from, valid_until, schedule, do_not_log, note FROM allowlist ORDER BY plate",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, Option<String>>(2)?,
+            r.get::<_, Option<String>>(3)?,
+            r.get::<_, Option<i64>>(4)?,
+            r.get::<_, Option<i64>>(5)?,
+            r.get::<_, Option<String>>(6)?,
+            r.get::<_, bool>(7)?,
+            r.get::<_, Option<String>>(8)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (plate, kind, host, unit, vf, vu, sched, dnl, note) = row?;
+        let kind: Kind = kind.parse().map_err(|e: String| AccessError::Invalid(format!("{plate}: {e}")))?;
+        let schedule = match sched {
+            Some(s) => Some(Schedule::parse(&s).map_err(|e| AccessError::Invalid(format!("{plate}: schedule: {e}")))?),
+            None => None,
+        };
+        out.push(Entry {
+            plate,
+            kind,
+            host,
+            unit,
+            valid_from: from_ms(vf),
+            valid_until: from_ms(vu),
+            schedule,
+            do_not_log: dnl,
+            note,
+        });
+    }
+    Ok(out)
+}
+
+/// The applied list version (0 when the list was only edited locally).
+pub fn version(conn: &Connection) -> Result<u64, AccessError> {
+    let v: Option<String> =
+        conn.query_row("SELECT value FROM meta WHERE key = 'allowlist_version'", [], |r| r.get(0)).optional()?;
+    Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
+}
+
+/// Inserts or replaces entries in one transaction.
+pub fn upsert(conn: &mut Connection, entries: &[Entry], now: DateTime<Utc>) -> Result<usize, AccessError> {
+    let tx = conn.transaction()?;
+    {
+        let mut stmt = tx.prepare(
+            "INSERT OR REPLACE INTO allowlist (plate, kind, host, unit, valid_from, valid_until, schedule, do_not_log, note, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?;
+        for e in entries {
+            plate::validate(&e.plate).map_err(AccessError::Invalid)?;
+            stmt.execute(params![
+                e.plate,
+                e.kind.as_str(),
+                e.host,
+                e.unit,
+                ms(e.valid_from),
+                ms(e.valid_until),
+                e.schedule.as_ref().map(|s| s.as_str().to_string()),
+                e.do_not_log,
+                e.note,
+                now.timestamp_millis()
+            ])?;
+        }
+    }
+    tx.commit()?;
+    Ok(entries.len())
+}
+
+pub fn remove(conn: &Connection, plate_text: &str) -> Result<bool, AccessError> {
+    Ok(conn.execute("DELETE FROM allowlist WHERE plate = ?1", [plate_text])? > 0)
+}
+
+const HEADER: [&str; 9] = ["plate", "kind", "host", "unit", "valid_from", "valid_until", "schedule", "do_not_log", "note"];
+
+fn opt(s: Option<&str>) -> Option<String> {
+    s.map(str::trim).filter(|s| !s.is_empty()).map(str::to_string)
+}
+
+fn time(s: Option<&str>, line: u64, col: &str) -> Result<Option<DateTime<Utc>>, AccessError> {
+    match opt(s) {
+        None => Ok(None),
+        Some(v) => DateTime::parse_from_rfc3339(&v)
+            .map(|t| Some(t.with_timezone(&Utc)))
+            .map_err(|e| AccessError::Invalid(format!("line {line}: {col} {v:?}: {e} (use RFC 3339, e.g. 2026-12-01T08:00:00Z)"))),
+    }
+}
+
+/// Parses CSV into entries; every bad line is reported with its number (all at once).
+pub fn parse_csv<R: Read>(input: R) -> Result<Vec<Entry>, AccessError> {
+    let mut rdr = csv::ReaderBuilder::new().trim(csv::Trim::All).flexible(true).from_reader(input);
+    let headers = rdr.headers().map_err(|e| AccessError::Invalid(format!("CSV header: {e}")))?.clone();
+    let col = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
+    let Some(plate_col) = col("plate") else {
+        return Err(AccessError::Invalid(format!("CSV needs a header line with at least: plate,kind (all columns: {})", HEADER.join(","))));
+    };
+    let idx: Vec<Option<usize>> = HEADER.iter().map(|h| col(h)).collect();
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    for rec in rdr.records() {
+        let rec = match rec {
+            Ok(r) => r,
+            Err(e) => {
+                problems.push(format!("{e}"));
+                continue;
+            }
+        };
+        let line = rec.position().map(|p| p.line()).unwrap_or(0);
+        let get = |i: usize| idx[i].and_then(|c| rec.get(c));
+        let result = (|| -> Result<Entry, AccessError> {
+            let raw = rec.get(plate_col).unwrap_or("");
+            let plate_text = plate::normalize(raw);
+            plate::validate(&plate_text).map_err(|e| AccessError::Invalid(format!("line {line}: {e}")))?;
+            let kind: Kind = get(1)
+                .unwrap_or("resident")
+                .parse()
+                .map_err(|e| AccessError::Invalid(format!("line {line}: {e}")))?;
+            let schedule = match opt(get(6)) {
+                Some(s) => Some(Schedule::parse(&s).map_err(|e| AccessError::Invalid(format!("line {line}: schedule: {e}")))?),
+                None => None,
+            };
+            let do_not_log = match opt(get(7)).as_deref().map(str::to_ascii_lowercase).as_deref() {
+                None | Some("0") | Some("false") | Some("no") => false,
+                Some("1") | Some("true") | Some("yes") => true,
+                Some(other) => return Err(AccessError::Invalid(format!("line {line}: do_not_log {other:?}: use true or false"))),
+            };
+            Ok(Entry {
+                plate: plate_text,
+                kind,
+                host: opt(get(2)),
+                unit: opt(get(3)),
+                valid_from: time(get(4), line, "valid_from")?,
+                valid_until: time(get(5), line, "valid_until")?,
+                schedule,
+                do_not_log,
+                note: opt(get(8)),
+            })
+        })();
+        match result {
+            Ok(e) => out.push(e),
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(AccessError::Invalid(problems.join("\n")));
+    }
+    Ok(out)
+}
+
+pub fn write_csv<W: Write>(entries: &[Entry], out: W) -> Result<(), AccessError> {
+    let mut w = csv::Writer::from_writer(out);
+    let io = |e: csv::Error| AccessError::Invalid(e.to_string());
+    w.write_record(HEADER).map_err(io)?;
+    for e in entries {
+        let t = |v: Option<DateTime<Utc>>| v.map(|t| t.to_rfc3339()).unwrap_or_default();
+        w.write_record([
+            e.plate.as_str(),
+            e.kind.as_str(),
+            e.host.as_deref().unwrap_or(""),
+            e.unit.as_deref().unwrap_or(""),
+            &t(e.valid_from),
+            &t(e.valid_until),
+            e.schedule.as_ref().map(|s| s.as_str()).unwrap_or(""),
+            if e.do_not_log { "true" } else { "false" },
+            e.note.as_deref().unwrap_or(""),
+        ])
+        .map_err(io)?;
+    }
+    w.flush().map_err(|e| AccessError::Invalid(e.to_string()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_round_trips_through_sqlite() {
+        let csv_in = "plate,kind,host,unit,valid_from,valid_until,schedule,do_not_log,note\n\
+                      abc-123,resident,Ana Diaz,12B,,,,false,\n\
+                      VIS777,visitor,Ana Diaz,12B,2026-11-01T00:00:00Z,2026-11-02T00:00:00Z,mon-fri 08:00-18:00,no,plumber\n";
+        let entries = parse_csv(csv_in.as_bytes()).expect("parse");
+        assert_eq!(entries[0].plate, "ABC123");
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut conn = crate::db::open(&dir.path().join("a.db")).expect("db");
+        upsert(&mut conn, &entries, Utc::now()).expect("upsert");
+        let back = load_all(&conn).expect("load");
+        assert_eq!(back, entries);
+        let mut out = Vec::new();
+        write_csv(&back, &mut out).expect("csv");
+        assert_eq!(parse_csv(out.as_slice()).expect("reparse"), entries);
+    }
+
+    #[test]
+    fn every_bad_line_is_reported() {
+        let csv_in = "plate,kind,valid_until\nABC123,residnet,\n,visitor,\nXYZ1,visitor,tomorrow\n";
+        let err = parse_csv(csv_in.as_bytes()).expect_err("bad").to_string();
+        assert!(err.contains("line 2") && err.contains("line 3") && err.contains("line 4"), "{err}");
+    }
+}

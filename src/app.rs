@@ -1,0 +1,318 @@
+//! Wiring only: builds the stages of every lane, connects them with bounded channels, runs them, and
+//! shuts them down in order.
+//!
+//! ```text
+//! capture thread ─LatestSlot─▶ recognize thread ─mpsc(16)─▶ tracker task ─mpsc(16)─▶ decision task
+//!                                                                                  ├─try_send─▶ gate controller ─▶ relay
+//!                                                                                  └─mpsc(256)─▶ event writer thread ─▶ SQLite
+//! ```
+//! Shutdown: stop capture -> recognition drains -> trackers close open passes -> decisions finish ->
+//! gate controllers put relays in their safe state -> the event writer commits what is queued.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use opencv::core::{Mat, Rect, Vector};
+use opencv::prelude::*;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::access::{self, Action, Decision, Reason, SharedAllowlist};
+use crate::camera::{self, CaptureOptions, CaptureStats, Frame, FrameSource, LatestSlot, OpenCvSource};
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::{Config, LaneConfig, RelayConfig};
+use crate::events::{self, EventSink, GateEvent};
+use crate::gate::{self, safety, Actor, GateCommand, GateHandle, Relay};
+use crate::plate;
+use crate::recognize::{Manifest, OnnxPlateReader, PlateReader, ReaderOptions};
+use crate::track::{self, PlateRead, VotedRead};
+
+type SourceFactory = Box<dyn Fn(&LaneConfig) -> Box<dyn FrameSource> + Send>;
+type ReaderFactory = Box<dyn Fn(&LaneConfig) -> anyhow::Result<Box<dyn PlateReader>> + Send>;
+type RelayFactory = Box<dyn Fn(&RelayConfig) -> anyhow::Result<Box<dyn Relay>> + Send>;
+
+/// The parts at the hardware seams. [`Parts::real`] uses OpenCV, ONNX Runtime and the configured relays;
+/// tests swap in fakes.
+pub struct Parts {
+    pub clock: SharedClock,
+    pub make_source: SourceFactory,
+    pub make_reader: ReaderFactory,
+    pub make_relay: RelayFactory,
+}
+
+impl Parts {
+    pub fn real(cfg: &Config) -> anyhow::Result<Self> {
+        let manifest = Manifest::load(&cfg.recognize.manifest)?;
+        let rc = cfg.recognize.clone();
+        Ok(Self {
+            clock: Arc::new(SystemClock),
+            make_source: Box::new(|lane| Box::new(OpenCvSource::new(lane.source.clone()))),
+            make_reader: Box::new(move |_lane| {
+                let opts = ReaderOptions {
+                    threads: rc.threads,
+                    min_plate_len: rc.min_plate_len,
+                    max_plate_len: rc.max_plate_len,
+                    detector_max_side: rc.detector_max_side,
+                    ..Default::default()
+                };
+                let reader = OnnxPlateReader::new(&manifest, rc.onnxruntime.as_deref(), opts)?;
+                Ok(Box::new(reader) as Box<dyn PlateReader>)
+            }),
+            make_relay: Box::new(|rc| Ok(gate::build_relay(rc)?)),
+        })
+    }
+}
+
+/// What a run did, for the exit message and tests.
+#[derive(Debug, Default, Clone)]
+pub struct RunSummary {
+    pub frames: u64,
+    pub frames_dropped: u64,
+    pub decisions: u64,
+    pub opened: u64,
+    pub events_committed: u64,
+}
+
+/// Runs the daemon until `shutdown` resolves or every lane's source has ended.
+pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) -> anyhow::Result<RunSummary> {
+    let clock = parts.clock.clone();
+
+    // 1. Storage and the allowlist snapshot.
+    let conn = crate::db::open(&cfg.site.database_path())?;
+    let allowlist = SharedAllowlist::new(access::load_snapshot(&conn)?);
+    drop(conn);
+    tracing::info!(entries = allowlist.current().len(), "allowlist loaded");
+    let (sink, writer, writer_stats) =
+        events::spawn_writer(cfg.site.database_path(), cfg.site.crops_dir(), cfg.logging.plates)?;
+
+    // 2. Relays and their controllers (safe state registered for the panic hook).
+    let gate_cancel = CancellationToken::new();
+    let mut gates: HashMap<String, GateHandle> = HashMap::new();
+    let mut controllers = Vec::new();
+    for rc in &cfg.relays {
+        let relay: safety::SharedRelay =
+            Arc::new(Mutex::new((parts.make_relay)(rc).with_context(|| format!("relay {}", rc.name))?));
+        safety::register(relay.clone(), rc.safe_state);
+        let (handle, fut) = gate::run_controller(rc.clone(), relay, gate_cancel.clone());
+        controllers.push(tokio::spawn(fut));
+        gates.insert(rc.name.clone(), handle);
+    }
+
+    // 3. Lanes: capture -> recognize -> track -> decide.
+    let capture_cancel = CancellationToken::new();
+    let mut capture_threads = Vec::new();
+    let mut recognize_threads = Vec::new();
+    let mut lane_tasks = Vec::new();
+    let mut slots = Vec::new();
+    let mut capture_stats = Vec::new();
+    let decisions = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let opened = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    for lane in &cfg.lanes {
+        let reader = (parts.make_reader)(lane).with_context(|| format!("lane {}: recognizer", lane.name))?;
+        let source = (parts.make_source)(lane);
+        let slot: Arc<LatestSlot<Frame>> = Arc::new(LatestSlot::new());
+        let stats = Arc::new(CaptureStats::default());
+        let opts = CaptureOptions {
+            lane: lane.name.as_str().into(),
+            roi: lane.roi,
+            at_end: lane.at_end,
+            realtime: lane.realtime,
+            reconnect_min: lane.reconnect_min,
+            reconnect_max: lane.reconnect_max,
+        };
+        {
+            let (slot, clock, stats, cancel) = (slot.clone(), clock.clone(), stats.clone(), capture_cancel.clone());
+            capture_threads.push(
+                std::thread::Builder::new()
+                    .name(format!("capture-{}", lane.name))
+                    .spawn(move || camera::run_capture(source, slot, opts, clock, stats, cancel))?,
+            );
+        }
+        let (reads_tx, reads_rx) = mpsc::channel::<PlateRead>(16);
+        {
+            let slot = slot.clone();
+            recognize_threads.push(
+                std::thread::Builder::new()
+                    .name(format!("recognize-{}", lane.name))
+                    .spawn(move || recognize_loop(reader, slot, reads_tx))?,
+            );
+        }
+        let (voted_tx, voted_rx) = mpsc::channel::<VotedRead>(16);
+        lane_tasks.push(tokio::spawn(track::run_tracker(cfg.track.clone(), clock.clone(), reads_rx, voted_tx)));
+        let gate = gates
+            .get(&lane.relay)
+            .cloned()
+            .with_context(|| format!("lane {}: relay {} is not configured", lane.name, lane.relay))?;
+        lane_tasks.push(tokio::spawn(decision_loop(DecisionCtx {
+            cfg: cfg.clone(),
+            clock: clock.clone(),
+            allowlist: allowlist.clone(),
+            gate,
+            sink: sink.clone(),
+            voted: voted_rx,
+            decisions: decisions.clone(),
+            opened: opened.clone(),
+        })));
+        slots.push(slot);
+        capture_stats.push(stats);
+    }
+    drop(sink);
+    drop(gates);
+    tracing::info!(lanes = cfg.lanes.len(), "gatehouse running");
+
+    // 4. Run until a signal, or until every source has ended.
+    let all_ended = {
+        let threads: Vec<_> = std::mem::take(&mut capture_threads);
+        tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+    };
+    tokio::select! {
+        _ = shutdown => tracing::info!("shutdown requested"),
+        _ = all_ended => tracing::info!("every source has ended"),
+    }
+
+    // 5. Shutdown, in order.
+    capture_cancel.cancel();
+    for s in &slots {
+        s.close();
+    }
+    let recognizers = tokio::task::spawn_blocking(move || {
+        for t in recognize_threads {
+            let _ = t.join();
+        }
+    });
+    if tokio::time::timeout(Duration::from_secs(10), recognizers).await.is_err() {
+        tracing::warn!("recognition did not finish within 10 s; continuing shutdown");
+    }
+    for t in lane_tasks {
+        if tokio::time::timeout(Duration::from_secs(10), t).await.is_err() {
+            tracing::warn!("a lane task did not finish within 10 s");
+        }
+    }
+    gate_cancel.cancel();
+    for c in controllers {
+        let _ = c.await;
+    }
+    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    safety::clear();
+
+    let summary = RunSummary {
+        frames: capture_stats.iter().map(|s| s.frames.load(std::sync::atomic::Ordering::Relaxed)).sum(),
+        frames_dropped: slots.iter().map(|s| s.dropped()).sum(),
+        decisions: decisions.load(std::sync::atomic::Ordering::Relaxed),
+        opened: opened.load(std::sync::atomic::Ordering::Relaxed),
+        events_committed: writer_stats.committed.load(std::sync::atomic::Ordering::Relaxed),
+    };
+    tracing::info!(?summary, "gatehouse stopped");
+    Ok(summary)
+}
+
+/// Recognition for one lane, on its own thread: newest frame in, best plate read out.
+fn recognize_loop(mut reader: Box<dyn PlateReader>, slot: Arc<LatestSlot<Frame>>, out: mpsc::Sender<PlateRead>) {
+    loop {
+        let frame = match slot.take_timeout(Duration::from_millis(200)) {
+            Ok(Some(f)) => f,
+            Ok(None) => continue,
+            Err(()) => break,
+        };
+        let reads = match reader.read(&frame.image, frame.roi) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(lane = %frame.lane, error = %e, "recognition failed on a frame");
+                continue;
+            }
+        };
+        let Some(best) = reads.candidates.into_iter().next() else { continue };
+        let crop_jpeg = encode_crop(&frame.image, best.bbox).unwrap_or_default();
+        let read = PlateRead { lane: frame.lane.clone(), at: frame.at, frame_seq: frame.seq, candidate: best, crop_jpeg };
+        if out.blocking_send(read).is_err() {
+            break;
+        }
+    }
+}
+
+fn encode_crop(image: &Mat, bbox: Rect) -> opencv::Result<Vec<u8>> {
+    let r = bbox & Rect::new(0, 0, image.cols(), image.rows());
+    if r.width <= 0 || r.height <= 0 {
+        return Ok(Vec::new());
+    }
+    let crop = Mat::roi(image, r)?;
+    let mut buf: Vector<u8> = Vector::new();
+    let params: Vector<i32> = Vector::from_slice(&[opencv::imgcodecs::IMWRITE_JPEG_QUALITY, 90]);
+    opencv::imgcodecs::imencode(".jpg", &crop, &mut buf, &params)?;
+    Ok(buf.to_vec())
+}
+
+struct DecisionCtx {
+    cfg: Config,
+    clock: SharedClock,
+    allowlist: SharedAllowlist,
+    gate: GateHandle,
+    sink: EventSink,
+    voted: mpsc::Receiver<VotedRead>,
+    decisions: Arc<std::sync::atomic::AtomicU64>,
+    opened: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Decides each voted read, commands the gate (never waiting), then records the event.
+async fn decision_loop(mut ctx: DecisionCtx) {
+    while let Some(v) = ctx.voted.recv().await {
+        let now = ctx.clock.now();
+        let mut decision = decide_read(&v, &ctx.allowlist, &ctx.cfg, now);
+        if decision.action == Action::Open && ctx.gate.in_lockdown() {
+            decision = Decision { action: Action::Deny, alert: false, reason: Reason::Lockdown, matched: decision.matched };
+        }
+        ctx.decisions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if decision.action == Action::Open {
+            ctx.opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let reason = decision.reason.to_string();
+            if let Err(e) = ctx.gate.try_command(GateCommand::Open { actor: Actor::Automatic, reason }) {
+                tracing::error!(lane = %v.lane, error = %e, "could not command the gate");
+            }
+        }
+        let opted_out = decision.matched.as_ref().is_some_and(|m| m.do_not_log);
+        let shown = if opted_out {
+            "(opted out)".to_string()
+        } else if ctx.cfg.logging.plates {
+            v.text.clone()
+        } else {
+            plate::redact(&v.text)
+        };
+        if decision.alert {
+            tracing::warn!(lane = %v.lane, plate = %shown, reason = %decision.reason, "ALERT: guard attention needed");
+        }
+        tracing::info!(
+            lane = %v.lane, plate = %shown, confidence = format!("{:.2}", v.confidence), reads = v.reads,
+            action = ?decision.action, reason = %decision.reason, early = v.early, "decision"
+        );
+        let event = GateEvent {
+            id: GateEvent::new_id(v.decided_at),
+            lane: v.lane.clone(),
+            at: v.decided_at,
+            first_seen: v.first_seen,
+            plate: v.text,
+            confidence: v.confidence,
+            chars: v.chars,
+            alternatives: v.alternatives,
+            reads: v.reads,
+            decision,
+            crop_jpeg: v.best_crop,
+            guard_action: None,
+        };
+        if let Err(e) = ctx.sink.send(event).await {
+            tracing::error!(error = %e, "event not recorded");
+        }
+    }
+}
+
+/// The decision for a voted read against the current snapshot (also used by the benchmark).
+pub fn decide_read(v: &VotedRead, allowlist: &SharedAllowlist, cfg: &Config, now: chrono::DateTime<chrono::Utc>) -> Decision {
+    let list = allowlist.current();
+    access::decide(&v.text, &v.chars, &list, &cfg.access, now, cfg.site.timezone)
+}

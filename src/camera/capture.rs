@@ -1,0 +1,162 @@
+//! The capture loop of one lane: open, read, pace, reconnect with back-off, hand frames on (newest wins).
+//! Runs on its own OS thread because OpenCV reads block.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use opencv::core::Rect;
+use opencv::prelude::*;
+use tokio_util::sync::CancellationToken;
+
+use super::{Frame, FrameSource, Grab, LatestSlot};
+use crate::clock::SharedClock;
+use crate::config::{AtEnd, Roi};
+
+#[derive(Debug, Clone)]
+pub struct CaptureOptions {
+    pub lane: Arc<str>,
+    pub roi: Option<Roi>,
+    pub at_end: AtEnd,
+    /// Files: pace reads at the declared frame rate.
+    pub realtime: bool,
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+}
+
+/// Counters a lane exposes (shared with metrics and the watchdog).
+#[derive(Debug, Default)]
+pub struct CaptureStats {
+    pub frames: AtomicU64,
+    pub reconnects: AtomicU64,
+}
+
+/// Runs until the source ends (files with `at_end = stop`) or `cancel` fires; closes the slot on the way out.
+pub fn run_capture(
+    mut source: Box<dyn FrameSource>,
+    slot: Arc<LatestSlot<Frame>>,
+    opts: CaptureOptions,
+    clock: SharedClock,
+    stats: Arc<CaptureStats>,
+    cancel: CancellationToken,
+) {
+    let mut backoff = opts.reconnect_min;
+    let mut seq: u64 = 0;
+    'outer: while !cancel.is_cancelled() {
+        if let Err(e) = source.open() {
+            tracing::warn!(lane = %opts.lane, error = %e, retry_in = ?backoff, "camera open failed");
+            sleep_cancellable(backoff, &cancel);
+            backoff = (backoff * 2).min(opts.reconnect_max);
+            stats.reconnects.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        tracing::info!(lane = %opts.lane, source = %source.describe(), "camera open");
+        let period = match (opts.realtime && source.is_file(), source.fps()) {
+            (true, Some(fps)) => Some(Duration::from_secs_f64(1.0 / fps)),
+            (true, None) => Some(Duration::from_millis(100)),
+            _ => None,
+        };
+        let started = Instant::now();
+        let mut n: u32 = 0;
+        while !cancel.is_cancelled() {
+            match source.read() {
+                Ok(Grab::Frame(image)) => {
+                    backoff = opts.reconnect_min;
+                    if let Some(p) = period {
+                        let due = started + p * n;
+                        let now = Instant::now();
+                        if due > now {
+                            sleep_cancellable(due - now, &cancel);
+                        }
+                    }
+                    n = n.saturating_add(1);
+                    seq += 1;
+                    stats.frames.fetch_add(1, Ordering::Relaxed);
+                    let roi = opts.roi.and_then(|r| roi_pixels(r, image.cols(), image.rows()));
+                    slot.put(Frame { lane: opts.lane.clone(), seq, at: clock.now(), image, roi });
+                }
+                Ok(Grab::End) => match opts.at_end {
+                    AtEnd::Stop => {
+                        tracing::info!(lane = %opts.lane, frames = seq, "video ended");
+                        break 'outer;
+                    }
+                    AtEnd::Loop => continue 'outer,
+                },
+                Err(e) => {
+                    tracing::warn!(lane = %opts.lane, error = %e, retry_in = ?backoff, "camera dropped; reconnecting");
+                    stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                    sleep_cancellable(backoff, &cancel);
+                    backoff = (backoff * 2).min(opts.reconnect_max);
+                    continue 'outer;
+                }
+            }
+        }
+    }
+    slot.close();
+}
+
+/// Region of interest in pixels, clipped to the frame; `None` if it is empty.
+pub fn roi_pixels(r: Roi, cols: i32, rows: i32) -> Option<Rect> {
+    let x = (r.x * cols as f32).round() as i32;
+    let y = (r.y * rows as f32).round() as i32;
+    let w = ((r.width * cols as f32).round() as i32).min(cols - x);
+    let h = ((r.height * rows as f32).round() as i32).min(rows - y);
+    (w > 0 && h > 0 && x >= 0 && y >= 0).then(|| Rect::new(x, y, w, h))
+}
+
+fn sleep_cancellable(d: Duration, cancel: &CancellationToken) {
+    let end = Instant::now() + d;
+    while !cancel.is_cancelled() {
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        std::thread::sleep((end - now).min(Duration::from_millis(50)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::camera::{FakeSource, FakeStep};
+    use crate::clock::SystemClock;
+    use opencv::core::{Mat, Scalar, CV_8UC3};
+
+    fn mat() -> Mat {
+        Mat::new_rows_cols_with_default(4, 4, CV_8UC3, Scalar::all(0.0)).expect("mat")
+    }
+
+    fn opts() -> CaptureOptions {
+        CaptureOptions {
+            lane: "t".into(),
+            roi: None,
+            at_end: AtEnd::Stop,
+            realtime: false,
+            reconnect_min: Duration::from_millis(1),
+            reconnect_max: Duration::from_millis(4),
+        }
+    }
+
+    #[test]
+    fn reconnects_after_failures_and_drops_then_ends() {
+        let src = FakeSource::new(vec![FakeStep::Frame(mat()), FakeStep::Drop, FakeStep::Frame(mat()), FakeStep::End])
+            .failing_first_opens(2);
+        let opens = src.opens.clone();
+        let slot = Arc::new(LatestSlot::new());
+        let stats = Arc::new(CaptureStats::default());
+        run_capture(Box::new(src), slot.clone(), opts(), Arc::new(SystemClock), stats.clone(), CancellationToken::new());
+        assert_eq!(*opens.lock().expect("lock"), 4, "2 failed opens, 1 good, 1 after the drop");
+        assert_eq!(stats.frames.load(Ordering::Relaxed), 2);
+        assert_eq!(stats.reconnects.load(Ordering::Relaxed), 3);
+        // Nobody consumed: the first frame was replaced by the second (one drop), and the slot is closed.
+        assert_eq!(slot.dropped(), 1);
+        assert!(matches!(slot.take_timeout(Duration::ZERO), Ok(Some(f)) if f.seq == 2));
+        assert!(slot.take_timeout(Duration::ZERO).is_err());
+    }
+
+    #[test]
+    fn roi_is_clipped_to_the_frame() {
+        let r = Roi { x: 0.5, y: 0.25, width: 0.5, height: 0.75 };
+        assert_eq!(roi_pixels(r, 640, 480), Some(Rect::new(320, 120, 320, 360)));
+    }
+}

@@ -1,0 +1,87 @@
+//! `gatehouse allowlist ...`
+
+use std::path::Path;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+
+use super::AllowlistAction;
+use crate::access::{store, Entry, Kind, Schedule};
+use crate::plate;
+
+fn time(v: Option<String>, what: &str) -> anyhow::Result<Option<DateTime<Utc>>> {
+    v.map(|s| {
+        DateTime::parse_from_rfc3339(&s)
+            .map(|t| t.with_timezone(&Utc))
+            .with_context(|| format!("--{what} {s:?}: use RFC 3339, e.g. 2026-12-01T08:00:00Z"))
+    })
+    .transpose()
+}
+
+pub fn allowlist(config: &Path, action: AllowlistAction) -> anyhow::Result<()> {
+    let cfg = crate::config::load(config)?;
+    let mut conn = crate::db::open(&cfg.site.database_path())?;
+    match action {
+        AllowlistAction::Import { csv } => {
+            let f = std::fs::File::open(&csv).with_context(|| format!("cannot open {}", csv.display()))?;
+            let entries = store::parse_csv(f)?;
+            let n = store::upsert(&mut conn, &entries, Utc::now())?;
+            println!("imported {n} entries from {}", csv.display());
+        }
+        AllowlistAction::Export { out } => {
+            let entries = store::load_all(&conn)?;
+            match out {
+                Some(p) => {
+                    let f = std::fs::File::create(&p).with_context(|| format!("cannot write {}", p.display()))?;
+                    store::write_csv(&entries, f)?;
+                    eprintln!("exported {} entries to {}", entries.len(), p.display());
+                }
+                None => store::write_csv(&entries, std::io::stdout().lock())?,
+            }
+        }
+        AllowlistAction::Add { plate: p, kind, host, unit, valid_from, valid_until, schedule, do_not_log, note } => {
+            let plate_text = plate::normalize(&p);
+            plate::validate(&plate_text).map_err(anyhow::Error::msg)?;
+            let kind: Kind = kind.parse().map_err(anyhow::Error::msg)?;
+            let schedule = schedule.map(|s| Schedule::parse(&s)).transpose().map_err(anyhow::Error::msg)?;
+            let entry = Entry {
+                plate: plate_text.clone(),
+                kind,
+                host,
+                unit,
+                valid_from: time(valid_from, "valid-from")?,
+                valid_until: time(valid_until, "valid-until")?,
+                schedule,
+                do_not_log,
+                note,
+            };
+            store::upsert(&mut conn, &[entry], Utc::now())?;
+            println!("{plate_text}: saved as {kind}");
+        }
+        AllowlistAction::Remove { plate: p } => {
+            let plate_text = plate::normalize(&p);
+            if store::remove(&conn, &plate_text)? {
+                println!("{plate_text}: removed");
+            } else {
+                anyhow::bail!("{plate_text} is not on the list");
+            }
+        }
+        AllowlistAction::List => {
+            let entries = store::load_all(&conn)?;
+            for e in &entries {
+                println!(
+                    "{:<10} {:<8} {:<20} {:<6} {}{}{}",
+                    e.plate,
+                    e.kind,
+                    e.host.as_deref().unwrap_or("-"),
+                    e.unit.as_deref().unwrap_or("-"),
+                    e.valid_until.map(|t| format!("until {} ", t.to_rfc3339())).unwrap_or_default(),
+                    e.schedule.as_ref().map(|s| format!("[{}] ", s.as_str())).unwrap_or_default(),
+                    if e.do_not_log { "do-not-log" } else { "" }
+                );
+            }
+            eprintln!("{} entries", entries.len());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,184 @@
+//! The command line: `run`, `check-config`, `recognize`, `eval`, `allowlist`, `events`, `demo`.
+//! Each subcommand lives in its own file; `main.rs` only parses and dispatches.
+
+mod allowlist;
+mod debug;
+mod events;
+mod models;
+mod recognize;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+pub use allowlist::allowlist;
+pub use debug::event_burst;
+pub use events::events;
+pub use models::default_manifest;
+pub use recognize::{eval, recognize};
+
+pub const DEFAULT_CONFIG: &str = "/etc/gatehouse/gatehouse.toml";
+
+#[derive(Debug, Parser)]
+#[command(name = "gatehouse", version = crate::cli::models::VERSION, about = "Runs a gated community's entrance gate from a license-plate camera")]
+pub struct Cli {
+    /// More logging (RUST_LOG overrides).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon.
+    Run {
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Validate a config file and print what it sets up (exit code 78 when invalid).
+    CheckConfig { config: PathBuf },
+    /// Read the plates in an image or a folder of images.
+    Recognize {
+        /// An image file or a folder of images.
+        input: PathBuf,
+        /// Write annotated copies (boxes and reads) into this folder.
+        #[arg(long)]
+        annotate: Option<PathBuf>,
+        /// One JSON object per image on stdout.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        models: ModelArgs,
+    },
+    /// Accuracy and speed on a labelled set (labels.tsv or labels.csv).
+    Eval {
+        dir: PathBuf,
+        /// The last line of output is one JSON object with the figures.
+        #[arg(long)]
+        json: bool,
+        /// Worker threads (each with its own single-threaded model sessions).
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// N for the top-N figure.
+        #[arg(long, default_value_t = 5)]
+        top_n: usize,
+        #[command(flatten)]
+        models: ModelArgs,
+    },
+    /// Manage the local allowlist.
+    Allowlist {
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: AllowlistAction,
+    },
+    /// Look at recorded gate events.
+    Events {
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: EventsAction,
+    },
+    /// Demo material.
+    Demo {
+        #[command(subcommand)]
+        action: DemoAction,
+    },
+    #[command(hide = true)]
+    Debug {
+        #[command(subcommand)]
+        action: DebugAction,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ModelArgs {
+    /// Model manifest (default: models/manifest.toml here, beside the binary, or /usr/share/gatehouse).
+    #[arg(long)]
+    pub models: Option<PathBuf>,
+    /// libonnxruntime.so (default: $ORT_DYLIB_PATH, beside the binary, vendor/onnxruntime, /usr/lib/gatehouse).
+    #[arg(long)]
+    pub onnxruntime: Option<PathBuf>,
+    /// Longest side the detector sees.
+    #[arg(long, default_value_t = 960)]
+    pub detector_max_side: u32,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AllowlistAction {
+    /// Add or replace entries from a CSV file (plate,kind,host,unit,valid_from,valid_until,schedule,do_not_log,note).
+    Import { csv: PathBuf },
+    /// Write the whole list as CSV (stdout, or --out).
+    Export {
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Add or replace one entry.
+    Add {
+        plate: String,
+        #[arg(long, default_value = "resident")]
+        kind: String,
+        #[arg(long)]
+        host: Option<String>,
+        #[arg(long)]
+        unit: Option<String>,
+        /// RFC 3339, e.g. 2026-12-01T08:00:00Z
+        #[arg(long)]
+        valid_from: Option<String>,
+        #[arg(long)]
+        valid_until: Option<String>,
+        /// e.g. "mon-fri 07:00-19:00; sat 09:00-13:00" (site time)
+        #[arg(long)]
+        schedule: Option<String>,
+        #[arg(long)]
+        do_not_log: bool,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Remove one plate.
+    Remove { plate: String },
+    /// Print the list.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsAction {
+    /// The most recent events, newest first.
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DemoAction {
+    /// Render the demo video (synthetic vehicles with plates) to an AVI file.
+    Video {
+        out: PathBuf,
+        /// Plates to show, in order (default: the demo scenario).
+        #[arg(long, value_delimiter = ',')]
+        plates: Vec<String>,
+        #[arg(long, default_value_t = 10.0)]
+        fps: f64,
+        /// Seconds each vehicle is in view.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f32,
+        /// Seconds of empty lane between vehicles.
+        #[arg(long, default_value_t = 2.0)]
+        gap: f32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DebugAction {
+    /// Commit synthetic events as fast as possible (storage durability tests).
+    EventBurst {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long, default_value_t = 1000)]
+        count: usize,
+    },
+}

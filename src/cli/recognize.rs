@@ -1,0 +1,137 @@
+//! `gatehouse recognize` and `gatehouse eval`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use opencv::core::{Point, Scalar, Vector};
+use opencv::imgcodecs;
+use opencv::imgproc;
+use opencv::prelude::*;
+use serde_json::json;
+
+use super::{default_manifest, ModelArgs};
+use crate::eval::{evaluate, load_set};
+use crate::recognize::{Manifest, OnnxPlateReader, PlateReader, ReaderOptions, RecognizeError};
+
+fn reader_factory(models: &ModelArgs, top_n: usize) -> anyhow::Result<impl Fn() -> Result<Box<dyn PlateReader>, RecognizeError> + Sync> {
+    let path = models.models.clone().unwrap_or_else(default_manifest);
+    let manifest = Manifest::load(&path).with_context(|| "use --models to point at models/manifest.toml".to_string())?;
+    let lib = models.onnxruntime.clone();
+    let side = models.detector_max_side;
+    Ok(move || {
+        let opts = ReaderOptions { threads: 1, detector_max_side: side, top_n, ..Default::default() };
+        OnnxPlateReader::new(&manifest, lib.as_deref(), opts).map(|r| Box::new(r) as Box<dyn PlateReader>)
+    })
+}
+
+fn images_in(input: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    if input.is_file() {
+        return Ok(vec![input.to_path_buf()]);
+    }
+    let mut v: Vec<PathBuf> = std::fs::read_dir(input)
+        .with_context(|| format!("cannot read {}", input.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png" | "bmp" | "webp"))
+        })
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+fn bar(n: usize, quiet: bool) -> ProgressBar {
+    if quiet || n < 2 {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(n as u64);
+    if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} images, {elapsed} elapsed, eta {eta}") {
+        pb.set_style(style);
+    }
+    pb
+}
+
+pub fn recognize(input: &Path, annotate: Option<&Path>, json_out: bool, models: &ModelArgs) -> anyhow::Result<()> {
+    let images = images_in(input)?;
+    if images.is_empty() {
+        anyhow::bail!("no images in {}", input.display());
+    }
+    let mut reader = reader_factory(models, 5)?()?;
+    if let Some(dir) = annotate {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let pb = bar(images.len(), false);
+    for path in &images {
+        pb.inc(1);
+        let mut img = imgcodecs::imread(path.as_os_str(), imgcodecs::IMREAD_COLOR)?;
+        if img.empty() {
+            pb.suspend(|| eprintln!("{}: not a readable image; skipped", path.display()));
+            continue;
+        }
+        let reads = reader.read(&img, None)?;
+        let name = path.display().to_string();
+        if json_out {
+            let cands: Vec<_> = reads
+                .candidates
+                .iter()
+                .map(|c| {
+                    json!({
+                        "text": c.text, "confidence": c.confidence,
+                        "box": [c.bbox.x, c.bbox.y, c.bbox.width, c.bbox.height],
+                        "chars": c.chars.iter().map(|ch| json!({"char": ch.ch.to_string(), "conf": ch.conf})).collect::<Vec<_>>(),
+                        "alternatives": c.alternatives,
+                    })
+                })
+                .collect();
+            pb.suspend(|| {
+                println!(
+                    "{}",
+                    json!({"image": name, "plates": cands, "detect_ms": reads.timings.detect_ms, "recognize_ms": reads.timings.recognize_ms})
+                )
+            });
+        } else {
+            let best = reads.candidates.first().map(|c| format!("{} ({:.2})", c.text, c.confidence));
+            pb.suspend(|| println!("{name}: {}", best.unwrap_or_else(|| "no plate".into())));
+        }
+        if let Some(dir) = annotate {
+            for (i, c) in reads.candidates.iter().enumerate() {
+                let color = if i == 0 { Scalar::new(0.0, 220.0, 0.0, 0.0) } else { Scalar::new(0.0, 160.0, 255.0, 0.0) };
+                imgproc::rectangle(&mut img, c.bbox, color, 2, imgproc::LINE_8, 0)?;
+                let label = format!("{} {:.2}", c.text, c.confidence);
+                let org = Point::new(c.bbox.x, (c.bbox.y - 6).max(14));
+                imgproc::put_text(&mut img, &label, org, imgproc::FONT_HERSHEY_SIMPLEX, 0.6, color, 2, imgproc::LINE_AA, false)?;
+            }
+            let out = dir.join(path.file_name().unwrap_or_default()).with_extension("jpg");
+            imgcodecs::imwrite(out.as_os_str(), &img, &Vector::new())?;
+        }
+    }
+    pb.finish_and_clear();
+    Ok(())
+}
+
+pub fn eval(dir: &Path, json_out: bool, threads: usize, top_n: usize, models: &ModelArgs) -> anyhow::Result<()> {
+    let samples = load_set(dir)?;
+    let make = reader_factory(models, top_n)?;
+    let pb = bar(samples.len(), false);
+    let tick = || pb.inc(1);
+    let set = dir.display().to_string();
+    let (report, results) = evaluate(&set, &samples, make, threads, top_n, &tick)?;
+    pb.finish_and_clear();
+    for r in results.iter().filter(|r| !r.correct) {
+        println!("miss {}: truth {} read {}", r.image, r.truth, r.read.as_deref().unwrap_or("-"));
+    }
+    println!("{}", report.table());
+    if json_out {
+        println!(
+            "{}",
+            json!({
+                "set": report.set, "frames": report.frames, "exact_top1": report.exact_top1, "top_n": report.top_n,
+                "n": report.n, "detection_recall": report.detection_recall, "median_ms": report.median_ms,
+                "p90_ms": report.p90_ms, "threads": report.threads
+            })
+        );
+    }
+    Ok(())
+}

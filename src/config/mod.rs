@@ -1,0 +1,202 @@
+//! Configuration: one TOML file, parsed into typed structs and validated before anything is opened.
+//!
+//! Loading touches nothing (no devices, no ports); [`load`] reports every problem at once, each keyed by
+//! its path with the fix (`gatehouse check-config`). Relative paths are resolved against the config
+//! file's folder.
+
+mod error;
+mod raw;
+mod validate;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use error::{ConfigError, ConfigIssue};
+
+/// Exit code for an invalid configuration (sysexits' EX_CONFIG).
+pub const EXIT_CONFIG: u8 = 78;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub site: SiteConfig,
+    pub recognize: RecognizeConfig,
+    pub track: TrackConfig,
+    pub access: AccessConfig,
+    pub relays: Vec<RelayConfig>,
+    pub lanes: Vec<LaneConfig>,
+    pub logging: LoggingConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct SiteConfig {
+    pub name: String,
+    pub timezone: chrono_tz::Tz,
+    pub data_dir: PathBuf,
+}
+
+impl SiteConfig {
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("gatehouse.db")
+    }
+    pub fn crops_dir(&self) -> PathBuf {
+        self.data_dir.join("crops")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RecognizeConfig {
+    pub manifest: PathBuf,
+    pub onnxruntime: Option<PathBuf>,
+    pub threads: usize,
+    pub min_plate_len: usize,
+    pub max_plate_len: usize,
+    pub detector_max_side: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct TrackConfig {
+    pub pass_gap: Duration,
+    pub min_reads: usize,
+    pub early_confidence: f32,
+    pub same_vehicle: Duration,
+}
+
+impl Default for TrackConfig {
+    fn default() -> Self {
+        Self {
+            pass_gap: Duration::from_millis(1500),
+            min_reads: 2,
+            early_confidence: 0.9,
+            same_vehicle: Duration::from_secs(20),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AccessConfig {
+    pub max_confusions: usize,
+    pub min_confidence: f32,
+    pub ambiguity_confidence: f32,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        Self {
+            max_confusions: 1,
+            min_confidence: 0.6,
+            ambiguity_confidence: 0.95,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SafeState {
+    /// Line released: the gate closes (the usual wiring).
+    Closed,
+    /// Line energised: the gate stays open (sites whose fire code requires fail-open).
+    Open,
+}
+
+#[derive(Debug, Clone)]
+pub enum RelayKind {
+    Gpio { chip: PathBuf, line: u32 },
+    Simulated { log: Option<PathBuf> },
+}
+
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    pub name: String,
+    pub kind: RelayKind,
+    pub active_low: bool,
+    pub pulse: Duration,
+    pub cooldown: Duration,
+    pub max_hold: Duration,
+    pub safe_state: SafeState,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceSpec {
+    File(PathBuf),
+    Url(String),
+    Device(PathBuf),
+}
+
+/// Region of interest as fractions of the frame.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Roi {
+    pub x: f32,
+    pub y: f32,
+    pub width: f32,
+    pub height: f32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AtEnd {
+    Stop,
+    Loop,
+}
+
+#[derive(Debug, Clone)]
+pub struct LaneConfig {
+    pub name: String,
+    pub source: SourceSpec,
+    pub relay: String,
+    pub roi: Option<Roi>,
+    pub at_end: AtEnd,
+    pub realtime: bool,
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct LoggingConfig {
+    pub plates: bool,
+}
+
+/// Reads and validates a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    parse(&text, &base)
+}
+
+/// Parses and validates config text; relative paths resolve against `base`.
+pub fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
+    validate::parse(text, base)
+}
+
+impl Config {
+    pub fn relay(&self, name: &str) -> Option<&RelayConfig> {
+        self.relays.iter().find(|r| r.name == name)
+    }
+
+    /// A human summary printed by `check-config`.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "site {:?} ({}), data in {}\n",
+            self.site.name,
+            self.site.timezone,
+            self.site.data_dir.display()
+        );
+        for lane in &self.lanes {
+            s.push_str(&format!(
+                "lane {:?}: {:?} -> relay {:?}{}\n",
+                lane.name,
+                lane.source,
+                lane.relay,
+                lane.roi.map(|r| format!(", roi {r:?}")).unwrap_or_default()
+            ));
+        }
+        for relay in &self.relays {
+            s.push_str(&format!(
+                "relay {:?}: {:?}, pulse {:?}, safe state {:?}\n",
+                relay.name, relay.kind, relay.pulse, relay.safe_state
+            ));
+        }
+        s.push_str(&format!("models: {}\n", self.recognize.manifest.display()));
+        s
+    }
+}

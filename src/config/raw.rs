@@ -1,0 +1,214 @@
+//! The file as written: serde structs with `deny_unknown_fields` and documented defaults.
+//! Validation turns these into the typed [`super::Config`].
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawSite {
+    #[serde(default = "default_site_name")]
+    pub name: String,
+    /// IANA time zone for schedules, e.g. "America/Chicago".
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+    /// Folder for the database and crops; relative paths are relative to the config file.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: String,
+}
+
+fn default_site_name() -> String {
+    "gatehouse".into()
+}
+fn default_timezone() -> String {
+    "UTC".into()
+}
+fn default_data_dir() -> String {
+    "/var/lib/gatehouse".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRecognize {
+    /// Path of the model manifest (models/manifest.toml).
+    pub manifest: String,
+    /// Path of libonnxruntime.so; default: $ORT_DYLIB_PATH, then next to the binary, then /usr/lib/gatehouse.
+    #[serde(default)]
+    pub onnxruntime: Option<String>,
+    #[serde(default = "one")]
+    pub threads: usize,
+    #[serde(default = "default_min_len")]
+    pub min_plate_len: usize,
+    #[serde(default = "default_max_len")]
+    pub max_plate_len: usize,
+    /// Longest side the detector sees (pixels, multiple of 32).
+    #[serde(default = "default_det_side")]
+    pub detector_max_side: u32,
+}
+
+fn one() -> usize {
+    1
+}
+fn default_min_len() -> usize {
+    4
+}
+fn default_max_len() -> usize {
+    8
+}
+fn default_det_side() -> u32 {
+    960
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTrack {
+    #[serde(default = "default_gap")]
+    pub pass_gap_ms: u64,
+    #[serde(default = "default_min_reads")]
+    pub min_reads: usize,
+    #[serde(default = "default_early")]
+    pub early_confidence: f32,
+    #[serde(default = "default_same_vehicle")]
+    pub same_vehicle_s: u64,
+}
+
+impl Default for RawTrack {
+    fn default() -> Self {
+        Self {
+            pass_gap_ms: default_gap(),
+            min_reads: default_min_reads(),
+            early_confidence: default_early(),
+            same_vehicle_s: default_same_vehicle(),
+        }
+    }
+}
+
+fn default_gap() -> u64 {
+    1500
+}
+fn default_min_reads() -> usize {
+    2
+}
+fn default_early() -> f32 {
+    0.90
+}
+fn default_same_vehicle() -> u64 {
+    20
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccess {
+    #[serde(default = "one")]
+    pub max_confusions: usize,
+    #[serde(default = "default_min_conf")]
+    pub min_confidence: f32,
+    #[serde(default = "default_ambiguity")]
+    pub ambiguity_confidence: f32,
+}
+
+impl Default for RawAccess {
+    fn default() -> Self {
+        Self {
+            max_confusions: 1,
+            min_confidence: default_min_conf(),
+            ambiguity_confidence: default_ambiguity(),
+        }
+    }
+}
+
+fn default_min_conf() -> f32 {
+    0.60
+}
+fn default_ambiguity() -> f32 {
+    0.95
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRelay {
+    /// "gpio" or "simulated".
+    pub kind: String,
+    #[serde(default)]
+    pub chip: Option<String>,
+    #[serde(default)]
+    pub line: Option<u32>,
+    #[serde(default)]
+    pub active_low: bool,
+    #[serde(default = "default_pulse")]
+    pub pulse_ms: u64,
+    #[serde(default = "default_cooldown")]
+    pub cooldown_ms: u64,
+    #[serde(default = "default_max_hold")]
+    pub max_hold_s: u64,
+    /// "closed" (line released) or "open" (line energised: fail-open sites).
+    #[serde(default = "default_safe")]
+    pub safe_state: String,
+    /// Simulated relay only: JSON-lines file that records every transition.
+    #[serde(default)]
+    pub log: Option<String>,
+}
+
+fn default_pulse() -> u64 {
+    800
+}
+fn default_cooldown() -> u64 {
+    3000
+}
+fn default_max_hold() -> u64 {
+    3600
+}
+fn default_safe() -> String {
+    "closed".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoi {
+    pub x: f32,
+    pub y: f32,
+    pub width: f32,
+    pub height: f32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLane {
+    pub name: String,
+    /// A video file path (or `file:PATH`), an `rtsp://` URL, or a V4L2 device (`/dev/video0`, `v4l2:/dev/video0`).
+    pub source: String,
+    /// Name of a `[relays.NAME]` table.
+    pub relay: String,
+    #[serde(default)]
+    pub roi: Option<RawRoi>,
+    /// Files only: "stop" or "loop" at the end of the video.
+    #[serde(default = "default_at_end")]
+    pub at_end: String,
+    /// Files only: play at the video's frame rate (true) or as fast as recognition takes frames (false).
+    #[serde(default = "yes")]
+    pub realtime: bool,
+    #[serde(default = "default_reconnect_min")]
+    pub reconnect_min_ms: u64,
+    #[serde(default = "default_reconnect_max")]
+    pub reconnect_max_ms: u64,
+}
+
+fn default_at_end() -> String {
+    "stop".into()
+}
+fn yes() -> bool {
+    true
+}
+fn default_reconnect_min() -> u64 {
+    500
+}
+fn default_reconnect_max() -> u64 {
+    30_000
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogging {
+    /// Write plate text in logs (false: redacted, the default).
+    #[serde(default)]
+    pub plates: bool,
+}

@@ -1,0 +1,432 @@
+//! Raw TOML -> typed [`Config`], collecting every problem instead of stopping at the first.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+use super::error::Issues;
+use super::raw::*;
+use super::*;
+
+const SECTIONS: &[&str] = &["site", "recognize", "track", "access", "relays", "lanes", "logging"];
+
+pub(super) fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
+    let mut issues = Issues::default();
+    let table: toml::Table = match text.parse() {
+        Ok(t) => t,
+        Err(e) => {
+            issues.push("(file)", format!("not valid TOML: {}", e.message().trim()), where_in(text, e.span()));
+            return Err(ConfigError::Invalid(issues.0));
+        }
+    };
+    for key in table.keys() {
+        if !SECTIONS.contains(&key.as_str()) {
+            issues.push(key.clone(), "unknown section", format!("remove it, or use one of {}", SECTIONS.join(", ")));
+        }
+    }
+
+    let site: Option<RawSite> = section(&table, "site", &mut issues, true);
+    let recognize: Option<RawRecognize> = section(&table, "recognize", &mut issues, false);
+    let track: Option<RawTrack> = section(&table, "track", &mut issues, true);
+    let access: Option<RawAccess> = section(&table, "access", &mut issues, true);
+    let logging: Option<RawLogging> = section(&table, "logging", &mut issues, true);
+
+    let mut relays_raw: Vec<(String, RawRelay)> = Vec::new();
+    match table.get("relays") {
+        Some(toml::Value::Table(t)) => {
+            for (name, v) in t {
+                if let Some(r) = value::<RawRelay>(v, &format!("relays.{name}"), &mut issues) {
+                    relays_raw.push((name.clone(), r));
+                }
+            }
+        }
+        Some(_) => issues.push("relays", "must be a table of relays", "write [relays.main] with kind = \"gpio\" or \"simulated\""),
+        None => issues.push("relays", "no relay configured", "add a [relays.main] table (kind = \"simulated\" to try without hardware)"),
+    }
+
+    let mut lanes_raw: Vec<RawLane> = Vec::new();
+    match table.get("lanes") {
+        Some(toml::Value::Array(a)) if !a.is_empty() => {
+            for (i, v) in a.iter().enumerate() {
+                if let Some(l) = value::<RawLane>(v, &format!("lanes[{i}]"), &mut issues) {
+                    lanes_raw.push(l);
+                }
+            }
+        }
+        Some(toml::Value::Array(_)) | None => {
+            issues.push("lanes", "no lane configured", "add a [[lanes]] table with name, source and relay")
+        }
+        Some(_) => issues.push("lanes", "must be an array of tables", "write each lane as [[lanes]]"),
+    }
+
+    let site = site.map(|s| validate_site(s, base, &mut issues));
+    let recognize = recognize.map(|r| validate_recognize(r, base, &mut issues));
+    let track = track.map(|t| validate_track(t, &mut issues));
+    let access = access.map(|a| validate_access(a, &mut issues));
+    let relays: Vec<RelayConfig> = relays_raw
+        .into_iter()
+        .filter_map(|(name, r)| validate_relay(name, r, base, &mut issues))
+        .collect();
+    let relay_names: HashSet<&str> = relays.iter().map(|r| r.name.as_str()).collect();
+    let mut lane_names = HashSet::new();
+    let mut lanes = Vec::new();
+    for (i, l) in lanes_raw.into_iter().enumerate() {
+        let path = format!("lanes[{i}]");
+        if !lane_names.insert(l.name.clone()) {
+            issues.push(format!("{path}.name"), format!("lane name {:?} is used twice", l.name), "give every lane its own name");
+        }
+        if !relay_names.contains(l.relay.as_str()) {
+            issues.push(
+                format!("{path}.relay"),
+                format!("no relay named {:?}", l.relay),
+                format!("define [relays.{}] or use one of: {}", l.relay, join_sorted(&relay_names)),
+            );
+        }
+        if let Some(lane) = validate_lane(l, &path, base, &mut issues) {
+            lanes.push(lane);
+        }
+    }
+
+    if !issues.is_empty() {
+        return Err(ConfigError::Invalid(issues.0));
+    }
+    match (site, recognize, track, access, logging) {
+        (Some(site), Some(recognize), Some(track), Some(access), Some(logging)) => Ok(Config {
+            site,
+            recognize,
+            track,
+            access,
+            relays,
+            lanes,
+            logging: LoggingConfig { plates: logging.plates },
+        }),
+        _ => Err(ConfigError::Invalid(vec![ConfigIssue {
+            path: "(file)".into(),
+            problem: "incomplete configuration".into(),
+            fix: "see config/gatehouse.toml for a complete example".into(),
+        }])),
+    }
+}
+
+fn join_sorted(names: &HashSet<&str>) -> String {
+    let mut v: Vec<&str> = names.iter().copied().collect();
+    v.sort_unstable();
+    if v.is_empty() {
+        "(none defined)".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+fn where_in(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    match span {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!("check line {line}")
+        }
+        None => "check the TOML syntax".into(),
+    }
+}
+
+/// Deserialises one section; a missing optional section takes its defaults.
+fn section<T: DeserializeOwned>(table: &toml::Table, key: &str, issues: &mut Issues, optional: bool) -> Option<T> {
+    match table.get(key) {
+        Some(v) => value(v, key, issues),
+        None if optional => value(&toml::Value::Table(toml::Table::new()), key, issues),
+        None => {
+            issues.push(key, "section is missing", format!("add a [{key}] table (see config/gatehouse.toml)"));
+            None
+        }
+    }
+}
+
+fn value<T: DeserializeOwned>(v: &toml::Value, path: &str, issues: &mut Issues) -> Option<T> {
+    match T::deserialize(v.clone()) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            let msg = e.message().trim().to_string();
+            let fix = if msg.contains("unknown field") {
+                "remove or rename the key; the expected keys are listed above".to_string()
+            } else if msg.contains("missing field") {
+                "add the key".to_string()
+            } else {
+                "correct the value's type".to_string()
+            };
+            issues.push(path, msg, fix);
+            None
+        }
+    }
+}
+
+fn resolve(base: &Path, p: &str) -> PathBuf {
+    let p = PathBuf::from(p);
+    if p.is_absolute() {
+        p
+    } else {
+        base.join(p)
+    }
+}
+
+fn validate_site(s: RawSite, base: &Path, issues: &mut Issues) -> SiteConfig {
+    let timezone = s.timezone.parse::<chrono_tz::Tz>().unwrap_or_else(|_| {
+        issues.push("site.timezone", format!("unknown time zone {:?}", s.timezone), "use an IANA name such as \"America/New_York\" or \"UTC\"");
+        chrono_tz::UTC
+    });
+    if s.name.trim().is_empty() {
+        issues.push("site.name", "is empty", "name the site, e.g. \"Oak Ridge north gate\"");
+    }
+    SiteConfig { name: s.name, timezone, data_dir: resolve(base, &s.data_dir) }
+}
+
+fn validate_recognize(r: RawRecognize, base: &Path, issues: &mut Issues) -> RecognizeConfig {
+    let manifest = resolve(base, &r.manifest);
+    if !manifest.is_file() {
+        issues.push(
+            "recognize.manifest",
+            format!("{} does not exist", manifest.display()),
+            "point it at models/manifest.toml (run scripts/setup.sh to fetch the models)",
+        );
+    }
+    let onnxruntime = r.onnxruntime.as_deref().map(|p| resolve(base, p));
+    if let Some(p) = &onnxruntime {
+        if !p.is_file() {
+            issues.push("recognize.onnxruntime", format!("{} does not exist", p.display()), "point it at libonnxruntime.so (scripts/setup.sh puts it in vendor/onnxruntime/)");
+        }
+    }
+    if r.threads == 0 || r.threads > 64 {
+        issues.push("recognize.threads", format!("{} is out of range", r.threads), "use 1 to 64 (1 per lane is a good start on a small box)");
+    }
+    if r.min_plate_len == 0 || r.min_plate_len > r.max_plate_len || r.max_plate_len > crate::plate::MAX_PLATE_LEN {
+        issues.push(
+            "recognize.min_plate_len",
+            format!("plate lengths {}..={} are not usable", r.min_plate_len, r.max_plate_len),
+            format!("use 1 <= min_plate_len <= max_plate_len <= {}", crate::plate::MAX_PLATE_LEN),
+        );
+    }
+    if r.detector_max_side < 320 || r.detector_max_side > 4096 || r.detector_max_side % 32 != 0 {
+        issues.push("recognize.detector_max_side", format!("{} is not usable", r.detector_max_side), "use a multiple of 32 between 320 and 4096, e.g. 960");
+    }
+    RecognizeConfig {
+        manifest,
+        onnxruntime,
+        threads: r.threads,
+        min_plate_len: r.min_plate_len,
+        max_plate_len: r.max_plate_len,
+        detector_max_side: r.detector_max_side,
+    }
+}
+
+fn unit_interval(v: f32, path: &str, issues: &mut Issues) {
+    if !(0.0..=1.0).contains(&v) {
+        issues.push(path, format!("{v} is not between 0 and 1"), "use a fraction such as 0.9");
+    }
+}
+
+fn validate_track(t: RawTrack, issues: &mut Issues) -> TrackConfig {
+    if !(100..=60_000).contains(&t.pass_gap_ms) {
+        issues.push("track.pass_gap_ms", format!("{} ms is out of range", t.pass_gap_ms), "use 100 to 60000 (1500 suits a gate lane)");
+    }
+    if t.min_reads == 0 {
+        issues.push("track.min_reads", "must be at least 1", "use 2 or 3");
+    }
+    unit_interval(t.early_confidence, "track.early_confidence", issues);
+    TrackConfig {
+        pass_gap: Duration::from_millis(t.pass_gap_ms),
+        min_reads: t.min_reads.max(1),
+        early_confidence: t.early_confidence,
+        same_vehicle: Duration::from_secs(t.same_vehicle_s),
+    }
+}
+
+fn validate_access(a: RawAccess, issues: &mut Issues) -> AccessConfig {
+    if a.max_confusions > 2 {
+        issues.push("access.max_confusions", format!("{} lets too many OCR confusions through", a.max_confusions), "use 0, 1 or 2");
+    }
+    unit_interval(a.min_confidence, "access.min_confidence", issues);
+    unit_interval(a.ambiguity_confidence, "access.ambiguity_confidence", issues);
+    AccessConfig { max_confusions: a.max_confusions, min_confidence: a.min_confidence, ambiguity_confidence: a.ambiguity_confidence }
+}
+
+fn validate_relay(name: String, r: RawRelay, base: &Path, issues: &mut Issues) -> Option<RelayConfig> {
+    let path = format!("relays.{name}");
+    let kind = match r.kind.as_str() {
+        "gpio" => match (&r.chip, r.line) {
+            (Some(chip), Some(line)) => Some(RelayKind::Gpio { chip: PathBuf::from(chip), line }),
+            _ => {
+                issues.push(format!("{path}.chip"), "a gpio relay needs chip and line", "add chip = \"/dev/gpiochip0\" and line = <offset>");
+                None
+            }
+        },
+        "simulated" => Some(RelayKind::Simulated { log: r.log.as_deref().map(|p| resolve(base, p)) }),
+        other => {
+            issues.push(format!("{path}.kind"), format!("unknown relay kind {other:?}"), "use \"gpio\" or \"simulated\"");
+            None
+        }
+    };
+    let safe_state = match r.safe_state.as_str() {
+        "closed" => SafeState::Closed,
+        "open" => SafeState::Open,
+        other => {
+            issues.push(format!("{path}.safe_state"), format!("unknown safe state {other:?}"), "use \"closed\" (line released) or \"open\" (fail-open sites)");
+            SafeState::Closed
+        }
+    };
+    if !(50..=10_000).contains(&r.pulse_ms) {
+        issues.push(format!("{path}.pulse_ms"), format!("{} ms is out of range", r.pulse_ms), "use 50 to 10000 (most gate operators want 500-1000)");
+    }
+    if r.cooldown_ms > 600_000 {
+        issues.push(format!("{path}.cooldown_ms"), format!("{} ms is too long", r.cooldown_ms), "use at most 600000");
+    }
+    Some(RelayConfig {
+        name,
+        kind: kind?,
+        active_low: r.active_low,
+        pulse: Duration::from_millis(r.pulse_ms),
+        cooldown: Duration::from_millis(r.cooldown_ms),
+        max_hold: Duration::from_secs(r.max_hold_s),
+        safe_state,
+    })
+}
+
+/// Parses a lane source string.
+pub fn parse_source(s: &str, base: &Path) -> Result<SourceSpec, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("source is empty".into());
+    }
+    if let Some(rest) = s.strip_prefix("v4l2:") {
+        return Ok(SourceSpec::Device(PathBuf::from(rest)));
+    }
+    if s.starts_with("/dev/video") {
+        return Ok(SourceSpec::Device(PathBuf::from(s)));
+    }
+    if let Some((scheme, _)) = s.split_once("://") {
+        return match scheme {
+            "rtsp" | "rtsps" | "http" | "https" => Ok(SourceSpec::Url(s.to_string())),
+            other => Err(format!("unsupported scheme {other:?}")),
+        };
+    }
+    let p = s.strip_prefix("file:").unwrap_or(s);
+    Ok(SourceSpec::File(resolve(base, p)))
+}
+
+fn validate_lane(l: RawLane, path: &str, base: &Path, issues: &mut Issues) -> Option<LaneConfig> {
+    if l.name.trim().is_empty() || !l.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        issues.push(format!("{path}.name"), format!("{:?} is not a usable lane name", l.name), "use letters, digits, - and _ (e.g. \"entry\")");
+    }
+    let source = match parse_source(&l.source, base) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            issues.push(format!("{path}.source"), e, "use a video file path, rtsp://host/stream, or /dev/videoN");
+            None
+        }
+    };
+    let at_end = match l.at_end.as_str() {
+        "stop" => AtEnd::Stop,
+        "loop" => AtEnd::Loop,
+        other => {
+            issues.push(format!("{path}.at_end"), format!("unknown value {other:?}"), "use \"stop\" or \"loop\"");
+            AtEnd::Stop
+        }
+    };
+    let roi = l.roi.map(|r| Roi { x: r.x, y: r.y, width: r.width, height: r.height });
+    if let Some(r) = roi {
+        let ok = [r.x, r.y, r.width, r.height].iter().all(|v| (0.0..=1.0).contains(v))
+            && r.width > 0.05
+            && r.height > 0.05
+            && r.x + r.width <= 1.0 + 1e-6
+            && r.y + r.height <= 1.0 + 1e-6;
+        if !ok {
+            issues.push(format!("{path}.roi"), format!("{r:?} is not inside the frame"), "give x, y, width, height as fractions of the frame, with x + width <= 1 and y + height <= 1");
+        }
+    }
+    if l.reconnect_min_ms == 0 || l.reconnect_min_ms > l.reconnect_max_ms {
+        issues.push(format!("{path}.reconnect_min_ms"), "reconnect back-off bounds are inverted or zero", "use 0 < reconnect_min_ms <= reconnect_max_ms");
+    }
+    Some(LaneConfig {
+        name: l.name,
+        source: source?,
+        relay: l.relay,
+        roi,
+        at_end,
+        realtime: l.realtime,
+        reconnect_min: Duration::from_millis(l.reconnect_min_ms),
+        reconnect_max: Duration::from_millis(l.reconnect_max_ms.max(l.reconnect_min_ms)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[site]
+name = "test"
+timezone = "America/Chicago"
+data_dir = "data"
+[recognize]
+manifest = "Cargo.toml"
+[relays.main]
+kind = "simulated"
+[[lanes]]
+name = "entry"
+source = "demo.avi"
+relay = "main"
+"#;
+
+    fn base() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    }
+
+    #[test]
+    fn good_config_parses_with_defaults() {
+        let c = parse(GOOD, &base()).expect("valid");
+        assert_eq!(c.lanes.len(), 1);
+        assert_eq!(c.lanes[0].source, SourceSpec::File(base().join("demo.avi")));
+        assert_eq!(c.relays[0].safe_state, SafeState::Closed);
+        assert_eq!(c.track.min_reads, 2);
+        assert_eq!(c.site.data_dir, base().join("data"));
+    }
+
+    #[test]
+    fn three_mistakes_are_reported_together_with_paths() {
+        let bad = GOOD
+            .replace("timezone = \"America/Chicago\"", "timezone = \"Mars/Olympus\"")
+            .replace("relay = \"main\"", "relay = \"mian\"")
+            .replace("kind = \"simulated\"", "kind = \"simulated\"\npulse_ms = 5");
+        let err = parse(&bad, &base()).expect_err("invalid");
+        let paths: Vec<&str> = err.issues().iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(paths.len(), 3, "{err}");
+        assert!(paths.contains(&"site.timezone"));
+        assert!(paths.contains(&"lanes[0].relay"));
+        assert!(paths.contains(&"relays.main.pulse_ms"));
+        assert!(err.to_string().contains("fix:"));
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let bad = GOOD.replace("source = \"demo.avi\"", "sorce = \"demo.avi\"");
+        let err = parse(&bad, &base()).expect_err("invalid");
+        let text = err.to_string();
+        assert!(text.contains("lanes[0]"), "{text}");
+        assert!(text.contains("sorce"), "{text}");
+    }
+
+    #[test]
+    fn syntax_errors_name_the_line() {
+        let err = parse("[site\nname=1", &base()).expect_err("invalid");
+        assert!(err.to_string().contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn sources_are_classified() {
+        let b = Path::new("/etc/gatehouse");
+        assert_eq!(parse_source("rtsp://cam/1", b), Ok(SourceSpec::Url("rtsp://cam/1".into())));
+        assert_eq!(parse_source("/dev/video2", b), Ok(SourceSpec::Device("/dev/video2".into())));
+        assert_eq!(parse_source("v4l2:/dev/video0", b), Ok(SourceSpec::Device("/dev/video0".into())));
+        assert_eq!(parse_source("file:a.mp4", b), Ok(SourceSpec::File("/etc/gatehouse/a.mp4".into())));
+        assert!(parse_source("ftp://x", b).is_err());
+    }
+}

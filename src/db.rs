@@ -1,0 +1,104 @@
+//! The local SQLite database: one file, WAL journal, `synchronous = FULL` so a committed transaction
+//! survives a power cut, and schema migrations keyed by `PRAGMA user_version`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database {path}: {source}")]
+    Open {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("database {path}: cannot create its folder: {source}")]
+    Folder {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+const MIGRATIONS: &[&str] = &[
+    // 1: allowlist, events, meta
+    "CREATE TABLE allowlist (
+        plate TEXT PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('resident','visitor','vendor','blocked')),
+        host TEXT, unit TEXT,
+        valid_from INTEGER, valid_until INTEGER,
+        schedule TEXT,
+        do_not_log INTEGER NOT NULL DEFAULT 0,
+        note TEXT,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE events (
+        id TEXT PRIMARY KEY,
+        lane TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        first_seen INTEGER,
+        plate TEXT,
+        confidence REAL,
+        chars TEXT,
+        alternatives TEXT,
+        reads INTEGER,
+        action TEXT NOT NULL,
+        alert INTEGER NOT NULL DEFAULT 0,
+        reason_code TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        matched_plate TEXT, kind TEXT, host TEXT, unit TEXT,
+        crop_path TEXT,
+        guard_action TEXT,
+        uploaded_at INTEGER
+    );
+    CREATE INDEX events_at ON events(at);",
+];
+
+/// Opens (creating if needed) the database with the daemon's pragmas and brings the schema up to date.
+pub fn open(path: &Path) -> Result<Connection, DbError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| DbError::Folder { path: path.display().to_string(), source })?;
+    }
+    let conn = Connection::open(path).map_err(|source| DbError::Open { path: path.display().to_string(), source })?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    migrate(&conn)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &Connection) -> Result<(), DbError> {
+    let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opens_migrates_and_reopens() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("sub/g.db");
+        {
+            let c = open(&p).expect("open");
+            let mode: String = c.pragma_query_value(None, "journal_mode", |r| r.get(0)).expect("mode");
+            assert_eq!(mode, "wal");
+        }
+        let c = open(&p).expect("reopen");
+        let v: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0)).expect("v");
+        assert_eq!(v as usize, MIGRATIONS.len());
+    }
+}

@@ -1,0 +1,275 @@
+//! Accuracy and speed on a labelled image set (the format of `openalpr-bench`):
+//! `labels.tsv` (end-to-end frames: `IMAGE X Y W H PLATE`) or `labels.csv` (crops: `IMAGE,STATE,PLATE`).
+//! Scoring follows the dataset README: exact top-1 after normalisation, top-N, detection recall at
+//! IoU >= 0.4, and milliseconds per frame from decoded image to plate text.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use opencv::core::Rect;
+use opencv::imgcodecs;
+use opencv::prelude::*;
+use serde::Serialize;
+
+use crate::plate;
+use crate::recognize::{PlateReader, RecognizeError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error("{0}: no labels.tsv or labels.csv here (see the dataset README for the format)")]
+    NoLabels(String),
+    #[error("{path} line {line}: {reason}")]
+    BadLabel { path: String, line: usize, reason: String },
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Recognize(#[from] RecognizeError),
+}
+
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub image: PathBuf,
+    pub plate: String,
+    pub bbox: Option<Rect>,
+}
+
+/// Reads the labels of a set folder.
+pub fn load_set(dir: &Path) -> Result<Vec<Sample>, EvalError> {
+    let tsv = dir.join("labels.tsv");
+    let csv = dir.join("labels.csv");
+    let (path, is_tsv) = if tsv.is_file() {
+        (tsv, true)
+    } else if csv.is_file() {
+        (csv, false)
+    } else {
+        return Err(EvalError::NoLabels(dir.display().to_string()));
+    };
+    let text = std::fs::read_to_string(&path).map_err(|source| EvalError::Io { path: path.display().to_string(), source })?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let bad = |reason: &str| EvalError::BadLabel { path: path.display().to_string(), line: i + 1, reason: reason.into() };
+        if is_tsv {
+            let f: Vec<&str> = line.split('\t').collect();
+            if f.len() < 6 {
+                return Err(bad("expected IMAGE X Y WIDTH HEIGHT PLATE, tab-separated"));
+            }
+            let n = |s: &str| s.trim().parse::<i32>().map_err(|_| bad("box values must be integers"));
+            out.push(Sample {
+                image: dir.join(f[0]),
+                plate: plate::normalize(f[5]),
+                bbox: Some(Rect::new(n(f[1])?, n(f[2])?, n(f[3])?, n(f[4])?)),
+            });
+        } else {
+            let f: Vec<&str> = line.split(',').collect();
+            if f.len() < 3 {
+                return Err(bad("expected IMAGE,STATE,PLATE"));
+            }
+            if i == 0 && f[0].eq_ignore_ascii_case("image") {
+                continue;
+            }
+            out.push(Sample { image: dir.join(f[0]), plate: plate::normalize(f[2]), bbox: None });
+        }
+    }
+    Ok(out)
+}
+
+/// What happened on one image.
+#[derive(Debug, Clone, Serialize)]
+pub struct SampleResult {
+    pub image: String,
+    pub truth: String,
+    pub read: Option<String>,
+    pub correct: bool,
+    pub in_top_n: bool,
+    pub detected: Option<bool>,
+    pub ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalReport {
+    pub set: String,
+    pub frames: usize,
+    pub exact_top1: f64,
+    pub top_n: f64,
+    pub n: usize,
+    /// None for crop sets (no boxes to compare with).
+    pub detection_recall: Option<f64>,
+    pub median_ms: f64,
+    pub p90_ms: f64,
+    pub threads: usize,
+    pub unreadable_images: usize,
+}
+
+fn iou(a: Rect, b: Rect) -> f64 {
+    let i = a & b;
+    let inter = (i.width.max(0) * i.height.max(0)) as f64;
+    let union = (a.width * a.height + b.width * b.height) as f64 - inter;
+    if union <= 0.0 {
+        0.0
+    } else {
+        inter / union
+    }
+}
+
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+/// Runs `threads` workers, each with its own reader, over the samples. `progress` is called per image.
+pub fn evaluate<F>(
+    set: &str,
+    samples: &[Sample],
+    make_reader: F,
+    threads: usize,
+    top_n: usize,
+    progress: &(dyn Fn() + Sync),
+) -> Result<(EvalReport, Vec<SampleResult>), EvalError>
+where
+    F: Fn() -> Result<Box<dyn PlateReader>, RecognizeError> + Sync,
+{
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<(usize, SampleResult)>> = Mutex::new(Vec::new());
+    let unreadable = AtomicUsize::new(0);
+    let first_error: Mutex<Option<EvalError>> = Mutex::new(None);
+    let threads = threads.max(1);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                let mut reader = match make_reader() {
+                    Ok(r) => r,
+                    Err(e) => {
+                        *first_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.into());
+                        return;
+                    }
+                };
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(sample) = samples.get(i) else { break };
+                    let r = run_one(&mut reader, sample, top_n);
+                    progress();
+                    match r {
+                        Some(r) => results.lock().unwrap_or_else(|p| p.into_inner()).push((i, r)),
+                        None => {
+                            unreadable.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e);
+    }
+    let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    results.sort_by_key(|(i, _)| *i);
+    let results: Vec<SampleResult> = results.into_iter().map(|(_, r)| r).collect();
+    let frames = results.len();
+    let frac = |n: usize| if frames == 0 { 0.0 } else { n as f64 / frames as f64 };
+    let mut ms: Vec<f64> = results.iter().map(|r| r.ms).collect();
+    ms.sort_by(|a, b| a.total_cmp(b));
+    let with_box: Vec<bool> = results.iter().filter_map(|r| r.detected).collect();
+    let report = EvalReport {
+        set: set.to_string(),
+        frames,
+        exact_top1: frac(results.iter().filter(|r| r.correct).count()),
+        top_n: frac(results.iter().filter(|r| r.in_top_n).count()),
+        n: top_n,
+        detection_recall: (!with_box.is_empty())
+            .then(|| with_box.iter().filter(|d| **d).count() as f64 / with_box.len() as f64),
+        median_ms: percentile(&ms, 0.5),
+        p90_ms: percentile(&ms, 0.9),
+        threads,
+        unreadable_images: unreadable.into_inner(),
+    };
+    Ok((report, results))
+}
+
+fn run_one(reader: &mut Box<dyn PlateReader>, s: &Sample, top_n: usize) -> Option<SampleResult> {
+    let img = imgcodecs::imread(s.image.as_os_str(), imgcodecs::IMREAD_COLOR).ok()?;
+    if img.empty() {
+        return None;
+    }
+    let t0 = Instant::now();
+    let reads = reader.read(&img, None);
+    let ms = t0.elapsed().as_secs_f64() * 1e3;
+    let reads = reads.ok().unwrap_or_default();
+    let best = reads.candidates.first();
+    let read = best.map(|c| c.text.clone());
+    let correct = read.as_deref() == Some(s.plate.as_str());
+    let mut pool: Vec<&str> = Vec::new();
+    if let Some(b) = best {
+        pool.extend(b.alternatives.iter().map(|(t, _)| t.as_str()));
+    }
+    pool.extend(reads.candidates.iter().skip(1).map(|c| c.text.as_str()));
+    let in_top_n = pool.iter().take(top_n).any(|t| *t == s.plate);
+    let detected = s.bbox.map(|b| reads.candidates.iter().any(|c| iou(c.bbox, b) >= 0.4));
+    Some(SampleResult {
+        image: s.image.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default(),
+        truth: s.plate.clone(),
+        read,
+        correct,
+        in_top_n: in_top_n || correct,
+        detected,
+        ms,
+    })
+}
+
+impl EvalReport {
+    pub fn table(&self) -> String {
+        let pct = |v: f64| format!("{:.1}%", v * 100.0);
+        format!(
+            "set {set}: frames {f}, exact top-1 {t1}, top-{n} {tn}, detection recall {dr}, median {med:.1} ms, p90 {p90:.1} ms per frame ({th} thread(s){unr})",
+            set = self.set,
+            f = self.frames,
+            t1 = pct(self.exact_top1),
+            n = self.n,
+            tn = pct(self.top_n),
+            dr = self.detection_recall.map(pct).unwrap_or_else(|| "n/a (crops)".into()),
+            med = self.median_ms,
+            p90 = self.p90_ms,
+            th = self.threads,
+            unr = if self.unreadable_images > 0 { format!(", {} unreadable images skipped", self.unreadable_images) } else { String::new() },
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iou_and_percentiles() {
+        assert!((iou(Rect::new(0, 0, 10, 10), Rect::new(0, 0, 10, 10)) - 1.0).abs() < 1e-9);
+        assert!((iou(Rect::new(0, 0, 10, 10), Rect::new(5, 0, 10, 10)) - 50.0 / 150.0).abs() < 1e-9);
+        assert_eq!(iou(Rect::new(0, 0, 1, 1), Rect::new(5, 5, 1, 1)), 0.0);
+        assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0, 5.0], 0.5), 3.0);
+    }
+
+    #[test]
+    fn reads_both_label_formats() {
+        let dir = tempfile::tempdir().expect("tmp");
+        std::fs::write(dir.path().join("labels.tsv"), "a.jpg\t1\t2\t30\t15\tab-12c\n").expect("write");
+        let s = load_set(dir.path()).expect("tsv");
+        assert_eq!(s[0].plate, "AB12C");
+        assert_eq!(s[0].bbox, Some(Rect::new(1, 2, 30, 15)));
+        let dir2 = tempfile::tempdir().expect("tmp");
+        std::fs::write(dir2.path().join("labels.csv"), "image,state,plate\nx.png,ca,7abc123\n").expect("write");
+        let s = load_set(dir2.path()).expect("csv");
+        assert_eq!((s[0].plate.as_str(), s[0].bbox), ("7ABC123", None));
+        assert!(matches!(load_set(Path::new("/nonexistent")), Err(EvalError::NoLabels(_))));
+    }
+}

@@ -1,0 +1,26 @@
+//! Gate events: every decided pass becomes one event (UUIDv7 id, lane, UTC time, plate, confidences,
+//! decision and reason, matched entry, crop) committed to SQLite by a single writer thread. A crop is
+//! written (and synced) before the row that points at it; a row is reported "committed" only after its
+//! transaction commits with `synchronous = FULL`, so a kill -9 or power cut never loses it.
+
+mod record;
+mod store;
+
+pub use record::GateEvent;
+pub use store::{list_recent, spawn_writer, EventSink, StoredEvent, WriterStats};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    #[error("events database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
+    #[error("crop {path}: {source}")]
+    Crop {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("event writer has stopped")]
+    Stopped,
+}

@@ -1,0 +1,40 @@
+//! The event record as the pipeline produces it.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::access::Decision;
+use crate::recognize::CharRead;
+
+#[derive(Debug, Clone)]
+pub struct GateEvent {
+    pub id: Uuid,
+    pub lane: Arc<str>,
+    pub at: DateTime<Utc>,
+    pub first_seen: DateTime<Utc>,
+    pub plate: String,
+    pub confidence: f32,
+    pub chars: Vec<CharRead>,
+    pub alternatives: Vec<(String, f32)>,
+    pub reads: usize,
+    pub decision: Decision,
+    pub crop_jpeg: Vec<u8>,
+    /// What a guard did about it (overrides), if anything.
+    pub guard_action: Option<String>,
+}
+
+impl GateEvent {
+    /// A new event with a time-ordered UUIDv7 id.
+    pub fn new_id(at: DateTime<Utc>) -> Uuid {
+        let secs = at.timestamp().max(0) as u64;
+        let nanos = at.timestamp_subsec_nanos();
+        Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, secs, nanos))
+    }
+
+    /// Whether the matched resident opted out of logging.
+    pub fn opted_out(&self) -> bool {
+        self.decision.matched.as_ref().is_some_and(|m| m.do_not_log)
+    }
+}

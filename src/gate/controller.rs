@@ -1,0 +1,243 @@
+//! The gate controller of one relay: commands in, timed relay transitions out.
+//!
+//! - `Open`: a pulse of `pulse` length; ignored while open and during `cooldown` after a pulse (many gate
+//!   operators treat a second pulse as "stop" or "close").
+//! - `HoldOpen` / `Release`: a guard holds the gate open (at most `max_hold`), then releases it.
+//! - `Lockdown` / `Unlock`: no opening at all until unlocked.
+//! On exit (all handles dropped, or cancelled) the relay goes to its safe state.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::safety::{self, SharedRelay};
+use super::GateError;
+use crate::config::RelayConfig;
+
+/// Who asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", content = "name", rename_all = "lowercase")]
+pub enum Actor {
+    /// The access decision.
+    Automatic,
+    Guard(String),
+    System,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GateCommand {
+    Open { actor: Actor, reason: String },
+    HoldOpen { actor: Actor, reason: String },
+    Release { actor: Actor, reason: String },
+    Lockdown { actor: Actor, reason: String },
+    Unlock { actor: Actor, reason: String },
+}
+
+/// A cheap, cloneable way to command one gate without waiting.
+#[derive(Debug, Clone)]
+pub struct GateHandle {
+    name: Arc<str>,
+    tx: mpsc::Sender<GateCommand>,
+    lockdown: Arc<AtomicBool>,
+}
+
+impl GateHandle {
+    /// Queues a command; fails at once if the queue is full or the controller is gone.
+    pub fn try_command(&self, cmd: GateCommand) -> Result<(), GateError> {
+        self.tx.try_send(cmd).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => GateError::Busy(self.name.to_string()),
+            mpsc::error::TrySendError::Closed(_) => GateError::Stopped(self.name.to_string()),
+        })
+    }
+
+    pub fn in_lockdown(&self) -> bool {
+        self.lockdown.load(Ordering::Relaxed)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum State {
+    Closed,
+    Pulse(Instant),
+    Held(Instant),
+}
+
+/// Creates a handle and the future that runs the controller.
+pub fn run_controller(
+    cfg: RelayConfig,
+    relay: SharedRelay,
+    cancel: CancellationToken,
+) -> (GateHandle, impl std::future::Future<Output = ()>) {
+    let (tx, rx) = mpsc::channel(32);
+    let lockdown = Arc::new(AtomicBool::new(false));
+    let handle = GateHandle { name: cfg.name.clone().into(), tx, lockdown: lockdown.clone() };
+    (handle, controller(cfg, relay, rx, lockdown, cancel))
+}
+
+async fn controller(
+    cfg: RelayConfig,
+    relay: SharedRelay,
+    mut rx: mpsc::Receiver<GateCommand>,
+    lockdown: Arc<AtomicBool>,
+    cancel: CancellationToken,
+) {
+    let name = cfg.name.clone();
+    let set = |on: bool| {
+        let mut r = relay.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = r.set(on) {
+            tracing::error!(relay = %name, error = %e, "relay failed");
+        }
+    };
+    // Running normally means closed (a fail-open site is open only while the daemon is down).
+    set(false);
+    let mut state = State::Closed;
+    let mut last_closed: Option<Instant> = None;
+    loop {
+        let deadline = match state {
+            State::Pulse(t) | State::Held(t) => Some(t),
+            State::Closed => None,
+        };
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break,
+            _ = async { if let Some(t) = deadline { tokio::time::sleep_until(t).await } }, if deadline.is_some() => {
+                set(false);
+                state = State::Closed;
+                last_closed = Some(Instant::now());
+            }
+            cmd = rx.recv() => {
+                let Some(cmd) = cmd else { break };
+                let now = Instant::now();
+                let locked = lockdown.load(Ordering::Relaxed);
+                match cmd {
+                    GateCommand::Open { actor, reason } => {
+                        if locked {
+                            tracing::warn!(relay = %name, ?actor, %reason, "open refused: lockdown");
+                        } else if state != State::Closed {
+                            tracing::info!(relay = %name, ?actor, "gate already open");
+                        } else if last_closed.is_some_and(|t| now - t < cfg.cooldown) {
+                            tracing::info!(relay = %name, ?actor, "open ignored: cooldown after the last pulse");
+                        } else {
+                            tracing::info!(relay = %name, ?actor, %reason, "gate pulse");
+                            set(true);
+                            state = State::Pulse(now + cfg.pulse);
+                        }
+                    }
+                    GateCommand::HoldOpen { actor, reason } => {
+                        if locked {
+                            tracing::warn!(relay = %name, ?actor, %reason, "hold refused: lockdown");
+                        } else {
+                            tracing::info!(relay = %name, ?actor, %reason, "gate held open");
+                            set(true);
+                            state = State::Held(now + cfg.max_hold);
+                        }
+                    }
+                    GateCommand::Release { actor, reason } => {
+                        tracing::info!(relay = %name, ?actor, %reason, "gate released");
+                        if state != State::Closed {
+                            set(false);
+                            last_closed = Some(now);
+                        }
+                        state = State::Closed;
+                    }
+                    GateCommand::Lockdown { actor, reason } => {
+                        tracing::warn!(relay = %name, ?actor, %reason, "LOCKDOWN");
+                        lockdown.store(true, Ordering::Relaxed);
+                        if state != State::Closed {
+                            set(false);
+                            last_closed = Some(now);
+                        }
+                        state = State::Closed;
+                    }
+                    GateCommand::Unlock { actor, reason } => {
+                        tracing::warn!(relay = %name, ?actor, %reason, "lockdown lifted");
+                        lockdown.store(false, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+    }
+    safety::make_safe(&relay, cfg.safe_state);
+    tracing::info!(relay = %name, safe_state = ?cfg.safe_state, "relay in safe state");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{RelayKind, SafeState};
+    use crate::gate::{Relay, SimulatedRelay, Transition};
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    fn cfg(safe: SafeState) -> RelayConfig {
+        RelayConfig {
+            name: "main".into(),
+            kind: RelayKind::Simulated { log: None },
+            active_low: false,
+            pulse: Duration::from_millis(800),
+            cooldown: Duration::from_secs(3),
+            max_hold: Duration::from_secs(60),
+            safe_state: safe,
+        }
+    }
+
+    fn relay() -> (SharedRelay, Arc<Mutex<Vec<Transition>>>) {
+        let r = SimulatedRelay::new("main", None).expect("relay");
+        let t = r.transitions.clone();
+        let b: Box<dyn Relay> = Box::new(r);
+        (Arc::new(Mutex::new(b)), t)
+    }
+
+    fn states(t: &Arc<Mutex<Vec<Transition>>>) -> Vec<bool> {
+        t.lock().expect("lock").iter().map(|t| t.energized).collect()
+    }
+
+    fn open() -> GateCommand {
+        GateCommand::Open { actor: Actor::Automatic, reason: "test".into() }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pulse_then_cooldown_then_pulse() {
+        let (r, t) = relay();
+        let cancel = CancellationToken::new();
+        let (h, fut) = run_controller(cfg(SafeState::Closed), r, cancel.clone());
+        let task = tokio::spawn(fut);
+        h.try_command(open()).expect("queued");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        h.try_command(open()).expect("queued"); // while open: ignored
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        h.try_command(open()).expect("queued"); // in cooldown: ignored
+        tokio::time::sleep(Duration::from_millis(3000)).await;
+        h.try_command(open()).expect("queued"); // pulses again
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        cancel.cancel();
+        task.await.expect("task");
+        assert_eq!(states(&t), vec![false, true, false, true, false, false]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lockdown_refuses_opens_until_unlocked_and_exit_goes_to_safe_state() {
+        let (r, t) = relay();
+        let (h, fut) = run_controller(cfg(SafeState::Open), r, CancellationToken::new());
+        let task = tokio::spawn(fut);
+        h.try_command(GateCommand::Lockdown { actor: Actor::Guard("g1".into()), reason: "incident".into() }).expect("q");
+        h.try_command(open()).expect("q");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(h.in_lockdown());
+        h.try_command(GateCommand::Unlock { actor: Actor::Guard("g1".into()), reason: "clear".into() }).expect("q");
+        h.try_command(GateCommand::HoldOpen { actor: Actor::Guard("g1".into()), reason: "delivery".into() }).expect("q");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        drop(h);
+        task.await.expect("task");
+        // start closed, hold -> energised, exit -> safe state (open)
+        assert_eq!(states(&t), vec![false, true, true]);
+    }
+}

@@ -1,0 +1,45 @@
+//! Gatehouse: the entrance gate of a gated community, run from a license-plate camera.
+//!
+//! # Layout
+//!
+//! Data flows one way, one module per stage:
+//!
+//! ```text
+//! camera ──frames──▶ recognize ──plate reads──▶ track ──one read per pass──▶ access ──decision──▶ gate
+//!  (OpenCV,           (ONNX Runtime,              (votes across              (in-memory         (relay over
+//!   newest frame wins) blocking threads)           frames)                    allowlist)         GPIO)
+//!                                                                               │
+//!                                                                               └──▶ events (SQLite outbox)
+//! ```
+//!
+//! - [`config`]: one TOML file -> typed, validated [`config::Config`]; every error keyed by its path.
+//! - [`camera`]: [`camera::FrameSource`] (OpenCV or fake), the capture loop with reconnect, and the
+//!   newest-frame-wins slot that feeds recognition.
+//! - [`recognize`]: [`recognize::PlateReader`] (ONNX or fake), the model manifest, detection and CTC decoding.
+//! - [`track`]: turns a stream of reads into one voted read per vehicle pass.
+//! - [`access`]: the allowlist (SQLite on disk, an in-memory snapshot for decisions), confusion-aware matching
+//!   and the decision with its reason.
+//! - [`gate`]: [`gate::Relay`] (GPIO or simulated) and the controller that pulses, holds and locks it, with the
+//!   safe state applied on shutdown and from the panic hook.
+//! - [`events`]: every pass committed to SQLite with its decision and crop.
+//! - [`supervise`]: signals, shutdown order, the panic hook.
+//! - [`app`]: wiring only: channels, tasks and their order.
+//! - [`clock`]: the [`clock::Clock`] seam, so expiry and schedules are testable.
+//! - [`demo`]: renders the bundled demo video (synthetic plates) so the daemon runs with nothing attached.
+//! - [`eval`]: the accuracy / speed evaluation over a labelled image set.
+
+pub mod access;
+pub mod app;
+pub mod camera;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod demo;
+pub mod eval;
+pub mod events;
+pub mod gate;
+pub mod plate;
+pub mod recognize;
+pub mod supervise;
+pub mod track;

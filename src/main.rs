@@ -1,0 +1,67 @@
+//! The `gatehouse` binary: parse the command line, load the config, run, and turn errors into a clear
+//! message and exit code (78 for an invalid configuration, 1 for anything else).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use gatehouse::cli::{self, Cli, Command, DebugAction, DemoAction};
+use gatehouse::config::{self, ConfigError, EXIT_CONFIG};
+use gatehouse::{app, demo, supervise};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    supervise::init_logging(cli.verbose);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if let Some(ce) = e.downcast_ref::<ConfigError>() {
+                eprintln!("Invalid configuration: {ce}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+            eprintln!("gatehouse: error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Run { config } => {
+            // Start-up: config (touches nothing) -> panic hook -> runtime -> app (opens devices, models, db).
+            let cfg = config::load(&config)?;
+            supervise::install_panic_hook();
+            let parts = app::Parts::real(&cfg)?;
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            let summary = rt.block_on(app::run(cfg, parts, supervise::shutdown_signal()))?;
+            println!(
+                "stopped: {} frames ({} dropped), {} decisions, {} opened, {} events committed",
+                summary.frames, summary.frames_dropped, summary.decisions, summary.opened, summary.events_committed
+            );
+            Ok(())
+        }
+        Command::CheckConfig { config } => {
+            let cfg = config::load(&config)?;
+            print!("{}", cfg.summary());
+            println!("configuration OK");
+            Ok(())
+        }
+        Command::Recognize { input, annotate, json, models } => cli::recognize(&input, annotate.as_deref(), json, &models),
+        Command::Eval { dir, json, threads, top_n, models } => cli::eval(&dir, json, threads, top_n, &models),
+        Command::Allowlist { config, action } => cli::allowlist(&config, action),
+        Command::Events { config, action } => cli::events(&config, action),
+        Command::Demo { action: DemoAction::Video { out, plates, fps, seconds, gap } } => {
+            let passes = if plates.is_empty() {
+                demo::default_passes()
+            } else {
+                plates.into_iter().map(|plate| demo::DemoPass { plate, seconds }).collect()
+            };
+            let n = demo::render(&out, &passes, fps, gap)?;
+            println!("wrote {} ({n} frames, {} vehicles)", out.display(), passes.len());
+            Ok(())
+        }
+        Command::Debug { action: DebugAction::EventBurst { config, count } } => cli::event_burst(&config, count),
+    }
+}

@@ -1,0 +1,141 @@
+//! Detector pre- and post-processing for DB-style text maps: resize + normalise into an NCHW tensor,
+//! then threshold the probability map into boxes (contours, box score, unclip).
+
+use opencv::core::{Mat, Point, Rect, Size, Vector, CV_8UC1};
+use opencv::imgproc;
+use opencv::prelude::*;
+
+use super::manifest::{ColorOrder, Normalize};
+use super::RecognizeError;
+
+/// How a frame was scaled into the detector input.
+#[derive(Debug, Clone, Copy)]
+pub struct Letterbox {
+    pub width: i32,
+    pub height: i32,
+    pub scale_x: f32,
+    pub scale_y: f32,
+}
+
+/// Input size for an image of `w`x`h`: longest side at most `max_side`, both sides multiples of `multiple`.
+pub fn input_size(w: i32, h: i32, max_side: u32, multiple: u32) -> Letterbox {
+    let m = multiple.max(1) as f32;
+    let ratio = (max_side as f32 / w.max(h) as f32).min(1.0);
+    let round = |v: f32| ((v / m).round() * m).max(m) as i32;
+    let width = round(w as f32 * ratio);
+    let height = round(h as f32 * ratio);
+    Letterbox { width, height, scale_x: width as f32 / w as f32, scale_y: height as f32 / h as f32 }
+}
+
+/// Writes a BGR 8-bit image into `out` as normalised CHW floats, resizing to `size` first.
+pub fn to_chw(image: &Mat, size: Size, color: ColorOrder, norm: &Normalize, out: &mut Vec<f32>) -> Result<(), RecognizeError> {
+    let mut resized = Mat::default();
+    let src = if image.cols() == size.width && image.rows() == size.height && image.is_continuous() {
+        image
+    } else {
+        imgproc::resize(image, &mut resized, size, 0.0, 0.0, imgproc::INTER_LINEAR)?;
+        &resized
+    };
+    let bytes = src.data_bytes()?;
+    let plane = (size.width * size.height) as usize;
+    out.clear();
+    out.resize(plane * 3, 0.0);
+    let mul: [f32; 3] = std::array::from_fn(|c| 1.0 / (norm.scale * norm.std[c]));
+    let add: [f32; 3] = std::array::from_fn(|c| -norm.mean[c] / norm.std[c]);
+    let (out0, rest) = out.split_at_mut(plane);
+    let (out1, out2) = rest.split_at_mut(plane);
+    // BGR in memory; the model wants channel c of its own order.
+    let (i0, i2) = match color {
+        ColorOrder::Bgr => (0, 2),
+        ColorOrder::Rgb => (2, 0),
+    };
+    for (p, px) in bytes.chunks_exact(3).enumerate().take(plane) {
+        out0[p] = px[i0] as f32 * mul[0] + add[0];
+        out1[p] = px[1] as f32 * mul[1] + add[1];
+        out2[p] = px[i2] as f32 * mul[2] + add[2];
+    }
+    Ok(())
+}
+
+/// A text box in detector-map pixels with its mean probability.
+#[derive(Debug, Clone, Copy)]
+pub struct MapBox {
+    pub rect: Rect,
+    pub score: f32,
+}
+
+/// Thresholds a `h`x`w` probability map into unclipped boxes.
+pub fn boxes_from_map(
+    prob: &[f32],
+    w: i32,
+    h: i32,
+    threshold: f32,
+    box_threshold: f32,
+    unclip_ratio: f32,
+) -> Result<Vec<MapBox>, RecognizeError> {
+    if prob.len() < (w * h) as usize {
+        return Err(RecognizeError::Inference(format!("detector map has {} values, expected {}", prob.len(), w * h)));
+    }
+    let mut bin = Mat::new_rows_cols_with_default(h, w, CV_8UC1, 0.into())?;
+    {
+        let data = bin.data_bytes_mut()?;
+        for (d, p) in data.iter_mut().zip(prob) {
+            *d = if *p > threshold { 255 } else { 0 };
+        }
+    }
+    let mut contours: Vector<Vector<Point>> = Vector::new();
+    imgproc::find_contours(&bin, &mut contours, imgproc::RETR_LIST, imgproc::CHAIN_APPROX_SIMPLE, Point::new(0, 0))?;
+    let mut out = Vec::new();
+    for c in contours.iter() {
+        let r = imgproc::bounding_rect(&c)?;
+        if r.width < 3 || r.height < 3 {
+            continue;
+        }
+        let mut sum = 0.0f32;
+        for y in r.y..r.y + r.height {
+            let row = &prob[(y * w + r.x) as usize..(y * w + r.x + r.width) as usize];
+            sum += row.iter().sum::<f32>();
+        }
+        let score = sum / (r.width * r.height) as f32;
+        if score < box_threshold {
+            continue;
+        }
+        let area = (r.width * r.height) as f32;
+        let perimeter = 2.0 * (r.width + r.height) as f32;
+        let d = (area * unclip_ratio / perimeter).round() as i32;
+        let x0 = (r.x - d).max(0);
+        let y0 = (r.y - d).max(0);
+        let x1 = (r.x + r.width + d).min(w);
+        let y1 = (r.y + r.height + d).min(h);
+        out.push(MapBox { rect: Rect::new(x0, y0, x1 - x0, y1 - y0), score });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_size_keeps_multiples_and_caps_the_long_side() {
+        let lb = input_size(1280, 720, 960, 32);
+        assert_eq!((lb.width, lb.height), (960, 544));
+        let small = input_size(300, 100, 960, 32);
+        assert_eq!((small.width, small.height), (288, 96));
+    }
+
+    #[test]
+    fn a_blob_becomes_an_unclipped_box() {
+        let (w, h) = (40, 20);
+        let mut prob = vec![0.0f32; (w * h) as usize];
+        for y in 8..12 {
+            for x in 10..30 {
+                prob[(y * w + x) as usize] = 0.9;
+            }
+        }
+        let boxes = boxes_from_map(&prob, w, h, 0.3, 0.5, 1.5).expect("boxes");
+        assert_eq!(boxes.len(), 1);
+        let r = boxes[0].rect;
+        assert!(r.x < 10 && r.x + r.width > 29 && r.y < 8 && r.y + r.height > 11, "{r:?}");
+    }
+}

@@ -1,0 +1,148 @@
+//! The model manifest (`models/manifest.toml`): which file plays which role, its checksum, input geometry,
+//! normalisation, charset and provenance. Swapping a model is a manifest change, not a code change.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::RecognizeError;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    #[serde(rename = "model")]
+    pub models: Vec<ModelSpec>,
+    #[serde(skip)]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Detector,
+    Recognizer,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelKind {
+    /// Differentiable-binarisation text map (PP-OCR detector): 1x1xHxW probabilities.
+    DbText,
+    /// CTC sequence recogniser: BxTxC probabilities, class 0 = blank.
+    Ctc,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ColorOrder {
+    #[default]
+    Bgr,
+    Rgb,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    #[serde(default)]
+    pub color: ColorOrder,
+    /// Fixed input height (recogniser) or 0 for dynamic.
+    #[serde(default)]
+    pub height: u32,
+    /// Maximum input width (recogniser) or 0 for dynamic.
+    #[serde(default)]
+    pub max_width: u32,
+    /// Dynamic sides must be a multiple of this.
+    #[serde(default = "one")]
+    pub multiple_of: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// `(pixel / scale - mean) / std`, per channel in the model's colour order.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Normalize {
+    pub scale: f32,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    pub role: Role,
+    pub kind: ModelKind,
+    pub file: String,
+    pub sha256: String,
+    pub input: InputSpec,
+    pub normalize: Normalize,
+    /// Recogniser classes: `metadata:KEY` (newline-separated list in the model's metadata) or an inline string.
+    #[serde(default)]
+    pub charset: Option<String>,
+    /// Detector: probability threshold for text pixels.
+    #[serde(default)]
+    pub threshold: Option<f32>,
+    /// Detector: minimum mean probability inside a box.
+    #[serde(default)]
+    pub box_threshold: Option<f32>,
+    /// Detector: how far boxes grow around the shrunk text kernel.
+    #[serde(default)]
+    pub unclip_ratio: Option<f32>,
+    pub license: String,
+    pub produced_by: String,
+    #[serde(default)]
+    pub source: Option<String>,
+    #[serde(default)]
+    pub metrics: Option<String>,
+}
+
+impl Manifest {
+    pub fn load(path: &Path) -> Result<Self, RecognizeError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| RecognizeError::Manifest(format!("cannot read {}: {e}", path.display())))?;
+        let mut m: Manifest = toml::from_str(&text)
+            .map_err(|e| RecognizeError::Manifest(format!("{}: {}", path.display(), e.message())))?;
+        m.dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Ok(m)
+    }
+
+    pub fn model(&self, role: Role) -> Result<&ModelSpec, RecognizeError> {
+        self.models
+            .iter()
+            .find(|m| m.role == role)
+            .ok_or_else(|| RecognizeError::Manifest(format!("no model with role {role:?} in the manifest")))
+    }
+
+    pub fn path_of(&self, spec: &ModelSpec) -> PathBuf {
+        self.dir.join(&spec.file)
+    }
+
+    /// Reads a model file and checks its sha256 against the manifest.
+    pub fn read_verified(&self, spec: &ModelSpec) -> Result<Vec<u8>, RecognizeError> {
+        let path = self.path_of(spec);
+        let bytes = std::fs::read(&path).map_err(|e| {
+            RecognizeError::Manifest(format!("cannot read model {}: {e} (run scripts/setup.sh)", path.display()))
+        })?;
+        let got = hex::encode(Sha256::digest(&bytes));
+        if !got.eq_ignore_ascii_case(&spec.sha256) {
+            return Err(RecognizeError::Manifest(format!(
+                "model {} has sha256 {got}, the manifest says {}; re-run scripts/setup.sh or fix the manifest",
+                path.display(),
+                spec.sha256
+            )));
+        }
+        Ok(bytes)
+    }
+
+    /// Short identity for `--version` and logs: role=first 12 hex of sha256.
+    pub fn fingerprint(&self) -> String {
+        self.models
+            .iter()
+            .map(|m| format!("{:?}={}", m.role, &m.sha256[..m.sha256.len().min(12)]).to_lowercase())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}

@@ -1,0 +1,80 @@
+//! Stage 2: plate reads. A [`PlateReader`] finds plates in a frame and reads them, with per-character
+//! confidences and top-N alternatives. The real reader runs ONNX models described by the [`manifest`]
+//! through ONNX Runtime; it is called from blocking threads, never from the async runtime.
+
+pub mod ctc;
+pub mod detect;
+mod fake;
+pub mod manifest;
+mod onnx;
+pub mod runtime;
+pub mod select;
+
+use opencv::core::{Mat, Rect};
+
+pub use fake::FakeReader;
+pub use manifest::Manifest;
+pub use onnx::{OnnxPlateReader, ReaderOptions};
+
+/// One character of a read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CharRead {
+    pub ch: char,
+    pub conf: f32,
+    /// The best other A-Z0-9 reading of the same character, with its probability.
+    pub alt: Option<(char, f32)>,
+}
+
+/// A plate found and read in one frame.
+#[derive(Debug, Clone)]
+pub struct PlateCandidate {
+    /// Normalised text (A-Z0-9).
+    pub text: String,
+    pub chars: Vec<CharRead>,
+    /// Weakest character's confidence.
+    pub confidence: f32,
+    /// Plate box in frame pixels.
+    pub bbox: Rect,
+    /// How plate-like the candidate is (ranking only).
+    pub score: f32,
+    /// Ranked alternative texts (first = `text`).
+    pub alternatives: Vec<(String, f32)>,
+}
+
+/// Per-stage timings of one frame, in milliseconds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StageTimings {
+    pub detect_ms: f64,
+    pub recognize_ms: f64,
+}
+
+/// Everything read in one frame, best candidate first.
+#[derive(Debug, Clone, Default)]
+pub struct FrameReads {
+    pub candidates: Vec<PlateCandidate>,
+    pub timings: StageTimings,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecognizeError {
+    #[error("model manifest: {0}")]
+    Manifest(String),
+    #[error("ONNX Runtime library: {0}")]
+    Runtime(String),
+    #[error("inference: {0}")]
+    Inference(String),
+    #[error("image: {0}")]
+    Image(#[from] opencv::Error),
+}
+
+/// Finds and reads plates: the seam between the pipeline and the models.
+pub trait PlateReader: Send {
+    /// Reads the plates in `image`, looking only inside `roi` when given.
+    fn read(&mut self, image: &Mat, roi: Option<Rect>) -> Result<FrameReads, RecognizeError>;
+}
+
+impl<T: PlateReader + ?Sized> PlateReader for Box<T> {
+    fn read(&mut self, image: &Mat, roi: Option<Rect>) -> Result<FrameReads, RecognizeError> {
+        (**self).read(image, roi)
+    }
+}

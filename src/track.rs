@@ -1,0 +1,350 @@
+//! Stage 3: one read per vehicle pass. Reads of the same lane that follow each other within
+//! `pass_gap` and look alike form a pass; characters are voted with their confidences; the pass is decided
+//! early once the vote is confident, or when the vehicle leaves. A car standing in front of the camera
+//! (or flickering in and out of view within `same_vehicle`) never makes a second pass.
+//!
+//! [`Tracker`] is a pure state machine (unit-tested here); [`run_tracker`] drives it from a channel.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use opencv::core::Rect;
+use tokio::sync::mpsc;
+
+use crate::clock::SharedClock;
+use crate::config::TrackConfig;
+use crate::recognize::{CharRead, PlateCandidate};
+
+/// One plate read in one frame, on its way to the tracker.
+#[derive(Debug, Clone)]
+pub struct PlateRead {
+    pub lane: Arc<str>,
+    pub at: DateTime<Utc>,
+    pub frame_seq: u64,
+    pub candidate: PlateCandidate,
+    /// JPEG of the plate region (kept for the best read of a pass).
+    pub crop_jpeg: Vec<u8>,
+}
+
+/// The voted read of a pass, handed to the access decision.
+#[derive(Debug, Clone)]
+pub struct VotedRead {
+    pub lane: Arc<str>,
+    pub text: String,
+    pub chars: Vec<CharRead>,
+    /// Weakest voted character.
+    pub confidence: f32,
+    /// Reads that agreed on the text's length.
+    pub reads: usize,
+    pub first_seen: DateTime<Utc>,
+    pub decided_at: DateTime<Utc>,
+    /// Ranked alternatives of the best single read (top-N).
+    pub alternatives: Vec<(String, f32)>,
+    pub best_crop: Vec<u8>,
+    pub best_bbox: Rect,
+    /// Whether the decision came before the vehicle left.
+    pub early: bool,
+}
+
+struct Pass {
+    reads: Vec<PlateRead>,
+    first_at: DateTime<Utc>,
+    last_at: DateTime<Utc>,
+    decided: Option<String>,
+}
+
+/// The per-lane pass state machine.
+pub struct Tracker {
+    cfg: TrackConfig,
+    pass: Option<Pass>,
+    /// Recently decided plates and when they were last seen.
+    recent: VecDeque<(String, DateTime<Utc>)>,
+}
+
+/// What the tracker wants done.
+#[derive(Debug)]
+pub enum TrackEvent {
+    /// A pass is ready for its access decision.
+    Decide(Box<VotedRead>),
+    /// A pass of a vehicle that was just decided (still standing / flickering): no new decision.
+    SameVehicle { lane: Arc<str>, text: String },
+}
+
+fn chrono_of(d: std::time::Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+impl Tracker {
+    pub fn new(cfg: TrackConfig) -> Self {
+        Self { cfg, pass: None, recent: VecDeque::new() }
+    }
+
+    /// Feeds one read; may decide the current pass (early) or close it (a different vehicle).
+    pub fn on_read(&mut self, read: PlateRead) -> Vec<TrackEvent> {
+        let mut out = Vec::new();
+        let gap = chrono_of(self.cfg.pass_gap);
+        let joins = match &self.pass {
+            Some(p) => {
+                read.at - p.last_at <= gap && {
+                    let voted = vote(&p.reads);
+                    similar(&voted.0, &read.candidate.text)
+                }
+            }
+            None => false,
+        };
+        if !joins {
+            out.extend(self.close());
+            self.pass = Some(Pass { first_at: read.at, last_at: read.at, reads: Vec::new(), decided: None });
+        }
+        if let Some(p) = self.pass.as_mut() {
+            p.last_at = p.last_at.max(read.at);
+            p.reads.push(read);
+        }
+        out.extend(self.maybe_decide(false));
+        out
+    }
+
+    /// Time passes with no read: closes the pass once the vehicle has been gone for `pass_gap`.
+    pub fn on_idle(&mut self, now: DateTime<Utc>) -> Vec<TrackEvent> {
+        match &self.pass {
+            Some(p) if now - p.last_at > chrono_of(self.cfg.pass_gap) => self.close(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The lane is stopping: close what is open.
+    pub fn finish(&mut self) -> Vec<TrackEvent> {
+        self.close()
+    }
+
+    fn close(&mut self) -> Vec<TrackEvent> {
+        let out = self.maybe_decide(true);
+        if let Some(p) = self.pass.take() {
+            if let Some(text) = p.decided {
+                self.remember(text, p.last_at);
+            }
+        }
+        out
+    }
+
+    fn remember(&mut self, text: String, at: DateTime<Utc>) {
+        let window = chrono_of(self.cfg.same_vehicle);
+        self.recent.retain(|(t, seen)| *t != text && at - *seen <= window);
+        self.recent.push_back((text, at));
+        while self.recent.len() > 64 {
+            self.recent.pop_front();
+        }
+    }
+
+    fn maybe_decide(&mut self, closing: bool) -> Vec<TrackEvent> {
+        let Some(p) = self.pass.as_mut() else { return Vec::new() };
+        if p.decided.is_some() || p.reads.is_empty() {
+            return Vec::new();
+        }
+        let (text, chars, agreeing) = vote(&p.reads);
+        let confidence = chars.iter().map(|c| c.conf).fold(1.0f32, f32::min);
+        let early = agreeing >= self.cfg.min_reads && confidence >= self.cfg.early_confidence;
+        if !early && !closing {
+            return Vec::new();
+        }
+        p.decided = Some(text.clone());
+        let window = chrono_of(self.cfg.same_vehicle);
+        let lane = p.reads[0].lane.clone();
+        if self.recent.iter().any(|(t, seen)| *t == text && p.first_at - *seen <= window) {
+            return vec![TrackEvent::SameVehicle { lane, text }];
+        }
+        let best = p
+            .reads
+            .iter()
+            .filter(|r| r.candidate.text == text)
+            .chain(p.reads.iter())
+            .max_by(|a, b| a.candidate.confidence.total_cmp(&b.candidate.confidence));
+        let (best_crop, best_bbox, alternatives) = match best {
+            Some(r) => (r.crop_jpeg.clone(), r.candidate.bbox, r.candidate.alternatives.clone()),
+            None => (Vec::new(), Rect::default(), Vec::new()),
+        };
+        let decided_at = p.last_at;
+        vec![TrackEvent::Decide(Box::new(VotedRead {
+            lane,
+            text,
+            chars,
+            confidence,
+            reads: agreeing,
+            first_seen: p.first_at,
+            decided_at,
+            alternatives,
+            best_crop,
+            best_bbox,
+            early: !closing,
+        }))]
+    }
+}
+
+/// Two reads belong to the same vehicle when they differ in at most a third of their characters.
+fn similar(a: &str, b: &str) -> bool {
+    let d = levenshtein(a, b);
+    d <= (a.len().max(b.len()) / 3).max(1)
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// Character-level vote: the length with the most confidence wins; each position takes the character with
+/// the most summed confidence; a voted character's confidence is its support divided by the reads of that length.
+fn vote(reads: &[PlateRead]) -> (String, Vec<CharRead>, usize) {
+    let mut by_len: BTreeMap<usize, (f32, Vec<&PlateRead>)> = BTreeMap::new();
+    for r in reads {
+        let e = by_len.entry(r.candidate.chars.len()).or_default();
+        e.0 += r.candidate.confidence.max(0.01);
+        e.1.push(r);
+    }
+    let Some((len, (_, group))) = by_len.into_iter().max_by(|a, b| a.1 .0.total_cmp(&b.1 .0)) else {
+        return (String::new(), Vec::new(), 0);
+    };
+    let n = group.len() as f32;
+    let mut chars = Vec::with_capacity(len);
+    for pos in 0..len {
+        let mut tally: BTreeMap<char, f32> = BTreeMap::new();
+        for r in &group {
+            if let Some(c) = r.candidate.chars.get(pos) {
+                *tally.entry(c.ch).or_default() += c.conf;
+            }
+        }
+        let mut ranked: Vec<(char, f32)> = tally.into_iter().collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+        if let Some(&(ch, w)) = ranked.first() {
+            let alt = ranked.get(1).map(|&(a, aw)| (a, aw / n));
+            chars.push(CharRead { ch, conf: (w / n).min(1.0), alt });
+        }
+    }
+    let text = chars.iter().map(|c| c.ch).collect();
+    (text, chars, group.len())
+}
+
+/// Drives a [`Tracker`] for one lane: reads in, voted reads out. Closes passes on idle using the clock.
+/// Ends (closing the open pass) when the recognizer closes its channel.
+pub async fn run_tracker(
+    cfg: TrackConfig,
+    clock: SharedClock,
+    mut reads: mpsc::Receiver<PlateRead>,
+    voted: mpsc::Sender<VotedRead>,
+) {
+    let mut tracker = Tracker::new(cfg.clone());
+    let tick = (cfg.pass_gap / 4).max(std::time::Duration::from_millis(25));
+    loop {
+        let events = tokio::select! {
+            r = reads.recv() => match r {
+                Some(read) => tracker.on_read(read),
+                None => break,
+            },
+            _ = tokio::time::sleep(tick) => tracker.on_idle(clock.now()),
+        };
+        forward(events, &voted).await;
+    }
+    forward(tracker.finish(), &voted).await;
+}
+
+async fn forward(events: Vec<TrackEvent>, voted: &mpsc::Sender<VotedRead>) {
+    for e in events {
+        match e {
+            TrackEvent::Decide(v) => {
+                if voted.send(*v).await.is_err() {
+                    tracing::warn!("decision stage is gone; dropping a voted read");
+                }
+            }
+            TrackEvent::SameVehicle { lane, text } => {
+                tracing::debug!(lane = %lane, plate = %crate::plate::redact(&text), "same vehicle still present; no new pass");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recognize::FakeReader;
+    use std::time::Duration;
+
+    fn t(ms: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(1_700_000_000_000 + ms).expect("time")
+    }
+
+    fn read(text: &str, conf: f32, at_ms: i64) -> PlateRead {
+        PlateRead { lane: "entry".into(), at: t(at_ms), frame_seq: 0, candidate: FakeReader::candidate(text, conf), crop_jpeg: vec![1] }
+    }
+
+    fn cfg() -> TrackConfig {
+        TrackConfig { pass_gap: Duration::from_millis(1000), min_reads: 2, early_confidence: 0.9, same_vehicle: Duration::from_secs(10) }
+    }
+
+    fn decided(events: &[TrackEvent]) -> Vec<String> {
+        events.iter().filter_map(|e| if let TrackEvent::Decide(v) = e { Some(v.text.clone()) } else { None }).collect()
+    }
+
+    #[test]
+    fn decides_early_once_two_confident_reads_agree_and_only_once() {
+        let mut tr = Tracker::new(cfg());
+        assert!(decided(&tr.on_read(read("ABC123", 0.95, 0))).is_empty());
+        assert_eq!(decided(&tr.on_read(read("ABC123", 0.97, 100))), vec!["ABC123"]);
+        assert!(decided(&tr.on_read(read("ABC123", 0.99, 200))).is_empty(), "standing car: no second decision");
+        assert!(decided(&tr.on_idle(t(2000))).is_empty());
+    }
+
+    #[test]
+    fn votes_characters_across_frames() {
+        let mut tr = Tracker::new(TrackConfig { early_confidence: 1.1, ..cfg() });
+        tr.on_read(read("A8C123", 0.6, 0));
+        tr.on_read(read("ABC123", 0.8, 100));
+        tr.on_read(read("ABC123", 0.7, 200));
+        let ev = tr.on_idle(t(1500));
+        assert_eq!(decided(&ev), vec!["ABC123"]);
+        if let Some(TrackEvent::Decide(v)) = ev.first() {
+            assert_eq!(v.reads, 3);
+            assert!(!v.early);
+            assert!(v.chars[1].conf < 0.6, "the disputed character carries less confidence");
+        }
+    }
+
+    #[test]
+    fn a_different_plate_starts_a_new_pass() {
+        let mut tr = Tracker::new(TrackConfig { early_confidence: 1.1, ..cfg() });
+        tr.on_read(read("ABC123", 0.8, 0));
+        let ev = tr.on_read(read("XYZ789", 0.8, 100));
+        assert_eq!(decided(&ev), vec!["ABC123"]);
+        assert_eq!(decided(&tr.finish()), vec!["XYZ789"]);
+    }
+
+    #[test]
+    fn a_flickering_vehicle_is_not_a_second_pass_but_a_later_return_is() {
+        let mut tr = Tracker::new(cfg());
+        tr.on_read(read("ABC123", 0.95, 0));
+        assert_eq!(decided(&tr.on_read(read("ABC123", 0.95, 100))).len(), 1);
+        tr.on_idle(t(1500)); // gone for a moment
+        tr.on_read(read("ABC123", 0.95, 3000));
+        let ev = tr.on_read(read("ABC123", 0.95, 3100));
+        assert!(decided(&ev).is_empty());
+        assert!(matches!(ev.first(), Some(TrackEvent::SameVehicle { .. })));
+        tr.on_idle(t(5000));
+        // back after the same-vehicle window: a new pass
+        tr.on_read(read("ABC123", 0.95, 20_000));
+        assert_eq!(decided(&tr.on_read(read("ABC123", 0.95, 20_100))), vec!["ABC123"]);
+    }
+
+    #[test]
+    fn levenshtein_counts_edits() {
+        assert_eq!(levenshtein("ABC123", "ABC123"), 0);
+        assert_eq!(levenshtein("ABC123", "AB123"), 1);
+        assert_eq!(levenshtein("ABC123", "XYZ789"), 6);
+    }
+}
