@@ -93,8 +93,9 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
     let mut gates: HashMap<String, GateHandle> = HashMap::new();
     let mut controllers = Vec::new();
     for rc in &cfg.relays {
-        let relay: safety::SharedRelay =
-            Arc::new(Mutex::new((parts.make_relay)(rc).with_context(|| format!("relay {}", rc.name))?));
+        let relay: safety::SharedRelay = Arc::new(Mutex::new(
+            (parts.make_relay)(rc).with_context(|| format!("relay {}", rc.name))?,
+        ));
         safety::register(relay.clone(), rc.safe_state);
         let (handle, fut) = gate::run_controller(rc.clone(), relay, gate_cancel.clone());
         controllers.push(tokio::spawn(fut));
@@ -141,7 +142,12 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
             );
         }
         let (voted_tx, voted_rx) = mpsc::channel::<VotedRead>(16);
-        lane_tasks.push(tokio::spawn(track::run_tracker(cfg.track.clone(), clock.clone(), reads_rx, voted_tx)));
+        lane_tasks.push(tokio::spawn(track::run_tracker(
+            cfg.track.clone(),
+            clock.clone(),
+            reads_rx,
+            voted_tx,
+        )));
         let gate = gates
             .get(&lane.relay)
             .cloned()
@@ -187,7 +193,10 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
             let _ = t.join();
         }
     });
-    if tokio::time::timeout(Duration::from_secs(10), recognizers).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(10), recognizers)
+        .await
+        .is_err()
+    {
         tracing::warn!("recognition did not finish within 10 s; continuing shutdown");
     }
     for t in lane_tasks {
@@ -203,7 +212,10 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
     safety::clear();
 
     let summary = RunSummary {
-        frames: capture_stats.iter().map(|s| s.frames.load(std::sync::atomic::Ordering::Relaxed)).sum(),
+        frames: capture_stats
+            .iter()
+            .map(|s| s.frames.load(std::sync::atomic::Ordering::Relaxed))
+            .sum(),
         frames_dropped: slots.iter().map(|s| s.dropped()).sum(),
         decisions: decisions.load(std::sync::atomic::Ordering::Relaxed),
         opened: opened.load(std::sync::atomic::Ordering::Relaxed),
@@ -228,9 +240,17 @@ fn recognize_loop(mut reader: Box<dyn PlateReader>, slot: Arc<LatestSlot<Frame>>
                 continue;
             }
         };
-        let Some(best) = reads.candidates.into_iter().next() else { continue };
+        let Some(best) = reads.candidates.into_iter().next() else {
+            continue;
+        };
         let crop_jpeg = encode_crop(&frame.image, best.bbox).unwrap_or_default();
-        let read = PlateRead { lane: frame.lane.clone(), at: frame.at, frame_seq: frame.seq, candidate: best, crop_jpeg };
+        let read = PlateRead {
+            lane: frame.lane.clone(),
+            at: frame.at,
+            frame_seq: frame.seq,
+            candidate: best,
+            crop_jpeg,
+        };
         if out.blocking_send(read).is_err() {
             break;
         }
@@ -266,13 +286,21 @@ async fn decision_loop(mut ctx: DecisionCtx) {
         let now = ctx.clock.now();
         let mut decision = decide_read(&v, &ctx.allowlist, &ctx.cfg, now);
         if decision.action == Action::Open && ctx.gate.in_lockdown() {
-            decision = Decision { action: Action::Deny, alert: false, reason: Reason::Lockdown, matched: decision.matched };
+            decision = Decision {
+                action: Action::Deny,
+                alert: false,
+                reason: Reason::Lockdown,
+                matched: decision.matched,
+            };
         }
         ctx.decisions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if decision.action == Action::Open {
             ctx.opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let reason = decision.reason.to_string();
-            if let Err(e) = ctx.gate.try_command(GateCommand::Open { actor: Actor::Automatic, reason }) {
+            if let Err(e) = ctx.gate.try_command(GateCommand::Open {
+                actor: Actor::Automatic,
+                reason,
+            }) {
                 tracing::error!(lane = %v.lane, error = %e, "could not command the gate");
             }
         }
@@ -312,7 +340,12 @@ async fn decision_loop(mut ctx: DecisionCtx) {
 }
 
 /// The decision for a voted read against the current snapshot (also used by the benchmark).
-pub fn decide_read(v: &VotedRead, allowlist: &SharedAllowlist, cfg: &Config, now: chrono::DateTime<chrono::Utc>) -> Decision {
+pub fn decide_read(
+    v: &VotedRead,
+    allowlist: &SharedAllowlist,
+    cfg: &Config,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Decision {
     let list = allowlist.current();
     access::decide(&v.text, &v.chars, &list, &cfg.access, now, cfg.site.timezone)
 }

@@ -62,9 +62,15 @@ const MIGRATIONS: &[&str] = &[
 /// Opens (creating if needed) the database with the daemon's pragmas and brings the schema up to date.
 pub fn open(path: &Path) -> Result<Connection, DbError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| DbError::Folder { path: path.display().to_string(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| DbError::Folder {
+            path: path.display().to_string(),
+            source,
+        })?;
     }
-    let conn = Connection::open(path).map_err(|source| DbError::Open { path: path.display().to_string(), source })?;
+    let conn = Connection::open(path).map_err(|source| DbError::Open {
+        path: path.display().to_string(),
+        source,
+    })?;
     conn.busy_timeout(Duration::from_secs(5))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;

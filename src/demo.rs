@@ -22,9 +22,12 @@ pub const HEIGHT: i32 = 360;
 
 /// The default demo: matches `config/demo-allowlist.csv`.
 pub fn default_passes() -> Vec<DemoPass> {
-    ["HXP4729", "MWK3974", "TRV8633", "JCY4712", "HXP4729"]
+    ["HXP4729", "MWK3974", "TRV8633", "JCY4712", "PKN3150"]
         .iter()
-        .map(|p| DemoPass { plate: p.to_string(), seconds: 3.0 })
+        .map(|p| DemoPass {
+            plate: p.to_string(),
+            seconds: 3.0,
+        })
         .collect()
 }
 
@@ -40,10 +43,25 @@ pub enum DemoError {
 pub fn frame(plate: Option<(&str, f32)>, clock_text: &str, seed: u64) -> Result<Mat, DemoError> {
     let mut img = Mat::new_rows_cols_with_default(HEIGHT, WIDTH, CV_8UC3, Scalar::new(92.0, 96.0, 98.0, 0.0))?;
     // road and lane markings
-    imgproc::rectangle(&mut img, Rect::new(0, 120, WIDTH, HEIGHT - 120), Scalar::new(60.0, 62.0, 64.0, 0.0), -1, imgproc::LINE_8, 0)?;
+    imgproc::rectangle(
+        &mut img,
+        Rect::new(0, 120, WIDTH, HEIGHT - 120),
+        Scalar::new(60.0, 62.0, 64.0, 0.0),
+        -1,
+        imgproc::LINE_8,
+        0,
+    )?;
     for i in 0..6 {
         let y = 140 + i * 40 + ((seed as i32 * 7) % 40);
-        imgproc::line(&mut img, Point::new(WIDTH / 2, y), Point::new(WIDTH / 2, y + 18), Scalar::all(200.0), 3, imgproc::LINE_8, 0)?;
+        imgproc::line(
+            &mut img,
+            Point::new(WIDTH / 2, y),
+            Point::new(WIDTH / 2, y + 18),
+            Scalar::all(200.0),
+            3,
+            imgproc::LINE_8,
+            0,
+        )?;
     }
     if let Some((text, t)) = plate {
         // the car approaches: grows and moves up, then stops at the gate
@@ -55,7 +73,14 @@ pub fn frame(plate: Option<(&str, f32)>, clock_text: &str, seed: u64) -> Result<
         let cx = WIDTH / 2 + ((1.0 - approach) * 40.0) as i32;
         let cy = (HEIGHT as f32 - 40.0 - approach * 70.0) as i32;
         let car = Rect::new(cx - car_w / 2, cy - car_h, car_w, car_h);
-        imgproc::rectangle(&mut img, car, Scalar::new(40.0, 30.0, 120.0, 0.0), -1, imgproc::LINE_8, 0)?;
+        imgproc::rectangle(
+            &mut img,
+            car,
+            Scalar::new(40.0, 30.0, 120.0, 0.0),
+            -1,
+            imgproc::LINE_8,
+            0,
+        )?;
         // windscreen
         let ws = Rect::new(car.x + car_w / 8, car.y + 8, car_w * 3 / 4, car_h / 3);
         imgproc::rectangle(&mut img, ws, Scalar::new(70.0, 60.0, 50.0, 0.0), -1, imgproc::LINE_8, 0)?;
@@ -70,22 +95,47 @@ pub fn frame(plate: Option<(&str, f32)>, clock_text: &str, seed: u64) -> Result<
         let mut base = 0;
         let ts = imgproc::get_text_size(text, font, fs, 2, &mut base)?;
         let org = Point::new(plate_rect.x + (pw - ts.width) / 2, plate_rect.y + (ph + ts.height) / 2);
-        imgproc::put_text(&mut img, text, org, font, fs, Scalar::all(15.0), 2, imgproc::LINE_AA, false)?;
+        imgproc::put_text(
+            &mut img,
+            text,
+            org,
+            font,
+            fs,
+            Scalar::all(15.0),
+            2,
+            imgproc::LINE_AA,
+            false,
+        )?;
     }
-    imgproc::put_text(&mut img, clock_text, Point::new(10, 24), imgproc::FONT_HERSHEY_SIMPLEX, 0.6, Scalar::all(255.0), 1, imgproc::LINE_AA, false)?;
+    imgproc::put_text(
+        &mut img,
+        clock_text,
+        Point::new(10, 24),
+        imgproc::FONT_HERSHEY_SIMPLEX,
+        0.6,
+        Scalar::all(255.0),
+        1,
+        imgproc::LINE_AA,
+        false,
+    )?;
     Ok(img)
 }
 
 /// Writes the demo video (MJPEG in AVI): for each pass, `gap_s` of empty lane, then the vehicle.
 pub fn render(path: &Path, passes: &[DemoPass], fps: f64, gap_s: f32) -> Result<usize, DemoError> {
-    let err = |reason: String| DemoError::Write { path: path.display().to_string(), reason };
+    let err = |reason: String| DemoError::Write {
+        path: path.display().to_string(),
+        reason,
+    };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
     }
     let fourcc = VideoWriter::fourcc('M', 'J', 'P', 'G')?;
     let mut w = VideoWriter::new(path.as_os_str(), fourcc, fps, Size::new(WIDTH, HEIGHT), true)?;
     if !w.is_opened()? {
-        return Err(err("OpenCV cannot write MJPEG/AVI here (is ffmpeg support installed?)".into()));
+        return Err(err(
+            "OpenCV cannot write MJPEG/AVI here (is ffmpeg support installed?)".into()
+        ));
     }
     let mut n = 0usize;
     let mut clock_s = 0.0f64;

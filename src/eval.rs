@@ -50,14 +50,21 @@ pub fn load_set(dir: &Path) -> Result<Vec<Sample>, EvalError> {
     } else {
         return Err(EvalError::NoLabels(dir.display().to_string()));
     };
-    let text = std::fs::read_to_string(&path).map_err(|source| EvalError::Io { path: path.display().to_string(), source })?;
+    let text = std::fs::read_to_string(&path).map_err(|source| EvalError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let bad = |reason: &str| EvalError::BadLabel { path: path.display().to_string(), line: i + 1, reason: reason.into() };
+        let bad = |reason: &str| EvalError::BadLabel {
+            path: path.display().to_string(),
+            line: i + 1,
+            reason: reason.into(),
+        };
         if is_tsv {
             let f: Vec<&str> = line.split('\t').collect();
             if f.len() < 6 {
@@ -77,7 +84,11 @@ pub fn load_set(dir: &Path) -> Result<Vec<Sample>, EvalError> {
             if i == 0 && f[0].eq_ignore_ascii_case("image") {
                 continue;
             }
-            out.push(Sample { image: dir.join(f[0]), plate: plate::normalize(f[2]), bbox: None });
+            out.push(Sample {
+                image: dir.join(f[0]),
+                plate: plate::normalize(f[2]),
+                bbox: None,
+            });
         }
     }
     Ok(out)
@@ -218,7 +229,11 @@ fn run_one(reader: &mut Box<dyn PlateReader>, s: &Sample, top_n: usize) -> Optio
     let in_top_n = pool.iter().take(top_n).any(|t| *t == s.plate);
     let detected = s.bbox.map(|b| reads.candidates.iter().any(|c| iou(c.bbox, b) >= 0.4));
     Some(SampleResult {
-        image: s.image.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default(),
+        image: s
+            .image
+            .file_name()
+            .map(|f| f.to_string_lossy().to_string())
+            .unwrap_or_default(),
         truth: s.plate.clone(),
         read,
         correct,
@@ -270,6 +285,9 @@ mod tests {
         std::fs::write(dir2.path().join("labels.csv"), "image,state,plate\nx.png,ca,7abc123\n").expect("write");
         let s = load_set(dir2.path()).expect("csv");
         assert_eq!((s[0].plate.as_str(), s[0].bbox), ("7ABC123", None));
-        assert!(matches!(load_set(Path::new("/nonexistent")), Err(EvalError::NoLabels(_))));
+        assert!(matches!(
+            load_set(Path::new("/nonexistent")),
+            Err(EvalError::NoLabels(_))
+        ));
     }
 }

@@ -34,7 +34,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let cfg = config::load(&config)?;
             supervise::install_panic_hook();
             let parts = app::Parts::real(&cfg)?;
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
             let summary = rt.block_on(app::run(cfg, parts, supervise::shutdown_signal()))?;
             println!(
                 "stopped: {} frames ({} dropped), {} decisions, {} opened, {} events committed",
@@ -48,20 +51,45 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("configuration OK");
             Ok(())
         }
-        Command::Recognize { input, annotate, json, models } => cli::recognize(&input, annotate.as_deref(), json, &models),
-        Command::Eval { dir, json, threads, top_n, models } => cli::eval(&dir, json, threads, top_n, &models),
+        Command::Recognize {
+            input,
+            annotate,
+            json,
+            models,
+        } => cli::recognize(&input, annotate.as_deref(), json, &models),
+        Command::Eval {
+            dir,
+            json,
+            threads,
+            top_n,
+            models,
+        } => cli::eval(&dir, json, threads, top_n, &models),
         Command::Allowlist { config, action } => cli::allowlist(&config, action),
         Command::Events { config, action } => cli::events(&config, action),
-        Command::Demo { action: DemoAction::Video { out, plates, fps, seconds, gap } } => {
+        Command::Demo {
+            action:
+                DemoAction::Video {
+                    out,
+                    plates,
+                    fps,
+                    seconds,
+                    gap,
+                },
+        } => {
             let passes = if plates.is_empty() {
                 demo::default_passes()
             } else {
-                plates.into_iter().map(|plate| demo::DemoPass { plate, seconds }).collect()
+                plates
+                    .into_iter()
+                    .map(|plate| demo::DemoPass { plate, seconds })
+                    .collect()
             };
             let n = demo::render(&out, &passes, fps, gap)?;
             println!("wrote {} ({n} frames, {} vehicles)", out.display(), passes.len());
             Ok(())
         }
-        Command::Debug { action: DebugAction::EventBurst { config, count } } => cli::event_burst(&config, count),
+        Command::Debug {
+            action: DebugAction::EventBurst { config, count },
+        } => cli::event_burst(&config, count),
     }
 }

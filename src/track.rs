@@ -77,7 +77,11 @@ fn chrono_of(d: std::time::Duration) -> chrono::Duration {
 
 impl Tracker {
     pub fn new(cfg: TrackConfig) -> Self {
-        Self { cfg, pass: None, recent: VecDeque::new() }
+        Self {
+            cfg,
+            pass: None,
+            recent: VecDeque::new(),
+        }
     }
 
     /// Feeds one read; may decide the current pass (early) or close it (a different vehicle).
@@ -95,7 +99,12 @@ impl Tracker {
         };
         if !joins {
             out.extend(self.close());
-            self.pass = Some(Pass { first_at: read.at, last_at: read.at, reads: Vec::new(), decided: None });
+            self.pass = Some(Pass {
+                first_at: read.at,
+                last_at: read.at,
+                reads: Vec::new(),
+                decided: None,
+            });
         }
         if let Some(p) = self.pass.as_mut() {
             p.last_at = p.last_at.max(read.at);
@@ -151,7 +160,11 @@ impl Tracker {
         p.decided = Some(text.clone());
         let window = chrono_of(self.cfg.same_vehicle);
         let lane = p.reads[0].lane.clone();
-        if self.recent.iter().any(|(t, seen)| *t == text && p.first_at - *seen <= window) {
+        if self
+            .recent
+            .iter()
+            .any(|(t, seen)| *t == text && p.first_at - *seen <= window)
+        {
             return vec![TrackEvent::SameVehicle { lane, text }];
         }
         let best = p
@@ -225,7 +238,11 @@ fn vote(reads: &[PlateRead]) -> (String, Vec<CharRead>, usize) {
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
         if let Some(&(ch, w)) = ranked.first() {
             let alt = ranked.get(1).map(|&(a, aw)| (a, aw / n));
-            chars.push(CharRead { ch, conf: (w / n).min(1.0), alt });
+            chars.push(CharRead {
+                ch,
+                conf: (w / n).min(1.0),
+                alt,
+            });
         }
     }
     let text = chars.iter().map(|c| c.ch).collect();
@@ -281,15 +298,35 @@ mod tests {
     }
 
     fn read(text: &str, conf: f32, at_ms: i64) -> PlateRead {
-        PlateRead { lane: "entry".into(), at: t(at_ms), frame_seq: 0, candidate: FakeReader::candidate(text, conf), crop_jpeg: vec![1] }
+        PlateRead {
+            lane: "entry".into(),
+            at: t(at_ms),
+            frame_seq: 0,
+            candidate: FakeReader::candidate(text, conf),
+            crop_jpeg: vec![1],
+        }
     }
 
     fn cfg() -> TrackConfig {
-        TrackConfig { pass_gap: Duration::from_millis(1000), min_reads: 2, early_confidence: 0.9, same_vehicle: Duration::from_secs(10) }
+        TrackConfig {
+            pass_gap: Duration::from_millis(1000),
+            min_reads: 2,
+            early_confidence: 0.9,
+            same_vehicle: Duration::from_secs(10),
+        }
     }
 
     fn decided(events: &[TrackEvent]) -> Vec<String> {
-        events.iter().filter_map(|e| if let TrackEvent::Decide(v) = e { Some(v.text.clone()) } else { None }).collect()
+        events
+            .iter()
+            .filter_map(|e| {
+                if let TrackEvent::Decide(v) = e {
+                    Some(v.text.clone())
+                } else {
+                    None
+                }
+            })
+            .collect()
     }
 
     #[test]
@@ -297,13 +334,19 @@ mod tests {
         let mut tr = Tracker::new(cfg());
         assert!(decided(&tr.on_read(read("ABC123", 0.95, 0))).is_empty());
         assert_eq!(decided(&tr.on_read(read("ABC123", 0.97, 100))), vec!["ABC123"]);
-        assert!(decided(&tr.on_read(read("ABC123", 0.99, 200))).is_empty(), "standing car: no second decision");
+        assert!(
+            decided(&tr.on_read(read("ABC123", 0.99, 200))).is_empty(),
+            "standing car: no second decision"
+        );
         assert!(decided(&tr.on_idle(t(2000))).is_empty());
     }
 
     #[test]
     fn votes_characters_across_frames() {
-        let mut tr = Tracker::new(TrackConfig { early_confidence: 1.1, ..cfg() });
+        let mut tr = Tracker::new(TrackConfig {
+            early_confidence: 1.1,
+            ..cfg()
+        });
         tr.on_read(read("A8C123", 0.6, 0));
         tr.on_read(read("ABC123", 0.8, 100));
         tr.on_read(read("ABC123", 0.7, 200));
@@ -318,7 +361,10 @@ mod tests {
 
     #[test]
     fn a_different_plate_starts_a_new_pass() {
-        let mut tr = Tracker::new(TrackConfig { early_confidence: 1.1, ..cfg() });
+        let mut tr = Tracker::new(TrackConfig {
+            early_confidence: 1.1,
+            ..cfg()
+        });
         tr.on_read(read("ABC123", 0.8, 0));
         let ev = tr.on_read(read("XYZ789", 0.8, 100));
         assert_eq!(decided(&ev), vec!["ABC123"]);

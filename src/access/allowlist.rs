@@ -37,7 +37,9 @@ impl Allowlist {
         let mut exact = HashMap::with_capacity(entries.len());
         let mut canon: HashMap<u64, Bucket> = HashMap::with_capacity(entries.len());
         for (i, e) in entries.iter().enumerate() {
-            let (Some(k), Some(c)) = (plate::pack(&e.plate), plate::pack_canonical(&e.plate)) else { continue };
+            let (Some(k), Some(c)) = (plate::pack(&e.plate), plate::pack_canonical(&e.plate)) else {
+                continue;
+            };
             exact.insert(k, i as u32);
             canon
                 .entry(c)
@@ -47,7 +49,12 @@ impl Allowlist {
                 })
                 .or_insert(Bucket::One(i as u32));
         }
-        Self { entries, exact, canon, version }
+        Self {
+            entries,
+            exact,
+            canon,
+            version,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -70,7 +77,9 @@ impl Allowlist {
 
     /// Entries that differ from `plate_text` only by confusable characters (not the exact one).
     pub fn near(&self, plate_text: &str) -> Vec<Near<'_>> {
-        let Some(c) = plate::pack_canonical(plate_text) else { return Vec::new() };
+        let Some(c) = plate::pack_canonical(plate_text) else {
+            return Vec::new();
+        };
         let idx: &[u32] = match self.canon.get(&c) {
             None => return Vec::new(),
             Some(Bucket::One(i)) => std::slice::from_ref(i),
@@ -119,7 +128,11 @@ mod tests {
     #[test]
     fn exact_and_near_lookups() {
         let list = Allowlist::new(
-            vec![Entry::new("ABC123", Kind::Resident), Entry::new("A8C123", Kind::Blocked), Entry::new("XYZ9", Kind::Visitor)],
+            vec![
+                Entry::new("ABC123", Kind::Resident),
+                Entry::new("A8C123", Kind::Blocked),
+                Entry::new("XYZ9", Kind::Visitor),
+            ],
             1,
         );
         assert_eq!(list.exact("ABC123").map(|e| e.kind), Some(Kind::Resident));

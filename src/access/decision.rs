@@ -22,19 +22,31 @@ pub enum Action {
 #[serde(tag = "code", rename_all = "snake_case")]
 pub enum Reason {
     /// The plate is on the list and may enter now.
-    Allowed { kind: Kind },
+    Allowed {
+        kind: Kind,
+    },
     /// The read differs from a listed plate only by OCR confusions, and nothing else is close.
-    AllowedConfusion { kind: Kind, listed: String, substitutions: usize },
+    AllowedConfusion {
+        kind: Kind,
+        listed: String,
+        substitutions: usize,
+    },
     Unknown,
     Blocked,
     /// The read could be a blocked plate misread: never opens.
-    NearBlocked { listed: String },
+    NearBlocked {
+        listed: String,
+    },
     /// Two or more listed plates fit the read, or the read is too weak to tell them apart.
-    Ambiguous { candidates: Vec<String> },
+    Ambiguous {
+        candidates: Vec<String>,
+    },
     NotYetValid,
     Expired,
     OutsideSchedule,
-    LowConfidence { confidence: f32 },
+    LowConfidence {
+        confidence: f32,
+    },
     /// Guards' overrides and lockdown.
     Lockdown,
 }
@@ -62,7 +74,9 @@ impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Reason::Allowed { kind } => write!(f, "listed {kind}"),
-            Reason::AllowedConfusion { kind, substitutions, .. } => {
+            Reason::AllowedConfusion {
+                kind, substitutions, ..
+            } => {
                 write!(f, "listed {kind}, read with {substitutions} OCR confusion(s)")
             }
             Reason::Unknown => f.write_str("not on the list"),
@@ -90,7 +104,13 @@ pub struct Matched {
 
 impl From<&Entry> for Matched {
     fn from(e: &Entry) -> Self {
-        Self { plate: e.plate.clone(), kind: e.kind, host: e.host.clone(), unit: e.unit.clone(), do_not_log: e.do_not_log }
+        Self {
+            plate: e.plate.clone(),
+            kind: e.kind,
+            host: e.host.clone(),
+            unit: e.unit.clone(),
+            do_not_log: e.do_not_log,
+        }
     }
 }
 
@@ -105,7 +125,12 @@ pub struct Decision {
 
 impl Decision {
     fn deny(reason: Reason, alert: bool, matched: Option<&Entry>) -> Self {
-        Self { action: Action::Deny, alert, reason, matched: matched.map(Matched::from) }
+        Self {
+            action: Action::Deny,
+            alert,
+            reason,
+            matched: matched.map(Matched::from),
+        }
     }
 }
 
@@ -130,14 +155,26 @@ pub fn decide(
     for n in near.iter().filter(|n| n.entry.kind == Kind::Blocked) {
         // Only a confident exact read of a different, listed plate clears a blocked look-alike.
         if !(exact.is_some() && sure_at(&n.positions)) {
-            return Decision::deny(Reason::NearBlocked { listed: n.entry.plate.clone() }, true, Some(n.entry));
+            return Decision::deny(
+                Reason::NearBlocked {
+                    listed: n.entry.plate.clone(),
+                },
+                true,
+                Some(n.entry),
+            );
         }
     }
 
     // 2. The read must be trustworthy.
     let weakest = chars.iter().map(|c| c.conf).fold(1.0f32, f32::min);
     if chars.is_empty() || weakest < cfg.min_confidence {
-        return Decision::deny(Reason::LowConfidence { confidence: if chars.is_empty() { 0.0 } else { weakest } }, false, exact);
+        return Decision::deny(
+            Reason::LowConfidence {
+                confidence: if chars.is_empty() { 0.0 } else { weakest },
+            },
+            false,
+            exact,
+        );
     }
 
     // 3. Which entry, if any.
@@ -147,8 +184,11 @@ pub fn decide(
         .collect();
     let (entry, reason) = match exact {
         Some(e) => {
-            let rivals: Vec<String> =
-                near.iter().filter(|n| !sure_at(&n.positions)).map(|n| n.entry.plate.clone()).collect();
+            let rivals: Vec<String> = near
+                .iter()
+                .filter(|n| !sure_at(&n.positions))
+                .map(|n| n.entry.plate.clone())
+                .collect();
             if !rivals.is_empty() {
                 let mut candidates = vec![e.plate.clone()];
                 candidates.extend(rivals);
@@ -189,7 +229,12 @@ pub fn decide(
             return Decision::deny(Reason::OutsideSchedule, false, Some(entry));
         }
     }
-    Decision { action: Action::Open, alert: false, reason, matched: Some(Matched::from(entry)) }
+    Decision {
+        action: Action::Open,
+        alert: false,
+        reason,
+        matched: Some(Matched::from(entry)),
+    }
 }
 
 #[cfg(test)]
@@ -202,7 +247,9 @@ mod tests {
     }
 
     fn now() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-23T15:00:00Z").map(|d| d.with_timezone(&Utc)).expect("date") // Monday
+        DateTime::parse_from_rfc3339("2026-11-23T15:00:00Z")
+            .map(|d| d.with_timezone(&Utc))
+            .expect("date") // Monday
     }
 
     fn list() -> Allowlist {
@@ -229,7 +276,14 @@ mod tests {
     }
 
     fn d(text: &str, conf: f32) -> Decision {
-        decide(text, &chars(text, conf), &list(), &AccessConfig::default(), now(), chrono_tz::UTC)
+        decide(
+            text,
+            &chars(text, conf),
+            &list(),
+            &AccessConfig::default(),
+            now(),
+            chrono_tz::UTC,
+        )
     }
 
     #[test]
@@ -244,7 +298,11 @@ mod tests {
         let dec = d("A8C123", 0.99);
         assert_eq!(dec.action, Action::Open);
         assert!(matches!(dec.reason, Reason::AllowedConfusion { substitutions: 1, .. }));
-        assert_eq!(d("A8CI23", 0.99).action, Action::Deny, "two confusions exceed the default bound");
+        assert_eq!(
+            d("A8CI23", 0.99).action,
+            Action::Deny,
+            "two confusions exceed the default bound"
+        );
     }
 
     #[test]
@@ -252,9 +310,16 @@ mod tests {
         let b = d("BLK666", 0.99);
         assert_eq!((b.action, b.alert, b.reason.code()), (Action::Deny, true, "blocked"));
         let nb = d("BLK66G", 0.99);
-        assert_eq!((nb.action, nb.alert, nb.reason.code()), (Action::Deny, true, "near_blocked"));
+        assert_eq!(
+            (nb.action, nb.alert, nb.reason.code()),
+            (Action::Deny, true, "near_blocked")
+        );
         let nb2 = d("8LK6GG", 0.99);
-        assert_eq!(nb2.reason.code(), "near_blocked", "any number of confusions with a blocked plate");
+        assert_eq!(
+            nb2.reason.code(),
+            "near_blocked",
+            "any number of confusions with a blocked plate"
+        );
     }
 
     #[test]
@@ -267,7 +332,11 @@ mod tests {
     #[test]
     fn ambiguous_pairs_do_not_open() {
         assert_eq!(d("XYL234", 0.99).reason.code(), "ambiguous");
-        assert_eq!(d("XY1234", 0.9).reason.code(), "ambiguous", "weak exact read with a look-alike listed");
+        assert_eq!(
+            d("XY1234", 0.9).reason.code(),
+            "ambiguous",
+            "weak exact read with a look-alike listed"
+        );
         assert_eq!(d("XY1234", 0.99).action, Action::Open);
     }
 

@@ -42,7 +42,9 @@ impl FromStr for Kind {
             "visitor" => Ok(Kind::Visitor),
             "vendor" => Ok(Kind::Vendor),
             "blocked" => Ok(Kind::Blocked),
-            other => Err(format!("unknown kind {other:?} (use resident, visitor, vendor or blocked)")),
+            other => Err(format!(
+                "unknown kind {other:?} (use resident, visitor, vendor or blocked)"
+            )),
         }
     }
 }

@@ -63,12 +63,19 @@ impl Schedule {
                 .trim()
                 .split_once('-')
                 .ok_or_else(|| format!("{part:?}: times must be HH:MM-HH:MM"))?;
-            windows.push(Window { days, start: minutes(s.trim())?, end: minutes(e.trim())? });
+            windows.push(Window {
+                days,
+                start: minutes(s.trim())?,
+                end: minutes(e.trim())?,
+            });
         }
         if windows.is_empty() {
             return Err("schedule is empty".into());
         }
-        Ok(Self { windows, text: text.trim().to_string() })
+        Ok(Self {
+            windows,
+            text: text.trim().to_string(),
+        })
     }
 
     /// Whether a local date-time falls inside the schedule.
@@ -96,7 +103,9 @@ mod tests {
     use chrono::NaiveDate;
 
     fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> chrono::NaiveDateTime {
-        NaiveDate::from_ymd_opt(y, mo, d).and_then(|d| d.and_hms_opt(h, mi, 0)).expect("date")
+        NaiveDate::from_ymd_opt(y, mo, d)
+            .and_then(|d| d.and_hms_opt(h, mi, 0))
+            .expect("date")
     }
 
     #[test]
@@ -119,7 +128,9 @@ mod tests {
 
     #[test]
     fn bad_schedules_say_why() {
-        assert!(Schedule::parse("funday 07:00-09:00").unwrap_err().contains("unknown day"));
+        assert!(Schedule::parse("funday 07:00-09:00")
+            .unwrap_err()
+            .contains("unknown day"));
         assert!(Schedule::parse("mon 7-9").unwrap_err().contains("HH:MM"));
         assert!(Schedule::parse("mon 25:00-26:00").unwrap_err().contains("out of range"));
     }

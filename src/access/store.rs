@@ -40,7 +40,9 @@ pub fn load_all(conn: &Connection) -> Result<Vec<Entry>, AccessError> {
     let mut out = Vec::new();
     for row in rows {
         let (plate, kind, host, unit, vf, vu, sched, dnl, note) = row?;
-        let kind: Kind = kind.parse().map_err(|e: String| AccessError::Invalid(format!("{plate}: {e}")))?;
+        let kind: Kind = kind
+            .parse()
+            .map_err(|e: String| AccessError::Invalid(format!("{plate}: {e}")))?;
         let schedule = match sched {
             Some(s) => Some(Schedule::parse(&s).map_err(|e| AccessError::Invalid(format!("{plate}: schedule: {e}")))?),
             None => None,
@@ -62,8 +64,11 @@ pub fn load_all(conn: &Connection) -> Result<Vec<Entry>, AccessError> {
 
 /// The applied list version (0 when the list was only edited locally).
 pub fn version(conn: &Connection) -> Result<u64, AccessError> {
-    let v: Option<String> =
-        conn.query_row("SELECT value FROM meta WHERE key = 'allowlist_version'", [], |r| r.get(0)).optional()?;
+    let v: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'allowlist_version'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
     Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
 }
 
@@ -99,7 +104,17 @@ pub fn remove(conn: &Connection, plate_text: &str) -> Result<bool, AccessError> 
     Ok(conn.execute("DELETE FROM allowlist WHERE plate = ?1", [plate_text])? > 0)
 }
 
-const HEADER: [&str; 9] = ["plate", "kind", "host", "unit", "valid_from", "valid_until", "schedule", "do_not_log", "note"];
+const HEADER: [&str; 9] = [
+    "plate",
+    "kind",
+    "host",
+    "unit",
+    "valid_from",
+    "valid_until",
+    "schedule",
+    "do_not_log",
+    "note",
+];
 
 fn opt(s: Option<&str>) -> Option<String> {
     s.map(str::trim).filter(|s| !s.is_empty()).map(str::to_string)
@@ -110,17 +125,30 @@ fn time(s: Option<&str>, line: u64, col: &str) -> Result<Option<DateTime<Utc>>, 
         None => Ok(None),
         Some(v) => DateTime::parse_from_rfc3339(&v)
             .map(|t| Some(t.with_timezone(&Utc)))
-            .map_err(|e| AccessError::Invalid(format!("line {line}: {col} {v:?}: {e} (use RFC 3339, e.g. 2026-12-01T08:00:00Z)"))),
+            .map_err(|e| {
+                AccessError::Invalid(format!(
+                    "line {line}: {col} {v:?}: {e} (use RFC 3339, e.g. 2026-12-01T08:00:00Z)"
+                ))
+            }),
     }
 }
 
 /// Parses CSV into entries; every bad line is reported with its number (all at once).
 pub fn parse_csv<R: Read>(input: R) -> Result<Vec<Entry>, AccessError> {
-    let mut rdr = csv::ReaderBuilder::new().trim(csv::Trim::All).flexible(true).from_reader(input);
-    let headers = rdr.headers().map_err(|e| AccessError::Invalid(format!("CSV header: {e}")))?.clone();
+    let mut rdr = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .flexible(true)
+        .from_reader(input);
+    let headers = rdr
+        .headers()
+        .map_err(|e| AccessError::Invalid(format!("CSV header: {e}")))?
+        .clone();
     let col = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
     let Some(plate_col) = col("plate") else {
-        return Err(AccessError::Invalid(format!("CSV needs a header line with at least: plate,kind (all columns: {})", HEADER.join(","))));
+        return Err(AccessError::Invalid(format!(
+            "CSV needs a header line with at least: plate,kind (all columns: {})",
+            HEADER.join(",")
+        )));
     };
     let idx: Vec<Option<usize>> = HEADER.iter().map(|h| col(h)).collect();
     let mut out = Vec::new();
@@ -144,13 +172,19 @@ pub fn parse_csv<R: Read>(input: R) -> Result<Vec<Entry>, AccessError> {
                 .parse()
                 .map_err(|e| AccessError::Invalid(format!("line {line}: {e}")))?;
             let schedule = match opt(get(6)) {
-                Some(s) => Some(Schedule::parse(&s).map_err(|e| AccessError::Invalid(format!("line {line}: schedule: {e}")))?),
+                Some(s) => {
+                    Some(Schedule::parse(&s).map_err(|e| AccessError::Invalid(format!("line {line}: schedule: {e}")))?)
+                }
                 None => None,
             };
             let do_not_log = match opt(get(7)).as_deref().map(str::to_ascii_lowercase).as_deref() {
                 None | Some("0") | Some("false") | Some("no") => false,
                 Some("1") | Some("true") | Some("yes") => true,
-                Some(other) => return Err(AccessError::Invalid(format!("line {line}: do_not_log {other:?}: use true or false"))),
+                Some(other) => {
+                    return Err(AccessError::Invalid(format!(
+                        "line {line}: do_not_log {other:?}: use true or false"
+                    )))
+                }
             };
             Ok(Entry {
                 plate: plate_text,
@@ -223,6 +257,9 @@ mod tests {
     fn every_bad_line_is_reported() {
         let csv_in = "plate,kind,valid_until\nABC123,residnet,\n,visitor,\nXYZ1,visitor,tomorrow\n";
         let err = parse_csv(csv_in.as_bytes()).expect_err("bad").to_string();
-        assert!(err.contains("line 2") && err.contains("line 3") && err.contains("line 4"), "{err}");
+        assert!(
+            err.contains("line 2") && err.contains("line 3") && err.contains("line 4"),
+            "{err}"
+        );
     }
 }

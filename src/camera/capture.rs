@@ -73,7 +73,13 @@ pub fn run_capture(
                     seq += 1;
                     stats.frames.fetch_add(1, Ordering::Relaxed);
                     let roi = opts.roi.and_then(|r| roi_pixels(r, image.cols(), image.rows()));
-                    slot.put(Frame { lane: opts.lane.clone(), seq, at: clock.now(), image, roi });
+                    slot.put(Frame {
+                        lane: opts.lane.clone(),
+                        seq,
+                        at: clock.now(),
+                        image,
+                        roi,
+                    });
                 }
                 Ok(Grab::End) => match opts.at_end {
                     AtEnd::Stop => {
@@ -139,13 +145,29 @@ mod tests {
 
     #[test]
     fn reconnects_after_failures_and_drops_then_ends() {
-        let src = FakeSource::new(vec![FakeStep::Frame(mat()), FakeStep::Drop, FakeStep::Frame(mat()), FakeStep::End])
-            .failing_first_opens(2);
+        let src = FakeSource::new(vec![
+            FakeStep::Frame(mat()),
+            FakeStep::Drop,
+            FakeStep::Frame(mat()),
+            FakeStep::End,
+        ])
+        .failing_first_opens(2);
         let opens = src.opens.clone();
         let slot = Arc::new(LatestSlot::new());
         let stats = Arc::new(CaptureStats::default());
-        run_capture(Box::new(src), slot.clone(), opts(), Arc::new(SystemClock), stats.clone(), CancellationToken::new());
-        assert_eq!(*opens.lock().expect("lock"), 4, "2 failed opens, 1 good, 1 after the drop");
+        run_capture(
+            Box::new(src),
+            slot.clone(),
+            opts(),
+            Arc::new(SystemClock),
+            stats.clone(),
+            CancellationToken::new(),
+        );
+        assert_eq!(
+            *opens.lock().expect("lock"),
+            4,
+            "2 failed opens, 1 good, 1 after the drop"
+        );
         assert_eq!(stats.frames.load(Ordering::Relaxed), 2);
         assert_eq!(stats.reconnects.load(Ordering::Relaxed), 3);
         // Nobody consumed: the first frame was replaced by the second (one drop), and the slot is closed.
@@ -156,7 +178,12 @@ mod tests {
 
     #[test]
     fn roi_is_clipped_to_the_frame() {
-        let r = Roi { x: 0.5, y: 0.25, width: 0.5, height: 0.75 };
+        let r = Roi {
+            x: 0.5,
+            y: 0.25,
+            width: 0.5,
+            height: 0.75,
+        };
         assert_eq!(roi_pixels(r, 640, 480), Some(Rect::new(320, 120, 320, 360)));
     }
 }

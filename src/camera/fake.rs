@@ -26,7 +26,11 @@ pub struct FakeSource {
 
 impl FakeSource {
     pub fn new(script: Vec<FakeStep>) -> Self {
-        Self { script: script.into(), opens: Arc::new(Mutex::new(0)), fail_opens: 0 }
+        Self {
+            script: script.into(),
+            opens: Arc::new(Mutex::new(0)),
+            fail_opens: 0,
+        }
     }
 
     /// The first `n` opens fail (camera not reachable yet).
@@ -41,7 +45,10 @@ impl FrameSource for FakeSource {
         let mut opens = self.opens.lock().unwrap_or_else(|p| p.into_inner());
         *opens += 1;
         if *opens <= self.fail_opens {
-            return Err(CameraError::Open { source_name: "fake".into(), reason: "scripted failure".into() });
+            return Err(CameraError::Open {
+                source_name: "fake".into(),
+                reason: "scripted failure".into(),
+            });
         }
         Ok(())
     }
@@ -53,7 +60,10 @@ impl FrameSource for FakeSource {
                 std::thread::sleep(d);
                 self.read()
             }
-            Some(FakeStep::Drop) => Err(CameraError::Read { source_name: "fake".into(), reason: "scripted drop".into() }),
+            Some(FakeStep::Drop) => Err(CameraError::Read {
+                source_name: "fake".into(),
+                reason: "scripted drop".into(),
+            }),
             Some(FakeStep::End) | None => Ok(Grab::End),
         }
     }

@@ -20,7 +20,10 @@ pub struct LatestSlot<T> {
 impl<T> Default for LatestSlot<T> {
     fn default() -> Self {
         Self {
-            state: Mutex::new(State { value: None, closed: false }),
+            state: Mutex::new(State {
+                value: None,
+                closed: false,
+            }),
             ready: Condvar::new(),
             dropped: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
@@ -94,7 +97,11 @@ mod tests {
         assert_eq!(slot.take_timeout(Duration::from_millis(1)), Ok(None));
         slot.put(4);
         slot.close();
-        assert_eq!(slot.take_timeout(Duration::ZERO), Ok(Some(4)), "values put before close are still delivered");
+        assert_eq!(
+            slot.take_timeout(Duration::ZERO),
+            Ok(Some(4)),
+            "values put before close are still delivered"
+        );
         assert_eq!(slot.take_timeout(Duration::ZERO), Err(()));
     }
 

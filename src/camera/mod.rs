@@ -15,7 +15,7 @@ use opencv::core::{Mat, Rect};
 pub use capture::{run_capture, CaptureOptions, CaptureStats};
 pub use fake::{FakeSource, FakeStep};
 pub use latest::LatestSlot;
-pub use opencv_source::OpenCvSource;
+pub use opencv_source::{redact_url, OpenCvSource};
 
 /// One captured frame on its way to recognition.
 pub struct Frame {

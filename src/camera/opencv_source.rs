@@ -37,7 +37,10 @@ pub fn redact_url(url: &str) -> String {
 impl FrameSource for OpenCvSource {
     fn open(&mut self) -> Result<(), CameraError> {
         self.cap = None;
-        let open_err = |reason: String| CameraError::Open { source_name: self.name(), reason };
+        let open_err = |reason: String| CameraError::Open {
+            source_name: self.name(),
+            reason,
+        };
         let cap = match &self.spec {
             SourceSpec::File(p) => {
                 if !p.is_file() {
@@ -50,7 +53,9 @@ impl FrameSource for OpenCvSource {
         }
         .map_err(|e| open_err(e.to_string()))?;
         if !cap.is_opened().unwrap_or(false) {
-            return Err(open_err("OpenCV could not open it (check the path/URL and the codec)".into()));
+            return Err(open_err(
+                "OpenCV could not open it (check the path/URL and the codec)".into(),
+            ));
         }
         self.cap = Some(cap);
         Ok(())
@@ -75,7 +80,10 @@ impl FrameSource for OpenCvSource {
             Ok(Grab::End)
         } else {
             self.cap = None;
-            Err(CameraError::Read { source_name: name, reason: "stream returned no frame".into() })
+            Err(CameraError::Read {
+                source_name: name,
+                reason: "stream returned no frame".into(),
+            })
         }
     }
 
@@ -99,7 +107,10 @@ mod tests {
 
     #[test]
     fn camera_passwords_never_reach_logs() {
-        assert_eq!(redact_url("rtsp://admin:secret@10.0.0.5/live"), "rtsp://***@10.0.0.5/live");
+        assert_eq!(
+            redact_url("rtsp://admin:secret@10.0.0.5/live"),
+            "rtsp://***@10.0.0.5/live"
+        );
         assert_eq!(redact_url("rtsp://cam/live"), "rtsp://cam/live");
     }
 

@@ -39,11 +39,24 @@ pub fn allowlist(config: &Path, action: AllowlistAction) -> anyhow::Result<()> {
                 None => store::write_csv(&entries, std::io::stdout().lock())?,
             }
         }
-        AllowlistAction::Add { plate: p, kind, host, unit, valid_from, valid_until, schedule, do_not_log, note } => {
+        AllowlistAction::Add {
+            plate: p,
+            kind,
+            host,
+            unit,
+            valid_from,
+            valid_until,
+            schedule,
+            do_not_log,
+            note,
+        } => {
             let plate_text = plate::normalize(&p);
             plate::validate(&plate_text).map_err(anyhow::Error::msg)?;
             let kind: Kind = kind.parse().map_err(anyhow::Error::msg)?;
-            let schedule = schedule.map(|s| Schedule::parse(&s)).transpose().map_err(anyhow::Error::msg)?;
+            let schedule = schedule
+                .map(|s| Schedule::parse(&s))
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
             let entry = Entry {
                 plate: plate_text.clone(),
                 kind,
@@ -75,8 +88,13 @@ pub fn allowlist(config: &Path, action: AllowlistAction) -> anyhow::Result<()> {
                     e.kind,
                     e.host.as_deref().unwrap_or("-"),
                     e.unit.as_deref().unwrap_or("-"),
-                    e.valid_until.map(|t| format!("until {} ", t.to_rfc3339())).unwrap_or_default(),
-                    e.schedule.as_ref().map(|s| format!("[{}] ", s.as_str())).unwrap_or_default(),
+                    e.valid_until
+                        .map(|t| format!("until {} ", t.to_rfc3339()))
+                        .unwrap_or_default(),
+                    e.schedule
+                        .as_ref()
+                        .map(|s| format!("[{}] ", s.as_str()))
+                        .unwrap_or_default(),
                     if e.do_not_log { "do-not-log" } else { "" }
                 );
             }

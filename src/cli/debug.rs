@@ -23,12 +23,24 @@ pub fn event_burst(config: &Path, count: usize) -> anyhow::Result<()> {
                 lane: "burst".into(),
                 at: now,
                 first_seen: now,
-                chars: plate.chars().map(|ch| CharRead { ch, conf: 0.99, alt: None }).collect(),
+                chars: plate
+                    .chars()
+                    .map(|ch| CharRead {
+                        ch,
+                        conf: 0.99,
+                        alt: None,
+                    })
+                    .collect(),
                 plate,
                 confidence: 0.99,
                 alternatives: Vec::new(),
                 reads: 3,
-                decision: Decision { action: Action::Deny, alert: false, reason: Reason::Unknown, matched: None },
+                decision: Decision {
+                    action: Action::Deny,
+                    alert: false,
+                    reason: Reason::Unknown,
+                    matched: None,
+                },
                 crop_jpeg: vec![0xFF, 0xD8, 0xFF, 0xD9],
                 guard_action: None,
             };
@@ -38,6 +50,9 @@ pub fn event_burst(config: &Path, count: usize) -> anyhow::Result<()> {
     })?;
     drop(rt);
     let _ = writer.join();
-    println!("burst done: {} committed", stats.committed.load(std::sync::atomic::Ordering::Relaxed));
+    println!(
+        "burst done: {} committed",
+        stats.committed.load(std::sync::atomic::Ordering::Relaxed)
+    );
     Ok(())
 }

@@ -14,13 +14,22 @@ use super::{default_manifest, ModelArgs};
 use crate::eval::{evaluate, load_set};
 use crate::recognize::{Manifest, OnnxPlateReader, PlateReader, ReaderOptions, RecognizeError};
 
-fn reader_factory(models: &ModelArgs, top_n: usize) -> anyhow::Result<impl Fn() -> Result<Box<dyn PlateReader>, RecognizeError> + Sync> {
+fn reader_factory(
+    models: &ModelArgs,
+    top_n: usize,
+) -> anyhow::Result<impl Fn() -> Result<Box<dyn PlateReader>, RecognizeError> + Sync> {
     let path = models.models.clone().unwrap_or_else(default_manifest);
-    let manifest = Manifest::load(&path).with_context(|| "use --models to point at models/manifest.toml".to_string())?;
+    let manifest =
+        Manifest::load(&path).with_context(|| "use --models to point at models/manifest.toml".to_string())?;
     let lib = models.onnxruntime.clone();
     let side = models.detector_max_side;
     Ok(move || {
-        let opts = ReaderOptions { threads: 1, detector_max_side: side, top_n, ..Default::default() };
+        let opts = ReaderOptions {
+            threads: 1,
+            detector_max_side: side,
+            top_n,
+            ..Default::default()
+        };
         OnnxPlateReader::new(&manifest, lib.as_deref(), opts).map(|r| Box::new(r) as Box<dyn PlateReader>)
     })
 }
@@ -92,16 +101,33 @@ pub fn recognize(input: &Path, annotate: Option<&Path>, json_out: bool, models: 
                 )
             });
         } else {
-            let best = reads.candidates.first().map(|c| format!("{} ({:.2})", c.text, c.confidence));
+            let best = reads
+                .candidates
+                .first()
+                .map(|c| format!("{} ({:.2})", c.text, c.confidence));
             pb.suspend(|| println!("{name}: {}", best.unwrap_or_else(|| "no plate".into())));
         }
         if let Some(dir) = annotate {
             for (i, c) in reads.candidates.iter().enumerate() {
-                let color = if i == 0 { Scalar::new(0.0, 220.0, 0.0, 0.0) } else { Scalar::new(0.0, 160.0, 255.0, 0.0) };
+                let color = if i == 0 {
+                    Scalar::new(0.0, 220.0, 0.0, 0.0)
+                } else {
+                    Scalar::new(0.0, 160.0, 255.0, 0.0)
+                };
                 imgproc::rectangle(&mut img, c.bbox, color, 2, imgproc::LINE_8, 0)?;
                 let label = format!("{} {:.2}", c.text, c.confidence);
                 let org = Point::new(c.bbox.x, (c.bbox.y - 6).max(14));
-                imgproc::put_text(&mut img, &label, org, imgproc::FONT_HERSHEY_SIMPLEX, 0.6, color, 2, imgproc::LINE_AA, false)?;
+                imgproc::put_text(
+                    &mut img,
+                    &label,
+                    org,
+                    imgproc::FONT_HERSHEY_SIMPLEX,
+                    0.6,
+                    color,
+                    2,
+                    imgproc::LINE_AA,
+                    false,
+                )?;
             }
             let out = dir.join(path.file_name().unwrap_or_default()).with_extension("jpg");
             imgcodecs::imwrite(out.as_os_str(), &img, &Vector::new())?;
@@ -120,7 +146,12 @@ pub fn eval(dir: &Path, json_out: bool, threads: usize, top_n: usize, models: &M
     let (report, results) = evaluate(&set, &samples, make, threads, top_n, &tick)?;
     pb.finish_and_clear();
     for r in results.iter().filter(|r| !r.correct) {
-        println!("miss {}: truth {} read {}", r.image, r.truth, r.read.as_deref().unwrap_or("-"));
+        println!(
+            "miss {}: truth {} read {}",
+            r.image,
+            r.truth,
+            r.read.as_deref().unwrap_or("-")
+        );
     }
     println!("{}", report.table());
     if json_out {

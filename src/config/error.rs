@@ -35,11 +35,7 @@ pub enum ConfigError {
 }
 
 fn render(issues: &[ConfigIssue]) -> String {
-    issues
-        .iter()
-        .map(|i| format!("  - {i}"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    issues.iter().map(|i| format!("  - {i}")).collect::<Vec<_>>().join("\n")
 }
 
 impl ConfigError {

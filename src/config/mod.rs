@@ -182,18 +182,29 @@ impl Config {
             self.site.data_dir.display()
         );
         for lane in &self.lanes {
-            s.push_str(&format!(
-                "lane {:?}: {:?} -> relay {:?}{}\n",
-                lane.name,
-                lane.source,
-                lane.relay,
-                lane.roi.map(|r| format!(", roi {r:?}")).unwrap_or_default()
-            ));
+            let source = match &lane.source {
+                SourceSpec::File(p) => format!("video file {}", p.display()),
+                SourceSpec::Url(u) => format!("stream {}", crate::camera::redact_url(u)),
+                SourceSpec::Device(d) => format!("V4L2 device {}", d.display()),
+            };
+            let roi = lane
+                .roi
+                .map(|r| format!(", region x={} y={} w={} h={}", r.x, r.y, r.width, r.height))
+                .unwrap_or_default();
+            s.push_str(&format!("lane {}: {source} -> relay {}{roi}\n", lane.name, lane.relay));
         }
         for relay in &self.relays {
+            let kind = match &relay.kind {
+                RelayKind::Gpio { chip, line } => format!("GPIO line {line} on {}", chip.display()),
+                RelayKind::Simulated { log: Some(p) } => format!("simulated, logging to {}", p.display()),
+                RelayKind::Simulated { log: None } => "simulated".to_string(),
+            };
             s.push_str(&format!(
-                "relay {:?}: {:?}, pulse {:?}, safe state {:?}\n",
-                relay.name, relay.kind, relay.pulse, relay.safe_state
+                "relay {}: {kind}, pulse {} ms, cooldown {} ms, safe state {:?}\n",
+                relay.name,
+                relay.pulse.as_millis(),
+                relay.cooldown.as_millis(),
+                relay.safe_state
             ));
         }
         s.push_str(&format!("models: {}\n", self.recognize.manifest.display()));

@@ -17,13 +17,21 @@ pub(super) fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
     let table: toml::Table = match text.parse() {
         Ok(t) => t,
         Err(e) => {
-            issues.push("(file)", format!("not valid TOML: {}", e.message().trim()), where_in(text, e.span()));
+            issues.push(
+                "(file)",
+                format!("not valid TOML: {}", e.message().trim()),
+                where_in(text, e.span()),
+            );
             return Err(ConfigError::Invalid(issues.0));
         }
     };
     for key in table.keys() {
         if !SECTIONS.contains(&key.as_str()) {
-            issues.push(key.clone(), "unknown section", format!("remove it, or use one of {}", SECTIONS.join(", ")));
+            issues.push(
+                key.clone(),
+                "unknown section",
+                format!("remove it, or use one of {}", SECTIONS.join(", ")),
+            );
         }
     }
 
@@ -42,8 +50,16 @@ pub(super) fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
                 }
             }
         }
-        Some(_) => issues.push("relays", "must be a table of relays", "write [relays.main] with kind = \"gpio\" or \"simulated\""),
-        None => issues.push("relays", "no relay configured", "add a [relays.main] table (kind = \"simulated\" to try without hardware)"),
+        Some(_) => issues.push(
+            "relays",
+            "must be a table of relays",
+            "write [relays.main] with kind = \"gpio\" or \"simulated\"",
+        ),
+        None => issues.push(
+            "relays",
+            "no relay configured",
+            "add a [relays.main] table (kind = \"simulated\" to try without hardware)",
+        ),
     }
 
     let mut lanes_raw: Vec<RawLane> = Vec::new();
@@ -55,9 +71,11 @@ pub(super) fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
                 }
             }
         }
-        Some(toml::Value::Array(_)) | None => {
-            issues.push("lanes", "no lane configured", "add a [[lanes]] table with name, source and relay")
-        }
+        Some(toml::Value::Array(_)) | None => issues.push(
+            "lanes",
+            "no lane configured",
+            "add a [[lanes]] table with name, source and relay",
+        ),
         Some(_) => issues.push("lanes", "must be an array of tables", "write each lane as [[lanes]]"),
     }
 
@@ -75,13 +93,21 @@ pub(super) fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
     for (i, l) in lanes_raw.into_iter().enumerate() {
         let path = format!("lanes[{i}]");
         if !lane_names.insert(l.name.clone()) {
-            issues.push(format!("{path}.name"), format!("lane name {:?} is used twice", l.name), "give every lane its own name");
+            issues.push(
+                format!("{path}.name"),
+                format!("lane name {:?} is used twice", l.name),
+                "give every lane its own name",
+            );
         }
         if !relay_names.contains(l.relay.as_str()) {
             issues.push(
                 format!("{path}.relay"),
                 format!("no relay named {:?}", l.relay),
-                format!("define [relays.{}] or use one of: {}", l.relay, join_sorted(&relay_names)),
+                format!(
+                    "define [relays.{}] or use one of: {}",
+                    l.relay,
+                    join_sorted(&relay_names)
+                ),
             );
         }
         if let Some(lane) = validate_lane(l, &path, base, &mut issues) {
@@ -136,7 +162,11 @@ fn section<T: DeserializeOwned>(table: &toml::Table, key: &str, issues: &mut Iss
         Some(v) => value(v, key, issues),
         None if optional => value(&toml::Value::Table(toml::Table::new()), key, issues),
         None => {
-            issues.push(key, "section is missing", format!("add a [{key}] table (see config/gatehouse.toml)"));
+            issues.push(
+                key,
+                "section is missing",
+                format!("add a [{key}] table (see config/gatehouse.toml)"),
+            );
             None
         }
     }
@@ -171,13 +201,21 @@ fn resolve(base: &Path, p: &str) -> PathBuf {
 
 fn validate_site(s: RawSite, base: &Path, issues: &mut Issues) -> SiteConfig {
     let timezone = s.timezone.parse::<chrono_tz::Tz>().unwrap_or_else(|_| {
-        issues.push("site.timezone", format!("unknown time zone {:?}", s.timezone), "use an IANA name such as \"America/New_York\" or \"UTC\"");
+        issues.push(
+            "site.timezone",
+            format!("unknown time zone {:?}", s.timezone),
+            "use an IANA name such as \"America/New_York\" or \"UTC\"",
+        );
         chrono_tz::UTC
     });
     if s.name.trim().is_empty() {
         issues.push("site.name", "is empty", "name the site, e.g. \"Oak Ridge north gate\"");
     }
-    SiteConfig { name: s.name, timezone, data_dir: resolve(base, &s.data_dir) }
+    SiteConfig {
+        name: s.name,
+        timezone,
+        data_dir: resolve(base, &s.data_dir),
+    }
 }
 
 fn validate_recognize(r: RawRecognize, base: &Path, issues: &mut Issues) -> RecognizeConfig {
@@ -192,21 +230,36 @@ fn validate_recognize(r: RawRecognize, base: &Path, issues: &mut Issues) -> Reco
     let onnxruntime = r.onnxruntime.as_deref().map(|p| resolve(base, p));
     if let Some(p) = &onnxruntime {
         if !p.is_file() {
-            issues.push("recognize.onnxruntime", format!("{} does not exist", p.display()), "point it at libonnxruntime.so (scripts/setup.sh puts it in vendor/onnxruntime/)");
+            issues.push(
+                "recognize.onnxruntime",
+                format!("{} does not exist", p.display()),
+                "point it at libonnxruntime.so (scripts/setup.sh puts it in vendor/onnxruntime/)",
+            );
         }
     }
     if r.threads == 0 || r.threads > 64 {
-        issues.push("recognize.threads", format!("{} is out of range", r.threads), "use 1 to 64 (1 per lane is a good start on a small box)");
+        issues.push(
+            "recognize.threads",
+            format!("{} is out of range", r.threads),
+            "use 1 to 64 (1 per lane is a good start on a small box)",
+        );
     }
     if r.min_plate_len == 0 || r.min_plate_len > r.max_plate_len || r.max_plate_len > crate::plate::MAX_PLATE_LEN {
         issues.push(
             "recognize.min_plate_len",
             format!("plate lengths {}..={} are not usable", r.min_plate_len, r.max_plate_len),
-            format!("use 1 <= min_plate_len <= max_plate_len <= {}", crate::plate::MAX_PLATE_LEN),
+            format!(
+                "use 1 <= min_plate_len <= max_plate_len <= {}",
+                crate::plate::MAX_PLATE_LEN
+            ),
         );
     }
     if r.detector_max_side < 320 || r.detector_max_side > 4096 || r.detector_max_side % 32 != 0 {
-        issues.push("recognize.detector_max_side", format!("{} is not usable", r.detector_max_side), "use a multiple of 32 between 320 and 4096, e.g. 960");
+        issues.push(
+            "recognize.detector_max_side",
+            format!("{} is not usable", r.detector_max_side),
+            "use a multiple of 32 between 320 and 4096, e.g. 960",
+        );
     }
     RecognizeConfig {
         manifest,
@@ -220,13 +273,21 @@ fn validate_recognize(r: RawRecognize, base: &Path, issues: &mut Issues) -> Reco
 
 fn unit_interval(v: f32, path: &str, issues: &mut Issues) {
     if !(0.0..=1.0).contains(&v) {
-        issues.push(path, format!("{v} is not between 0 and 1"), "use a fraction such as 0.9");
+        issues.push(
+            path,
+            format!("{v} is not between 0 and 1"),
+            "use a fraction such as 0.9",
+        );
     }
 }
 
 fn validate_track(t: RawTrack, issues: &mut Issues) -> TrackConfig {
     if !(100..=60_000).contains(&t.pass_gap_ms) {
-        issues.push("track.pass_gap_ms", format!("{} ms is out of range", t.pass_gap_ms), "use 100 to 60000 (1500 suits a gate lane)");
+        issues.push(
+            "track.pass_gap_ms",
+            format!("{} ms is out of range", t.pass_gap_ms),
+            "use 100 to 60000 (1500 suits a gate lane)",
+        );
     }
     if t.min_reads == 0 {
         issues.push("track.min_reads", "must be at least 1", "use 2 or 3");
@@ -242,26 +303,47 @@ fn validate_track(t: RawTrack, issues: &mut Issues) -> TrackConfig {
 
 fn validate_access(a: RawAccess, issues: &mut Issues) -> AccessConfig {
     if a.max_confusions > 2 {
-        issues.push("access.max_confusions", format!("{} lets too many OCR confusions through", a.max_confusions), "use 0, 1 or 2");
+        issues.push(
+            "access.max_confusions",
+            format!("{} lets too many OCR confusions through", a.max_confusions),
+            "use 0, 1 or 2",
+        );
     }
     unit_interval(a.min_confidence, "access.min_confidence", issues);
     unit_interval(a.ambiguity_confidence, "access.ambiguity_confidence", issues);
-    AccessConfig { max_confusions: a.max_confusions, min_confidence: a.min_confidence, ambiguity_confidence: a.ambiguity_confidence }
+    AccessConfig {
+        max_confusions: a.max_confusions,
+        min_confidence: a.min_confidence,
+        ambiguity_confidence: a.ambiguity_confidence,
+    }
 }
 
 fn validate_relay(name: String, r: RawRelay, base: &Path, issues: &mut Issues) -> Option<RelayConfig> {
     let path = format!("relays.{name}");
     let kind = match r.kind.as_str() {
         "gpio" => match (&r.chip, r.line) {
-            (Some(chip), Some(line)) => Some(RelayKind::Gpio { chip: PathBuf::from(chip), line }),
+            (Some(chip), Some(line)) => Some(RelayKind::Gpio {
+                chip: PathBuf::from(chip),
+                line,
+            }),
             _ => {
-                issues.push(format!("{path}.chip"), "a gpio relay needs chip and line", "add chip = \"/dev/gpiochip0\" and line = <offset>");
+                issues.push(
+                    format!("{path}.chip"),
+                    "a gpio relay needs chip and line",
+                    "add chip = \"/dev/gpiochip0\" and line = <offset>",
+                );
                 None
             }
         },
-        "simulated" => Some(RelayKind::Simulated { log: r.log.as_deref().map(|p| resolve(base, p)) }),
+        "simulated" => Some(RelayKind::Simulated {
+            log: r.log.as_deref().map(|p| resolve(base, p)),
+        }),
         other => {
-            issues.push(format!("{path}.kind"), format!("unknown relay kind {other:?}"), "use \"gpio\" or \"simulated\"");
+            issues.push(
+                format!("{path}.kind"),
+                format!("unknown relay kind {other:?}"),
+                "use \"gpio\" or \"simulated\"",
+            );
             None
         }
     };
@@ -269,15 +351,27 @@ fn validate_relay(name: String, r: RawRelay, base: &Path, issues: &mut Issues) -
         "closed" => SafeState::Closed,
         "open" => SafeState::Open,
         other => {
-            issues.push(format!("{path}.safe_state"), format!("unknown safe state {other:?}"), "use \"closed\" (line released) or \"open\" (fail-open sites)");
+            issues.push(
+                format!("{path}.safe_state"),
+                format!("unknown safe state {other:?}"),
+                "use \"closed\" (line released) or \"open\" (fail-open sites)",
+            );
             SafeState::Closed
         }
     };
     if !(50..=10_000).contains(&r.pulse_ms) {
-        issues.push(format!("{path}.pulse_ms"), format!("{} ms is out of range", r.pulse_ms), "use 50 to 10000 (most gate operators want 500-1000)");
+        issues.push(
+            format!("{path}.pulse_ms"),
+            format!("{} ms is out of range", r.pulse_ms),
+            "use 50 to 10000 (most gate operators want 500-1000)",
+        );
     }
     if r.cooldown_ms > 600_000 {
-        issues.push(format!("{path}.cooldown_ms"), format!("{} ms is too long", r.cooldown_ms), "use at most 600000");
+        issues.push(
+            format!("{path}.cooldown_ms"),
+            format!("{} ms is too long", r.cooldown_ms),
+            "use at most 600000",
+        );
     }
     Some(RelayConfig {
         name,
@@ -313,13 +407,26 @@ pub fn parse_source(s: &str, base: &Path) -> Result<SourceSpec, String> {
 }
 
 fn validate_lane(l: RawLane, path: &str, base: &Path, issues: &mut Issues) -> Option<LaneConfig> {
-    if l.name.trim().is_empty() || !l.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-        issues.push(format!("{path}.name"), format!("{:?} is not a usable lane name", l.name), "use letters, digits, - and _ (e.g. \"entry\")");
+    if l.name.trim().is_empty()
+        || !l
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        issues.push(
+            format!("{path}.name"),
+            format!("{:?} is not a usable lane name", l.name),
+            "use letters, digits, - and _ (e.g. \"entry\")",
+        );
     }
     let source = match parse_source(&l.source, base) {
         Ok(s) => Some(s),
         Err(e) => {
-            issues.push(format!("{path}.source"), e, "use a video file path, rtsp://host/stream, or /dev/videoN");
+            issues.push(
+                format!("{path}.source"),
+                e,
+                "use a video file path, rtsp://host/stream, or /dev/videoN",
+            );
             None
         }
     };
@@ -327,11 +434,20 @@ fn validate_lane(l: RawLane, path: &str, base: &Path, issues: &mut Issues) -> Op
         "stop" => AtEnd::Stop,
         "loop" => AtEnd::Loop,
         other => {
-            issues.push(format!("{path}.at_end"), format!("unknown value {other:?}"), "use \"stop\" or \"loop\"");
+            issues.push(
+                format!("{path}.at_end"),
+                format!("unknown value {other:?}"),
+                "use \"stop\" or \"loop\"",
+            );
             AtEnd::Stop
         }
     };
-    let roi = l.roi.map(|r| Roi { x: r.x, y: r.y, width: r.width, height: r.height });
+    let roi = l.roi.map(|r| Roi {
+        x: r.x,
+        y: r.y,
+        width: r.width,
+        height: r.height,
+    });
     if let Some(r) = roi {
         let ok = [r.x, r.y, r.width, r.height].iter().all(|v| (0.0..=1.0).contains(v))
             && r.width > 0.05
@@ -339,11 +455,19 @@ fn validate_lane(l: RawLane, path: &str, base: &Path, issues: &mut Issues) -> Op
             && r.x + r.width <= 1.0 + 1e-6
             && r.y + r.height <= 1.0 + 1e-6;
         if !ok {
-            issues.push(format!("{path}.roi"), format!("{r:?} is not inside the frame"), "give x, y, width, height as fractions of the frame, with x + width <= 1 and y + height <= 1");
+            issues.push(
+                format!("{path}.roi"),
+                format!("{r:?} is not inside the frame"),
+                "give x, y, width, height as fractions of the frame, with x + width <= 1 and y + height <= 1",
+            );
         }
     }
     if l.reconnect_min_ms == 0 || l.reconnect_min_ms > l.reconnect_max_ms {
-        issues.push(format!("{path}.reconnect_min_ms"), "reconnect back-off bounds are inverted or zero", "use 0 < reconnect_min_ms <= reconnect_max_ms");
+        issues.push(
+            format!("{path}.reconnect_min_ms"),
+            "reconnect back-off bounds are inverted or zero",
+            "use 0 < reconnect_min_ms <= reconnect_max_ms",
+        );
     }
     Some(LaneConfig {
         name: l.name,
@@ -423,10 +547,22 @@ relay = "main"
     #[test]
     fn sources_are_classified() {
         let b = Path::new("/etc/gatehouse");
-        assert_eq!(parse_source("rtsp://cam/1", b), Ok(SourceSpec::Url("rtsp://cam/1".into())));
-        assert_eq!(parse_source("/dev/video2", b), Ok(SourceSpec::Device("/dev/video2".into())));
-        assert_eq!(parse_source("v4l2:/dev/video0", b), Ok(SourceSpec::Device("/dev/video0".into())));
-        assert_eq!(parse_source("file:a.mp4", b), Ok(SourceSpec::File("/etc/gatehouse/a.mp4".into())));
+        assert_eq!(
+            parse_source("rtsp://cam/1", b),
+            Ok(SourceSpec::Url("rtsp://cam/1".into()))
+        );
+        assert_eq!(
+            parse_source("/dev/video2", b),
+            Ok(SourceSpec::Device("/dev/video2".into()))
+        );
+        assert_eq!(
+            parse_source("v4l2:/dev/video0", b),
+            Ok(SourceSpec::Device("/dev/video0".into()))
+        );
+        assert_eq!(
+            parse_source("file:a.mp4", b),
+            Ok(SourceSpec::File("/etc/gatehouse/a.mp4".into()))
+        );
         assert!(parse_source("ftp://x", b).is_err());
     }
 }

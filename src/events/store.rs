@@ -62,7 +62,11 @@ pub fn spawn_writer(
                                 continue;
                             }
                             st.committed.fetch_add(1, Ordering::Relaxed);
-                            let shown = if log_plates { e.plate.clone() } else { plate::redact(&e.plate) };
+                            let shown = if log_plates {
+                                e.plate.clone()
+                            } else {
+                                plate::redact(&e.plate)
+                            };
                             tracing::info!(
                                 id = %e.id, lane = %e.lane, plate = %shown, action = ?e.decision.action,
                                 reason = %e.decision.reason, "event committed"
@@ -77,16 +81,24 @@ pub fn spawn_writer(
                 }
             }
         })
-        .map_err(|e| EventError::Crop { path: "event-writer thread".into(), source: e })?;
+        .map_err(|e| EventError::Crop {
+            path: "event-writer thread".into(),
+            source: e,
+        })?;
     Ok((EventSink { tx }, handle, stats))
 }
 
 fn crop_path(crops_dir: &Path, e: &GateEvent) -> PathBuf {
-    crops_dir.join(e.at.format("%Y-%m-%d").to_string()).join(format!("{}.jpg", e.id))
+    crops_dir
+        .join(e.at.format("%Y-%m-%d").to_string())
+        .join(format!("{}.jpg", e.id))
 }
 
 fn write_crop(path: &Path, bytes: &[u8]) -> Result<(), EventError> {
-    let err = |source| EventError::Crop { path: path.display().to_string(), source };
+    let err = |source| EventError::Crop {
+        path: path.display().to_string(),
+        source,
+    };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(err)?;
     }
@@ -133,7 +145,9 @@ fn write_batch(conn: &mut Connection, crops_dir: &Path, batch: &[GateEvent]) -> 
                 serde_json::to_string(&chars).unwrap_or_default(),
                 serde_json::to_string(&e.alternatives).unwrap_or_default(),
                 e.reads as i64,
-                serde_json::to_value(e.decision.action).ok().and_then(|v| v.as_str().map(str::to_string)),
+                serde_json::to_value(e.decision.action)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string)),
                 e.decision.alert,
                 e.decision.reason.code(),
                 e.decision.reason.to_string(),

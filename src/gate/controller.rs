@@ -4,6 +4,7 @@
 //!   operators treat a second pulse as "stop" or "close").
 //! - `HoldOpen` / `Release`: a guard holds the gate open (at most `max_hold`), then releases it.
 //! - `Lockdown` / `Unlock`: no opening at all until unlocked.
+//!
 //! On exit (all handles dropped, or cancelled) the relay goes to its safe state.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -78,7 +79,11 @@ pub fn run_controller(
 ) -> (GateHandle, impl std::future::Future<Output = ()>) {
     let (tx, rx) = mpsc::channel(32);
     let lockdown = Arc::new(AtomicBool::new(false));
-    let handle = GateHandle { name: cfg.name.clone().into(), tx, lockdown: lockdown.clone() };
+    let handle = GateHandle {
+        name: cfg.name.clone().into(),
+        tx,
+        lockdown: lockdown.clone(),
+    };
     (handle, controller(cfg, relay, rx, lockdown, cancel))
 }
 
@@ -201,7 +206,10 @@ mod tests {
     }
 
     fn open() -> GateCommand {
-        GateCommand::Open { actor: Actor::Automatic, reason: "test".into() }
+        GateCommand::Open {
+            actor: Actor::Automatic,
+            reason: "test".into(),
+        }
     }
 
     #[tokio::test(start_paused = true)]
@@ -228,12 +236,24 @@ mod tests {
         let (r, t) = relay();
         let (h, fut) = run_controller(cfg(SafeState::Open), r, CancellationToken::new());
         let task = tokio::spawn(fut);
-        h.try_command(GateCommand::Lockdown { actor: Actor::Guard("g1".into()), reason: "incident".into() }).expect("q");
+        h.try_command(GateCommand::Lockdown {
+            actor: Actor::Guard("g1".into()),
+            reason: "incident".into(),
+        })
+        .expect("q");
         h.try_command(open()).expect("q");
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert!(h.in_lockdown());
-        h.try_command(GateCommand::Unlock { actor: Actor::Guard("g1".into()), reason: "clear".into() }).expect("q");
-        h.try_command(GateCommand::HoldOpen { actor: Actor::Guard("g1".into()), reason: "delivery".into() }).expect("q");
+        h.try_command(GateCommand::Unlock {
+            actor: Actor::Guard("g1".into()),
+            reason: "clear".into(),
+        })
+        .expect("q");
+        h.try_command(GateCommand::HoldOpen {
+            actor: Actor::Guard("g1".into()),
+            reason: "delivery".into(),
+        })
+        .expect("q");
         tokio::time::sleep(Duration::from_millis(10)).await;
         drop(h);
         task.await.expect("task");

@@ -15,7 +15,10 @@ pub struct GpioRelay {
 
 impl GpioRelay {
     pub fn open(name: &str, chip: &Path, line: u32, active_low: bool, initial: bool) -> Result<Self, GateError> {
-        let err = |reason: String| GateError::Hardware { relay: name.to_string(), reason };
+        let err = |reason: String| GateError::Hardware {
+            relay: name.to_string(),
+            reason,
+        };
         let mut c = Chip::new(chip).map_err(|e| err(format!("cannot open {}: {e}", chip.display())))?;
         let l = c
             .get_line(line)
@@ -24,19 +27,27 @@ impl GpioRelay {
         if active_low {
             flags |= LineRequestFlags::ACTIVE_LOW;
         }
-        let handle = l
-            .request(flags, u8::from(initial), "gatehouse")
-            .map_err(|e| err(format!("line {line} on {} is busy or not an output: {e}", chip.display())))?;
-        Ok(Self { name: name.to_string(), handle })
+        let handle = l.request(flags, u8::from(initial), "gatehouse").map_err(|e| {
+            err(format!(
+                "line {line} on {} is busy or not an output: {e}",
+                chip.display()
+            ))
+        })?;
+        Ok(Self {
+            name: name.to_string(),
+            handle,
+        })
     }
 }
 
 impl Relay for GpioRelay {
     fn set(&mut self, energized: bool) -> Result<(), GateError> {
-        self.handle.set_value(u8::from(energized)).map_err(|e| GateError::Hardware {
-            relay: self.name.clone(),
-            reason: format!("cannot set line: {e}"),
-        })
+        self.handle
+            .set_value(u8::from(energized))
+            .map_err(|e| GateError::Hardware {
+                relay: self.name.clone(),
+                reason: format!("cannot set line: {e}"),
+            })
     }
 
     fn name(&self) -> &str {

@@ -31,20 +31,34 @@ impl SimulatedRelay {
                 if let Some(dir) = p.parent() {
                     let _ = std::fs::create_dir_all(dir);
                 }
-                Some(OpenOptions::new().create(true).append(true).open(&p).map_err(|e| GateError::Hardware {
-                    relay: name.to_string(),
-                    reason: format!("cannot open relay log {}: {e}", p.display()),
-                })?)
+                Some(
+                    OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&p)
+                        .map_err(|e| GateError::Hardware {
+                            relay: name.to_string(),
+                            reason: format!("cannot open relay log {}: {e}", p.display()),
+                        })?,
+                )
             }
             None => None,
         };
-        Ok(Self { name: name.to_string(), log, transitions: Arc::default() })
+        Ok(Self {
+            name: name.to_string(),
+            log,
+            transitions: Arc::default(),
+        })
     }
 }
 
 impl Relay for SimulatedRelay {
     fn set(&mut self, energized: bool) -> Result<(), GateError> {
-        let t = Transition { relay: self.name.clone(), at: Utc::now(), energized };
+        let t = Transition {
+            relay: self.name.clone(),
+            at: Utc::now(),
+            energized,
+        };
         tracing::info!(relay = %self.name, state = if energized { "OPEN (energised)" } else { "CLOSED (released)" }, "relay");
         if let Some(f) = self.log.as_mut() {
             if let Ok(line) = serde_json::to_string(&t) {

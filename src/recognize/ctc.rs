@@ -79,7 +79,11 @@ pub fn decode(probs: &[f32], t: usize, c: usize, kinds: &[ClassKind], plate_clas
                 let alt_idx = if p1 == best { p2 } else { p1 };
                 let alt_p = if p1 == best { p2v } else { p1v };
                 let alt = ch_of(alt_idx).filter(|a| a != ch).map(|a| (a, alt_p));
-                out.chars.push(super::CharRead { ch: *ch, conf: best_p, alt });
+                out.chars.push(super::CharRead {
+                    ch: *ch,
+                    conf: best_p,
+                    alt,
+                });
             }
             _ if p1v >= rescue => {
                 if let Some(ch) = ch_of(p1) {
@@ -113,11 +117,18 @@ pub fn alternatives(chars: &[super::CharRead], n: usize) -> Vec<(String, f32)> {
     let mut swaps: Vec<(usize, char, f32)> = chars
         .iter()
         .enumerate()
-        .filter_map(|(i, c)| c.alt.map(|(a, p)| (i, a, base - c.conf.max(1e-6).ln() + p.max(1e-6).ln())))
+        .filter_map(|(i, c)| {
+            c.alt
+                .map(|(a, p)| (i, a, base - c.conf.max(1e-6).ln() + p.max(1e-6).ln()))
+        })
         .collect();
     swaps.sort_by(|a, b| b.2.total_cmp(&a.2));
     for (i, a, score) in swaps.into_iter().take(n.saturating_sub(1)) {
-        let t: String = chars.iter().enumerate().map(|(j, c)| if j == i { a } else { c.ch }).collect();
+        let t: String = chars
+            .iter()
+            .enumerate()
+            .map(|(j, c)| if j == i { a } else { c.ch })
+            .collect();
         out.push((t, score.exp()));
     }
     out
@@ -144,22 +155,40 @@ mod tests {
     fn collapses_repeats_and_blanks_and_drops_separators() {
         let k = kinds();
         let plate: Vec<usize> = (0..k.len()).filter(|&i| matches!(k[i], ClassKind::Plate(_))).collect();
-        let steps = [step(7, 1, 0.9, None), step(7, 1, 0.95, None), step(7, 0, 0.9, None), step(7, 1, 0.8, None),
-            step(7, 4, 0.9, None), step(7, 2, 0.7, None), step(7, 3, 0.6, Some((5, 0.3)))];
+        let steps = [
+            step(7, 1, 0.9, None),
+            step(7, 1, 0.95, None),
+            step(7, 0, 0.9, None),
+            step(7, 1, 0.8, None),
+            step(7, 4, 0.9, None),
+            step(7, 2, 0.7, None),
+            step(7, 3, 0.6, Some((5, 0.3))),
+        ];
         let probs: Vec<f32> = steps.concat();
         let d = decode(&probs, steps.len(), 7, &k, &plate, 0.5);
         let text: String = d.chars.iter().map(|c| c.ch).collect();
         assert_eq!(text, "AAB1");
         assert_eq!(d.others, 1);
-        assert!((d.chars[0].conf - 0.95).abs() < 1e-6, "repeat keeps the higher confidence");
+        assert!(
+            (d.chars[0].conf - 0.95).abs() < 1e-6,
+            "repeat keeps the higher confidence"
+        );
         assert_eq!(d.chars[3].alt.map(|a| a.0), Some('0'));
     }
 
     #[test]
     fn alternatives_swap_the_weakest_character_first() {
         let chars = vec![
-            crate::recognize::CharRead { ch: 'A', conf: 0.99, alt: Some(('4', 0.01)) },
-            crate::recognize::CharRead { ch: '0', conf: 0.55, alt: Some(('O', 0.44)) },
+            crate::recognize::CharRead {
+                ch: 'A',
+                conf: 0.99,
+                alt: Some(('4', 0.01)),
+            },
+            crate::recognize::CharRead {
+                ch: '0',
+                conf: 0.55,
+                alt: Some(('O', 0.44)),
+            },
         ];
         let alts = alternatives(&chars, 3);
         assert_eq!(alts[0].0, "A0");

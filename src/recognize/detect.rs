@@ -24,11 +24,22 @@ pub fn input_size(w: i32, h: i32, max_side: u32, multiple: u32) -> Letterbox {
     let round = |v: f32| ((v / m).round() * m).max(m) as i32;
     let width = round(w as f32 * ratio);
     let height = round(h as f32 * ratio);
-    Letterbox { width, height, scale_x: width as f32 / w as f32, scale_y: height as f32 / h as f32 }
+    Letterbox {
+        width,
+        height,
+        scale_x: width as f32 / w as f32,
+        scale_y: height as f32 / h as f32,
+    }
 }
 
 /// Writes a BGR 8-bit image into `out` as normalised CHW floats, resizing to `size` first.
-pub fn to_chw(image: &Mat, size: Size, color: ColorOrder, norm: &Normalize, out: &mut Vec<f32>) -> Result<(), RecognizeError> {
+pub fn to_chw(
+    image: &Mat,
+    size: Size,
+    color: ColorOrder,
+    norm: &Normalize,
+    out: &mut Vec<f32>,
+) -> Result<(), RecognizeError> {
     let mut resized = Mat::default();
     let src = if image.cols() == size.width && image.rows() == size.height && image.is_continuous() {
         image
@@ -74,7 +85,11 @@ pub fn boxes_from_map(
     unclip_ratio: f32,
 ) -> Result<Vec<MapBox>, RecognizeError> {
     if prob.len() < (w * h) as usize {
-        return Err(RecognizeError::Inference(format!("detector map has {} values, expected {}", prob.len(), w * h)));
+        return Err(RecognizeError::Inference(format!(
+            "detector map has {} values, expected {}",
+            prob.len(),
+            w * h
+        )));
     }
     let mut bin = Mat::new_rows_cols_with_default(h, w, CV_8UC1, 0.into())?;
     {
@@ -84,7 +99,13 @@ pub fn boxes_from_map(
         }
     }
     let mut contours: Vector<Vector<Point>> = Vector::new();
-    imgproc::find_contours(&bin, &mut contours, imgproc::RETR_LIST, imgproc::CHAIN_APPROX_SIMPLE, Point::new(0, 0))?;
+    imgproc::find_contours(
+        &bin,
+        &mut contours,
+        imgproc::RETR_LIST,
+        imgproc::CHAIN_APPROX_SIMPLE,
+        Point::new(0, 0),
+    )?;
     let mut out = Vec::new();
     for c in contours.iter() {
         let r = imgproc::bounding_rect(&c)?;
@@ -107,7 +128,10 @@ pub fn boxes_from_map(
         let y0 = (r.y - d).max(0);
         let x1 = (r.x + r.width + d).min(w);
         let y1 = (r.y + r.height + d).min(h);
-        out.push(MapBox { rect: Rect::new(x0, y0, x1 - x0, y1 - y0), score });
+        out.push(MapBox {
+            rect: Rect::new(x0, y0, x1 - x0, y1 - y0),
+            score,
+        });
     }
     Ok(out)
 }
@@ -136,6 +160,9 @@ mod tests {
         let boxes = boxes_from_map(&prob, w, h, 0.3, 0.5, 1.5).expect("boxes");
         assert_eq!(boxes.len(), 1);
         let r = boxes[0].rect;
-        assert!(r.x < 10 && r.x + r.width > 29 && r.y < 8 && r.y + r.height > 11, "{r:?}");
+        assert!(
+            r.x < 10 && r.x + r.width > 29 && r.y < 8 && r.y + r.height > 11,
+            "{r:?}"
+        );
     }
 }

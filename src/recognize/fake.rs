@@ -13,7 +13,9 @@ pub struct FakeReader {
 impl FakeReader {
     /// One entry per frame: `Some((text, confidence))` or `None` for "no plate".
     pub fn new(script: Vec<Option<(&str, f32)>>) -> Self {
-        Self { script: script.into_iter().map(|o| o.map(|(t, c)| (t.to_string(), c))).collect() }
+        Self {
+            script: script.into_iter().map(|o| o.map(|(t, c)| (t.to_string(), c))).collect(),
+        }
     }
 
     pub fn candidate(text: &str, conf: f32) -> PlateCandidate {
@@ -35,6 +37,9 @@ impl PlateReader for FakeReader {
             Some((t, c)) => vec![Self::candidate(&t, c)],
             None => Vec::new(),
         };
-        Ok(FrameReads { candidates, ..Default::default() })
+        Ok(FrameReads {
+            candidates,
+            ..Default::default()
+        })
     }
 }

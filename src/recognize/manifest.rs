@@ -124,7 +124,10 @@ impl Manifest {
     pub fn read_verified(&self, spec: &ModelSpec) -> Result<Vec<u8>, RecognizeError> {
         let path = self.path_of(spec);
         let bytes = std::fs::read(&path).map_err(|e| {
-            RecognizeError::Manifest(format!("cannot read model {}: {e} (run scripts/setup.sh)", path.display()))
+            RecognizeError::Manifest(format!(
+                "cannot read model {}: {e} (run scripts/setup.sh)",
+                path.display()
+            ))
         })?;
         let got = hex::encode(Sha256::digest(&bytes));
         if !got.eq_ignore_ascii_case(&spec.sha256) {

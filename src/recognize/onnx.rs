@@ -32,7 +32,14 @@ pub struct ReaderOptions {
 
 impl Default for ReaderOptions {
     fn default() -> Self {
-        Self { threads: 1, min_plate_len: 4, max_plate_len: 8, detector_max_side: 960, max_boxes: 8, top_n: 5 }
+        Self {
+            threads: 1,
+            min_plate_len: 4,
+            max_plate_len: 8,
+            detector_max_side: 960,
+            max_boxes: 8,
+            top_n: 5,
+        }
     }
 }
 
@@ -60,7 +67,9 @@ impl OnnxPlateReader {
         let det_spec = manifest.model(Role::Detector)?.clone();
         let rec_spec = manifest.model(Role::Recognizer)?.clone();
         if det_spec.kind != ModelKind::DbText || rec_spec.kind != ModelKind::Ctc {
-            return Err(RecognizeError::Manifest("detector must be kind db-text and recognizer kind ctc".into()));
+            return Err(RecognizeError::Manifest(
+                "detector must be kind db-text and recognizer kind ctc".into(),
+            ));
         }
         let session = |spec: &ModelSpec| -> Result<Session, RecognizeError> {
             let bytes = manifest.read_verified(spec)?;
@@ -77,7 +86,9 @@ impl OnnxPlateReader {
         let rec = session(&rec_spec)?;
         let labels = charset(&rec, &rec_spec)?;
         let kinds = ctc::class_kinds(&labels);
-        let plate_classes = (0..kinds.len()).filter(|&i| matches!(kinds[i], ClassKind::Plate(_))).collect();
+        let plate_classes = (0..kinds.len())
+            .filter(|&i| matches!(kinds[i], ClassKind::Plate(_)))
+            .collect();
         Ok(Self {
             det,
             rec,
@@ -99,15 +110,26 @@ impl OnnxPlateReader {
             self.opts.detector_max_side,
             self.det_spec.input.multiple_of.max(32),
         );
-        detect::to_chw(image, Size::new(lb.width, lb.height), self.det_spec.input.color, &self.det_spec.normalize, &mut self.det_buf)?;
+        detect::to_chw(
+            image,
+            Size::new(lb.width, lb.height),
+            self.det_spec.input.color,
+            &self.det_spec.normalize,
+            &mut self.det_buf,
+        )?;
         let shape = [1usize, 3, lb.height as usize, lb.width as usize];
-        let input = TensorRef::from_array_view(ArrayView::from_shape(shape, &self.det_buf[..]).map_err(ort_err)?).map_err(ort_err)?;
+        let input = TensorRef::from_array_view(ArrayView::from_shape(shape, &self.det_buf[..]).map_err(ort_err)?)
+            .map_err(ort_err)?;
         let outputs = self.det.run(ort::inputs![input]).map_err(ort_err)?;
         let (out_shape, prob) = outputs[0].try_extract_tensor::<f32>().map_err(ort_err)?;
         let dims: Vec<i64> = out_shape.iter().copied().collect();
         let (h, w) = match dims.as_slice() {
             [.., h, w] => (*h as i32, *w as i32),
-            _ => return Err(RecognizeError::Inference(format!("unexpected detector output shape {dims:?}"))),
+            _ => {
+                return Err(RecognizeError::Inference(format!(
+                    "unexpected detector output shape {dims:?}"
+                )))
+            }
         };
         let boxes: Vec<MapBox> = detect::boxes_from_map(
             prob,
@@ -152,7 +174,13 @@ impl OnnxPlateReader {
         self.rec_buf.resize(per * rects.len(), 0.0);
         for (i, (r, &w)) in rects.iter().zip(&widths).enumerate() {
             let crop = Mat::roi(image, *r)?.try_clone()?;
-            detect::to_chw(&crop, Size::new(w, h), self.rec_spec.input.color, &self.rec_spec.normalize, &mut self.crop_buf)?;
+            detect::to_chw(
+                &crop,
+                Size::new(w, h),
+                self.rec_spec.input.color,
+                &self.rec_spec.normalize,
+                &mut self.crop_buf,
+            )?;
             // copy the w-wide planes into the batch_w-wide slot (right side stays 0 = padding)
             let dst = &mut self.rec_buf[i * per..(i + 1) * per];
             for c in 0..3usize {
@@ -164,13 +192,18 @@ impl OnnxPlateReader {
             }
         }
         let shape = [rects.len(), 3, h as usize, batch_w as usize];
-        let input = TensorRef::from_array_view(ArrayView::from_shape(shape, &self.rec_buf[..]).map_err(ort_err)?).map_err(ort_err)?;
+        let input = TensorRef::from_array_view(ArrayView::from_shape(shape, &self.rec_buf[..]).map_err(ort_err)?)
+            .map_err(ort_err)?;
         let outputs = self.rec.run(ort::inputs![input]).map_err(ort_err)?;
         let (out_shape, probs) = outputs[0].try_extract_tensor::<f32>().map_err(ort_err)?;
         let dims: Vec<i64> = out_shape.iter().copied().collect();
         let (b, t, c) = match dims.as_slice() {
             [b, t, c] => (*b as usize, *t as usize, *c as usize),
-            _ => return Err(RecognizeError::Inference(format!("unexpected recognizer output shape {dims:?}"))),
+            _ => {
+                return Err(RecognizeError::Inference(format!(
+                    "unexpected recognizer output shape {dims:?}"
+                )))
+            }
         };
         if c != self.kinds.len() {
             return Err(RecognizeError::Manifest(format!(
@@ -179,7 +212,16 @@ impl OnnxPlateReader {
             )));
         }
         Ok((0..b)
-            .map(|i| ctc::decode(&probs[i * t * c..(i + 1) * t * c], t, c, &self.kinds, &self.plate_classes, 0.25))
+            .map(|i| {
+                ctc::decode(
+                    &probs[i * t * c..(i + 1) * t * c],
+                    t,
+                    c,
+                    &self.kinds,
+                    &self.plate_classes,
+                    0.25,
+                )
+            })
             .collect())
     }
 }
@@ -238,7 +280,12 @@ impl PlateReader for OnnxPlateReader {
             .iter()
             .zip(decoded)
             .filter_map(|(r, d)| {
-                let score = plate_score(&d, self.opts.min_plate_len, self.opts.max_plate_len, r.height as f32 / tallest);
+                let score = plate_score(
+                    &d,
+                    self.opts.min_plate_len,
+                    self.opts.max_plate_len,
+                    r.height as f32 / tallest,
+                );
                 if score <= 0.0 {
                     return None;
                 }

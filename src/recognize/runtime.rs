@@ -13,7 +13,10 @@ pub fn default_library_candidates() -> Vec<PathBuf> {
     if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
         v.push(PathBuf::from(p));
     }
-    if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
         v.push(dir.join("libonnxruntime.so.1"));
         // target/release/gatehouse in a checkout -> vendor/onnxruntime
         v.push(dir.join("../../vendor/onnxruntime/libonnxruntime.so.1"));
@@ -31,10 +34,15 @@ pub fn environment(library: Option<&Path>) -> Result<ort::environment::Environme
             None => default_library_candidates()
                 .into_iter()
                 .find(|p| p.is_file())
-                .ok_or_else(|| "libonnxruntime.so.1 not found; run scripts/setup.sh or set recognize.onnxruntime".to_string())?,
+                .ok_or_else(|| {
+                    "libonnxruntime.so.1 not found; run scripts/setup.sh or set recognize.onnxruntime".to_string()
+                })?,
         };
         let builder = ort::init_from(&path).map_err(|e| format!("cannot load {}: {e}", path.display()))?;
-        builder.with_name("gatehouse").build().map_err(|e| format!("cannot start ONNX Runtime: {e}"))
+        builder
+            .with_name("gatehouse")
+            .build()
+            .map_err(|e| format!("cannot start ONNX Runtime: {e}"))
     });
     result.clone().map_err(RecognizeError::Runtime)
 }

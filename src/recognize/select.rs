@@ -28,7 +28,17 @@ mod tests {
     use crate::recognize::CharRead;
 
     fn dec(text: &str, others: usize) -> Decoded {
-        Decoded { chars: text.chars().map(|ch| CharRead { ch, conf: 0.9, alt: None }).collect(), others }
+        Decoded {
+            chars: text
+                .chars()
+                .map(|ch| CharRead {
+                    ch,
+                    conf: 0.9,
+                    alt: None,
+                })
+                .collect(),
+            others,
+        }
     }
 
     #[test]

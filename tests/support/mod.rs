@@ -1,0 +1,87 @@
+//! Helpers shared by the integration tests.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_gatehouse")
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Fails with the fix when setup has not run.
+pub fn require_models() {
+    let lib = repo().join("vendor/onnxruntime/libonnxruntime.so.1");
+    assert!(
+        lib.exists() && repo().join("models/ch_PP-OCRv4_det_infer.onnx").exists(),
+        "models or ONNX Runtime missing: run scripts/setup.sh first"
+    );
+}
+
+pub fn gatehouse(args: &[&str]) -> Output {
+    Command::new(bin()).args(args).output().expect("run gatehouse")
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A daemon config in `dir` for one lane on `video`, simulated relay logging to relay.jsonl.
+pub fn write_config(dir: &Path, video: &Path, extra_track: &str) -> PathBuf {
+    let cfg = format!(
+        r#"
+[site]
+name = "test site"
+timezone = "UTC"
+data_dir = "{data}"
+
+[recognize]
+manifest = "{manifest}"
+onnxruntime = "{lib}"
+detector_max_side = 640
+
+[track]
+pass_gap_ms = 1000
+same_vehicle_s = 5
+{extra_track}
+
+[relays.main]
+kind = "simulated"
+pulse_ms = 500
+cooldown_ms = 1000
+log = "{data}/relay.jsonl"
+
+[[lanes]]
+name = "entry"
+source = "{video}"
+relay = "main"
+roi = {{ x = 0.0, y = 0.15, width = 1.0, height = 0.85 }}
+at_end = "stop"
+realtime = true
+
+[logging]
+plates = true
+"#,
+        data = dir.join("data").display(),
+        manifest = repo().join("models/manifest.toml").display(),
+        lib = repo().join("vendor/onnxruntime/libonnxruntime.so.1").display(),
+        video = video.display(),
+    );
+    let p = dir.join("gatehouse.toml");
+    std::fs::write(&p, cfg).expect("write config");
+    p
+}
+
+/// Where the shared benchmark lives, if it is there.
+pub fn bench_dir() -> Option<PathBuf> {
+    let d = repo().join("../shared/datasets/openalpr-bench");
+    d.is_dir().then_some(d)
+}

@@ -1,0 +1,15 @@
+//! Integration tests: one binary, one module per area. They run the real `gatehouse` binary on real
+//! parts (OpenCV capture of a video file the project renders, ONNX Runtime on the manifest's models,
+//! SQLite files), with the simulated relay at the hardware seam. `scripts/setup.sh` must have fetched the
+//! models and the ONNX Runtime library (the test command runs it).
+
+mod support;
+
+/// `check-config`: every mistake reported at once, keyed by path, exit code 78.
+mod check_config;
+/// The daemon end to end: demo video -> plates -> decisions -> relay -> events.
+mod daemon;
+/// kill -9 during a burst of commits: the database opens cleanly and keeps every committed event.
+mod durability;
+/// `gatehouse eval` on the shared benchmark (skips when ../shared is absent).
+mod eval_cli;
