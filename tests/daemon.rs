@@ -31,7 +31,7 @@ fn allowlisted_opens_once_per_pass_and_everything_else_stays_closed() {
         "1.5",
     ]);
     assert!(o.status.success(), "{}", text(&o));
-    let cfg = write_config(dir.path(), &video, "");
+    let cfg = write_config(dir.path(), &video, "stop");
     let csv = dir.path().join("allow.csv");
     std::fs::write(
         &csv,
@@ -128,4 +128,94 @@ fn allowlisted_opens_once_per_pass_and_everything_else_stays_closed() {
     );
     assert_eq!(states.last(), Some(&false), "relay left in its safe state");
     assert!(log.contains("ALERT"), "the blocked plate raised an alert");
+}
+
+#[test]
+fn sigterm_drains_the_pipeline_and_leaves_the_relay_safe() {
+    use std::io::{BufRead, BufReader};
+    use std::sync::{Arc, Mutex};
+
+    require_models();
+    let dir = tempfile::tempdir().expect("tmp");
+    let video = dir.path().join("loop.avi");
+    let o = gatehouse(&[
+        "demo",
+        "video",
+        video.to_str().expect("utf8"),
+        "--plates",
+        "HXP4729,MWK3974",
+        "--seconds",
+        "3",
+        "--gap",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let cfg = write_config(dir.path(), &video, "loop");
+    let o = gatehouse(&["allowlist", "--config", cfg.to_str().expect("utf8"), "add", "HXP4729"]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    let mut child = std::process::Command::new(bin())
+        .args(["run", "--config", cfg.to_str().expect("utf8")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let reader = {
+        let (lines, out) = (lines.clone(), child.stdout.take().expect("stdout"));
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                lines.lock().expect("lock").push(l);
+            }
+        })
+    };
+    let committed = |lines: &Arc<Mutex<Vec<String>>>| {
+        lines
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|l| l.contains("event committed"))
+            .count()
+    };
+    let started = Instant::now();
+    while committed(&lines) < 1 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no event within 120 s: {:?}",
+            lines.lock().expect("lock")
+        );
+        assert!(child.try_wait().expect("wait").is_none(), "daemon exited early");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pid = child.id().to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    let stop = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            stop.elapsed() < Duration::from_secs(30),
+            "daemon did not stop within 30 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    reader.join().expect("reader");
+    let log = lines.lock().expect("lock").join("\n");
+    assert!(status.success(), "exit {status:?}\n{log}");
+    assert!(log.contains("relay in safe state"), "{log}");
+
+    let relay_log = std::fs::read_to_string(dir.path().join("data/relay.jsonl")).expect("relay log");
+    let last = relay_log.lines().last().expect("transitions");
+    assert!(last.contains("\"energized\":false"), "relay left released: {last}");
+    // Every event the daemon reported as committed is in the database.
+    let conn = Connection::open(dir.path().join("data/gatehouse.db")).expect("db");
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(n as usize, committed(&lines), "{log}");
 }

@@ -9,7 +9,7 @@ use crate::support::*;
 #[test]
 fn kill_9_during_a_burst_keeps_every_committed_event() {
     let dir = tempfile::tempdir().expect("tmp");
-    let cfg = write_config(dir.path(), &dir.path().join("unused.avi"), "");
+    let cfg = write_config(dir.path(), &dir.path().join("unused.avi"), "stop");
     let mut child = Command::new(bin())
         .args([
             "debug",

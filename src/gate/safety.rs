@@ -51,3 +51,24 @@ pub fn install_panic_hook() {
         default(info);
     }));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gate::SimulatedRelay;
+
+    #[test]
+    fn a_panic_puts_registered_relays_in_their_safe_state() {
+        let sim = SimulatedRelay::new("panic-test", None).expect("relay");
+        let transitions = sim.transitions.clone();
+        let relay: SharedRelay = Arc::new(Mutex::new(Box::new(sim)));
+        relay.lock().expect("lock").set(true).expect("open");
+        register(relay, SafeState::Closed);
+        install_panic_hook();
+        let result = std::panic::catch_unwind(|| panic!("simulated crash in the decision path"));
+        assert!(result.is_err());
+        let states: Vec<bool> = transitions.lock().expect("lock").iter().map(|t| t.energized).collect();
+        assert_eq!(states, vec![true, false], "the panic hook released the relay");
+        clear();
+    }
+}

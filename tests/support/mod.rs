@@ -35,7 +35,7 @@ pub fn text(o: &Output) -> String {
 }
 
 /// A daemon config in `dir` for one lane on `video`, simulated relay logging to relay.jsonl.
-pub fn write_config(dir: &Path, video: &Path, extra_track: &str) -> PathBuf {
+pub fn write_config(dir: &Path, video: &Path, at_end: &str) -> PathBuf {
     let cfg = format!(
         r#"
 [site]
@@ -51,7 +51,6 @@ detector_max_side = 640
 [track]
 pass_gap_ms = 1000
 same_vehicle_s = 5
-{extra_track}
 
 [relays.main]
 kind = "simulated"
@@ -64,7 +63,7 @@ name = "entry"
 source = "{video}"
 relay = "main"
 roi = {{ x = 0.0, y = 0.15, width = 1.0, height = 0.85 }}
-at_end = "stop"
+at_end = "{at_end}"
 realtime = true
 
 [logging]
