@@ -6,6 +6,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 scripts/setup.sh
+# Training tools for the models/train smoke test (CPU wheels from PyPI; quick when already installed).
+python3 -m pip install --quiet --disable-pip-version-check -r models/train/requirements.txt
 cargo fmt --check
 cargo clippy --release --locked --all-targets -- -D warnings
 cargo test --release --locked

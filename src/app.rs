@@ -87,6 +87,11 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
     tracing::info!(entries = allowlist.current().len(), "allowlist loaded");
     let (sink, writer, writer_stats) =
         events::spawn_writer(cfg.site.database_path(), cfg.site.crops_dir(), cfg.logging.plates)?;
+    let reload_cancel = CancellationToken::new();
+    let reloader = std::thread::Builder::new().name("allowlist-reload".into()).spawn({
+        let (path, list, cancel) = (cfg.site.database_path(), allowlist.clone(), reload_cancel.clone());
+        move || reload_allowlist(path, list, cancel)
+    })?;
 
     // 2. Relays and their controllers (safe state registered for the panic hook).
     let gate_cancel = CancellationToken::new();
@@ -199,9 +204,11 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
     {
         tracing::warn!("recognition did not finish within 10 s; continuing shutdown");
     }
-    for t in lane_tasks {
-        if tokio::time::timeout(Duration::from_secs(10), t).await.is_err() {
-            tracing::warn!("a lane task did not finish within 10 s");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    for mut t in lane_tasks {
+        if tokio::time::timeout_at(deadline, &mut t).await.is_err() {
+            tracing::warn!("a lane task did not finish in time; aborting it");
+            t.abort();
         }
     }
     gate_cancel.cancel();
@@ -209,6 +216,8 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
         let _ = c.await;
     }
     let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    reload_cancel.cancel();
+    let _ = tokio::task::spawn_blocking(move || reloader.join()).await;
     safety::clear();
 
     let summary = RunSummary {
@@ -280,66 +289,87 @@ struct DecisionCtx {
     opened: Arc<std::sync::atomic::AtomicU64>,
 }
 
-/// Decides each voted read, commands the gate (never waiting), then records the event.
+/// Decides each voted read, commands the gate (never waiting), then queues the event. The event writer is
+/// never awaited while a read is waiting: events that do not fit its queue wait in a local backlog.
 async fn decision_loop(mut ctx: DecisionCtx) {
-    while let Some(v) = ctx.voted.recv().await {
-        let now = ctx.clock.now();
-        let mut decision = decide_read(&v, &ctx.allowlist, &ctx.cfg, now);
-        if decision.action == Action::Open && ctx.gate.in_lockdown() {
-            decision = Decision {
-                action: Action::Deny,
-                alert: false,
-                reason: Reason::Lockdown,
-                matched: decision.matched,
-            };
+    let mut backlog: std::collections::VecDeque<GateEvent> = std::collections::VecDeque::new();
+    let mut reads_open = true;
+    while reads_open || !backlog.is_empty() {
+        tokio::select! {
+            v = ctx.voted.recv(), if reads_open => match v {
+                Some(v) => backlog.push_back(decide_and_act(&ctx, v)),
+                None => reads_open = false,
+            },
+            permit = ctx.sink.reserve(), if !backlog.is_empty() => match (permit, backlog.pop_front()) {
+                (Ok(permit), Some(e)) => permit.send(e),
+                (Err(_), _) => {
+                    tracing::error!(events = backlog.len(), "event writer has stopped; events not recorded");
+                    backlog.clear();
+                }
+                (Ok(_), None) => {}
+            },
         }
-        ctx.decisions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if decision.action == Action::Open {
-            ctx.opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let reason = decision.reason.to_string();
-            if let Err(e) = ctx.gate.try_command(GateCommand::Open {
-                actor: Actor::Automatic,
-                reason,
-            }) {
-                tracing::error!(lane = %v.lane, error = %e, "could not command the gate");
-            }
-        }
-        let opted_out = decision.matched.as_ref().is_some_and(|m| m.do_not_log);
-        let shown = if opted_out {
-            "(opted out)".to_string()
-        } else if ctx.cfg.logging.plates {
-            v.text.clone()
-        } else {
-            plate::redact(&v.text)
-        };
-        if decision.alert {
-            tracing::warn!(lane = %v.lane, plate = %shown, reason = %decision.reason, "ALERT: guard attention needed");
-        }
-        tracing::info!(
-            lane = %v.lane, plate = %shown, confidence = format!("{:.2}", v.confidence), reads = v.reads,
-            action = ?decision.action, reason = %decision.reason, early = v.early, "decision"
-        );
-        let event = GateEvent {
-            id: GateEvent::new_id(v.decided_at),
-            lane: v.lane.clone(),
-            at: v.decided_at,
-            first_seen: v.first_seen,
-            plate: v.text,
-            confidence: v.confidence,
-            chars: v.chars,
-            alternatives: v.alternatives,
-            reads: v.reads,
-            decision,
-            crop_jpeg: v.best_crop,
-            guard_action: None,
-        };
-        if let Err(e) = ctx.sink.send(event).await {
-            tracing::error!(error = %e, "event not recorded");
+        if backlog.len() == 1000 {
+            tracing::error!("1000 events wait for the event writer: storage is slow or failing");
         }
     }
 }
 
-/// The decision for a voted read against the current snapshot (also used by the benchmark).
+fn decide_and_act(ctx: &DecisionCtx, v: VotedRead) -> GateEvent {
+    let now = ctx.clock.now();
+    let mut decision = decide_read(&v, &ctx.allowlist, &ctx.cfg, now);
+    if decision.action == Action::Open && ctx.gate.in_lockdown() {
+        decision = Decision {
+            action: Action::Deny,
+            alert: false,
+            reason: Reason::Lockdown,
+            matched: decision.matched,
+        };
+    }
+    ctx.decisions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if decision.action == Action::Open {
+        ctx.opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let reason = decision.reason.to_string();
+        if let Err(e) = ctx.gate.try_command(GateCommand::Open {
+            actor: Actor::Automatic,
+            reason,
+        }) {
+            tracing::error!(lane = %v.lane, error = %e, "could not command the gate");
+        }
+    }
+    let opted_out = decision.action == Action::Open && decision.matched.as_ref().is_some_and(|m| m.do_not_log);
+    let shown = if opted_out {
+        "(opted out)".to_string()
+    } else if ctx.cfg.logging.plates {
+        v.text.clone()
+    } else {
+        plate::redact(&v.text)
+    };
+    if decision.alert {
+        tracing::warn!(lane = %v.lane, plate = %shown, reason = %decision.reason, "ALERT: guard attention needed");
+    }
+    tracing::info!(
+        lane = %v.lane, plate = %shown, confidence = format!("{:.2}", v.confidence), reads = v.reads,
+        action = ?decision.action, reason = %decision.reason, early = v.early, "decision"
+    );
+    GateEvent {
+        id: GateEvent::new_id(v.decided_at),
+        lane: v.lane.clone(),
+        at: v.decided_at,
+        first_seen: v.first_seen,
+        plate: v.text,
+        confidence: v.confidence,
+        chars: v.chars,
+        alternatives: v.alternatives,
+        reads: v.reads,
+        decision,
+        crop_jpeg: v.best_crop,
+        guard_action: None,
+    }
+}
+
+/// The decision for a voted read against the current snapshot. A pass with fewer agreeing reads than
+/// `min_reads` never opens (it keeps its alert if it looked like a blocked plate).
 pub fn decide_read(
     v: &VotedRead,
     allowlist: &SharedAllowlist,
@@ -347,5 +377,80 @@ pub fn decide_read(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Decision {
     let list = allowlist.current();
-    access::decide(&v.text, &v.chars, &list, &cfg.access, now, cfg.site.timezone)
+    let d = access::decide(&v.text, &v.chars, &list, &cfg.access, now, cfg.site.timezone);
+    if d.action == Action::Open && v.reads < cfg.track.min_reads {
+        return Decision {
+            action: Action::Deny,
+            alert: false,
+            reason: Reason::TooFewReads { reads: v.reads },
+            matched: d.matched,
+        };
+    }
+    d
+}
+
+/// Keeps the in-memory snapshot in step with the allowlist on disk: when another connection (the CLI,
+/// the cloud sync) commits, the list is reloaded off the async runtime and swapped whole.
+fn reload_allowlist(path: std::path::PathBuf, list: SharedAllowlist, cancel: CancellationToken) {
+    let conn = match crate::db::open(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "allowlist reload disabled");
+            return;
+        }
+    };
+    let version = |c: &rusqlite::Connection| c.pragma_query_value(None, "data_version", |r| r.get::<_, i64>(0)).ok();
+    let mut seen = version(&conn);
+    while !cancel.is_cancelled() {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = version(&conn);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        match access::load_snapshot(&conn) {
+            Ok(snapshot) => {
+                let current = list.current();
+                if snapshot.entries() != current.entries() {
+                    tracing::info!(
+                        entries = snapshot.len(),
+                        "allowlist changed on disk; new snapshot in use"
+                    );
+                    list.replace(snapshot);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "allowlist on disk is invalid; keeping the previous snapshot"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access::{store, Entry, Kind};
+
+    #[test]
+    fn allowlist_edits_on_disk_reach_the_running_snapshot() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("g.db");
+        let mut conn = crate::db::open(&path).expect("db");
+        let list = SharedAllowlist::new(access::load_snapshot(&conn).expect("load"));
+        let cancel = CancellationToken::new();
+        let t = {
+            let (p, l, c) = (path.clone(), list.clone(), cancel.clone());
+            std::thread::spawn(move || reload_allowlist(p, l, c))
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        store::upsert(&mut conn, &[Entry::new("BLK666", Kind::Blocked)], chrono::Utc::now()).expect("upsert");
+        let start = std::time::Instant::now();
+        while list.current().exact("BLK666").is_none() {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "the new entry never reached the snapshot"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        cancel.cancel();
+        t.join().expect("join");
+    }
 }

@@ -39,6 +39,46 @@ pub struct Sample {
     pub bbox: Option<Rect>,
 }
 
+/// Which part of a set to evaluate: the project's own train/validation split of the benchmark
+/// (`models/train/split.py`: validation when the first 8 hex digits of sha1("<set>/<image>") are divisible
+/// by 5). Figures for models trained on the benchmark are reported on `Val` only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Split {
+    All,
+    Train,
+    Val,
+}
+
+pub fn is_val(set: &str, image: &str) -> bool {
+    use sha1::{Digest, Sha1};
+    let h = Sha1::digest(format!("{set}/{image}").as_bytes());
+    let first = u32::from_be_bytes([h[0], h[1], h[2], h[3]]);
+    first % 5 == 0
+}
+
+/// Keeps the samples of one split; the set name is the folder's name (`us`, `eu`, `br`).
+pub fn select(dir: &Path, samples: Vec<Sample>, split: Split) -> Vec<Sample> {
+    let set = dir
+        .file_name()
+        .map(|f| f.to_string_lossy().to_string())
+        .unwrap_or_default();
+    samples
+        .into_iter()
+        .filter(|s| {
+            let name = s
+                .image
+                .file_name()
+                .map(|f| f.to_string_lossy().to_string())
+                .unwrap_or_default();
+            match split {
+                Split::All => true,
+                Split::Val => is_val(&set, &name),
+                Split::Train => !is_val(&set, &name),
+            }
+        })
+        .collect()
+}
+
 /// Reads the labels of a set folder.
 pub fn load_set(dir: &Path) -> Result<Vec<Sample>, EvalError> {
     let tsv = dir.join("labels.tsv");
@@ -215,7 +255,11 @@ fn run_one(reader: &mut Box<dyn PlateReader>, s: &Sample, top_n: usize) -> Optio
         return None;
     }
     let t0 = Instant::now();
-    let reads = reader.read(&img, None);
+    let reads = if s.bbox.is_some() {
+        reader.read(&img, None)
+    } else {
+        reader.read_crop(&img)
+    };
     let ms = t0.elapsed().as_secs_f64() * 1e3;
     let reads = reads.ok().unwrap_or_default();
     let best = reads.candidates.first();
@@ -265,6 +309,19 @@ impl EvalReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_split_matches_the_training_code() {
+        // python3 -c 'import hashlib; h=hashlib.sha1(b"us/car3.jpg").hexdigest(); print(int(h[:8],16)%5)'
+        let expect = |set: &str, img: &str| {
+            use sha1::{Digest, Sha1};
+            let h = hex::encode(Sha1::digest(format!("{set}/{img}").as_bytes()));
+            u32::from_str_radix(&h[..8], 16).map(|v| v % 5 == 0).unwrap_or(false)
+        };
+        for img in ["car3.jpg", "eu1.jpg", "AYO9034.jpg", "wts-lg-000011.jpg"] {
+            assert_eq!(is_val("us", img), expect("us", img));
+        }
+    }
 
     #[test]
     fn iou_and_percentiles() {

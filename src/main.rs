@@ -32,7 +32,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run { config } => {
             // Start-up: config (touches nothing) -> panic hook -> runtime -> app (opens devices, models, db).
             let cfg = config::load(&config)?;
-            supervise::install_panic_hook();
+            supervise::install_panic_hook(true);
             let parts = app::Parts::real(&cfg)?;
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -62,8 +62,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             json,
             threads,
             top_n,
+            split,
             models,
-        } => cli::eval(&dir, json, threads, top_n, &models),
+        } => cli::eval(&dir, json, threads, top_n, split, &models),
+        Command::Speed { dir, rounds, models } => cli::speed(&dir, rounds, &models),
         Command::Allowlist { config, action } => cli::allowlist(&config, action),
         Command::Events { config, action } => cli::events(&config, action),
         Command::Demo {

@@ -71,6 +71,9 @@ pub enum TrackEvent {
     SameVehicle { lane: Arc<str>, text: String },
 }
 
+/// Reads kept per pass before a decision (the weakest is dropped beyond this).
+const MAX_READS: usize = 64;
+
 fn chrono_of(d: std::time::Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
@@ -89,13 +92,13 @@ impl Tracker {
         let mut out = Vec::new();
         let gap = chrono_of(self.cfg.pass_gap);
         let joins = match &self.pass {
-            Some(p) => {
-                read.at - p.last_at <= gap && {
-                    let voted = vote(&p.reads);
-                    similar(&voted.0, &read.candidate.text)
-                }
-            }
-            None => false,
+            Some(p) if read.at - p.last_at <= gap => match &p.decided {
+                // After the decision only the same plate (up to one OCR slip) belongs to this vehicle:
+                // a tailgater with a similar plate gets its own pass.
+                Some(t) => same_plate(t, &read.candidate.text),
+                None => similar(&vote(&p.reads).0, &read.candidate.text),
+            },
+            _ => false,
         };
         if !joins {
             out.extend(self.close());
@@ -108,7 +111,20 @@ impl Tracker {
         }
         if let Some(p) = self.pass.as_mut() {
             p.last_at = p.last_at.max(read.at);
-            p.reads.push(read);
+            if p.decided.is_none() {
+                if p.reads.len() >= MAX_READS {
+                    // keep the pass bounded: drop the weakest read
+                    if let Some((i, _)) = p
+                        .reads
+                        .iter()
+                        .enumerate()
+                        .min_by(|a, b| a.1.candidate.confidence.total_cmp(&b.1.candidate.confidence))
+                    {
+                        p.reads.swap_remove(i);
+                    }
+                }
+                p.reads.push(read);
+            }
         }
         out.extend(self.maybe_decide(false));
         out
@@ -153,7 +169,8 @@ impl Tracker {
         }
         let (text, chars, agreeing) = vote(&p.reads);
         let confidence = chars.iter().map(|c| c.conf).fold(1.0f32, f32::min);
-        let early = agreeing >= self.cfg.min_reads && confidence >= self.cfg.early_confidence;
+        let dwelled = p.last_at - p.first_at >= chrono_of(self.cfg.decide_after);
+        let early = agreeing >= self.cfg.min_reads && (confidence >= self.cfg.early_confidence || dwelled);
         if !early && !closing {
             return Vec::new();
         }
@@ -192,6 +209,13 @@ impl Tracker {
             early: !closing,
         }))]
     }
+}
+
+/// The same plate, up to one OCR slip or any confusable characters.
+fn same_plate(a: &str, b: &str) -> bool {
+    levenshtein(a, b) <= 1
+        || (crate::plate::pack_canonical(a).is_some()
+            && crate::plate::pack_canonical(a) == crate::plate::pack_canonical(b))
 }
 
 /// Two reads belong to the same vehicle when they differ in at most a third of their characters.
@@ -313,6 +337,7 @@ mod tests {
             min_reads: 2,
             early_confidence: 0.9,
             same_vehicle: Duration::from_secs(10),
+            decide_after: Duration::from_millis(2500),
         }
     }
 
@@ -385,6 +410,34 @@ mod tests {
         // back after the same-vehicle window: a new pass
         tr.on_read(read("ABC123", 0.95, 20_000));
         assert_eq!(decided(&tr.on_read(read("ABC123", 0.95, 20_100))), vec!["ABC123"]);
+    }
+
+    #[test]
+    fn a_waiting_vehicle_is_decided_after_the_dwell_time_even_below_early_confidence() {
+        let mut tr = Tracker::new(cfg());
+        assert!(decided(&tr.on_read(read("ABC123", 0.7, 0))).is_empty());
+        assert!(decided(&tr.on_read(read("ABC123", 0.7, 1000))).is_empty());
+        assert_eq!(decided(&tr.on_read(read("ABC123", 0.7, 2600))), vec!["ABC123"]);
+    }
+
+    #[test]
+    fn a_tailgater_with_a_similar_plate_gets_its_own_pass() {
+        let mut tr = Tracker::new(cfg());
+        tr.on_read(read("ABC123", 0.95, 0));
+        assert_eq!(decided(&tr.on_read(read("ABC123", 0.95, 100))), vec!["ABC123"]);
+        tr.on_read(read("XBC12Z", 0.95, 300));
+        assert_eq!(decided(&tr.on_read(read("XBC12Z", 0.95, 400))), vec!["XBC12Z"]);
+    }
+
+    #[test]
+    fn a_single_read_is_still_reported_when_the_vehicle_leaves() {
+        let mut tr = Tracker::new(cfg());
+        tr.on_read(read("ABC123", 0.99, 0));
+        let ev = tr.on_idle(t(2000));
+        match ev.first() {
+            Some(TrackEvent::Decide(v)) => assert_eq!((v.reads, v.early), (1, false)),
+            other => panic!("expected a decision, got {other:?}"),
+        }
     }
 
     #[test]

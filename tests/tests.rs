@@ -13,3 +13,5 @@ mod daemon;
 mod durability;
 /// `gatehouse eval` on the shared benchmark (skips when ../shared is absent).
 mod eval_cli;
+/// `models/train/`: a short training run exports an ONNX model the reader loads.
+mod train_smoke;

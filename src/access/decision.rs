@@ -47,6 +47,10 @@ pub enum Reason {
     LowConfidence {
         confidence: f32,
     },
+    /// The vehicle left before enough frames agreed on its plate.
+    TooFewReads {
+        reads: usize,
+    },
     /// Guards' overrides and lockdown.
     Lockdown,
 }
@@ -65,6 +69,7 @@ impl Reason {
             Reason::Expired => "expired",
             Reason::OutsideSchedule => "outside_schedule",
             Reason::LowConfidence { .. } => "low_confidence",
+            Reason::TooFewReads { .. } => "too_few_reads",
             Reason::Lockdown => "lockdown",
         }
     }
@@ -87,6 +92,7 @@ impl fmt::Display for Reason {
             Reason::Expired => f.write_str("pass expired"),
             Reason::OutsideSchedule => f.write_str("outside the pass's schedule"),
             Reason::LowConfidence { confidence } => write!(f, "read too uncertain ({confidence:.2})"),
+            Reason::TooFewReads { reads } => write!(f, "only {reads} read(s) agreed before the vehicle left"),
             Reason::Lockdown => f.write_str("gate in lockdown"),
         }
     }
@@ -178,9 +184,19 @@ pub fn decide(
     }
 
     // 3. Which entry, if any.
+    // A confusion only counts where the OCR was unsure of the character, or its runner-up was the listed
+    // one: a confident "8" is not read as a listed "B" (a stranger's A8C123 must not open for ABC123).
+    let plausible = |n: &&crate::access::allowlist::Near<'_>| {
+        n.positions.iter().all(|&p| {
+            let listed = n.entry.plate.chars().nth(p);
+            let c = chars.get(p);
+            conf_at(p) < cfg.ambiguity_confidence || c.and_then(|c| c.alt).map(|a| a.0) == listed
+        })
+    };
     let allowed_near: Vec<_> = near
         .iter()
         .filter(|n| n.entry.kind != Kind::Blocked && n.positions.len() <= cfg.max_confusions)
+        .filter(plausible)
         .collect();
     let (entry, reason) = match exact {
         Some(e) => {
@@ -294,14 +310,27 @@ mod tests {
     }
 
     #[test]
-    fn a_single_confusion_opens_with_its_reason() {
-        let dec = d("A8C123", 0.99);
+    fn a_single_unsure_confusion_opens_with_its_reason() {
+        let dec = d("A8C123", 0.9);
         assert_eq!(dec.action, Action::Open);
         assert!(matches!(dec.reason, Reason::AllowedConfusion { substitutions: 1, .. }));
         assert_eq!(
-            d("A8CI23", 0.99).action,
+            d("A8CI23", 0.9).action,
             Action::Deny,
             "two confusions exceed the default bound"
+        );
+    }
+
+    #[test]
+    fn a_confident_different_character_is_a_different_plate() {
+        assert_eq!(d("A8C123", 0.99).reason, Reason::Unknown, "a sure 8 is not a listed B");
+        let mut c = chars("A8C123", 0.99);
+        c[1].alt = Some(('B', 0.01));
+        let dec = decide("A8C123", &c, &list(), &AccessConfig::default(), now(), chrono_tz::UTC);
+        assert_eq!(
+            dec.action,
+            Action::Open,
+            "unless the runner-up reading is the listed character"
         );
     }
 
@@ -331,7 +360,8 @@ mod tests {
 
     #[test]
     fn ambiguous_pairs_do_not_open() {
-        assert_eq!(d("XYL234", 0.99).reason.code(), "ambiguous");
+        assert_eq!(d("XYL234", 0.9).reason.code(), "ambiguous");
+        assert_eq!(d("XYL234", 0.99).action, Action::Deny);
         assert_eq!(
             d("XY1234", 0.9).reason.code(),
             "ambiguous",

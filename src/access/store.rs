@@ -40,6 +40,8 @@ pub fn load_all(conn: &Connection) -> Result<Vec<Entry>, AccessError> {
     let mut out = Vec::new();
     for row in rows {
         let (plate, kind, host, unit, vf, vu, sched, dnl, note) = row?;
+        plate::validate(&plate)
+            .map_err(|e| AccessError::Invalid(format!("stored entry: {e}; fix it with gatehouse allowlist")))?;
         let kind: Kind = kind
             .parse()
             .map_err(|e: String| AccessError::Invalid(format!("{plate}: {e}")))?;
@@ -82,6 +84,12 @@ pub fn upsert(conn: &mut Connection, entries: &[Entry], now: DateTime<Utc>) -> R
         )?;
         for e in entries {
             plate::validate(&e.plate).map_err(AccessError::Invalid)?;
+            if e.do_not_log && e.kind == Kind::Blocked {
+                return Err(AccessError::Invalid(format!(
+                    "{}: a blocked plate cannot be do_not_log",
+                    e.plate
+                )));
+            }
             stmt.execute(params![
                 e.plate,
                 e.kind.as_str(),
@@ -165,12 +173,23 @@ pub fn parse_csv<R: Read>(input: R) -> Result<Vec<Entry>, AccessError> {
         let get = |i: usize| idx[i].and_then(|c| rec.get(c));
         let result = (|| -> Result<Entry, AccessError> {
             let raw = rec.get(plate_col).unwrap_or("");
+            if let Some(c) = raw
+                .chars()
+                .find(|c| !(c.is_ascii_alphanumeric() || *c == ' ' || *c == '-'))
+            {
+                return Err(AccessError::Invalid(format!(
+                    "line {line}: plate {raw:?} has {c:?}; use A-Z, 0-9 (spaces and - are ignored)"
+                )));
+            }
             let plate_text = plate::normalize(raw);
             plate::validate(&plate_text).map_err(|e| AccessError::Invalid(format!("line {line}: {e}")))?;
-            let kind: Kind = get(1)
-                .unwrap_or("resident")
-                .parse()
-                .map_err(|e| AccessError::Invalid(format!("line {line}: {e}")))?;
+            let kind: Kind = match (idx[1], get(1)) {
+                (None, _) => Kind::Resident, // a plain list of plates: residents
+                (Some(_), Some(k)) if !k.trim().is_empty() => k
+                    .parse()
+                    .map_err(|e| AccessError::Invalid(format!("line {line}: {e}")))?,
+                (Some(_), _) => return Err(AccessError::Invalid(format!("line {line}: kind is missing"))),
+            };
             let schedule = match opt(get(6)) {
                 Some(s) => {
                     Some(Schedule::parse(&s).map_err(|e| AccessError::Invalid(format!("line {line}: schedule: {e}")))?)
@@ -186,6 +205,11 @@ pub fn parse_csv<R: Read>(input: R) -> Result<Vec<Entry>, AccessError> {
                     )))
                 }
             };
+            if do_not_log && kind == Kind::Blocked {
+                return Err(AccessError::Invalid(format!(
+                    "line {line}: a blocked plate cannot be do_not_log"
+                )));
+            }
             Ok(Entry {
                 plate: plate_text,
                 kind,

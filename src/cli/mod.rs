@@ -15,7 +15,7 @@ pub use allowlist::allowlist;
 pub use debug::event_burst;
 pub use events::events;
 pub use models::default_manifest;
-pub use recognize::{eval, recognize};
+pub use recognize::{eval, recognize, speed};
 
 pub const DEFAULT_CONFIG: &str = "/etc/gatehouse/gatehouse.toml";
 
@@ -63,6 +63,18 @@ pub enum Command {
         /// N for the top-N figure.
         #[arg(long, default_value_t = 5)]
         top_n: usize,
+        /// Which part of the set: all, or the project's train / validation split (models/train/split.py).
+        #[arg(long, value_enum, default_value = "all")]
+        split: crate::eval::Split,
+        #[command(flatten)]
+        models: ModelArgs,
+    },
+    /// Per-stage recognition timings (decode, detect, recognize) over a folder of images, one thread.
+    Speed {
+        dir: PathBuf,
+        /// Passes over the folder.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
         #[command(flatten)]
         models: ModelArgs,
     },

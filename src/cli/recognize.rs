@@ -11,7 +11,7 @@ use opencv::prelude::*;
 use serde_json::json;
 
 use super::{default_manifest, ModelArgs};
-use crate::eval::{evaluate, load_set};
+use crate::eval::{evaluate, load_set, select, Split};
 use crate::recognize::{Manifest, OnnxPlateReader, PlateReader, ReaderOptions, RecognizeError};
 
 fn reader_factory(
@@ -137,12 +137,23 @@ pub fn recognize(input: &Path, annotate: Option<&Path>, json_out: bool, models: 
     Ok(())
 }
 
-pub fn eval(dir: &Path, json_out: bool, threads: usize, top_n: usize, models: &ModelArgs) -> anyhow::Result<()> {
-    let samples = load_set(dir)?;
+pub fn eval(
+    dir: &Path,
+    json_out: bool,
+    threads: usize,
+    top_n: usize,
+    split: Split,
+    models: &ModelArgs,
+) -> anyhow::Result<()> {
+    let samples = select(dir, load_set(dir)?, split);
     let make = reader_factory(models, top_n)?;
     let pb = bar(samples.len(), false);
     let tick = || pb.inc(1);
-    let set = dir.display().to_string();
+    let set = match split {
+        Split::All => dir.display().to_string(),
+        Split::Val => format!("{} (validation split)", dir.display()),
+        Split::Train => format!("{} (training split)", dir.display()),
+    };
     let (report, results) = evaluate(&set, &samples, make, threads, top_n, &tick)?;
     pb.finish_and_clear();
     for r in results.iter().filter(|r| !r.correct) {
@@ -162,6 +173,60 @@ pub fn eval(dir: &Path, json_out: bool, threads: usize, top_n: usize, models: &M
                 "n": report.n, "detection_recall": report.detection_recall, "median_ms": report.median_ms,
                 "p90_ms": report.p90_ms, "threads": report.threads
             })
+        );
+    }
+    Ok(())
+}
+
+/// Per-stage timings over a folder of images (e.g. the benchmark's speed/ frames), one thread.
+pub fn speed(dir: &Path, rounds: usize, models: &ModelArgs) -> anyhow::Result<()> {
+    use crate::eval::percentile;
+    use std::time::Instant;
+    let images = images_in(dir)?;
+    if images.is_empty() {
+        anyhow::bail!("no images in {}", dir.display());
+    }
+    let mut reader = reader_factory(models, 5)?()?;
+    // Warm-up: the first run of a session allocates.
+    if let Ok(img) = imgcodecs::imread(images[0].as_os_str(), imgcodecs::IMREAD_COLOR) {
+        let _ = reader.read(&img, None)?;
+    }
+    let (mut decode, mut detect, mut recog, mut total) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds.max(1) {
+        for p in &images {
+            let t0 = Instant::now();
+            let img = imgcodecs::imread(p.as_os_str(), imgcodecs::IMREAD_COLOR)?;
+            let t1 = Instant::now();
+            if img.empty() {
+                continue;
+            }
+            let r = reader.read(&img, None)?;
+            let t2 = Instant::now();
+            decode.push((t1 - t0).as_secs_f64() * 1e3);
+            detect.push(r.timings.detect_ms);
+            recog.push(r.timings.recognize_ms);
+            total.push((t2 - t1).as_secs_f64() * 1e3);
+        }
+    }
+    println!(
+        "{} frames x {} round(s), 1 thread (ms per frame)",
+        images.len(),
+        rounds.max(1)
+    );
+    println!("{:<34} {:>8} {:>8} {:>8}", "stage", "median", "p90", "mean");
+    for (name, mut v) in [
+        ("decode (imread, not in eval)", decode),
+        ("detect (plates + text lines)", detect),
+        ("recognize (CTC on lines)", recog),
+        ("decoded frame -> plate text", total),
+    ] {
+        v.sort_by(|a, b| a.total_cmp(b));
+        let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
+        println!(
+            "{name:<34} {:>8.1} {:>8.1} {:>8.1}",
+            percentile(&v, 0.5),
+            percentile(&v, 0.9),
+            mean
         );
     }
     Ok(())

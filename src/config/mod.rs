@@ -59,6 +59,8 @@ pub struct TrackConfig {
     pub min_reads: usize,
     pub early_confidence: f32,
     pub same_vehicle: Duration,
+    /// A vehicle still in view after this long is decided with what the reads agree on so far.
+    pub decide_after: Duration,
 }
 
 impl Default for TrackConfig {
@@ -68,6 +70,7 @@ impl Default for TrackConfig {
             min_reads: 2,
             early_confidence: 0.9,
             same_vehicle: Duration::from_secs(20),
+            decide_after: Duration::from_millis(2500),
         }
     }
 }

@@ -69,6 +69,8 @@ pub struct RawTrack {
     pub early_confidence: f32,
     #[serde(default = "default_same_vehicle")]
     pub same_vehicle_s: u64,
+    #[serde(default = "default_dwell")]
+    pub decide_after_ms: u64,
 }
 
 impl Default for RawTrack {
@@ -78,6 +80,7 @@ impl Default for RawTrack {
             min_reads: default_min_reads(),
             early_confidence: default_early(),
             same_vehicle_s: default_same_vehicle(),
+            decide_after_ms: default_dwell(),
         }
     }
 }
@@ -93,6 +96,9 @@ fn default_early() -> f32 {
 }
 fn default_same_vehicle() -> u64 {
     20
+}
+fn default_dwell() -> u64 {
+    2500
 }
 
 #[derive(Debug, Deserialize)]

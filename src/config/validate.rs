@@ -293,11 +293,26 @@ fn validate_track(t: RawTrack, issues: &mut Issues) -> TrackConfig {
         issues.push("track.min_reads", "must be at least 1", "use 2 or 3");
     }
     unit_interval(t.early_confidence, "track.early_confidence", issues);
+    if t.same_vehicle_s > 3600 {
+        issues.push(
+            "track.same_vehicle_s",
+            format!("{} s is too long", t.same_vehicle_s),
+            "use at most 3600 (20 suits a gate)",
+        );
+    }
+    if !(200..=60_000).contains(&t.decide_after_ms) {
+        issues.push(
+            "track.decide_after_ms",
+            format!("{} ms is out of range", t.decide_after_ms),
+            "use 200 to 60000 (2500 suits a gate)",
+        );
+    }
     TrackConfig {
         pass_gap: Duration::from_millis(t.pass_gap_ms),
         min_reads: t.min_reads.max(1),
         early_confidence: t.early_confidence,
         same_vehicle: Duration::from_secs(t.same_vehicle_s),
+        decide_after: Duration::from_millis(t.decide_after_ms),
     }
 }
 
@@ -364,6 +379,13 @@ fn validate_relay(name: String, r: RawRelay, base: &Path, issues: &mut Issues) -
             format!("{path}.pulse_ms"),
             format!("{} ms is out of range", r.pulse_ms),
             "use 50 to 10000 (most gate operators want 500-1000)",
+        );
+    }
+    if r.max_hold_s == 0 || r.max_hold_s > 86_400 {
+        issues.push(
+            format!("{path}.max_hold_s"),
+            format!("{} s is out of range", r.max_hold_s),
+            "use 1 to 86400",
         );
     }
     if r.cooldown_ms > 600_000 {
@@ -461,6 +483,13 @@ fn validate_lane(l: RawLane, path: &str, base: &Path, issues: &mut Issues) -> Op
                 "give x, y, width, height as fractions of the frame, with x + width <= 1 and y + height <= 1",
             );
         }
+    }
+    if l.reconnect_max_ms > 600_000 {
+        issues.push(
+            format!("{path}.reconnect_max_ms"),
+            format!("{} ms is too long", l.reconnect_max_ms),
+            "use at most 600000 (10 minutes)",
+        );
     }
     if l.reconnect_min_ms == 0 || l.reconnect_min_ms > l.reconnect_max_ms {
         issues.push(

@@ -33,8 +33,9 @@ impl GateEvent {
         Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, secs, nanos))
     }
 
-    /// Whether the matched resident opted out of logging.
+    /// Whether this pass is an opted-out entry entering normally. Denials and alerts are always recorded.
     pub fn opted_out(&self) -> bool {
-        self.decision.matched.as_ref().is_some_and(|m| m.do_not_log)
+        self.decision.action == crate::access::Action::Open
+            && self.decision.matched.as_ref().is_some_and(|m| m.do_not_log)
     }
 }

@@ -23,6 +23,11 @@ impl EventSink {
     pub async fn send(&self, e: GateEvent) -> Result<(), EventError> {
         self.tx.send(e).await.map_err(|_| EventError::Stopped)
     }
+
+    /// Waits for room in the writer's queue.
+    pub async fn reserve(&self) -> Result<mpsc::Permit<'_, GateEvent>, EventError> {
+        self.tx.reserve().await.map_err(|_| EventError::Stopped)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -53,8 +58,22 @@ pub fn spawn_writer(
                         Err(_) => break,
                     }
                 }
-                match write_batch(&mut conn, &crops_dir, &batch) {
-                    Ok(written) => {
+                // Storage hiccups (a busy lock, a slow card) are retried with back-off; the batch is kept.
+                let mut attempt = 0u32;
+                let result = loop {
+                    match write_batch(&mut conn, &crops_dir, &batch) {
+                        Ok(n) => break Ok(n),
+                        Err(e) if attempt < 6 => {
+                            attempt += 1;
+                            let wait = std::time::Duration::from_millis(100 << attempt);
+                            tracing::warn!(error = %e, events = batch.len(), retry_in = ?wait, "storing events failed; retrying");
+                            std::thread::sleep(wait);
+                        }
+                        Err(e) => break Err(e),
+                    }
+                };
+                match result {
+                    Ok(_) => {
                         for e in &batch {
                             if e.opted_out() {
                                 st.opted_out.fetch_add(1, Ordering::Relaxed);
@@ -62,21 +81,16 @@ pub fn spawn_writer(
                                 continue;
                             }
                             st.committed.fetch_add(1, Ordering::Relaxed);
-                            let shown = if log_plates {
-                                e.plate.clone()
-                            } else {
-                                plate::redact(&e.plate)
-                            };
+                            let shown = if log_plates { e.plate.clone() } else { plate::redact(&e.plate) };
                             tracing::info!(
                                 id = %e.id, lane = %e.lane, plate = %shown, action = ?e.decision.action,
                                 reason = %e.decision.reason, "event committed"
                             );
                         }
-                        let _ = written;
                     }
                     Err(err) => {
                         st.failed.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                        tracing::error!(error = %err, events = batch.len(), "could not store events");
+                        tracing::error!(error = %err, events = batch.len(), "could not store events after retries; they are lost");
                     }
                 }
             }
@@ -118,14 +132,20 @@ fn write_batch(conn: &mut Connection, crops_dir: &Path, batch: &[GateEvent]) -> 
             continue;
         }
         let p = crop_path(crops_dir, e);
-        write_crop(&p, &e.crop_jpeg)?;
-        crops.push(Some(p));
+        match write_crop(&p, &e.crop_jpeg) {
+            Ok(()) => crops.push(Some(p)),
+            Err(err) => {
+                // The event matters more than its picture: store it without the crop.
+                tracing::error!(error = %err, id = %e.id, "crop not saved; storing the event without it");
+                crops.push(None);
+            }
+        }
     }
     let tx = conn.transaction()?;
     let mut n = 0;
     {
         let mut stmt = tx.prepare_cached(
-            "INSERT OR IGNORE INTO events (id, lane, at, first_seen, plate, confidence, chars, alternatives, reads,
+            "INSERT INTO events (id, lane, at, first_seen, plate, confidence, chars, alternatives, reads,
                 action, alert, reason_code, reason, matched_plate, kind, host, unit, crop_path, guard_action)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
         )?;

@@ -43,12 +43,17 @@ pub fn all_safe() {
     }
 }
 
-/// Installs a panic hook that sets every relay safe before the default hook runs.
-pub fn install_panic_hook() {
+/// Installs a panic hook that sets every relay safe before the default hook runs. With `abort`, the
+/// process then ends (the daemon: a half-dead pipeline must not keep running; the service manager
+/// restarts it).
+pub fn install_panic_hook(abort: bool) {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         all_safe();
         default(info);
+        if abort {
+            std::process::abort();
+        }
     }));
 }
 
@@ -64,7 +69,7 @@ mod tests {
         let relay: SharedRelay = Arc::new(Mutex::new(Box::new(sim)));
         relay.lock().expect("lock").set(true).expect("open");
         register(relay, SafeState::Closed);
-        install_panic_hook();
+        install_panic_hook(false);
         let result = std::panic::catch_unwind(|| panic!("simulated crash in the decision path"));
         assert!(result.is_err());
         let states: Vec<bool> = transitions.lock().expect("lock").iter().map(|t| t.energized).collect();

@@ -20,6 +20,10 @@ pub struct Manifest {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
+    /// Finds whole plates in a frame (optional; without it the text detector scans the whole frame).
+    #[serde(rename = "plate-detector")]
+    PlateDetector,
+    /// Finds text lines (in the frame, or inside a plate when a plate detector is present).
     Detector,
     Recognizer,
 }
@@ -31,6 +35,8 @@ pub enum ModelKind {
     DbText,
     /// CTC sequence recogniser: BxTxC probabilities, class 0 = blank.
     Ctc,
+    /// Centre-point box detector: 1x5xH/4xW/4 = [centre heat map, log w, log h, dx, dy] at stride 4.
+    CenterBox,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -55,6 +61,9 @@ pub struct InputSpec {
     /// Dynamic sides must be a multiple of this.
     #[serde(default = "one")]
     pub multiple_of: u32,
+    /// Longest side the model works at (detectors); 0 = the caller decides.
+    #[serde(default)]
+    pub max_side: u32,
 }
 
 fn one() -> u32 {
@@ -107,6 +116,11 @@ impl Manifest {
             .map_err(|e| RecognizeError::Manifest(format!("{}: {}", path.display(), e.message())))?;
         m.dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Ok(m)
+    }
+
+    /// The model for a role, if the manifest has one.
+    pub fn optional(&self, role: Role) -> Option<&ModelSpec> {
+        self.models.iter().find(|m| m.role == role)
     }
 
     pub fn model(&self, role: Role) -> Result<&ModelSpec, RecognizeError> {

@@ -7,6 +7,7 @@ pub mod detect;
 mod fake;
 pub mod manifest;
 mod onnx;
+pub mod plate_detect;
 pub mod runtime;
 pub mod select;
 
@@ -71,10 +72,19 @@ pub enum RecognizeError {
 pub trait PlateReader: Send {
     /// Reads the plates in `image`, looking only inside `roi` when given.
     fn read(&mut self, image: &Mat, roi: Option<Rect>) -> Result<FrameReads, RecognizeError>;
+
+    /// Reads an image that is already one plate (a tight crop). By default, like a frame.
+    fn read_crop(&mut self, image: &Mat) -> Result<FrameReads, RecognizeError> {
+        self.read(image, None)
+    }
 }
 
 impl<T: PlateReader + ?Sized> PlateReader for Box<T> {
     fn read(&mut self, image: &Mat, roi: Option<Rect>) -> Result<FrameReads, RecognizeError> {
         (**self).read(image, roi)
+    }
+
+    fn read_crop(&mut self, image: &Mat) -> Result<FrameReads, RecognizeError> {
+        (**self).read_crop(image)
     }
 }

@@ -14,6 +14,7 @@ use ort::value::TensorRef;
 use super::ctc::{self, ClassKind};
 use super::detect::{self, MapBox};
 use super::manifest::{Manifest, ModelKind, ModelSpec, Role};
+use super::plate_detect;
 use super::select::plate_score;
 use super::{FrameReads, PlateCandidate, PlateReader, RecognizeError, StageTimings};
 
@@ -26,6 +27,8 @@ pub struct ReaderOptions {
     pub detector_max_side: u32,
     /// Most text boxes recognised per frame (largest first).
     pub max_boxes: usize,
+    /// Most plates read per frame (two-stage models).
+    pub max_plates: usize,
     /// Alternatives kept per candidate (top-N).
     pub top_n: usize,
 }
@@ -38,12 +41,15 @@ impl Default for ReaderOptions {
             max_plate_len: 8,
             detector_max_side: 960,
             max_boxes: 8,
+            max_plates: 4,
             top_n: 5,
         }
     }
 }
 
 pub struct OnnxPlateReader {
+    /// Optional whole-plate detector; with it, text is looked for only inside plates.
+    plate: Option<(Session, ModelSpec)>,
     det: Session,
     rec: Session,
     det_spec: ModelSpec,
@@ -82,6 +88,15 @@ impl OnnxPlateReader {
                 .commit_from_memory(&bytes)
                 .map_err(ort_err)
         };
+        let plate = match manifest.optional(Role::PlateDetector) {
+            Some(spec) if spec.kind == ModelKind::CenterBox => Some((session(spec)?, spec.clone())),
+            Some(_) => {
+                return Err(RecognizeError::Manifest(
+                    "plate-detector must be kind center-box".into(),
+                ))
+            }
+            None => None,
+        };
         let det = session(&det_spec)?;
         let rec = session(&rec_spec)?;
         let labels = charset(&rec, &rec_spec)?;
@@ -90,6 +105,7 @@ impl OnnxPlateReader {
             .filter(|&i| matches!(kinds[i], ClassKind::Plate(_)))
             .collect();
         Ok(Self {
+            plate,
             det,
             rec,
             det_spec,
@@ -103,13 +119,8 @@ impl OnnxPlateReader {
         })
     }
 
-    fn detect(&mut self, image: &Mat) -> Result<Vec<Rect>, RecognizeError> {
-        let lb = detect::input_size(
-            image.cols(),
-            image.rows(),
-            self.opts.detector_max_side,
-            self.det_spec.input.multiple_of.max(32),
-        );
+    /// Text lines in `image`, seen at the detector input size `lb`, largest first.
+    fn text_boxes(&mut self, image: &Mat, lb: detect::Letterbox) -> Result<Vec<Rect>, RecognizeError> {
         detect::to_chw(
             image,
             Size::new(lb.width, lb.height),
@@ -159,9 +170,16 @@ impl OnnxPlateReader {
     }
 
     fn recognize(&mut self, image: &Mat, rects: &[Rect]) -> Result<Vec<ctc::Decoded>, RecognizeError> {
-        if rects.is_empty() {
+        let items: Vec<(&Mat, Rect)> = rects.iter().map(|r| (image, *r)).collect();
+        self.recognize_items(&items)
+    }
+
+    /// Recognises text lines given as (image, rectangle) pairs, in one batch.
+    fn recognize_items(&mut self, items: &[(&Mat, Rect)]) -> Result<Vec<ctc::Decoded>, RecognizeError> {
+        if items.is_empty() {
             return Ok(Vec::new());
         }
+        let rects: Vec<Rect> = items.iter().map(|(_, r)| *r).collect();
         let h = self.rec_spec.input.height.max(8) as i32;
         let max_w = self.rec_spec.input.max_width.max(h as u32) as i32;
         let widths: Vec<i32> = rects
@@ -172,8 +190,8 @@ impl OnnxPlateReader {
         let per = (3 * h * batch_w) as usize;
         self.rec_buf.clear();
         self.rec_buf.resize(per * rects.len(), 0.0);
-        for (i, (r, &w)) in rects.iter().zip(&widths).enumerate() {
-            let crop = Mat::roi(image, *r)?.try_clone()?;
+        for (i, ((image, r), &w)) in items.iter().zip(&widths).enumerate() {
+            let crop = Mat::roi(*image, *r)?.try_clone()?;
             detect::to_chw(
                 &crop,
                 Size::new(w, h),
@@ -243,6 +261,23 @@ fn charset(rec: &Session, spec: &ModelSpec) -> Result<Vec<String>, RecognizeErro
     Ok(labels)
 }
 
+/// Joins text boxes that sit on the same line (a plate's characters are often split at a gap or a badge).
+fn merge_lines(mut boxes: Vec<Rect>) -> Vec<Rect> {
+    boxes.sort_by_key(|r| r.x);
+    let mut out: Vec<Rect> = Vec::with_capacity(boxes.len());
+    for b in boxes {
+        let joined = out.iter_mut().find(|o| {
+            let overlap = (o.y + o.height).min(b.y + b.height) - o.y.max(b.y);
+            overlap * 2 > o.height.min(b.height)
+        });
+        match joined {
+            Some(o) => *o |= b,
+            None => out.push(b),
+        }
+    }
+    out
+}
+
 /// Grows a text box to an estimate of the plate around it (characters fill ~85% of a plate's width and
 /// about half its height).
 fn plate_box(text: Rect, cols: i32, rows: i32) -> Rect {
@@ -257,23 +292,155 @@ fn plate_box(text: Rect, cols: i32, rows: i32) -> Rect {
     Rect::new(x0, y0, (x1 - x0).max(1), (y1 - y0).max(1))
 }
 
-impl PlateReader for OnnxPlateReader {
-    fn read(&mut self, image: &Mat, roi: Option<Rect>) -> Result<FrameReads, RecognizeError> {
-        let (view, offset) = match roi {
-            Some(r) => (Mat::roi(image, r)?.try_clone()?, (r.x, r.y)),
-            None => (image.try_clone()?, (0, 0)),
+impl OnnxPlateReader {
+    /// Plates in `view` (whole-plate detector), best first, in view pixels with their scores.
+    fn plate_boxes(&mut self, view: &Mat) -> Result<Vec<(Rect, f32)>, RecognizeError> {
+        let Some((session, spec)) = self.plate.as_mut() else {
+            return Ok(Vec::new());
         };
-        let view = if view.channels() == 1 {
-            let mut bgr = Mat::default();
-            imgproc::cvt_color_def(&view, &mut bgr, imgproc::COLOR_GRAY2BGR)?;
-            bgr
+        let side = if spec.input.max_side > 0 {
+            spec.input.max_side
         } else {
-            view
+            640
         };
+        let lb = detect::input_size(view.cols(), view.rows(), side, spec.input.multiple_of.max(32));
+        detect::to_chw(
+            view,
+            Size::new(lb.width, lb.height),
+            spec.input.color,
+            &spec.normalize,
+            &mut self.det_buf,
+        )?;
+        let shape = [1usize, 3, lb.height as usize, lb.width as usize];
+        let input = TensorRef::from_array_view(ArrayView::from_shape(shape, &self.det_buf[..]).map_err(ort_err)?)
+            .map_err(ort_err)?;
+        let outputs = session.run(ort::inputs![input]).map_err(ort_err)?;
+        let (out_shape, maps) = outputs[0].try_extract_tensor::<f32>().map_err(ort_err)?;
+        let dims: Vec<i64> = out_shape.iter().copied().collect();
+        let (h, w) = match dims.as_slice() {
+            [1, 5, h, w] => (*h as usize, *w as usize),
+            _ => {
+                return Err(RecognizeError::Inference(format!(
+                    "unexpected plate detector output shape {dims:?}"
+                )))
+            }
+        };
+        let stride = lb.height as f32 / h as f32;
+        let boxes = plate_detect::decode(maps, h, w, stride, spec.threshold.unwrap_or(0.3), self.opts.max_plates);
+        Ok(boxes
+            .iter()
+            .filter_map(|b| {
+                b.to_rect(lb.scale_x, lb.scale_y, view.cols(), view.rows())
+                    .map(|r| (r, b.score))
+            })
+            .collect())
+    }
+
+    /// Two-stage read: plates first, then text lines inside each plate, then the recogniser.
+    fn read_plates(&mut self, view: &Mat) -> Result<(Vec<PlateCandidate>, StageTimings), RecognizeError> {
         let t0 = Instant::now();
-        let rects = self.detect(&view)?;
+        let plates = self.plate_boxes(view)?;
+        // Each plate with a margin (the detector's box can clip the first or last character).
+        let mut crops: Vec<(Mat, Rect, f32)> = Vec::with_capacity(plates.len());
+        for (r, score) in &plates {
+            let mx = r.width / 10;
+            let my = r.height / 4;
+            let ex = Rect::new(r.x - mx, r.y - my, r.width + 2 * mx, r.height + 2 * my)
+                & Rect::new(0, 0, view.cols(), view.rows());
+            crops.push((Mat::roi(view, ex)?.try_clone()?, *r, *score));
+        }
+        let plate_ms = t0.elapsed().as_secs_f64() * 1e3;
+        let (candidates, mut timings) = self.read_crops(crops)?;
+        timings.detect_ms += plate_ms;
+        Ok((candidates, timings))
+    }
+
+    /// Reads plate images (crops): text lines inside each, scaled so the plate is about 96 px high, then
+    /// the recogniser over the best lines of all crops in one batch.
+    fn read_crops(
+        &mut self,
+        crops: Vec<(Mat, Rect, f32)>,
+    ) -> Result<(Vec<PlateCandidate>, StageTimings), RecognizeError> {
+        let t0 = Instant::now();
+        let mut items: Vec<(usize, Rect)> = Vec::new();
+        for (i, (crop, _, _)) in crops.iter().enumerate() {
+            let s = (96.0 / crop.rows().max(1) as f32).clamp(0.5, 4.0);
+            let m = 32.0;
+            let round = |v: f32| (((v / m).round() * m) as i32).clamp(32, 512);
+            let lb = detect::Letterbox {
+                width: round(crop.cols() as f32 * s),
+                height: round(crop.rows() as f32 * s),
+                scale_x: 0.0,
+                scale_y: 0.0,
+            };
+            let mut lines = merge_lines(self.text_boxes(crop, lb)?);
+            // The registration is the tallest text on a plate; state names and slogans are smaller.
+            let tallest = lines.iter().map(|r| r.height).max().unwrap_or(0);
+            lines.retain(|r| r.height * 10 >= tallest * 6);
+            lines.sort_by_key(|r| std::cmp::Reverse(r.height));
+            lines.truncate(2);
+            if lines.is_empty() {
+                lines.push(Rect::new(0, 0, crop.cols(), crop.rows()));
+            }
+            items.extend(lines.into_iter().map(|l| (i, l)));
+        }
         let t1 = Instant::now();
-        let decoded = self.recognize(&view, &rects)?;
+        let pairs: Vec<(&Mat, Rect)> = items.iter().map(|(i, r)| (&crops[*i].0, *r)).collect();
+        let decoded = self.recognize_items(&pairs)?;
+        let t2 = Instant::now();
+        let mut best: Vec<Option<PlateCandidate>> = vec![None; crops.len()];
+        for (i, (crop_idx, line)) in items.iter().enumerate() {
+            let tallest = items
+                .iter()
+                .filter(|(c, _)| c == crop_idx)
+                .map(|(_, r)| r.height)
+                .max()
+                .unwrap_or(1) as f32;
+            let d = &decoded[i];
+            let line_score = plate_score(
+                d,
+                self.opts.min_plate_len,
+                self.opts.max_plate_len,
+                line.height as f32 / tallest,
+            );
+            if line_score <= 0.0 {
+                continue;
+            }
+            let (_, plate_rect, plate_score_v) = &crops[*crop_idx];
+            let score = line_score * (0.5 + 0.5 * plate_score_v);
+            if best[*crop_idx].as_ref().is_some_and(|b| b.score >= score) {
+                continue;
+            }
+            best[*crop_idx] = Some(PlateCandidate {
+                alternatives: ctc::alternatives(&d.chars, self.opts.top_n),
+                text: d.chars.iter().map(|c| c.ch).collect(),
+                chars: d.chars.clone(),
+                confidence: d.chars.iter().map(|c| c.conf).fold(1.0f32, f32::min),
+                bbox: *plate_rect,
+                score,
+            });
+        }
+        let mut candidates: Vec<PlateCandidate> = best.into_iter().flatten().collect();
+        candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
+        let timings = StageTimings {
+            detect_ms: (t1 - t0).as_secs_f64() * 1e3,
+            recognize_ms: (t2 - t1).as_secs_f64() * 1e3,
+        };
+        Ok((candidates, timings))
+    }
+
+    /// One-stage read: text lines anywhere in the frame, ranked by how plate-like they read.
+    fn read_text(&mut self, view: &Mat) -> Result<(Vec<PlateCandidate>, StageTimings), RecognizeError> {
+        let t0 = Instant::now();
+        let lb = detect::input_size(
+            view.cols(),
+            view.rows(),
+            self.opts.detector_max_side,
+            self.det_spec.input.multiple_of.max(32),
+        );
+        let rects = self.text_boxes(view, lb)?;
+        let t1 = Instant::now();
+        let decoded = self.recognize(view, &rects)?;
         let t2 = Instant::now();
         let tallest = rects.iter().map(|r| r.height).max().unwrap_or(1) as f32;
         let mut candidates: Vec<PlateCandidate> = rects
@@ -289,28 +456,71 @@ impl PlateReader for OnnxPlateReader {
                 if score <= 0.0 {
                     return None;
                 }
-                let text: String = d.chars.iter().map(|c| c.ch).collect();
-                let confidence = d.chars.iter().map(|c| c.conf).fold(1.0f32, f32::min);
-                let mut bbox = plate_box(*r, view.cols(), view.rows());
-                bbox.x += offset.0;
-                bbox.y += offset.1;
                 Some(PlateCandidate {
                     alternatives: ctc::alternatives(&d.chars, self.opts.top_n),
-                    text,
+                    text: d.chars.iter().map(|c| c.ch).collect(),
+                    confidence: d.chars.iter().map(|c| c.conf).fold(1.0f32, f32::min),
                     chars: d.chars,
-                    confidence,
-                    bbox,
+                    bbox: plate_box(*r, view.cols(), view.rows()),
                     score,
                 })
             })
             .collect();
         candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
-        Ok(FrameReads {
-            candidates,
-            timings: StageTimings {
-                detect_ms: (t1 - t0).as_secs_f64() * 1e3,
-                recognize_ms: (t2 - t1).as_secs_f64() * 1e3,
-            },
-        })
+        let timings = StageTimings {
+            detect_ms: (t1 - t0).as_secs_f64() * 1e3,
+            recognize_ms: (t2 - t1).as_secs_f64() * 1e3,
+        };
+        Ok((candidates, timings))
+    }
+}
+
+impl PlateReader for OnnxPlateReader {
+    fn read(&mut self, image: &Mat, roi: Option<Rect>) -> Result<FrameReads, RecognizeError> {
+        let (view, offset) = match roi {
+            Some(r) => (Mat::roi(image, r)?.try_clone()?, (r.x, r.y)),
+            None => (image.try_clone()?, (0, 0)),
+        };
+        let view = if view.channels() == 1 {
+            let mut bgr = Mat::default();
+            imgproc::cvt_color_def(&view, &mut bgr, imgproc::COLOR_GRAY2BGR)?;
+            bgr
+        } else {
+            view
+        };
+        let (mut candidates, timings) = if self.plate.is_some() {
+            self.read_plates(&view)?
+        } else {
+            self.read_text(&view)?
+        };
+        for c in &mut candidates {
+            c.bbox.x += offset.0;
+            c.bbox.y += offset.1;
+        }
+        Ok(FrameReads { candidates, timings })
+    }
+
+    fn read_crop(&mut self, image: &Mat) -> Result<FrameReads, RecognizeError> {
+        if self.plate.is_none() {
+            return self.read(image, None);
+        }
+        let full = Rect::new(0, 0, image.cols(), image.rows());
+        let (candidates, timings) = self.read_crops(vec![(image.try_clone()?, full, 1.0)])?;
+        Ok(FrameReads { candidates, timings })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boxes_on_one_line_merge_and_lines_stay_apart() {
+        let merged = merge_lines(vec![
+            Rect::new(50, 10, 40, 20),
+            Rect::new(0, 12, 40, 18),
+            Rect::new(5, 40, 80, 10),
+        ]);
+        assert_eq!(merged, vec![Rect::new(0, 10, 90, 20), Rect::new(5, 40, 80, 10)]);
     }
 }

@@ -1,0 +1,303 @@
+"""Trains Gatehouse's plate detector and exports it to ONNX.
+
+    python3 models/train/plate_detector.py --bench ../shared/datasets/openalpr-bench \
+        --out models/plate_detector.onnx [--steps 2500] [--seed 7]
+
+A small CenterNet-style network (about 0.3 M parameters): a strided CNN with a light top-down path to
+stride 4, and three heads there: plate-centre heat map (sigmoid), log box size, and sub-cell offset,
+concatenated into one output [1, 5, H/4, W/4]. Input: BGR, (x/255 - 0.5)/0.5, any size that is a multiple
+of 32. Trained on the training split (models/train/split.py) of the end-to-end US, EU and BR frames with
+their plate boxes, plus synthetic plates rendered with Debian's DejaVu fonts pasted onto those frames;
+heavy scale/crop/colour augmentation. Prints the validation split's recall (IoU >= 0.4) at the end.
+Seeded; runs on CPU (about 15 minutes on 2 cores for 2500 steps).
+"""
+import argparse
+import math
+import os
+import random
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from split import is_val  # noqa: E402
+
+STRIDE = 4
+PATCH = 320
+FONTS = [
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
+    "/usr/share/fonts/truetype/dejavu/DejaVuSansCondensed-Bold.ttf",
+    "/usr/share/fonts/truetype/dejavu/DejaVuSansMono-Bold.ttf",
+]
+
+
+def load_frames(bench):
+    frames = {"train": [], "val": []}
+    for s in ("us", "eu", "br"):
+        d = os.path.join(bench, "endtoend", s)
+        with open(os.path.join(d, "labels.tsv")) as f:
+            for line in f:
+                p = line.rstrip("\n").split("\t")
+                if len(p) < 6:
+                    continue
+                box = tuple(int(v) for v in p[1:5])
+                split = "val" if is_val(s, p[0]) else "train"
+                frames[split].append((os.path.join(d, p[0]), box))
+    return frames
+
+
+def conv(cin, cout, stride=1):
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class PlateNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.s2 = conv(3, 16, 2)
+        self.s4 = nn.Sequential(conv(16, 24, 2), conv(24, 24))
+        self.s8 = nn.Sequential(conv(24, 48, 2), conv(48, 48))
+        self.s16 = nn.Sequential(conv(48, 80, 2), conv(80, 80))
+        self.s32 = nn.Sequential(conv(80, 112, 2), conv(112, 112))
+        self.l16 = nn.Conv2d(80, 64, 1)
+        self.l8 = nn.Conv2d(48, 64, 1)
+        self.l4 = nn.Conv2d(24, 64, 1)
+        self.t32 = nn.Conv2d(112, 64, 1)
+        self.head = nn.Sequential(conv(64, 48), nn.Conv2d(48, 5, 1))
+        self.head[-1].bias.data[0] = -2.19  # prior 0.1 for the heat map
+
+    def forward(self, x):
+        c4 = self.s4(self.s2(x))
+        c8 = self.s8(c4)
+        c16 = self.s16(c8)
+        c32 = self.s32(c16)
+        p = self.t32(c32)
+        p = F.interpolate(p, scale_factor=2.0, mode="nearest") + self.l16(c16)
+        p = F.interpolate(p, scale_factor=2.0, mode="nearest") + self.l8(c8)
+        p = F.interpolate(p, scale_factor=2.0, mode="nearest") + self.l4(c4)
+        out = self.head(p)
+        return torch.cat([torch.sigmoid(out[:, :1]), out[:, 1:3], torch.sigmoid(out[:, 3:5])], dim=1)
+
+
+def random_plate_text(rng):
+    letters = "ABCDEFGHJKLMNPRSTUVWXYZ"
+    digits = "0123456789"
+    pattern = rng.choice(["LLLDDDD", "DLLLDDD", "LLDDDD", "DDDLLL", "LLLDDD", "LLDLLDD", "DDLLDDD"])
+    return "".join(rng.choice(letters if c == "L" else digits) for c in pattern)
+
+
+def render_plate(rng, w):
+    """A plate image (PIL RGB) of width w with an optional state line and slogan."""
+    h = max(8, int(w / rng.uniform(1.8, 4.6)))
+    bg = tuple(int(v) for v in rng.choice([(240, 240, 235), (250, 250, 250), (230, 235, 245), (255, 230, 120), (210, 230, 210)]))
+    fg = tuple(int(v) for v in rng.choice([(20, 20, 20), (30, 40, 120), (120, 20, 20), (20, 80, 30)]))
+    im = Image.new("RGB", (w, h), bg)
+    d = ImageDraw.Draw(im)
+    d.rectangle([0, 0, w - 1, h - 1], outline=fg, width=max(1, h // 20))
+    text = random_plate_text(rng)
+    font = ImageFont.truetype(rng.choice(FONTS), max(6, int(h * rng.uniform(0.45, 0.6))))
+    tw = d.textlength(text, font=font)
+    if tw > w * 0.92:
+        font = ImageFont.truetype(FONTS[1], max(6, int(h * 0.55 * w * 0.92 / tw)))
+        tw = d.textlength(text, font=font)
+    d.text(((w - tw) / 2, h * 0.22), text, fill=fg, font=font)
+    if rng.random() < 0.7:
+        small = ImageFont.truetype(FONTS[0], max(5, int(h * 0.16)))
+        word = rng.choice(["CALIFORNIA", "TEXAS", "FLORIDA", "New York", "OHIO", "Illinois", "EMPIRE STATE", "dmv.gov"])
+        sw = d.textlength(word, font=small)
+        d.text(((w - sw) / 2, h * 0.04), word, fill=fg, font=small)
+    return im
+
+
+def sample(rng, frames, cache):
+    path, box = rng.choice(frames)
+    if path not in cache:
+        full = Image.open(path).convert("RGB")
+        k = min(1.0, 1000 / max(full.width, full.height))  # decode once, keep at most 1000 px
+        cache[path] = (full.resize((int(full.width * k), int(full.height * k)), Image.BILINEAR), k)
+    im, k = cache[path]
+    boxes = [tuple(v * k for v in box)]
+    # synthetic plates pasted onto the frame (away from the real one)
+    if rng.random() < 0.6:
+        im = im.copy()
+        for _ in range(rng.randint(1, 2)):
+            pw = int(rng.uniform(0.04, 0.22) * im.width)
+            plate = render_plate(rng, max(24, pw))
+            if rng.random() < 0.3:
+                plate = plate.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.2)))
+            x = rng.randint(0, max(0, im.width - plate.width))
+            y = rng.randint(0, max(0, im.height - plate.height))
+            b = (x, y, plate.width, plate.height)
+            if any(iou(b, o) > 0 for o in boxes):
+                continue
+            im.paste(plate, (x, y))
+            boxes.append(b)
+    # scale so the long side matches the detector's working size, with jitter
+    target = rng.uniform(420, 900)
+    s = target / max(im.width, im.height)
+    im = im.resize((max(1, int(im.width * s)), max(1, int(im.height * s))), Image.BILINEAR)
+    boxes = [(x * s, y * s, w * s, h * s) for x, y, w, h in boxes]
+    # random crop around a plate most of the time
+    W, H = im.size
+    if rng.random() < 0.8:
+        bx, by, bw, bh = rng.choice(boxes)
+        cx = int(bx + bw / 2 - rng.uniform(0.1, 0.9) * PATCH)
+        cy = int(by + bh / 2 - rng.uniform(0.1, 0.9) * PATCH)
+    else:
+        cx, cy = rng.randint(-40, max(0, W - PATCH) + 40), rng.randint(-40, max(0, H - PATCH) + 40)
+    canvas = Image.new("RGB", (PATCH, PATCH), tuple(rng.randint(0, 255) for _ in range(3)))
+    canvas.paste(im, (-cx, -cy))
+    boxes = [(x - cx, y - cy, w, h) for x, y, w, h in boxes]
+    arr = np.asarray(canvas).astype(np.float32)
+    # colour jitter, grey, night-like contrast, noise
+    arr = arr * rng.uniform(0.5, 1.4) + rng.uniform(-40, 40)
+    if rng.random() < 0.2:
+        arr = arr.mean(axis=2, keepdims=True).repeat(3, axis=2)
+    arr = arr + np.random.default_rng(rng.randint(0, 1 << 30)).normal(0, rng.uniform(0, 8), arr.shape)
+    arr = np.clip(arr, 0, 255)[:, :, ::-1]  # RGB -> BGR like OpenCV
+    x = (arr / 255.0 - 0.5) / 0.5
+    return x.transpose(2, 0, 1).copy(), [b for b in boxes if visible(b)]
+
+
+def visible(b):
+    x, y, w, h = b
+    return w >= 6 and h >= 3 and x + w / 2 > 0 and y + h / 2 > 0 and x + w / 2 < PATCH and y + h / 2 < PATCH
+
+
+def iou(a, b):
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    ix = max(0, min(ax + aw, bx + bw) - max(ax, bx))
+    iy = max(0, min(ay + ah, by + bh) - max(ay, by))
+    inter = ix * iy
+    u = aw * ah + bw * bh - inter
+    return inter / u if u > 0 else 0.0
+
+
+def targets(boxes, n):
+    heat = np.zeros((1, n, n), np.float32)
+    reg = np.zeros((4, n, n), np.float32)
+    mask = np.zeros((1, n, n), np.float32)
+    ys, xs = np.mgrid[0:n, 0:n]
+    for x, y, w, h in boxes:
+        cx, cy = (x + w / 2) / STRIDE, (y + h / 2) / STRIDE
+        sx, sy = max(0.8, w / STRIDE / 6), max(0.8, h / STRIDE / 6)
+        g = np.exp(-(((xs - cx) / sx) ** 2 + ((ys - cy) / sy) ** 2) / 2)
+        heat[0] = np.maximum(heat[0], g)
+        ix, iy = int(cx), int(cy)
+        if 0 <= ix < n and 0 <= iy < n:
+            heat[0, iy, ix] = 1.0
+            reg[:, iy, ix] = [math.log(w / STRIDE), math.log(h / STRIDE), cx - ix, cy - iy]
+            mask[0, iy, ix] = 1.0
+    return heat, reg, mask
+
+
+def focal(pred, gt):
+    pred = pred.clamp(1e-4, 1 - 1e-4)
+    pos = gt.eq(1).float()
+    neg = 1 - pos
+    pos_loss = torch.log(pred) * (1 - pred) ** 2 * pos
+    neg_loss = torch.log(1 - pred) * pred**2 * (1 - gt) ** 4 * neg
+    n = pos.sum().clamp(min=1)
+    return -(pos_loss.sum() + neg_loss.sum()) / n
+
+
+def decode(out, thresh=0.3, k=5):
+    heat = out[0, 0]
+    peaks = (heat == F.max_pool2d(heat[None, None], 3, 1, 1)[0, 0]) & (heat > thresh)
+    ys, xs = torch.nonzero(peaks, as_tuple=True)
+    res = []
+    for y, x in zip(ys.tolist(), xs.tolist()):
+        w = math.exp(out[0, 1, y, x].item()) * STRIDE
+        h = math.exp(out[0, 2, y, x].item()) * STRIDE
+        cx = (x + out[0, 3, y, x].item()) * STRIDE
+        cy = (y + out[0, 4, y, x].item()) * STRIDE
+        res.append((heat[y, x].item(), (cx - w / 2, cy - h / 2, w, h)))
+    res.sort(key=lambda r: -r[0])
+    return res[:k]
+
+
+def evaluate(model, frames, side=640):
+    model.eval()
+    hit = 0
+    with torch.no_grad():
+        for path, box in frames:
+            im = Image.open(path).convert("RGB")
+            s = side / max(im.width, im.height)
+            w32 = max(32, int(round(im.width * s / 32)) * 32)
+            h32 = max(32, int(round(im.height * s / 32)) * 32)
+            sx, sy = w32 / im.width, h32 / im.height
+            arr = np.asarray(im.resize((w32, h32), Image.BILINEAR)).astype(np.float32)[:, :, ::-1]
+            x = torch.from_numpy(((arr / 255.0 - 0.5) / 0.5).transpose(2, 0, 1).copy())[None]
+            dets = decode(model(x))
+            boxes = [(bx / sx, by / sy, bw / sx, bh / sy) for _, (bx, by, bw, bh) in dets]
+            if any(iou(b, box) >= 0.4 for b in boxes):
+                hit += 1
+    model.train()
+    return hit / max(1, len(frames))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bench", required=True)
+    ap.add_argument("--out", default="models/plate_detector.onnx")
+    ap.add_argument("--steps", type=int, default=2500)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-eval", action="store_true", help="skip the validation pass (smoke tests)")
+    args = ap.parse_args()
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    rng = random.Random(args.seed)
+    frames = load_frames(args.bench)
+    print(f"train frames {len(frames['train'])}, validation frames {len(frames['val'])}", flush=True)
+    model = PlateNet()
+    print(f"parameters: {sum(p.numel() for p in model.parameters()):,}", flush=True)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=args.steps, pct_start=0.1)
+    cache = {}
+    n = PATCH // STRIDE
+    t0 = time.time()
+    for step in range(1, args.steps + 1):
+        xs, hs, rs, ms = [], [], [], []
+        for _ in range(args.batch):
+            x, boxes = sample(rng, frames["train"], cache)
+            h, r, m = targets(boxes, n)
+            xs.append(x)
+            hs.append(h)
+            rs.append(r)
+            ms.append(m)
+        x = torch.from_numpy(np.stack(xs)).float()
+        heat, reg, mask = (torch.from_numpy(np.stack(v)) for v in (hs, rs, ms))
+        out = model(x)
+        l_heat = focal(out[:, :1], heat)
+        m = mask.expand(-1, 2, -1, -1)
+        npos = mask.sum().clamp(min=1)
+        l_size = (F.l1_loss(out[:, 1:3] * m, reg[:, :2] * m, reduction="sum")) / npos
+        l_off = (F.l1_loss(out[:, 3:5] * m, reg[:, 2:] * m, reduction="sum")) / npos
+        loss = l_heat + 0.5 * l_size + l_off
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % 100 == 0:
+            print(f"step {step} loss {loss.item():.3f} (heat {l_heat.item():.3f} size {l_size.item():.3f}) "
+                  f"{time.time() - t0:.0f}s", flush=True)
+    if not args.no_eval:
+        recall = evaluate(model, frames["val"])
+        print(f"validation recall (IoU >= 0.4, long side 640): {recall:.3f} on {len(frames['val'])} frames", flush=True)
+    model.eval()
+    dummy = torch.zeros(1, 3, 352, 640)
+    torch.onnx.export(model, dummy, args.out, input_names=["image"], output_names=["maps"],
+                      dynamic_axes={"image": {2: "h", 3: "w"}, "maps": {2: "h4", 3: "w4"}}, opset_version=17,
+                      dynamo=False)
+    print(f"exported {args.out} ({os.path.getsize(args.out):,} bytes); CPU time {time.time() - t0:.0f}s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
