@@ -56,6 +56,7 @@ impl Parts {
                     min_plate_len: rc.min_plate_len,
                     max_plate_len: rc.max_plate_len,
                     detector_max_side: rc.detector_max_side,
+                    prior: rc.prior.clone(),
                     ..Default::default()
                 };
                 let reader = OnnxPlateReader::new(&manifest, rc.onnxruntime.as_deref(), opts)?;

@@ -115,6 +115,9 @@ pub struct ModelArgs {
     /// Longest side the detector sees.
     #[arg(long, default_value_t = 960)]
     pub detector_max_side: u32,
+    /// Plate format prior: us, br, eu or none (eval: from the set's folder name when not given).
+    #[arg(long)]
+    pub region: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -12,12 +12,17 @@ use serde_json::json;
 
 use super::{default_manifest, ModelArgs};
 use crate::eval::{evaluate, load_set, select, Split};
+use crate::recognize::prior::FormatPrior;
 use crate::recognize::{Manifest, OnnxPlateReader, PlateReader, ReaderOptions, RecognizeError};
 
 fn reader_factory(
     models: &ModelArgs,
     top_n: usize,
+    default_region: &str,
 ) -> anyhow::Result<impl Fn() -> Result<Box<dyn PlateReader>, RecognizeError> + Sync> {
+    let region = models.region.clone().unwrap_or_else(|| default_region.to_string());
+    let prior =
+        FormatPrior::region(&region).with_context(|| format!("unknown region {region:?}: use us, br, eu or none"))?;
     let path = models.models.clone().unwrap_or_else(default_manifest);
     let manifest =
         Manifest::load(&path).with_context(|| "use --models to point at models/manifest.toml".to_string())?;
@@ -28,6 +33,7 @@ fn reader_factory(
             threads: 1,
             detector_max_side: side,
             top_n,
+            prior: prior.clone(),
             ..Default::default()
         };
         OnnxPlateReader::new(&manifest, lib.as_deref(), opts).map(|r| Box::new(r) as Box<dyn PlateReader>)
@@ -67,7 +73,7 @@ pub fn recognize(input: &Path, annotate: Option<&Path>, json_out: bool, models: 
     if images.is_empty() {
         anyhow::bail!("no images in {}", input.display());
     }
-    let mut reader = reader_factory(models, 5)?()?;
+    let mut reader = reader_factory(models, 5, "none")?()?;
     if let Some(dir) = annotate {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
@@ -146,7 +152,17 @@ pub fn eval(
     models: &ModelArgs,
 ) -> anyhow::Result<()> {
     let samples = select(dir, load_set(dir)?, split);
-    let make = reader_factory(models, top_n)?;
+    // The set's folder name (us, eu, br) picks the regional prior unless --region says otherwise.
+    let folder = dir
+        .file_name()
+        .map(|f| f.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    let region = if FormatPrior::region(&folder).is_some() {
+        folder
+    } else {
+        "none".to_string()
+    };
+    let make = reader_factory(models, top_n, &region)?;
     let pb = bar(samples.len(), false);
     let tick = || pb.inc(1);
     let set = match split {
@@ -186,7 +202,7 @@ pub fn speed(dir: &Path, rounds: usize, models: &ModelArgs) -> anyhow::Result<()
     if images.is_empty() {
         anyhow::bail!("no images in {}", dir.display());
     }
-    let mut reader = reader_factory(models, 5)?()?;
+    let mut reader = reader_factory(models, 5, "none")?()?;
     // Warm-up: the first run of a session allocates.
     if let Ok(img) = imgcodecs::imread(images[0].as_os_str(), imgcodecs::IMREAD_COLOR) {
         let _ = reader.read(&img, None)?;

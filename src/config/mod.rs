@@ -51,6 +51,7 @@ pub struct RecognizeConfig {
     pub min_plate_len: usize,
     pub max_plate_len: usize,
     pub detector_max_side: u32,
+    pub prior: crate::recognize::prior::FormatPrior,
 }
 
 #[derive(Debug, Clone)]

@@ -43,6 +43,16 @@ pub struct RawRecognize {
     /// Longest side the detector sees (pixels, multiple of 32).
     #[serde(default = "default_det_side")]
     pub detector_max_side: u32,
+    /// Plate format prior: "us", "br", "eu" or "none".
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Extra plate patterns (L letter, D digit, * either), e.g. ["LLLDDDD"].
+    #[serde(default)]
+    pub formats: Vec<String>,
+}
+
+fn default_region() -> String {
+    "none".into()
 }
 
 fn one() -> usize {

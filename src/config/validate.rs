@@ -261,7 +261,26 @@ fn validate_recognize(r: RawRecognize, base: &Path, issues: &mut Issues) -> Reco
             "use a multiple of 32 between 320 and 4096, e.g. 960",
         );
     }
+    let mut prior = crate::recognize::prior::FormatPrior::region(&r.region).unwrap_or_else(|| {
+        issues.push(
+            "recognize.region",
+            format!("unknown region {:?}", r.region),
+            "use \"us\", \"br\", \"eu\" or \"none\"",
+        );
+        Default::default()
+    });
+    for (i, f) in r.formats.iter().enumerate() {
+        if f.is_empty() || f.len() > crate::plate::MAX_PLATE_LEN || !f.chars().all(|c| matches!(c, 'L' | 'D' | '*')) {
+            issues.push(
+                format!("recognize.formats[{i}]"),
+                format!("{f:?} is not a plate pattern"),
+                "use L (letter), D (digit) and * (either), e.g. \"LLLDDDD\"",
+            );
+        }
+    }
+    prior.patterns.extend(r.formats.iter().cloned());
     RecognizeConfig {
+        prior,
         manifest,
         onnxruntime,
         threads: r.threads,

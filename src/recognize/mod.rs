@@ -8,6 +8,7 @@ mod fake;
 pub mod manifest;
 mod onnx;
 pub mod plate_detect;
+pub mod prior;
 pub mod runtime;
 pub mod select;
 

@@ -31,6 +31,8 @@ pub struct ReaderOptions {
     pub max_plates: usize,
     /// Alternatives kept per candidate (top-N).
     pub top_n: usize,
+    /// Regional format prior applied to every read.
+    pub prior: super::prior::FormatPrior,
 }
 
 impl Default for ReaderOptions {
@@ -43,6 +45,7 @@ impl Default for ReaderOptions {
             max_boxes: 8,
             max_plates: 4,
             top_n: 5,
+            prior: Default::default(),
         }
     }
 }
@@ -231,14 +234,16 @@ impl OnnxPlateReader {
         }
         Ok((0..b)
             .map(|i| {
-                ctc::decode(
+                let mut d = ctc::decode(
                     &probs[i * t * c..(i + 1) * t * c],
                     t,
                     c,
                     &self.kinds,
                     &self.plate_classes,
                     0.25,
-                )
+                );
+                self.opts.prior.apply(&mut d.chars);
+                d
             })
             .collect())
     }
@@ -341,13 +346,14 @@ impl OnnxPlateReader {
         let t0 = Instant::now();
         let plates = self.plate_boxes(view)?;
         // Each plate with a margin (the detector's box can clip the first or last character).
-        let mut crops: Vec<(Mat, Rect, f32)> = Vec::with_capacity(plates.len());
+        let mut crops: Vec<(Mat, Rect, f32, Rect)> = Vec::with_capacity(plates.len());
         for (r, score) in &plates {
             let mx = r.width / 10;
             let my = r.height / 4;
             let ex = Rect::new(r.x - mx, r.y - my, r.width + 2 * mx, r.height + 2 * my)
                 & Rect::new(0, 0, view.cols(), view.rows());
-            crops.push((Mat::roi(view, ex)?.try_clone()?, *r, *score));
+            let inner = Rect::new(r.x - ex.x, r.y - ex.y, r.width, r.height);
+            crops.push((Mat::roi(view, ex)?.try_clone()?, *r, *score, inner));
         }
         let plate_ms = t0.elapsed().as_secs_f64() * 1e3;
         let (candidates, mut timings) = self.read_crops(crops)?;
@@ -359,11 +365,12 @@ impl OnnxPlateReader {
     /// the recogniser over the best lines of all crops in one batch.
     fn read_crops(
         &mut self,
-        crops: Vec<(Mat, Rect, f32)>,
+        crops: Vec<(Mat, Rect, f32, Rect)>,
     ) -> Result<(Vec<PlateCandidate>, StageTimings), RecognizeError> {
         let t0 = Instant::now();
-        let mut items: Vec<(usize, Rect)> = Vec::new();
-        for (i, (crop, _, _)) in crops.iter().enumerate() {
+        // (crop index, rectangle in the crop, is the plate's middle band)
+        let mut items: Vec<(usize, Rect, bool)> = Vec::new();
+        for (i, (crop, _, _, inner)) in crops.iter().enumerate() {
             let s = (96.0 / crop.rows().max(1) as f32).clamp(0.5, 4.0);
             let m = 32.0;
             let round = |v: f32| (((v / m).round() * m) as i32).clamp(32, 512);
@@ -379,34 +386,39 @@ impl OnnxPlateReader {
             lines.retain(|r| r.height * 10 >= tallest * 6);
             lines.sort_by_key(|r| std::cmp::Reverse(r.height));
             lines.truncate(2);
-            if lines.is_empty() {
-                lines.push(Rect::new(0, 0, crop.cols(), crop.rows()));
+            items.extend(lines.into_iter().map(|l| (i, l, false)));
+            // The plate's middle band, read whole: the registration sits there on most plates, and it
+            // survives a text detector that splits or misses small characters.
+            let band = Rect::new(
+                inner.x - inner.width / 20,
+                inner.y + inner.height * 18 / 100,
+                inner.width + inner.width / 10,
+                inner.height * 68 / 100,
+            ) & Rect::new(0, 0, crop.cols(), crop.rows());
+            if band.width >= 8 && band.height >= 4 {
+                items.push((i, band, true));
             }
-            items.extend(lines.into_iter().map(|l| (i, l)));
         }
         let t1 = Instant::now();
-        let pairs: Vec<(&Mat, Rect)> = items.iter().map(|(i, r)| (&crops[*i].0, *r)).collect();
+        let pairs: Vec<(&Mat, Rect)> = items.iter().map(|(i, r, _)| (&crops[*i].0, *r)).collect();
         let decoded = self.recognize_items(&pairs)?;
         let t2 = Instant::now();
         let mut best: Vec<Option<PlateCandidate>> = vec![None; crops.len()];
-        for (i, (crop_idx, line)) in items.iter().enumerate() {
+        for (i, (crop_idx, line, is_band)) in items.iter().enumerate() {
             let tallest = items
                 .iter()
-                .filter(|(c, _)| c == crop_idx)
-                .map(|(_, r)| r.height)
+                .filter(|(c, _, band)| c == crop_idx && !band)
+                .map(|(_, r, _)| r.height)
                 .max()
-                .unwrap_or(1) as f32;
+                .unwrap_or(line.height)
+                .max(1) as f32;
+            let height_ratio = if *is_band { 1.0 } else { line.height as f32 / tallest };
             let d = &decoded[i];
-            let line_score = plate_score(
-                d,
-                self.opts.min_plate_len,
-                self.opts.max_plate_len,
-                line.height as f32 / tallest,
-            );
+            let line_score = plate_score(d, self.opts.min_plate_len, self.opts.max_plate_len, height_ratio);
             if line_score <= 0.0 {
                 continue;
             }
-            let (_, plate_rect, plate_score_v) = &crops[*crop_idx];
+            let (_, plate_rect, plate_score_v, _) = &crops[*crop_idx];
             let score = line_score * (0.5 + 0.5 * plate_score_v);
             if best[*crop_idx].as_ref().is_some_and(|b| b.score >= score) {
                 continue;
@@ -505,7 +517,7 @@ impl PlateReader for OnnxPlateReader {
             return self.read(image, None);
         }
         let full = Rect::new(0, 0, image.cols(), image.rows());
-        let (candidates, timings) = self.read_crops(vec![(image.try_clone()?, full, 1.0)])?;
+        let (candidates, timings) = self.read_crops(vec![(image.try_clone()?, full, 1.0, full)])?;
         Ok(FrameReads { candidates, timings })
     }
 }
