@@ -43,7 +43,7 @@ impl Default for ReaderOptions {
             max_plate_len: 8,
             detector_max_side: 960,
             max_boxes: 8,
-            max_plates: 4,
+            max_plates: 2,
             top_n: 5,
             prior: Default::default(),
         }
@@ -179,15 +179,42 @@ impl OnnxPlateReader {
 
     /// Recognises text lines given as (image, rectangle) pairs, in one batch.
     fn recognize_items(&mut self, items: &[(&Mat, Rect)]) -> Result<Vec<ctc::Decoded>, RecognizeError> {
+        let h = self.rec_spec.input.height.max(8) as i32;
+        let max_w = self.rec_spec.input.max_width.max(h as u32) as i32;
+        let width = |r: &Rect| ((h as f32 * r.width as f32 / r.height.max(1) as f32).ceil() as i32).clamp(h / 2, max_w);
+        // Batches of similar widths, so short lines are not padded to the longest one.
+        let mut order: Vec<usize> = (0..items.len()).collect();
+        order.sort_by_key(|&i| width(&items[i].1));
+        let mut out: Vec<Option<ctc::Decoded>> = vec![None; items.len()];
+        let mut start = 0;
+        while start < order.len() {
+            let w0 = width(&items[order[start]].1);
+            let mut end = start + 1;
+            while end < order.len() && width(&items[order[end]].1) * 4 <= w0 * 5 {
+                end += 1;
+            }
+            let group: Vec<(&Mat, Rect)> = order[start..end].iter().map(|&i| items[i]).collect();
+            for (k, d) in order[start..end].iter().zip(self.recognize_batch(&group, h, max_w)?) {
+                out[*k] = Some(d);
+            }
+            start = end;
+        }
+        Ok(out.into_iter().map(Option::unwrap_or_default).collect())
+    }
+
+    fn recognize_batch(
+        &mut self,
+        items: &[(&Mat, Rect)],
+        h: i32,
+        max_w: i32,
+    ) -> Result<Vec<ctc::Decoded>, RecognizeError> {
         if items.is_empty() {
             return Ok(Vec::new());
         }
         let rects: Vec<Rect> = items.iter().map(|(_, r)| *r).collect();
-        let h = self.rec_spec.input.height.max(8) as i32;
-        let max_w = self.rec_spec.input.max_width.max(h as u32) as i32;
         let widths: Vec<i32> = rects
             .iter()
-            .map(|r| ((h as f32 * r.width as f32 / r.height as f32).ceil() as i32).clamp(h / 2, max_w))
+            .map(|r| ((h as f32 * r.width as f32 / r.height.max(1) as f32).ceil() as i32).clamp(h / 2, max_w))
             .collect();
         let batch_w = widths.iter().copied().max().unwrap_or(max_w);
         let per = (3 * h * batch_w) as usize;
@@ -385,7 +412,7 @@ impl OnnxPlateReader {
             let tallest = lines.iter().map(|r| r.height).max().unwrap_or(0);
             lines.retain(|r| r.height * 10 >= tallest * 6);
             lines.sort_by_key(|r| std::cmp::Reverse(r.height));
-            lines.truncate(2);
+            lines.truncate(1);
             items.extend(lines.into_iter().map(|l| (i, l, false)));
             // The plate's middle band, read whole: the registration sits there on most plates, and it
             // survives a text detector that splits or misses small characters.
