@@ -148,11 +148,13 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
             );
         }
         let (voted_tx, voted_rx) = mpsc::channel::<VotedRead>(16);
+        let opens = track::RecentOpens::default();
         lane_tasks.push(tokio::spawn(track::run_tracker(
             cfg.track.clone(),
             clock.clone(),
             reads_rx,
             voted_tx,
+            opens.clone(),
         )));
         let gate = gates
             .get(&lane.relay)
@@ -167,6 +169,7 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
             voted: voted_rx,
             decisions: decisions.clone(),
             opened: opened.clone(),
+            opens,
         })));
         slots.push(slot);
         capture_stats.push(stats);
@@ -288,6 +291,7 @@ struct DecisionCtx {
     voted: mpsc::Receiver<VotedRead>,
     decisions: Arc<std::sync::atomic::AtomicU64>,
     opened: Arc<std::sync::atomic::AtomicU64>,
+    opens: track::RecentOpens,
 }
 
 /// Decides each voted read, commands the gate (never waiting), then queues the event. The event writer is
@@ -328,15 +332,23 @@ fn decide_and_act(ctx: &DecisionCtx, v: VotedRead) -> GateEvent {
         };
     }
     ctx.decisions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut gate_result = None;
     if decision.action == Action::Open {
         ctx.opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ctx.opens.record(&v.text, v.decided_at);
         let reason = decision.reason.to_string();
-        if let Err(e) = ctx.gate.try_command(GateCommand::Open {
-            actor: Actor::Automatic,
-            reason,
-        }) {
-            tracing::error!(lane = %v.lane, error = %e, "could not command the gate");
-        }
+        gate_result = Some(
+            match ctx.gate.try_command(GateCommand::Open {
+                actor: Actor::Automatic,
+                reason,
+            }) {
+                Ok(()) => "open command queued".to_string(),
+                Err(e) => {
+                    tracing::error!(lane = %v.lane, error = %e, "could not command the gate");
+                    format!("gate command failed: {e}")
+                }
+            },
+        );
     }
     let opted_out = decision.action == Action::Open && decision.matched.as_ref().is_some_and(|m| m.do_not_log);
     let shown = if opted_out {
@@ -366,6 +378,7 @@ fn decide_and_act(ctx: &DecisionCtx, v: VotedRead) -> GateEvent {
         decision,
         crop_jpeg: v.best_crop,
         guard_action: None,
+        gate_result,
     }
 }
 

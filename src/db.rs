@@ -57,6 +57,8 @@ const MIGRATIONS: &[&str] = &[
         uploaded_at INTEGER
     );
     CREATE INDEX events_at ON events(at);",
+    // 2: what happened to the gate command of an opening decision
+    "ALTER TABLE events ADD COLUMN gate_result TEXT;",
 ];
 
 /// Opens (creating if needed) the database with the daemon's pragmas and brings the schema up to date.

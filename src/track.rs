@@ -6,7 +6,7 @@
 //! [`Tracker`] is a pure state machine (unit-tested here); [`run_tracker`] drives it from a channel.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use opencv::core::Rect;
@@ -54,12 +54,43 @@ struct Pass {
     decided: Option<String>,
 }
 
+/// Plates a lane recently opened for (written by the decision, read by the tracker): only a vehicle the
+/// gate opened for is suppressed as "same vehicle"; one that was denied is decided again when it returns.
+#[derive(Debug, Clone, Default)]
+pub struct RecentOpens(Arc<Mutex<VecDeque<SeenPlate>>>);
+
+/// A plate and when it was last seen.
+type SeenPlate = (String, DateTime<Utc>);
+
+impl RecentOpens {
+    pub fn record(&self, text: &str, at: DateTime<Utc>) {
+        let mut v = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        v.retain(|(t, _)| t != text);
+        v.push_back((text.to_string(), at));
+        while v.len() > 64 {
+            v.pop_front();
+        }
+    }
+
+    fn touch(&self, text: &str, at: DateTime<Utc>) {
+        let mut v = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = v.iter_mut().find(|(t, _)| t == text) {
+            e.1 = e.1.max(at);
+        }
+    }
+
+    fn seen_since(&self, text: &str, since: DateTime<Utc>) -> bool {
+        let v = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        v.iter().any(|(t, seen)| t == text && *seen >= since)
+    }
+}
+
 /// The per-lane pass state machine.
 pub struct Tracker {
     cfg: TrackConfig,
     pass: Option<Pass>,
-    /// Recently decided plates and when they were last seen.
-    recent: VecDeque<(String, DateTime<Utc>)>,
+    /// Plates this lane recently opened for, and when they were last seen.
+    opens: RecentOpens,
 }
 
 /// What the tracker wants done.
@@ -79,12 +110,8 @@ fn chrono_of(d: std::time::Duration) -> chrono::Duration {
 }
 
 impl Tracker {
-    pub fn new(cfg: TrackConfig) -> Self {
-        Self {
-            cfg,
-            pass: None,
-            recent: VecDeque::new(),
-        }
+    pub fn new(cfg: TrackConfig, opens: RecentOpens) -> Self {
+        Self { cfg, pass: None, opens }
     }
 
     /// Feeds one read; may decide the current pass (early) or close it (a different vehicle).
@@ -147,19 +174,11 @@ impl Tracker {
         let out = self.maybe_decide(true);
         if let Some(p) = self.pass.take() {
             if let Some(text) = p.decided {
-                self.remember(text, p.last_at);
+                // a vehicle we opened for is "recent" from when it was last seen
+                self.opens.touch(&text, p.last_at);
             }
         }
         out
-    }
-
-    fn remember(&mut self, text: String, at: DateTime<Utc>) {
-        let window = chrono_of(self.cfg.same_vehicle);
-        self.recent.retain(|(t, seen)| *t != text && at - *seen <= window);
-        self.recent.push_back((text, at));
-        while self.recent.len() > 64 {
-            self.recent.pop_front();
-        }
     }
 
     fn maybe_decide(&mut self, closing: bool) -> Vec<TrackEvent> {
@@ -177,11 +196,7 @@ impl Tracker {
         p.decided = Some(text.clone());
         let window = chrono_of(self.cfg.same_vehicle);
         let lane = p.reads[0].lane.clone();
-        if self
-            .recent
-            .iter()
-            .any(|(t, seen)| *t == text && p.first_at - *seen <= window)
-        {
+        if self.opens.seen_since(&text, p.first_at - window) {
             return vec![TrackEvent::SameVehicle { lane, text }];
         }
         let best = p
@@ -280,8 +295,9 @@ pub async fn run_tracker(
     clock: SharedClock,
     mut reads: mpsc::Receiver<PlateRead>,
     voted: mpsc::Sender<VotedRead>,
+    opens: RecentOpens,
 ) {
-    let mut tracker = Tracker::new(cfg.clone());
+    let mut tracker = Tracker::new(cfg.clone(), opens);
     let tick = (cfg.pass_gap / 4).max(std::time::Duration::from_millis(25));
     loop {
         let events = tokio::select! {
@@ -341,6 +357,12 @@ mod tests {
         }
     }
 
+    impl Tracker {
+        fn new_for_test(cfg: TrackConfig) -> Self {
+            Tracker::new(cfg, RecentOpens::default())
+        }
+    }
+
     fn decided(events: &[TrackEvent]) -> Vec<String> {
         events
             .iter()
@@ -356,7 +378,7 @@ mod tests {
 
     #[test]
     fn decides_early_once_two_confident_reads_agree_and_only_once() {
-        let mut tr = Tracker::new(cfg());
+        let mut tr = Tracker::new(cfg(), RecentOpens::default());
         assert!(decided(&tr.on_read(read("ABC123", 0.95, 0))).is_empty());
         assert_eq!(decided(&tr.on_read(read("ABC123", 0.97, 100))), vec!["ABC123"]);
         assert!(
@@ -368,7 +390,7 @@ mod tests {
 
     #[test]
     fn votes_characters_across_frames() {
-        let mut tr = Tracker::new(TrackConfig {
+        let mut tr = Tracker::new_for_test(TrackConfig {
             early_confidence: 1.1,
             ..cfg()
         });
@@ -386,7 +408,7 @@ mod tests {
 
     #[test]
     fn a_different_plate_starts_a_new_pass() {
-        let mut tr = Tracker::new(TrackConfig {
+        let mut tr = Tracker::new_for_test(TrackConfig {
             early_confidence: 1.1,
             ..cfg()
         });
@@ -398,9 +420,11 @@ mod tests {
 
     #[test]
     fn a_flickering_vehicle_is_not_a_second_pass_but_a_later_return_is() {
-        let mut tr = Tracker::new(cfg());
+        let opens = RecentOpens::default();
+        let mut tr = Tracker::new(cfg(), opens.clone());
         tr.on_read(read("ABC123", 0.95, 0));
         assert_eq!(decided(&tr.on_read(read("ABC123", 0.95, 100))).len(), 1);
+        opens.record("ABC123", t(100)); // the decision opened the gate
         tr.on_idle(t(1500)); // gone for a moment
         tr.on_read(read("ABC123", 0.95, 3000));
         let ev = tr.on_read(read("ABC123", 0.95, 3100));
@@ -413,8 +437,18 @@ mod tests {
     }
 
     #[test]
+    fn a_denied_vehicle_that_returns_is_decided_again() {
+        let mut tr = Tracker::new(cfg(), RecentOpens::default());
+        tr.on_read(read("ABC123", 0.95, 0));
+        assert_eq!(decided(&tr.on_read(read("ABC123", 0.95, 100))).len(), 1); // denied: nothing recorded
+        tr.on_idle(t(1500));
+        tr.on_read(read("ABC123", 0.95, 3000));
+        assert_eq!(decided(&tr.on_read(read("ABC123", 0.95, 3100))), vec!["ABC123"]);
+    }
+
+    #[test]
     fn a_waiting_vehicle_is_decided_after_the_dwell_time_even_below_early_confidence() {
-        let mut tr = Tracker::new(cfg());
+        let mut tr = Tracker::new(cfg(), RecentOpens::default());
         assert!(decided(&tr.on_read(read("ABC123", 0.7, 0))).is_empty());
         assert!(decided(&tr.on_read(read("ABC123", 0.7, 1000))).is_empty());
         assert_eq!(decided(&tr.on_read(read("ABC123", 0.7, 2600))), vec!["ABC123"]);
@@ -422,7 +456,7 @@ mod tests {
 
     #[test]
     fn a_tailgater_with_a_similar_plate_gets_its_own_pass() {
-        let mut tr = Tracker::new(cfg());
+        let mut tr = Tracker::new(cfg(), RecentOpens::default());
         tr.on_read(read("ABC123", 0.95, 0));
         assert_eq!(decided(&tr.on_read(read("ABC123", 0.95, 100))), vec!["ABC123"]);
         tr.on_read(read("XBC12Z", 0.95, 300));
@@ -431,7 +465,7 @@ mod tests {
 
     #[test]
     fn a_single_read_is_still_reported_when_the_vehicle_leaves() {
-        let mut tr = Tracker::new(cfg());
+        let mut tr = Tracker::new(cfg(), RecentOpens::default());
         tr.on_read(read("ABC123", 0.99, 0));
         let ev = tr.on_idle(t(2000));
         match ev.first() {

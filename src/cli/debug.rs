@@ -43,6 +43,7 @@ pub fn event_burst(config: &Path, count: usize) -> anyhow::Result<()> {
                 },
                 crop_jpeg: vec![0xFF, 0xD8, 0xFF, 0xD9],
                 guard_action: None,
+                gate_result: None,
             };
             sink.send(e).await?;
         }

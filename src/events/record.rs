@@ -23,6 +23,8 @@ pub struct GateEvent {
     pub crop_jpeg: Vec<u8>,
     /// What a guard did about it (overrides), if anything.
     pub guard_action: Option<String>,
+    /// What happened to the gate command of an opening decision (queued, or why it failed).
+    pub gate_result: Option<String>,
 }
 
 impl GateEvent {

@@ -146,8 +146,8 @@ fn write_batch(conn: &mut Connection, crops_dir: &Path, batch: &[GateEvent]) -> 
     {
         let mut stmt = tx.prepare_cached(
             "INSERT INTO events (id, lane, at, first_seen, plate, confidence, chars, alternatives, reads,
-                action, alert, reason_code, reason, matched_plate, kind, host, unit, crop_path, guard_action)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+                action, alert, reason_code, reason, matched_plate, kind, host, unit, crop_path, guard_action, gate_result)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
         )?;
         for (e, crop) in batch.iter().zip(&crops) {
             if e.opted_out() {
@@ -177,6 +177,7 @@ fn write_batch(conn: &mut Connection, crops_dir: &Path, batch: &[GateEvent]) -> 
                 m.and_then(|m| m.unit.clone()),
                 crop.as_ref().map(|p| p.display().to_string()),
                 e.guard_action,
+                e.gate_result,
             ])?;
         }
     }

@@ -95,10 +95,14 @@ async fn controller(
     cancel: CancellationToken,
 ) {
     let name = cfg.name.clone();
-    let set = |on: bool| {
+    let set = |on: bool| -> bool {
         let mut r = relay.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = r.set(on) {
-            tracing::error!(relay = %name, error = %e, "relay failed");
+        match r.set(on) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(relay = %name, error = %e, "relay failed");
+                false
+            }
         }
     };
     // Running normally means closed (a fail-open site is open only while the daemon is down).
@@ -114,9 +118,13 @@ async fn controller(
             biased;
             _ = cancel.cancelled() => break,
             _ = async { if let Some(t) = deadline { tokio::time::sleep_until(t).await } }, if deadline.is_some() => {
-                set(false);
-                state = State::Closed;
-                last_closed = Some(Instant::now());
+                if set(false) {
+                    state = State::Closed;
+                    last_closed = Some(Instant::now());
+                } else {
+                    // The line did not release: keep trying; a gate held open is the failure to avoid.
+                    state = State::Pulse(Instant::now() + std::time::Duration::from_millis(200));
+                }
             }
             cmd = rx.recv() => {
                 let Some(cmd) = cmd else { break };
@@ -259,5 +267,49 @@ mod tests {
         task.await.expect("task");
         // start closed, hold -> energised, exit -> safe state (open)
         assert_eq!(states(&t), vec![false, true, true]);
+    }
+
+    /// A relay whose line refuses to release a few times (a failing GPIO write).
+    struct StuckRelay {
+        refusals: u32,
+        log: Arc<Mutex<Vec<bool>>>,
+    }
+
+    impl Relay for StuckRelay {
+        fn set(&mut self, on: bool) -> Result<(), crate::gate::GateError> {
+            if !on && self.refusals > 0 && self.log.lock().expect("lock").contains(&true) {
+                self.refusals -= 1;
+                return Err(crate::gate::GateError::Hardware {
+                    relay: "stuck".into(),
+                    reason: "EIO".into(),
+                });
+            }
+            self.log.lock().expect("lock").push(on);
+            Ok(())
+        }
+        fn name(&self) -> &str {
+            "stuck"
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_relay_that_fails_to_release_is_retried_until_it_does() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let r: SharedRelay = Arc::new(Mutex::new(Box::new(StuckRelay {
+            refusals: 3,
+            log: log.clone(),
+        })));
+        let cancel = CancellationToken::new();
+        let (h, fut) = run_controller(cfg(SafeState::Closed), r, cancel.clone());
+        let task = tokio::spawn(fut);
+        h.try_command(open()).expect("queued");
+        tokio::time::sleep(Duration::from_millis(2000)).await;
+        assert_eq!(
+            *log.lock().expect("lock"),
+            vec![false, true, false],
+            "released after three refusals"
+        );
+        cancel.cancel();
+        task.await.expect("task");
     }
 }
