@@ -38,6 +38,8 @@ type RelayFactory = Box<dyn Fn(&RelayConfig) -> anyhow::Result<Box<dyn Relay>> +
 /// tests swap in fakes.
 pub struct Parts {
     pub clock: SharedClock,
+    /// The service manager's notify socket (READY, WATCHDOG, STOPPING); disabled outside systemd.
+    pub notifier: crate::supervise::Notifier,
     pub make_source: SourceFactory,
     pub make_reader: ReaderFactory,
     pub make_relay: RelayFactory,
@@ -49,6 +51,7 @@ impl Parts {
         let rc = cfg.recognize.clone();
         Ok(Self {
             clock: Arc::new(SystemClock),
+            notifier: crate::supervise::Notifier::from_env(),
             make_source: Box::new(|lane| Box::new(OpenCvSource::new(lane.source.clone()))),
             make_reader: Box::new(move |_lane| {
                 let opts = ReaderOptions {
@@ -140,11 +143,11 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
         }
         let (reads_tx, reads_rx) = mpsc::channel::<PlateRead>(16);
         {
-            let slot = slot.clone();
+            let (slot, progress) = (slot.clone(), stats.progress.clone());
             recognize_threads.push(
                 std::thread::Builder::new()
                     .name(format!("recognize-{}", lane.name))
-                    .spawn(move || recognize_loop(reader, slot, reads_tx))?,
+                    .spawn(move || recognize_loop(reader, slot, reads_tx, progress))?,
             );
         }
         let (voted_tx, voted_rx) = mpsc::channel::<VotedRead>(16);
@@ -176,6 +179,45 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
     }
     drop(sink);
     drop(gates);
+
+    // Ready once every lane has turned a frame into a result (or 10 s passed: a camera may be down;
+    // its lane keeps reconnecting and the status says so).
+    let ready_deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while capture_stats
+        .iter()
+        .any(|s| s.progress.load(std::sync::atomic::Ordering::Relaxed) == 0)
+        && tokio::time::Instant::now() < ready_deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let waiting: Vec<&str> = cfg
+        .lanes
+        .iter()
+        .zip(&capture_stats)
+        .filter(|(_, s)| s.frames.load(std::sync::atomic::Ordering::Relaxed) == 0)
+        .map(|(l, _)| l.name.as_str())
+        .collect();
+    let status = if waiting.is_empty() {
+        format!("STATUS=running {} lane(s)", cfg.lanes.len())
+    } else {
+        format!("STATUS=running; no frames yet from: {}", waiting.join(", "))
+    };
+    parts.notifier.notify(&format!("READY=1\n{status}"));
+    let watchdog_cancel = CancellationToken::new();
+    let watchdog = parts.notifier.watchdog.map(|interval| {
+        let lanes = cfg
+            .lanes
+            .iter()
+            .zip(&capture_stats)
+            .map(|(l, s)| (l.name.clone(), s.progress.clone()))
+            .collect();
+        tokio::spawn(crate::supervise::run_watchdog(
+            parts.notifier.clone(),
+            interval,
+            lanes,
+            watchdog_cancel.clone(),
+        ))
+    });
     tracing::info!(lanes = cfg.lanes.len(), "gatehouse running");
 
     // 4. Run until a signal, or until every source has ended.
@@ -193,6 +235,11 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
     }
 
     // 5. Shutdown, in order.
+    parts.notifier.notify("STOPPING=1");
+    watchdog_cancel.cancel();
+    if let Some(w) = watchdog {
+        let _ = w.await;
+    }
     capture_cancel.cancel();
     for s in &slots {
         s.close();
@@ -239,14 +286,21 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
 }
 
 /// Recognition for one lane, on its own thread: newest frame in, best plate read out.
-fn recognize_loop(mut reader: Box<dyn PlateReader>, slot: Arc<LatestSlot<Frame>>, out: mpsc::Sender<PlateRead>) {
+fn recognize_loop(
+    mut reader: Box<dyn PlateReader>,
+    slot: Arc<LatestSlot<Frame>>,
+    out: mpsc::Sender<PlateRead>,
+    progress: crate::supervise::Progress,
+) {
     loop {
         let frame = match slot.take_timeout(Duration::from_millis(200)) {
             Ok(Some(f)) => f,
             Ok(None) => continue,
             Err(()) => break,
         };
-        let reads = match reader.read(&frame.image, frame.roi) {
+        let reads = reader.read(&frame.image, frame.roi);
+        progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let reads = match reads {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(lane = %frame.lane, error = %e, "recognition failed on a frame");

@@ -13,5 +13,9 @@ mod daemon;
 mod durability;
 /// `gatehouse eval` on the shared benchmark (skips when ../shared is absent).
 mod eval_cli;
+/// The systemd unit's hardening score.
+mod systemd_unit;
 /// `models/train/`: a short training run exports an ONNX model the reader loads.
 mod train_smoke;
+/// sd_notify readiness and the progress-fed watchdog (fake camera that stalls).
+mod watchdog;

@@ -29,6 +29,9 @@ pub struct CaptureOptions {
 pub struct CaptureStats {
     pub frames: AtomicU64,
     pub reconnects: AtomicU64,
+    /// Moves while the lane is alive: bumped by recognition per frame, and by capture while it waits to
+    /// reconnect a camera that is down. The watchdog reads it.
+    pub progress: Arc<AtomicU64>,
 }
 
 /// Runs until the source ends (files with `at_end = stop`) or `cancel` fires; closes the slot on the way out.
@@ -45,7 +48,7 @@ pub fn run_capture(
     'outer: while !cancel.is_cancelled() {
         if let Err(e) = source.open() {
             tracing::warn!(lane = %opts.lane, error = %e, retry_in = ?backoff, "camera open failed");
-            sleep_cancellable(backoff, &cancel);
+            sleep_cancellable(backoff, &cancel, Some(&stats.progress));
             backoff = (backoff * 2).min(opts.reconnect_max);
             stats.reconnects.fetch_add(1, Ordering::Relaxed);
             continue;
@@ -66,7 +69,7 @@ pub fn run_capture(
                         let due = started + p * n;
                         let now = Instant::now();
                         if due > now {
-                            sleep_cancellable(due - now, &cancel);
+                            sleep_cancellable(due - now, &cancel, None);
                         }
                     }
                     n = n.saturating_add(1);
@@ -91,7 +94,7 @@ pub fn run_capture(
                 Err(e) => {
                     tracing::warn!(lane = %opts.lane, error = %e, retry_in = ?backoff, "camera dropped; reconnecting");
                     stats.reconnects.fetch_add(1, Ordering::Relaxed);
-                    sleep_cancellable(backoff, &cancel);
+                    sleep_cancellable(backoff, &cancel, Some(&stats.progress));
                     backoff = (backoff * 2).min(opts.reconnect_max);
                     continue 'outer;
                 }
@@ -110,9 +113,12 @@ pub fn roi_pixels(r: Roi, cols: i32, rows: i32) -> Option<Rect> {
     (w > 0 && h > 0 && x >= 0 && y >= 0).then(|| Rect::new(x, y, w, h))
 }
 
-fn sleep_cancellable(d: Duration, cancel: &CancellationToken) {
+fn sleep_cancellable(d: Duration, cancel: &CancellationToken, alive: Option<&AtomicU64>) {
     let end = Instant::now() + d;
     while !cancel.is_cancelled() {
+        if let Some(a) = alive {
+            a.fetch_add(1, Ordering::Relaxed);
+        }
         let now = Instant::now();
         if now >= end {
             break;

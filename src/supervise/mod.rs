@@ -1,5 +1,12 @@
-//! Supervision: logging set-up, the shutdown signal (SIGTERM / SIGINT), and the panic hook that puts the
-//! relays in their safe state.
+//! Supervision: logging set-up, the shutdown signal (SIGTERM / SIGINT), the panic hook that puts the
+//! relays in their safe state, and the service manager's protocol (sd_notify readiness and a watchdog fed
+//! only by pipeline progress).
+
+mod notify;
+mod watchdog;
+
+pub use notify::Notifier;
+pub use watchdog::{run_watchdog, Progress};
 
 /// Resolves on SIGTERM or SIGINT.
 pub async fn shutdown_signal() {
