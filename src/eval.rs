@@ -144,6 +144,13 @@ pub struct SampleResult {
     pub in_top_n: bool,
     pub detected: Option<bool>,
     pub ms: f64,
+    /// Where the best read was found (frame pixels), for the failure sheet.
+    #[serde(skip)]
+    pub read_box: Option<Rect>,
+    #[serde(skip)]
+    pub path: PathBuf,
+    #[serde(skip)]
+    pub truth_box: Option<Rect>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -284,6 +291,9 @@ fn run_one(reader: &mut Box<dyn PlateReader>, s: &Sample, top_n: usize) -> Optio
         in_top_n: in_top_n || correct,
         detected,
         ms,
+        read_box: best.map(|b| b.bbox),
+        path: s.image.clone(),
+        truth_box: s.bbox,
     })
 }
 
@@ -347,4 +357,85 @@ mod tests {
             Err(EvalError::NoLabels(_))
         ));
     }
+}
+
+/// Writes a contact sheet of misreads: for each, the plate region (the labelled box, else the box read,
+/// else the whole image), with the truth and the read under it. Returns the files written.
+pub fn failure_sheet(results: &[SampleResult], out_dir: &Path) -> Result<Vec<PathBuf>, EvalError> {
+    use opencv::core::{Mat, Point, Scalar, Size, CV_8UC3};
+    use opencv::imgproc;
+    const CELL_W: i32 = 240;
+    const CELL_H: i32 = 150;
+    const COLS: i32 = 5;
+    const PER_SHEET: usize = 40;
+    let io = |e: std::io::Error| EvalError::Io {
+        path: out_dir.display().to_string(),
+        source: e,
+    };
+    std::fs::create_dir_all(out_dir).map_err(io)?;
+    let misses: Vec<&SampleResult> = results.iter().filter(|r| !r.correct).collect();
+    let mut written = Vec::new();
+    for (sheet_no, chunk) in misses.chunks(PER_SHEET).enumerate() {
+        let rows = (chunk.len() as i32 + COLS - 1) / COLS;
+        let cv = |e: opencv::Error| EvalError::Io {
+            path: out_dir.display().to_string(),
+            source: std::io::Error::other(e.to_string()),
+        };
+        let mut sheet =
+            Mat::new_rows_cols_with_default(rows * CELL_H, COLS * CELL_W, CV_8UC3, Scalar::all(255.0)).map_err(cv)?;
+        for (i, r) in chunk.iter().enumerate() {
+            let (cx, cy) = ((i as i32 % COLS) * CELL_W, (i as i32 / COLS) * CELL_H);
+            let img = imgcodecs::imread(r.path.as_os_str(), imgcodecs::IMREAD_COLOR).map_err(cv)?;
+            if img.empty() {
+                continue;
+            }
+            let full = Rect::new(0, 0, img.cols(), img.rows());
+            let region = r.truth_box.or(r.read_box).map(|b| {
+                let (mx, my) = (b.width / 4, b.height / 2);
+                Rect::new(b.x - mx, b.y - my, b.width + 2 * mx, b.height + 2 * my) & full
+            });
+            let region = region.filter(|b| b.width > 0 && b.height > 0).unwrap_or(full);
+            let crop = Mat::roi(&img, region).map_err(cv)?.try_clone().map_err(cv)?;
+            let scale = ((CELL_W - 8) as f64 / crop.cols() as f64).min((CELL_H - 48) as f64 / crop.rows() as f64);
+            let size = Size::new(
+                ((crop.cols() as f64 * scale) as i32).max(1),
+                ((crop.rows() as f64 * scale) as i32).max(1),
+            );
+            let mut small = Mat::default();
+            imgproc::resize(&crop, &mut small, size, 0.0, 0.0, imgproc::INTER_AREA).map_err(cv)?;
+            let mut dst = Mat::roi_mut(&mut sheet, Rect::new(cx + 4, cy + 4, size.width, size.height)).map_err(cv)?;
+            small.copy_to(&mut dst).map_err(cv)?;
+            let font = imgproc::FONT_HERSHEY_SIMPLEX;
+            let truth = format!("truth {}", r.truth);
+            let read = format!("read  {}", r.read.as_deref().unwrap_or("-"));
+            imgproc::put_text(
+                &mut sheet,
+                &truth,
+                Point::new(cx + 4, cy + CELL_H - 26),
+                font,
+                0.5,
+                Scalar::new(0.0, 120.0, 0.0, 0.0),
+                1,
+                imgproc::LINE_AA,
+                false,
+            )
+            .map_err(cv)?;
+            imgproc::put_text(
+                &mut sheet,
+                &read,
+                Point::new(cx + 4, cy + CELL_H - 8),
+                font,
+                0.5,
+                Scalar::new(0.0, 0.0, 200.0, 0.0),
+                1,
+                imgproc::LINE_AA,
+                false,
+            )
+            .map_err(cv)?;
+        }
+        let path = out_dir.join(format!("failures-{:02}.png", sheet_no + 1));
+        imgcodecs::imwrite(path.as_os_str(), &sheet, &opencv::core::Vector::new()).map_err(cv)?;
+        written.push(path);
+    }
+    Ok(written)
 }

@@ -66,6 +66,9 @@ pub enum Command {
         /// Which part of the set: all, or the project's train / validation split (models/train/split.py).
         #[arg(long, value_enum, default_value = "all")]
         split: crate::eval::Split,
+        /// Write contact sheets of the misreads (plate, truth, read) into this folder.
+        #[arg(long)]
+        failures: Option<PathBuf>,
         #[command(flatten)]
         models: ModelArgs,
     },

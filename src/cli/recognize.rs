@@ -149,6 +149,7 @@ pub fn eval(
     threads: usize,
     top_n: usize,
     split: Split,
+    failures: Option<&Path>,
     models: &ModelArgs,
 ) -> anyhow::Result<()> {
     let samples = select(dir, load_set(dir)?, split);
@@ -179,6 +180,11 @@ pub fn eval(
             r.truth,
             r.read.as_deref().unwrap_or("-")
         );
+    }
+    if let Some(out) = failures {
+        for f in crate::eval::failure_sheet(&results, out)? {
+            println!("failures: {}", f.display());
+        }
     }
     println!("{}", report.table());
     if json_out {
