@@ -316,49 +316,6 @@ impl EvalReport {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_split_matches_the_training_code() {
-        // python3 -c 'import hashlib; h=hashlib.sha1(b"us/car3.jpg").hexdigest(); print(int(h[:8],16)%5)'
-        let expect = |set: &str, img: &str| {
-            use sha1::{Digest, Sha1};
-            let h = hex::encode(Sha1::digest(format!("{set}/{img}").as_bytes()));
-            u32::from_str_radix(&h[..8], 16).map(|v| v % 5 == 0).unwrap_or(false)
-        };
-        for img in ["car3.jpg", "eu1.jpg", "AYO9034.jpg", "wts-lg-000011.jpg"] {
-            assert_eq!(is_val("us", img), expect("us", img));
-        }
-    }
-
-    #[test]
-    fn iou_and_percentiles() {
-        assert!((iou(Rect::new(0, 0, 10, 10), Rect::new(0, 0, 10, 10)) - 1.0).abs() < 1e-9);
-        assert!((iou(Rect::new(0, 0, 10, 10), Rect::new(5, 0, 10, 10)) - 50.0 / 150.0).abs() < 1e-9);
-        assert_eq!(iou(Rect::new(0, 0, 1, 1), Rect::new(5, 5, 1, 1)), 0.0);
-        assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0, 5.0], 0.5), 3.0);
-    }
-
-    #[test]
-    fn reads_both_label_formats() {
-        let dir = tempfile::tempdir().expect("tmp");
-        std::fs::write(dir.path().join("labels.tsv"), "a.jpg\t1\t2\t30\t15\tab-12c\n").expect("write");
-        let s = load_set(dir.path()).expect("tsv");
-        assert_eq!(s[0].plate, "AB12C");
-        assert_eq!(s[0].bbox, Some(Rect::new(1, 2, 30, 15)));
-        let dir2 = tempfile::tempdir().expect("tmp");
-        std::fs::write(dir2.path().join("labels.csv"), "image,state,plate\nx.png,ca,7abc123\n").expect("write");
-        let s = load_set(dir2.path()).expect("csv");
-        assert_eq!((s[0].plate.as_str(), s[0].bbox), ("7ABC123", None));
-        assert!(matches!(
-            load_set(Path::new("/nonexistent")),
-            Err(EvalError::NoLabels(_))
-        ));
-    }
-}
-
 /// Writes a contact sheet of misreads: for each, the plate region (the labelled box, else the box read,
 /// else the whole image), with the truth and the read under it. Returns the files written.
 pub fn failure_sheet(results: &[SampleResult], out_dir: &Path) -> Result<Vec<PathBuf>, EvalError> {
@@ -438,4 +395,47 @@ pub fn failure_sheet(results: &[SampleResult], out_dir: &Path) -> Result<Vec<Pat
         written.push(path);
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_split_matches_the_training_code() {
+        // python3 -c 'import hashlib; h=hashlib.sha1(b"us/car3.jpg").hexdigest(); print(int(h[:8],16)%5)'
+        let expect = |set: &str, img: &str| {
+            use sha1::{Digest, Sha1};
+            let h = hex::encode(Sha1::digest(format!("{set}/{img}").as_bytes()));
+            u32::from_str_radix(&h[..8], 16).map(|v| v % 5 == 0).unwrap_or(false)
+        };
+        for img in ["car3.jpg", "eu1.jpg", "AYO9034.jpg", "wts-lg-000011.jpg"] {
+            assert_eq!(is_val("us", img), expect("us", img));
+        }
+    }
+
+    #[test]
+    fn iou_and_percentiles() {
+        assert!((iou(Rect::new(0, 0, 10, 10), Rect::new(0, 0, 10, 10)) - 1.0).abs() < 1e-9);
+        assert!((iou(Rect::new(0, 0, 10, 10), Rect::new(5, 0, 10, 10)) - 50.0 / 150.0).abs() < 1e-9);
+        assert_eq!(iou(Rect::new(0, 0, 1, 1), Rect::new(5, 5, 1, 1)), 0.0);
+        assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0, 5.0], 0.5), 3.0);
+    }
+
+    #[test]
+    fn reads_both_label_formats() {
+        let dir = tempfile::tempdir().expect("tmp");
+        std::fs::write(dir.path().join("labels.tsv"), "a.jpg\t1\t2\t30\t15\tab-12c\n").expect("write");
+        let s = load_set(dir.path()).expect("tsv");
+        assert_eq!(s[0].plate, "AB12C");
+        assert_eq!(s[0].bbox, Some(Rect::new(1, 2, 30, 15)));
+        let dir2 = tempfile::tempdir().expect("tmp");
+        std::fs::write(dir2.path().join("labels.csv"), "image,state,plate\nx.png,ca,7abc123\n").expect("write");
+        let s = load_set(dir2.path()).expect("csv");
+        assert_eq!((s[0].plate.as_str(), s[0].bbox), ("7ABC123", None));
+        assert!(matches!(
+            load_set(Path::new("/nonexistent")),
+            Err(EvalError::NoLabels(_))
+        ));
+    }
 }
