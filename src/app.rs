@@ -180,6 +180,28 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
     drop(sink);
     drop(gates);
 
+    let metrics_cancel = CancellationToken::new();
+    let metrics_task = cfg.metrics.map(|addr| {
+        let metrics = Arc::new(crate::supervise::metrics::Metrics {
+            lanes: cfg
+                .lanes
+                .iter()
+                .zip(capture_stats.iter().zip(&slots))
+                .map(|(l, (st, sl))| (l.name.clone(), st.clone(), sl.clone()))
+                .collect(),
+            decisions: decisions.clone(),
+            opened: opened.clone(),
+            writer: writer_stats.clone(),
+            allowlist: allowlist.clone(),
+        });
+        let cancel = metrics_cancel.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::supervise::metrics::serve(addr, metrics, cancel).await {
+                tracing::error!(%addr, error = %e, "metrics endpoint could not start");
+            }
+        })
+    });
+
     // Ready once every lane has turned a frame into a result (or 10 s passed: a camera may be down;
     // its lane keeps reconnecting and the status says so).
     let ready_deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -236,6 +258,10 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
 
     // 5. Shutdown, in order.
     parts.notifier.notify("STOPPING=1");
+    metrics_cancel.cancel();
+    if let Some(m) = metrics_task {
+        let _ = m.await;
+    }
     watchdog_cancel.cancel();
     if let Some(w) = watchdog {
         let _ = w.await;

@@ -3,13 +3,23 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use gatehouse::cli::{self, Cli, Command, DebugAction, DemoAction};
 use gatehouse::config::{self, ConfigError, EXIT_CONFIG};
 use gatehouse::{app, demo, supervise};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // `--version` names the build and the models it finds (sha256 prefixes from the manifest).
+    let models = gatehouse::recognize::Manifest::load(&cli::default_manifest())
+        .map(|m| m.fingerprint())
+        .unwrap_or_else(|_| "models: manifest not found".into());
+    let long: &'static str = Box::leak(format!("{}\nmodels: {models}", cli::VERSION).into_boxed_str());
+    let matches = <Cli as clap::CommandFactory>::command()
+        .long_version(long)
+        .get_matches();
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     supervise::init_logging(cli.verbose);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -12,6 +12,13 @@ use opencv::core::{Mat, Scalar, CV_8UC3};
 
 use crate::support::*;
 
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port")
+}
+
 fn frames(n: usize) -> Vec<FakeStep> {
     (0..n)
         .flat_map(|_| {
@@ -39,11 +46,24 @@ name = "entry"
 source = "fake.avi"
 relay = "main"
 realtime = false
+[metrics]
+listen = "127.0.0.1:{port}"
 "#,
+        port = free_port(),
         data = dir.path().join("data").display(),
         manifest = repo().join("Cargo.toml").display(), // any existing file: the fake reader loads no model
     );
     let cfg = gatehouse::config::parse(&cfg_text, dir.path()).expect("config");
+    let metrics_addr = cfg.metrics.expect("metrics address");
+    let scraper = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        std::thread::sleep(Duration::from_millis(700));
+        let mut c = std::net::TcpStream::connect(metrics_addr).expect("metrics endpoint");
+        c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+        let mut body = String::new();
+        let _ = c.read_to_string(&mut body);
+        body
+    });
     let sock_path = dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).expect("bind");
     sock.set_read_timeout(Some(Duration::from_millis(100)))
@@ -86,6 +106,10 @@ realtime = false
     rt.block_on(app::run(cfg, parts, std::future::pending::<()>()))
         .expect("run");
     let got = listener.join().expect("listener");
+    let scraped = scraper.join().expect("scraper");
+    assert!(scraped.starts_with("HTTP/1.1 200"), "{scraped}");
+    assert!(scraped.contains("gatehouse_frames_total{lane=\"entry\"}"), "{scraped}");
+    assert!(scraped.contains("gatehouse_events_committed_total"), "{scraped}");
 
     let first = got.first().map(|(_, m)| m.clone()).unwrap_or_default();
     assert!(first.starts_with("READY=1"), "first message: {first:?}\n{got:?}");

@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
 pub use allowlist::allowlist;
 pub use debug::event_burst;
 pub use events::events;
-pub use models::default_manifest;
+pub use models::{default_manifest, VERSION};
 pub use recognize::{eval, recognize, speed};
 
 pub const DEFAULT_CONFIG: &str = "/etc/gatehouse/gatehouse.toml";

@@ -25,6 +25,8 @@ pub struct Config {
     pub relays: Vec<RelayConfig>,
     pub lanes: Vec<LaneConfig>,
     pub logging: LoggingConfig,
+    /// Prometheus metrics address (off when absent).
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone)]

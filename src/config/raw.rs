@@ -228,3 +228,11 @@ pub struct RawLogging {
     #[serde(default)]
     pub plates: bool,
 }
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    /// Address for Prometheus metrics, e.g. "127.0.0.1:9898"; absent = off.
+    #[serde(default)]
+    pub listen: Option<String>,
+}

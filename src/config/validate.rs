@@ -10,7 +10,16 @@ use super::error::Issues;
 use super::raw::*;
 use super::*;
 
-const SECTIONS: &[&str] = &["site", "recognize", "track", "access", "relays", "lanes", "logging"];
+const SECTIONS: &[&str] = &[
+    "site",
+    "recognize",
+    "track",
+    "access",
+    "relays",
+    "lanes",
+    "logging",
+    "metrics",
+];
 
 pub(super) fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
     let mut issues = Issues::default();
@@ -40,6 +49,20 @@ pub(super) fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
     let track: Option<RawTrack> = section(&table, "track", &mut issues, true);
     let access: Option<RawAccess> = section(&table, "access", &mut issues, true);
     let logging: Option<RawLogging> = section(&table, "logging", &mut issues, true);
+    let metrics_raw: Option<RawMetrics> = section(&table, "metrics", &mut issues, true);
+    let metrics = metrics_raw
+        .and_then(|m| m.listen)
+        .and_then(|l| match l.parse::<std::net::SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                issues.push(
+                    "metrics.listen",
+                    format!("{l:?} is not an address"),
+                    "use IP:PORT, e.g. \"127.0.0.1:9898\"",
+                );
+                None
+            }
+        });
 
     let mut relays_raw: Vec<(String, RawRelay)> = Vec::new();
     match table.get("relays") {
@@ -127,6 +150,7 @@ pub(super) fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
             relays,
             lanes,
             logging: LoggingConfig { plates: logging.plates },
+            metrics,
         }),
         _ => Err(ConfigError::Invalid(vec![ConfigIssue {
             path: "(file)".into(),

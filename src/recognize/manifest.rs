@@ -158,7 +158,14 @@ impl Manifest {
     pub fn fingerprint(&self) -> String {
         self.models
             .iter()
-            .map(|m| format!("{:?}={}", m.role, &m.sha256[..m.sha256.len().min(12)]).to_lowercase())
+            .map(|m| {
+                let role = match m.role {
+                    Role::PlateDetector => "plate-detector",
+                    Role::Detector => "text-detector",
+                    Role::Recognizer => "recognizer",
+                };
+                format!("{role}={}", &m.sha256[..m.sha256.len().min(12)])
+            })
             .collect::<Vec<_>>()
             .join(" ")
     }

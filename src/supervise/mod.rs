@@ -2,6 +2,7 @@
 //! relays in their safe state, and the service manager's protocol (sd_notify readiness and a watchdog fed
 //! only by pipeline progress).
 
+pub mod metrics;
 mod notify;
 mod watchdog;
 

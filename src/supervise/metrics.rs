@@ -1,0 +1,132 @@
+//! Prometheus metrics on a local port (`[metrics] listen`), text exposition format, GET /metrics only.
+//! A tiny HTTP/1.1 responder on its own task: a slow scraper never touches the decision path.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::access::SharedAllowlist;
+use crate::camera::{CaptureStats, Frame, LatestSlot};
+use crate::events::WriterStats;
+
+/// Everything the daemon counts, shared by reference with the stages.
+pub struct Metrics {
+    pub lanes: Vec<(String, Arc<CaptureStats>, Arc<LatestSlot<Frame>>)>,
+    pub decisions: Arc<AtomicU64>,
+    pub opened: Arc<AtomicU64>,
+    pub writer: Arc<WriterStats>,
+    pub allowlist: SharedAllowlist,
+}
+
+impl Metrics {
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, u64)>| {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, v) in rows {
+                let _ = writeln!(s, "{name}{labels} {v}");
+            }
+        };
+        let lane = |n: &str| format!("{{lane=\"{n}\"}}");
+        family(
+            "gatehouse_frames_total",
+            "counter",
+            "Frames captured.",
+            self.lanes.iter().map(|(n, c, _)| (lane(n), r(&c.frames))).collect(),
+        );
+        family(
+            "gatehouse_frames_dropped_total",
+            "counter",
+            "Frames replaced before recognition took them (newest frame wins).",
+            self.lanes.iter().map(|(n, _, q)| (lane(n), q.dropped())).collect(),
+        );
+        family(
+            "gatehouse_frames_recognized_total",
+            "counter",
+            "Frames recognition took.",
+            self.lanes.iter().map(|(n, _, q)| (lane(n), q.delivered())).collect(),
+        );
+        family(
+            "gatehouse_camera_reconnects_total",
+            "counter",
+            "Camera open failures and drops.",
+            self.lanes.iter().map(|(n, c, _)| (lane(n), r(&c.reconnects))).collect(),
+        );
+        family(
+            "gatehouse_decisions_total",
+            "counter",
+            "Access decisions.",
+            vec![(String::new(), r(&self.decisions))],
+        );
+        family(
+            "gatehouse_gate_opens_total",
+            "counter",
+            "Decisions that opened the gate.",
+            vec![(String::new(), r(&self.opened))],
+        );
+        family(
+            "gatehouse_events_committed_total",
+            "counter",
+            "Events committed to the database.",
+            vec![(String::new(), r(&self.writer.committed))],
+        );
+        family(
+            "gatehouse_events_failed_total",
+            "counter",
+            "Events that could not be stored.",
+            vec![(String::new(), r(&self.writer.failed))],
+        );
+        let list = self.allowlist.current();
+        family(
+            "gatehouse_allowlist_entries",
+            "gauge",
+            "Entries in the allowlist snapshot.",
+            vec![(String::new(), list.len() as u64)],
+        );
+        family(
+            "gatehouse_allowlist_version",
+            "gauge",
+            "Applied allowlist version.",
+            vec![(String::new(), list.version)],
+        );
+        s
+    }
+}
+
+/// Serves GET /metrics until cancelled.
+pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>, cancel: CancellationToken) -> std::io::Result<()> {
+    let listener = TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "metrics on http://{addr}/metrics");
+    loop {
+        let (mut sock, _) = tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
+        };
+        let m = metrics.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1024];
+            let n = match tokio::time::timeout(std::time::Duration::from_secs(2), sock.read(&mut buf)).await {
+                Ok(Ok(n)) => n,
+                _ => return,
+            };
+            let req = String::from_utf8_lossy(&buf[..n]);
+            let (status, body) = if req.starts_with("GET /metrics ") {
+                ("200 OK", m.render())
+            } else {
+                ("404 Not Found", "not found\n".to_string())
+            };
+            let resp = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = sock.write_all(resp.as_bytes()).await;
+        });
+    }
+}
