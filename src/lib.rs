@@ -42,4 +42,5 @@ pub mod gate;
 pub mod plate;
 pub mod recognize;
 pub mod supervise;
+pub mod sync;
 pub mod track;

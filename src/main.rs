@@ -78,6 +78,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => cli::eval(&dir, json, threads, top_n, split, failures.as_deref(), &models),
         Command::Speed { dir, rounds, models } => cli::speed(&dir, rounds, &models),
         Command::Allowlist { config, action } => cli::allowlist(&config, action),
+        Command::Keys { action } => cli::keys(action),
         Command::Events { config, action } => cli::events(&config, action),
         Command::Demo {
             action:

@@ -77,35 +77,39 @@ pub fn version(conn: &Connection) -> Result<u64, AccessError> {
 /// Inserts or replaces entries in one transaction.
 pub fn upsert(conn: &mut Connection, entries: &[Entry], now: DateTime<Utc>) -> Result<usize, AccessError> {
     let tx = conn.transaction()?;
-    {
-        let mut stmt = tx.prepare(
-            "INSERT OR REPLACE INTO allowlist (plate, kind, host, unit, valid_from, valid_until, schedule, do_not_log, note, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        )?;
-        for e in entries {
-            plate::validate(&e.plate).map_err(AccessError::Invalid)?;
-            if e.do_not_log && e.kind == Kind::Blocked {
-                return Err(AccessError::Invalid(format!(
-                    "{}: a blocked plate cannot be do_not_log",
-                    e.plate
-                )));
-            }
-            stmt.execute(params![
-                e.plate,
-                e.kind.as_str(),
-                e.host,
-                e.unit,
-                ms(e.valid_from),
-                ms(e.valid_until),
-                e.schedule.as_ref().map(|s| s.as_str().to_string()),
-                e.do_not_log,
-                e.note,
-                now.timestamp_millis()
-            ])?;
-        }
-    }
+    upsert_in(&tx, entries, now)?;
     tx.commit()?;
     Ok(entries.len())
+}
+
+/// Inserts or replaces entries inside a caller's transaction.
+pub fn upsert_in(tx: &rusqlite::Transaction<'_>, entries: &[Entry], now: DateTime<Utc>) -> Result<(), AccessError> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT OR REPLACE INTO allowlist (plate, kind, host, unit, valid_from, valid_until, schedule, do_not_log, note, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?;
+    for e in entries {
+        plate::validate(&e.plate).map_err(AccessError::Invalid)?;
+        if e.do_not_log && e.kind == Kind::Blocked {
+            return Err(AccessError::Invalid(format!(
+                "{}: a blocked plate cannot be do_not_log",
+                e.plate
+            )));
+        }
+        stmt.execute(params![
+            e.plate,
+            e.kind.as_str(),
+            e.host,
+            e.unit,
+            ms(e.valid_from),
+            ms(e.valid_until),
+            e.schedule.as_ref().map(|s| s.as_str().to_string()),
+            e.do_not_log,
+            e.note,
+            now.timestamp_millis()
+        ])?;
+    }
+    Ok(())
 }
 
 pub fn remove(conn: &Connection, plate_text: &str) -> Result<bool, AccessError> {

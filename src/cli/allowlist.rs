@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
-use super::AllowlistAction;
+use super::{AllowlistAction, KeysAction};
 use crate::access::{store, Entry, Kind, Schedule};
 use crate::plate;
 
@@ -18,7 +18,44 @@ fn time(v: Option<String>, what: &str) -> anyhow::Result<Option<DateTime<Utc>>> 
     .transpose()
 }
 
+pub fn keys(action: KeysAction) -> anyhow::Result<()> {
+    match action {
+        KeysAction::Generate { dir, id } => {
+            let key = crate::sync::keys::generate()?;
+            let (private, public) = crate::sync::keys::write_pair(&dir, &id, &key)?;
+            println!("private key: {} (keep it on the signing side only)", private.display());
+            println!(
+                "public key:  {} (give it to devices as trusted key {id:?})",
+                public.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 pub fn allowlist(config: &Path, action: AllowlistAction) -> anyhow::Result<()> {
+    if let AllowlistAction::Sign {
+        key,
+        key_id,
+        audience,
+        version,
+        base,
+        expires_hours,
+        csv,
+        remove,
+    } = action
+    {
+        return sign(
+            &key,
+            &key_id,
+            &audience,
+            version,
+            base,
+            expires_hours,
+            csv.as_deref(),
+            remove,
+        );
+    }
     let cfg = crate::config::load(config)?;
     let mut conn = crate::db::open(&cfg.site.database_path())?;
     match action {
@@ -79,6 +116,33 @@ pub fn allowlist(config: &Path, action: AllowlistAction) -> anyhow::Result<()> {
                 anyhow::bail!("{plate_text} is not on the list");
             }
         }
+        AllowlistAction::Sign { .. } => {} // handled before the config is loaded
+        AllowlistAction::Apply {
+            envelope,
+            device,
+            trust,
+        } => {
+            let mut keys = crate::sync::keys::TrustedKeys::default();
+            for t in &trust {
+                let (id, file) = t.split_once('=').context("--trust takes ID=FILE")?;
+                keys.add(id, crate::sync::keys::read_verifying(Path::new(file))?);
+            }
+            let payload = std::fs::read(&envelope).with_context(|| format!("cannot read {}", envelope.display()))?;
+            let applied = store::version(&conn)?;
+            let v = crate::sync::envelope::verify(
+                &payload,
+                &keys,
+                &device,
+                applied,
+                Utc::now(),
+                crate::sync::envelope::MAX_ENVELOPE_BYTES,
+            )?;
+            let n = crate::sync::apply::apply(&mut conn, &v, Utc::now())?;
+            println!(
+                "applied {:?} version {} (sha256 {}): {n} entries",
+                v.kind, v.version, v.body_sha256
+            );
+        }
         AllowlistAction::List => {
             let entries = store::load_all(&conn)?;
             for e in &entries {
@@ -101,5 +165,50 @@ pub fn allowlist(config: &Path, action: AllowlistAction) -> anyhow::Result<()> {
             eprintln!("{} entries", entries.len());
         }
     }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn sign(
+    key: &Path,
+    key_id: &str,
+    audience: &str,
+    version: u64,
+    base: Option<u64>,
+    expires_hours: i64,
+    csv: Option<&Path>,
+    remove: Vec<String>,
+) -> anyhow::Result<()> {
+    use crate::sync::envelope::{Envelope, ListBody, WireEntry};
+    let signing = crate::sync::keys::read_signing(key)?;
+    let entries: Vec<WireEntry> = match csv {
+        Some(p) => {
+            let f = std::fs::File::open(p).with_context(|| format!("cannot open {}", p.display()))?;
+            store::parse_csv(f)?.iter().map(WireEntry::from).collect()
+        }
+        None => Vec::new(),
+    };
+    let body = match base {
+        None => {
+            anyhow::ensure!(remove.is_empty(), "--remove needs --base (a delta)");
+            ListBody::Snapshot { entries }
+        }
+        Some(_) => ListBody::Delta {
+            upsert: entries,
+            remove: remove.iter().map(|p| plate::normalize(p)).collect(),
+        },
+    };
+    let now = Utc::now();
+    let env = Envelope::make(
+        &body,
+        audience,
+        version,
+        base,
+        now,
+        now + chrono::Duration::hours(expires_hours),
+        key_id,
+        &signing,
+    )?;
+    println!("{}", serde_json::to_string(&env)?);
     Ok(())
 }

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-pub use allowlist::allowlist;
+pub use allowlist::{allowlist, keys};
 pub use debug::event_burst;
 pub use events::events;
 pub use models::{default_manifest, VERSION};
@@ -88,6 +88,11 @@ pub enum Command {
         #[command(subcommand)]
         action: AllowlistAction,
     },
+    /// Signing keys for allowlist envelopes.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
     /// Look at recorded gate events.
     Events {
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
@@ -156,8 +161,53 @@ pub enum AllowlistAction {
     },
     /// Remove one plate.
     Remove { plate: String },
+    /// Make a signed allowlist envelope from CSV, as the cloud does (prints JSON).
+    Sign {
+        /// Private key file (from `gatehouse keys generate`).
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        key_id: String,
+        /// `site/device`, or `site/*` for every device of the site.
+        #[arg(long)]
+        audience: String,
+        #[arg(long)]
+        version: u64,
+        /// Makes a delta on top of this version (otherwise a full snapshot).
+        #[arg(long)]
+        base: Option<u64>,
+        #[arg(long, default_value_t = 24)]
+        expires_hours: i64,
+        /// CSV of entries: the whole list (snapshot) or the entries to add or replace (delta).
+        #[arg(long)]
+        csv: Option<PathBuf>,
+        /// Delta: plates to remove, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        remove: Vec<String>,
+    },
+    /// Verify a signed envelope and apply it to the local database (what the cloud link does).
+    Apply {
+        envelope: PathBuf,
+        /// This device's audience, `site/device`.
+        #[arg(long)]
+        device: String,
+        /// Trusted public key, `ID=FILE` (repeat for key rotation).
+        #[arg(long, required = true)]
+        trust: Vec<String>,
+    },
     /// Print the list.
     List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysAction {
+    /// Make an ed25519 key pair: DIR/ID.key (private, 0600) and DIR/ID.pub.
+    Generate {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

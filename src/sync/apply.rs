@@ -1,0 +1,106 @@
+//! Applying a verified envelope: one SQLite transaction (replace the list for a snapshot, upsert/remove
+//! for a delta, record version and body hash). The daemon's in-memory snapshot follows the committed
+//! database (see `app::reload_allowlist`), so a decision never sees a half-applied list.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection};
+
+use super::envelope::{EnvelopeKind, Verified};
+use super::SyncError;
+use crate::access::store;
+
+fn db<E: std::fmt::Display>(e: E) -> SyncError {
+    SyncError::Db(e.to_string())
+}
+
+/// Applies `v`; returns the number of entries the list now has.
+pub fn apply(conn: &mut Connection, v: &Verified, now: DateTime<Utc>) -> Result<usize, SyncError> {
+    let tx = conn.transaction().map_err(db)?;
+    // Re-check the version inside the transaction: another writer may have applied something meanwhile.
+    let applied = store::version(&tx).map_err(db)?;
+    if v.version <= applied {
+        return Err(SyncError::NotNewer {
+            got: v.version,
+            applied,
+        });
+    }
+    if v.kind == EnvelopeKind::Snapshot {
+        tx.execute("DELETE FROM allowlist", []).map_err(db)?;
+    }
+    store::upsert_in(&tx, &v.upsert, now).map_err(db)?;
+    for p in &v.remove {
+        tx.execute("DELETE FROM allowlist WHERE plate = ?1", [p]).map_err(db)?;
+    }
+    for (k, val) in [
+        ("allowlist_version", v.version.to_string()),
+        ("allowlist_sha256", v.body_sha256.clone()),
+    ] {
+        tx.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+            params![k, val],
+        )
+        .map_err(db)?;
+    }
+    let n: i64 = tx
+        .query_row("SELECT count(*) FROM allowlist", [], |r| r.get(0))
+        .map_err(db)?;
+    tx.commit().map_err(db)?;
+    Ok(n as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access::{Entry, Kind};
+
+    #[test]
+    fn snapshot_replaces_and_delta_edits_atomically() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut conn = crate::db::open(&dir.path().join("g.db")).expect("db");
+        store::upsert(&mut conn, &[Entry::new("OLD111", Kind::Resident)], Utc::now()).expect("seed");
+        let snap = Verified {
+            kind: EnvelopeKind::Snapshot,
+            version: 3,
+            body_sha256: "aa".into(),
+            upsert: vec![
+                Entry::new("ABC123", Kind::Resident),
+                Entry::new("BLK666", Kind::Blocked),
+            ],
+            remove: vec![],
+        };
+        assert_eq!(apply(&mut conn, &snap, Utc::now()), Ok(2));
+        assert_eq!(store::version(&conn).expect("v"), 3);
+        let delta = Verified {
+            kind: EnvelopeKind::Delta,
+            version: 4,
+            body_sha256: "bb".into(),
+            upsert: vec![Entry::new("NEW222", Kind::Visitor)],
+            remove: vec!["BLK666".into()],
+        };
+        assert_eq!(apply(&mut conn, &delta, Utc::now()), Ok(2));
+        let plates: Vec<String> = store::load_all(&conn)
+            .expect("load")
+            .into_iter()
+            .map(|e| e.plate)
+            .collect();
+        assert_eq!(plates, vec!["ABC123", "NEW222"]);
+        assert_eq!(
+            apply(&mut conn, &delta, Utc::now()),
+            Err(SyncError::NotNewer { got: 4, applied: 4 })
+        );
+        // A bad entry rolls the whole envelope back.
+        let bad = Verified {
+            kind: EnvelopeKind::Snapshot,
+            version: 5,
+            body_sha256: "cc".into(),
+            upsert: vec![
+                Entry::new("GOOD11", Kind::Resident),
+                Entry::new("bad plate", Kind::Resident),
+            ],
+            remove: vec![],
+        };
+        assert!(apply(&mut conn, &bad, Utc::now()).is_err());
+        assert_eq!(store::version(&conn).expect("v"), 4);
+        assert_eq!(store::load_all(&conn).expect("load").len(), 2);
+    }
+}

@@ -1,0 +1,92 @@
+//! Ed25519 keys as small text files: the private key (base64 of 32 bytes, mode 0600) and the public key
+//! (base64 of 32 bytes). `gatehouse keys generate` makes a pair; devices trust public keys by id.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use ed25519_dalek::{SigningKey, VerifyingKey};
+
+use super::SyncError;
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+fn key_err(path: &Path, reason: impl Into<String>) -> SyncError {
+    SyncError::Key {
+        path: path.display().to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// A new random signing key.
+pub fn generate() -> Result<SigningKey, SyncError> {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| SyncError::Key {
+        path: "(random)".into(),
+        reason: e.to_string(),
+    })?;
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+/// Writes `<dir>/<id>.key` (0600) and `<dir>/<id>.pub`; refuses to overwrite.
+pub fn write_pair(dir: &Path, id: &str, key: &SigningKey) -> Result<(PathBuf, PathBuf), SyncError> {
+    if id.is_empty()
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+    {
+        return Err(key_err(dir, format!("key id {id:?}: use letters, digits, - _ .")));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| key_err(dir, e.to_string()))?;
+    let private = dir.join(format!("{id}.key"));
+    let public = dir.join(format!("{id}.pub"));
+    for p in [&private, &public] {
+        if p.exists() {
+            return Err(key_err(p, "exists; refusing to overwrite a key"));
+        }
+    }
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&private)
+            .map_err(|e| key_err(&private, e.to_string()))?;
+        writeln!(f, "{}", B64.encode(key.to_bytes())).map_err(|e| key_err(&private, e.to_string()))?;
+    }
+    std::fs::write(&public, format!("{}\n", B64.encode(key.verifying_key().to_bytes())))
+        .map_err(|e| key_err(&public, e.to_string()))?;
+    Ok((private, public))
+}
+
+fn read32(path: &Path) -> Result<[u8; 32], SyncError> {
+    let text = std::fs::read_to_string(path).map_err(|e| key_err(path, e.to_string()))?;
+    let bytes = B64
+        .decode(text.trim())
+        .map_err(|e| key_err(path, format!("not base64: {e}")))?;
+    bytes.try_into().map_err(|_| key_err(path, "not a 32-byte ed25519 key"))
+}
+
+pub fn read_signing(path: &Path) -> Result<SigningKey, SyncError> {
+    Ok(SigningKey::from_bytes(&read32(path)?))
+}
+
+pub fn read_verifying(path: &Path) -> Result<VerifyingKey, SyncError> {
+    VerifyingKey::from_bytes(&read32(path)?).map_err(|e| key_err(path, e.to_string()))
+}
+
+/// Trusted public keys by id (more than one during a key rotation).
+#[derive(Debug, Clone, Default)]
+pub struct TrustedKeys(pub HashMap<String, VerifyingKey>);
+
+impl TrustedKeys {
+    pub fn add(&mut self, id: &str, key: VerifyingKey) {
+        self.0.insert(id.to_string(), key);
+    }
+
+    pub fn get(&self, id: &str) -> Option<&VerifyingKey> {
+        self.0.get(id)
+    }
+}

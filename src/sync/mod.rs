@@ -1,0 +1,38 @@
+//! Cloud sync. So far: the signed allowlist envelope (make, verify, apply), which the MQTT link of the
+//! cloud-sync issue carries. The verifier is pure and strict: a payload is applied only if it is
+//! well-formed, within size, signed by a trusted key, for this device, not expired, newer than the applied
+//! list and (for a delta) based on exactly the applied version.
+
+pub mod apply;
+pub mod envelope;
+pub mod keys;
+
+pub use envelope::{Envelope, EnvelopeKind, ListBody, Verified};
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SyncError {
+    #[error("malformed envelope: {0}")]
+    Malformed(String),
+    #[error("envelope of {size} bytes is over the {limit}-byte limit")]
+    Oversized { size: usize, limit: usize },
+    #[error("envelope signed with unknown key {0:?}")]
+    UnknownKey(String),
+    #[error("bad signature (key {0:?})")]
+    BadSignature(String),
+    #[error("envelope is for {got:?}, this device is {expected:?}")]
+    WrongAudience { expected: String, got: String },
+    #[error("envelope expired at {0}")]
+    Expired(String),
+    #[error("envelope version {got} is not newer than the applied version {applied} (replay or rollback)")]
+    NotNewer { got: u64, applied: u64 },
+    #[error("delta is based on version {base}, the applied version is {applied}: a snapshot is needed")]
+    BaseMismatch { base: u64, applied: u64 },
+    #[error("body does not match its sha256 (tampered)")]
+    BodyHash,
+    #[error("body: {0}")]
+    Body(String),
+    #[error("key file {path}: {reason}")]
+    Key { path: String, reason: String },
+    #[error("database: {0}")]
+    Db(String),
+}
