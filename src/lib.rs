@@ -22,7 +22,9 @@
 //! - [`gate`]: [`gate::Relay`] (GPIO or simulated) and the controller that pulses, holds and locks it, with the
 //!   safe state applied on shutdown and from the panic hook.
 //! - [`events`]: every pass committed to SQLite with its decision and crop.
-//! - [`supervise`]: signals, shutdown order, the panic hook.
+//! - [`supervise`]: signals, the panic hook, sd_notify readiness, the progress-fed watchdog, metrics.
+//! - [`sync`]: signed allowlist envelopes from the cloud (keys, verify, atomic apply).
+//! - [`db`]: the SQLite file, its pragmas and migrations.
 //! - [`app`]: wiring only: channels, tasks and their order.
 //! - [`clock`]: the [`clock::Clock`] seam, so expiry and schedules are testable.
 //! - [`demo`]: renders the bundled demo video (synthetic plates) so the daemon runs with nothing attached.
