@@ -52,6 +52,8 @@ struct Pass {
     first_at: DateTime<Utc>,
     last_at: DateTime<Utc>,
     decided: Option<String>,
+    /// Where the plate was last seen (frame pixels).
+    last_bbox: Rect,
 }
 
 /// Plates a lane recently opened for (written by the decision, read by the tracker): only a vehicle the
@@ -122,7 +124,10 @@ impl Tracker {
             Some(p) if read.at - p.last_at <= gap => match &p.decided {
                 // After the decision only the same plate (up to one OCR slip) belongs to this vehicle:
                 // a tailgater with a similar plate gets its own pass.
-                Some(t) => same_plate(t, &read.candidate.text),
+                Some(t) => {
+                    *t == read.candidate.text
+                        || (same_plate(t, &read.candidate.text) && overlap(p.last_bbox, read.candidate.bbox) > 0.3)
+                }
                 None => similar(&vote(&p.reads).0, &read.candidate.text),
             },
             _ => false,
@@ -134,10 +139,12 @@ impl Tracker {
                 last_at: read.at,
                 reads: Vec::new(),
                 decided: None,
+                last_bbox: read.candidate.bbox,
             });
         }
         if let Some(p) = self.pass.as_mut() {
             p.last_at = p.last_at.max(read.at);
+            p.last_bbox = read.candidate.bbox;
             if p.decided.is_none() {
                 if p.reads.len() >= MAX_READS {
                     // keep the pass bounded: drop the weakest read
@@ -203,8 +210,12 @@ impl Tracker {
             .reads
             .iter()
             .filter(|r| r.candidate.text == text)
-            .chain(p.reads.iter())
-            .max_by(|a, b| a.candidate.confidence.total_cmp(&b.candidate.confidence));
+            .max_by(|a, b| a.candidate.confidence.total_cmp(&b.candidate.confidence))
+            .or_else(|| {
+                p.reads
+                    .iter()
+                    .max_by(|a, b| a.candidate.confidence.total_cmp(&b.candidate.confidence))
+            });
         let (best_crop, best_bbox, alternatives) = match best {
             Some(r) => (r.crop_jpeg.clone(), r.candidate.bbox, r.candidate.alternatives.clone()),
             None => (Vec::new(), Rect::default(), Vec::new()),
@@ -223,6 +234,18 @@ impl Tracker {
             best_bbox,
             early: !closing,
         }))]
+    }
+}
+
+/// Intersection over union of two boxes.
+fn overlap(a: Rect, b: Rect) -> f32 {
+    let i = a & b;
+    let inter = (i.width.max(0) * i.height.max(0)) as f32;
+    let union = (a.width * a.height + b.width * b.height) as f32 - inter;
+    if union <= 0.0 {
+        0.0
+    } else {
+        inter / union
     }
 }
 
@@ -461,6 +484,18 @@ mod tests {
         assert_eq!(decided(&tr.on_read(read("ABC123", 0.95, 100))), vec!["ABC123"]);
         tr.on_read(read("XBC12Z", 0.95, 300));
         assert_eq!(decided(&tr.on_read(read("XBC12Z", 0.95, 400))), vec!["XBC12Z"]);
+    }
+
+    #[test]
+    fn a_look_alike_car_elsewhere_in_the_frame_is_not_absorbed() {
+        let mut tr = Tracker::new(cfg(), RecentOpens::default());
+        tr.on_read(read("ABC123", 0.95, 0));
+        assert_eq!(decided(&tr.on_read(read("ABC123", 0.95, 100))), vec!["ABC123"]);
+        let mut behind = read("ABC124", 0.95, 300);
+        behind.candidate.bbox = Rect::new(400, 300, 100, 30); // another place in the frame
+        tr.on_read(behind.clone());
+        behind.at = t(400);
+        assert_eq!(decided(&tr.on_read(behind)), vec!["ABC124"]);
     }
 
     #[test]

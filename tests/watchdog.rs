@@ -58,7 +58,17 @@ listen = "127.0.0.1:{port}"
     let scraper = std::thread::spawn(move || {
         use std::io::{Read, Write};
         std::thread::sleep(Duration::from_millis(700));
-        let mut c = std::net::TcpStream::connect(metrics_addr).expect("metrics endpoint");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut c = loop {
+            match std::net::TcpStream::connect(metrics_addr) {
+                Ok(c) => break c,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => panic!("metrics endpoint: {e}"),
+            }
+        };
         c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
         let mut body = String::new();
         let _ = c.read_to_string(&mut body);

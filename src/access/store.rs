@@ -71,7 +71,12 @@ pub fn version(conn: &Connection) -> Result<u64, AccessError> {
             r.get(0)
         })
         .optional()?;
-    Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
+    match v {
+        None => Ok(0),
+        Some(v) => v.parse().map_err(|_| {
+            AccessError::Invalid(format!("stored allowlist_version {v:?} is corrupt; re-sync a snapshot"))
+        }),
+    }
 }
 
 /// Inserts or replaces entries in one transaction.

@@ -46,6 +46,7 @@ pub fn run_capture(
     let mut backoff = opts.reconnect_min;
     let mut seq: u64 = 0;
     'outer: while !cancel.is_cancelled() {
+        stats.progress.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = source.open() {
             tracing::warn!(lane = %opts.lane, error = %e, retry_in = ?backoff, "camera open failed");
             sleep_cancellable(backoff, &cancel, Some(&stats.progress));

@@ -48,7 +48,18 @@ impl FrameSource for OpenCvSource {
                 }
                 VideoCapture::from_file(p.as_os_str(), videoio::CAP_ANY)
             }
-            SourceSpec::Url(u) => VideoCapture::from_file(u, videoio::CAP_FFMPEG),
+            // Bounded open and read: a dead camera must fail fast (and keep the watchdog fed by
+            // reconnect attempts), not hang in FFmpeg for its default 30 s.
+            SourceSpec::Url(u) => VideoCapture::from_file_with_params(
+                u,
+                videoio::CAP_FFMPEG,
+                &opencv::core::Vector::from_slice(&[
+                    videoio::CAP_PROP_OPEN_TIMEOUT_MSEC,
+                    5000,
+                    videoio::CAP_PROP_READ_TIMEOUT_MSEC,
+                    5000,
+                ]),
+            ),
             SourceSpec::Device(d) => VideoCapture::from_file(d.as_os_str(), videoio::CAP_V4L2),
         }
         .map_err(|e| open_err(e.to_string()))?;

@@ -180,6 +180,14 @@ fn sign(
     remove: Vec<String>,
 ) -> anyhow::Result<()> {
     use crate::sync::envelope::{Envelope, ListBody, WireEntry};
+    anyhow::ensure!(
+        (1..=8760).contains(&expires_hours),
+        "--expires-hours {expires_hours}: use 1 to 8760"
+    );
+    anyhow::ensure!(
+        csv.is_some() || base.is_some(),
+        "a snapshot replaces the whole list: give it --csv (an empty snapshot would remove every entry)"
+    );
     let signing = crate::sync::keys::read_signing(key)?;
     let entries: Vec<WireEntry> = match csv {
         Some(p) => {

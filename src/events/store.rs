@@ -89,6 +89,10 @@ pub fn spawn_writer(
                         }
                     }
                     Err(err) => {
+                        // No row points at these crops: remove them rather than keep plate images forever.
+                        for e in &batch {
+                            let _ = std::fs::remove_file(crop_path(&crops_dir, e));
+                        }
                         st.failed.fetch_add(batch.len() as u64, Ordering::Relaxed);
                         tracing::error!(error = %err, events = batch.len(), "could not store events after retries; they are lost");
                     }

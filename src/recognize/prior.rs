@@ -18,6 +18,10 @@ pub struct FormatPrior {
     pub patterns: Vec<String>,
 }
 
+/// A character the prior rewrote is never reported as more certain than this: the format, not the
+/// image, chose it (access decisions treat it as an unsure character).
+const REWRITTEN_CONF: f32 = 0.9;
+
 fn to_letter(c: char) -> Option<char> {
     Some(match c {
         '0' => 'O',
@@ -71,6 +75,7 @@ impl FormatPrior {
             for c in chars.iter_mut().filter(|c| c.ch == 'O') {
                 c.alt = Some(('O', c.conf));
                 c.ch = '0';
+                c.conf = c.conf.min(REWRITTEN_CONF);
             }
         }
         let mut best: Option<(usize, Vec<char>)> = None;
@@ -96,6 +101,7 @@ impl FormatPrior {
                 if c.ch != f {
                     c.alt = Some((c.ch, c.conf));
                     c.ch = f;
+                    c.conf = c.conf.min(REWRITTEN_CONF);
                 }
             }
         }

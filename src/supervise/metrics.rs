@@ -104,13 +104,25 @@ impl Metrics {
 pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>, cancel: CancellationToken) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
     tracing::info!(%addr, "metrics on http://{addr}/metrics");
+    // At most 4 scrapes at once: a flood of connections cannot exhaust the daemon's file descriptors.
+    let limit = Arc::new(tokio::sync::Semaphore::new(4));
     loop {
         let (mut sock, _) = tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
-            a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
+            a = listener.accept() => match a {
+                Ok(a) => a,
+                Err(_) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            continue;
         };
         let m = metrics.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let mut buf = [0u8; 1024];
             let n = match tokio::time::timeout(std::time::Duration::from_secs(2), sock.read(&mut buf)).await {
                 Ok(Ok(n)) => n,

@@ -15,14 +15,23 @@ fn db<E: std::fmt::Display>(e: E) -> SyncError {
 
 /// Applies `v`; returns the number of entries the list now has.
 pub fn apply(conn: &mut Connection, v: &Verified, now: DateTime<Utc>) -> Result<usize, SyncError> {
-    let tx = conn.transaction().map_err(db)?;
-    // Re-check the version inside the transaction: another writer may have applied something meanwhile.
+    // IMMEDIATE: take the write lock first, so the checks below hold until the commit.
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(db)?;
+    // Re-check against the applied version inside the transaction: another writer may have applied
+    // something since the envelope was verified.
     let applied = store::version(&tx).map_err(db)?;
     if v.version <= applied {
         return Err(SyncError::NotNewer {
             got: v.version,
             applied,
         });
+    }
+    if let Some(base) = v.base_version.filter(|_| v.kind == EnvelopeKind::Delta) {
+        if base != applied {
+            return Err(SyncError::BaseMismatch { base, applied });
+        }
     }
     if v.kind == EnvelopeKind::Snapshot {
         tx.execute("DELETE FROM allowlist", []).map_err(db)?;
@@ -61,6 +70,7 @@ mod tests {
         let snap = Verified {
             kind: EnvelopeKind::Snapshot,
             version: 3,
+            base_version: None,
             body_sha256: "aa".into(),
             upsert: vec![
                 Entry::new("ABC123", Kind::Resident),
@@ -73,6 +83,7 @@ mod tests {
         let delta = Verified {
             kind: EnvelopeKind::Delta,
             version: 4,
+            base_version: Some(3),
             body_sha256: "bb".into(),
             upsert: vec![Entry::new("NEW222", Kind::Visitor)],
             remove: vec!["BLK666".into()],
@@ -92,6 +103,7 @@ mod tests {
         let bad = Verified {
             kind: EnvelopeKind::Snapshot,
             version: 5,
+            base_version: None,
             body_sha256: "cc".into(),
             upsert: vec![
                 Entry::new("GOOD11", Kind::Resident),

@@ -15,7 +15,7 @@ use crate::plate;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 /// Largest envelope accepted (before chunking, which the MQTT link adds).
-pub const MAX_ENVELOPE_BYTES: usize = 64 * 1024 * 1024;
+pub const MAX_ENVELOPE_BYTES: usize = 32 * 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -83,6 +83,8 @@ pub enum ListBody {
 pub struct Verified {
     pub kind: EnvelopeKind,
     pub version: u64,
+    /// Deltas: the version they apply to (checked again inside the apply transaction).
+    pub base_version: Option<u64>,
     pub body_sha256: String,
     pub upsert: Vec<Entry>,
     pub remove: Vec<String>,
@@ -172,6 +174,8 @@ impl Envelope {
             ListBody::Snapshot { .. } => EnvelopeKind::Snapshot,
             ListBody::Delta { .. } => EnvelopeKind::Delta,
         };
+        check_header_field("audience", audience)?;
+        check_header_field("key_id", key_id)?;
         let body = serde_json::to_string(body).map_err(|e| SyncError::Body(e.to_string()))?;
         let mut env = Envelope {
             format: 1,
@@ -189,6 +193,16 @@ impl Envelope {
         env.signature = B64.encode(key.sign(env.signed_message().as_bytes()).to_bytes());
         Ok(env)
     }
+}
+
+/// Header fields are joined with newlines for signing: a newline inside one would make it ambiguous.
+fn check_header_field(name: &str, v: &str) -> Result<(), SyncError> {
+    if v.is_empty() || v.len() > 200 || v.chars().any(|c| c.is_control()) {
+        return Err(SyncError::Malformed(format!(
+            "{name} must be 1-200 printable characters"
+        )));
+    }
+    Ok(())
 }
 
 /// Does the envelope's audience include this device (`site/device`)?
@@ -223,6 +237,8 @@ pub fn verify(
             env.format
         )));
     }
+    check_header_field("audience", &env.audience)?;
+    check_header_field("key_id", &env.key_id)?;
     let key = keys
         .get(&env.key_id)
         .ok_or_else(|| SyncError::UnknownKey(env.key_id.clone()))?;
@@ -282,6 +298,7 @@ pub fn verify(
     Ok(Verified {
         kind: env.kind,
         version: env.version,
+        base_version: env.base_version,
         body_sha256: env.body_sha256,
         upsert,
         remove,
