@@ -8,6 +8,9 @@ cd "$root"
 scripts/setup.sh
 # Training tools for the models/train smoke test (CPU wheels from PyPI; quick when already installed).
 python3 -m pip install --quiet --disable-pip-version-check -r models/train/requirements.txt
+# Supply chain: licenses, bans and sources (advisories need a network this machine does not have).
+command -v cargo-deny >/dev/null 2>&1 || cargo install --quiet --locked cargo-deny --version 0.20.2
+cargo deny --log-level error check licenses bans sources
 cargo fmt --check
 cargo clippy --release --locked --all-targets -- -D warnings
 cargo test --release --locked
