@@ -42,6 +42,7 @@ pub mod eval;
 pub mod events;
 pub mod gate;
 pub mod plate;
+pub mod privacy;
 pub mod recognize;
 pub mod supervise;
 pub mod sync;

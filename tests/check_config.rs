@@ -43,3 +43,57 @@ fn the_shipped_configs_are_valid() {
         assert!(o.status.success(), "{f}: {}", text(&o));
     }
 }
+
+fn privacy_config(dir: &std::path::Path, privacy: &str) -> std::path::PathBuf {
+    let p = write_config(dir, &dir.join("v.avi"), "stop");
+    let mut text = std::fs::read_to_string(&p).expect("read");
+    text.push_str(&format!(
+        "\n[privacy]\nrules = \"{}\"\n{privacy}\n",
+        repo().join("config/retention/us-states.toml").display()
+    ));
+    std::fs::write(&p, text).expect("write");
+    p
+}
+
+#[test]
+fn a_site_in_maine_refuses_to_start_and_new_hampshire_needs_counsel() {
+    require_models();
+    let dir = tempfile::tempdir().expect("tmp");
+    let me = privacy_config(dir.path(), "state = \"ME\"");
+    for cmd in [&["check-config"][..], &["run", "--config"][..]] {
+        let mut args: Vec<&str> = cmd.to_vec();
+        args.push(me.to_str().expect("utf8"));
+        let o = gatehouse(&args);
+        let out = text(&o);
+        assert_eq!(o.status.code(), Some(78), "{cmd:?}: {out}");
+        assert!(
+            out.contains("prohibited in ME") && out.contains("29-A M.R.S. 2117-A"),
+            "{out}"
+        );
+    }
+    let nh = privacy_config(dir.path(), "state = \"NH\"");
+    let o = gatehouse(&["check-config", nh.to_str().expect("utf8")]);
+    assert_eq!(o.status.code(), Some(78), "{}", text(&o));
+    assert!(text(&o).contains("privacy.counsel_acknowledged"), "{}", text(&o));
+    let nh_ok = privacy_config(
+        dir.path(),
+        "state = \"NH\"\ncounsel_acknowledged = \"2026-11-20, J. Doe, counsel\"",
+    );
+    let o = gatehouse(&["check-config", nh_ok.to_str().expect("utf8")]);
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+#[test]
+fn check_config_prints_the_effective_retention_and_why() {
+    require_models();
+    let dir = tempfile::tempdir().expect("tmp");
+    let ar = privacy_config(dir.path(), "state = \"AR\"\nretention_days_reads = 90");
+    let o = gatehouse(&["check-config", ar.to_str().expect("utf8")]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("retention of plate reads: 60 days (AR caps plate reads at 60 days"),
+        "{out}"
+    );
+    assert!(out.contains("retention of plate images: 60 days"), "{out}");
+}

@@ -27,6 +27,14 @@ pub struct Config {
     pub logging: LoggingConfig,
     /// Prometheus metrics address (off when absent).
     pub metrics: Option<std::net::SocketAddr>,
+    pub privacy: PrivacyConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct PrivacyConfig {
+    /// Effective retention for reads and images, with the reasons and the site's duties.
+    pub effective: crate::privacy::Effective,
+    pub counsel_acknowledged: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -214,6 +222,14 @@ impl Config {
             ));
         }
         s.push_str(&format!("models: {}\n", self.recognize.manifest.display()));
+        match &self.privacy.effective.state {
+            Some(st) => s.push_str(&format!("privacy rules for {st}:\n")),
+            None => s.push_str("privacy: no state rules (no [privacy] state)\n"),
+        }
+        s.push_str(&self.privacy.effective.to_string());
+        if let Some(a) = &self.privacy.counsel_acknowledged {
+            s.push_str(&format!("counsel acknowledgement: {a}\n"));
+        }
         s
     }
 }

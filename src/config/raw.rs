@@ -236,3 +236,40 @@ pub struct RawMetrics {
     #[serde(default)]
     pub listen: Option<String>,
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrivacy {
+    /// Two-letter US state code (or DC); leave out outside the US.
+    #[serde(default)]
+    pub state: Option<String>,
+    /// The rules file; default: retention/us-states.toml beside the config, then /usr/share/gatehouse.
+    #[serde(default)]
+    pub rules: Option<String>,
+    #[serde(default = "default_read_days")]
+    pub retention_days_reads: u32,
+    #[serde(default = "default_image_days")]
+    pub retention_days_images: u32,
+    /// Where the rules say counsel must review: who reviewed, when, what.
+    #[serde(default)]
+    pub counsel_acknowledged: Option<String>,
+}
+
+impl Default for RawPrivacy {
+    fn default() -> Self {
+        Self {
+            state: None,
+            rules: None,
+            retention_days_reads: default_read_days(),
+            retention_days_images: default_image_days(),
+            counsel_acknowledged: None,
+        }
+    }
+}
+
+fn default_read_days() -> u32 {
+    180
+}
+fn default_image_days() -> u32 {
+    60
+}

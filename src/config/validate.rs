@@ -19,6 +19,7 @@ const SECTIONS: &[&str] = &[
     "lanes",
     "logging",
     "metrics",
+    "privacy",
 ];
 
 pub(super) fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
@@ -50,6 +51,8 @@ pub(super) fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
     let access: Option<RawAccess> = section(&table, "access", &mut issues, true);
     let logging: Option<RawLogging> = section(&table, "logging", &mut issues, true);
     let metrics_raw: Option<RawMetrics> = section(&table, "metrics", &mut issues, true);
+    let privacy_raw: Option<RawPrivacy> = section(&table, "privacy", &mut issues, true);
+    let privacy = privacy_raw.map(|p| validate_privacy(p, base, &mut issues));
     let metrics = metrics_raw
         .and_then(|m| m.listen)
         .and_then(|l| match l.parse::<std::net::SocketAddr>() {
@@ -151,6 +154,10 @@ pub(super) fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
             lanes,
             logging: LoggingConfig { plates: logging.plates },
             metrics,
+            privacy: privacy.unwrap_or_else(|| PrivacyConfig {
+                effective: crate::privacy::effective(&crate::privacy::Meta::builtin(), None, 180, 60),
+                counsel_acknowledged: None,
+            }),
         }),
         _ => Err(ConfigError::Invalid(vec![ConfigIssue {
             path: "(file)".into(),
@@ -220,6 +227,79 @@ fn resolve(base: &Path, p: &str) -> PathBuf {
         p
     } else {
         base.join(p)
+    }
+}
+
+fn validate_privacy(p: RawPrivacy, base: &Path, issues: &mut Issues) -> PrivacyConfig {
+    use crate::privacy::{effective, Meta, Rules, Status};
+    for (key, v) in [
+        ("privacy.retention_days_reads", p.retention_days_reads),
+        ("privacy.retention_days_images", p.retention_days_images),
+    ] {
+        if v == 0 || v > 3650 {
+            issues.push(key, format!("{v} days is out of range"), "use 1 to 3650 days");
+        }
+    }
+    let ack = p.counsel_acknowledged.filter(|a| !a.trim().is_empty());
+    let Some(state) = p.state.map(|s| s.trim().to_ascii_uppercase()) else {
+        return PrivacyConfig {
+            effective: effective(&Meta::builtin(), None, p.retention_days_reads, p.retention_days_images),
+            counsel_acknowledged: ack,
+        };
+    };
+    let rules_path = match &p.rules {
+        Some(r) => resolve(base, r),
+        None => [
+            base.join("retention/us-states.toml"),
+            PathBuf::from("/usr/share/gatehouse/retention/us-states.toml"),
+        ]
+        .into_iter()
+        .find(|c| c.is_file())
+        .unwrap_or_else(|| base.join("retention/us-states.toml")),
+    };
+    let rules = match Rules::load(&rules_path) {
+        Ok(r) => r,
+        Err(e) => {
+            issues.push("privacy.rules", e, "point it at config/retention/us-states.toml");
+            return PrivacyConfig {
+                effective: effective(&Meta::builtin(), None, p.retention_days_reads, p.retention_days_images),
+                counsel_acknowledged: ack,
+            };
+        }
+    };
+    let Some(rule) = rules.states.get(&state) else {
+        issues.push(
+            "privacy.state",
+            format!("unknown state {state:?}"),
+            "use a two-letter US state code such as \"CA\" (or DC)",
+        );
+        return PrivacyConfig {
+            effective: effective(&rules.meta, None, p.retention_days_reads, p.retention_days_images),
+            counsel_acknowledged: ack,
+        };
+    };
+    let cite = rule.citations.join("; ");
+    match rule.status {
+        Status::Prohibited => issues.push(
+            "privacy.state",
+            format!("private ALPR operation is prohibited in {state} ({cite})"),
+            "Gatehouse must not run at this site",
+        ),
+        Status::CounselReview if ack.is_none() => issues.push(
+            "privacy.counsel_acknowledged",
+            format!("{state} needs counsel review before operating ({cite})"),
+            "record who reviewed it and when, e.g. counsel_acknowledged = \"2026-11-20, J. Doe, counsel\"",
+        ),
+        _ => {}
+    }
+    PrivacyConfig {
+        effective: effective(
+            &rules.meta,
+            Some((&state, rule)),
+            p.retention_days_reads,
+            p.retention_days_images,
+        ),
+        counsel_acknowledged: ack,
     }
 }
 
