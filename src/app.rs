@@ -92,6 +92,15 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
     let (sink, writer, writer_stats) =
         events::spawn_writer(cfg.site.database_path(), cfg.site.crops_dir(), cfg.logging.plates)?;
     let reload_cancel = CancellationToken::new();
+    let retention_thread = std::thread::Builder::new().name("retention".into()).spawn({
+        let (path, retention, clock, cancel) = (
+            cfg.site.database_path(),
+            cfg.privacy.effective.clone(),
+            clock.clone(),
+            reload_cancel.clone(),
+        );
+        move || retention_loop(path, retention, clock, cancel)
+    })?;
     let reloader = std::thread::Builder::new().name("allowlist-reload".into()).spawn({
         let (path, list, cancel) = (cfg.site.database_path(), allowlist.clone(), reload_cancel.clone());
         move || reload_allowlist(path, list, cancel)
@@ -295,6 +304,7 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
     let _ = tokio::task::spawn_blocking(move || writer.join()).await;
     reload_cancel.cancel();
     let _ = tokio::task::spawn_blocking(move || reloader.join()).await;
+    let _ = tokio::task::spawn_blocking(move || retention_thread.join()).await;
     safety::clear();
 
     let summary = RunSummary {
@@ -481,6 +491,35 @@ pub fn decide_read(
         };
     }
     d
+}
+
+/// Purges expired events and crops at start and then hourly, in small batches, off the async runtime.
+fn retention_loop(
+    path: std::path::PathBuf,
+    retention: crate::privacy::Effective,
+    clock: SharedClock,
+    cancel: CancellationToken,
+) {
+    let mut conn = match crate::db::open(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "retention purge disabled");
+            return;
+        }
+    };
+    while !cancel.is_cancelled() {
+        match events::retention::purge(&mut conn, &retention, clock.now(), 500) {
+            Ok(p) if p.events + p.crops > 0 => {
+                tracing::info!(events = p.events, crops = p.crops, "retention purge")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "retention purge failed; will retry"),
+        }
+        let until = std::time::Instant::now() + Duration::from_secs(3600);
+        while !cancel.is_cancelled() && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
 }
 
 /// Keeps the in-memory snapshot in step with the allowlist on disk: when another connection (the CLI,

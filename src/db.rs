@@ -59,6 +59,18 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX events_at ON events(at);",
     // 2: what happened to the gate command of an opening decision
     "ALTER TABLE events ADD COLUMN gate_result TEXT;",
+    // 3: legal holds pause deletion of named records (by event, or every event of a plate)
+    "CREATE TABLE legal_holds (
+        id INTEGER PRIMARY KEY,
+        event_id TEXT,
+        plate TEXT,
+        reason TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        CHECK (event_id IS NOT NULL OR plate IS NOT NULL)
+    );
+    CREATE INDEX legal_holds_event ON legal_holds(event_id);
+    CREATE INDEX legal_holds_plate ON legal_holds(plate);
+    CREATE INDEX events_plate ON events(plate);",
 ];
 
 /// Opens (creating if needed) the database with the daemon's pragmas and brings the schema up to date.

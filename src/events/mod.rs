@@ -4,6 +4,7 @@
 //! transaction commits with `synchronous = FULL`, so a kill -9 or power cut never loses it.
 
 mod record;
+pub mod retention;
 mod store;
 
 pub use record::GateEvent;
