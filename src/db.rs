@@ -71,6 +71,15 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX legal_holds_event ON legal_holds(event_id);
     CREATE INDEX legal_holds_plate ON legal_holds(plate);
     CREATE INDEX events_plate ON events(plate);",
+    // 4: the access log of plate-data queries and exports
+    "CREATE TABLE access_log (
+        id INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        query TEXT NOT NULL,
+        purpose TEXT NOT NULL
+    );",
 ];
 
 /// Opens (creating if needed) the database with the daemon's pragmas and brings the schema up to date.

@@ -13,6 +13,8 @@ mod daemon;
 mod durability;
 /// `gatehouse eval` on the shared benchmark (skips when ../shared is absent).
 mod eval_cli;
+/// Privacy: DSAR export/delete, legal holds and the access log.
+mod privacy;
 /// The systemd unit's hardening score.
 mod systemd_unit;
 /// `models/train/`: a short training run exports an ONNX model the reader loads.

@@ -2,14 +2,64 @@
 
 use std::path::Path;
 
+use chrono::Utc;
+
 use super::EventsAction;
-use crate::events::list_recent;
+use crate::events::{access_log, dsar, list_recent, retention};
+use crate::plate;
 
 pub fn events(config: &Path, action: EventsAction) -> anyhow::Result<()> {
     let cfg = crate::config::load(config)?;
-    let conn = crate::db::open(&cfg.site.database_path())?;
+    let mut conn = crate::db::open(&cfg.site.database_path())?;
+    let actor = access_log::current_actor();
     match action {
-        EventsAction::List { limit, json } => {
+        EventsAction::AccessLog { limit } => {
+            for (at, who, what, query, purpose) in access_log::entries(&conn, limit)? {
+                println!(
+                    "{} {who:<12} {what:<12} {query:<24} purpose: {purpose}",
+                    at.format("%Y-%m-%d %H:%M:%S")
+                );
+            }
+        }
+        EventsAction::Hold {
+            event,
+            plate: p,
+            reason,
+        } => {
+            anyhow::ensure!(event.is_some() || p.is_some(), "name --event ID or --plate PLATE");
+            let p = p.map(|p| plate::normalize(&p));
+            retention::hold(&conn, event.as_deref(), p.as_deref(), &reason, Utc::now())?;
+            access_log::record(
+                &conn,
+                &actor,
+                "legal-hold",
+                &format!("{event:?} {p:?}"),
+                &reason,
+                Utc::now(),
+            )?;
+            println!("legal hold recorded");
+        }
+        EventsAction::DsarExport { plate: p, out, purpose } => {
+            let p = plate::normalize(&p);
+            access_log::record(&conn, &actor, "dsar-export", &p, &purpose, Utc::now())?;
+            let (n, crops) = dsar::export(&conn, &p, &out)?;
+            println!("exported {n} event(s) and {crops} crop(s) for {p} to {}", out.display());
+        }
+        EventsAction::DsarDelete { plate: p, purpose } => {
+            let p = plate::normalize(&p);
+            access_log::record(&conn, &actor, "dsar-delete", &p, &purpose, Utc::now())?;
+            let (deleted, kept) = dsar::delete(&mut conn, &p)?;
+            println!("deleted {deleted} event(s) for {p}; {kept} kept under legal hold");
+        }
+        EventsAction::List { limit, json, purpose } => {
+            access_log::record(
+                &conn,
+                &actor,
+                "events-list",
+                &format!("last {limit}"),
+                &purpose,
+                Utc::now(),
+            )?;
             let list = list_recent(&conn, limit)?;
             for e in &list {
                 if json {

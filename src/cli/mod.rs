@@ -212,12 +212,43 @@ pub enum KeysAction {
 
 #[derive(Debug, Subcommand)]
 pub enum EventsAction {
-    /// The most recent events, newest first.
+    /// The most recent events, newest first (the query is recorded in the access log).
     List {
         #[arg(long, default_value_t = 50)]
         limit: usize,
         #[arg(long)]
         json: bool,
+        /// Why you are looking (required; recorded with your user name).
+        #[arg(long)]
+        purpose: String,
+    },
+    /// Who queried or exported plate data, when, and why.
+    AccessLog {
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Pause retention deletion for one event or every event of a plate.
+    Hold {
+        #[arg(long)]
+        event: Option<String>,
+        #[arg(long)]
+        plate: Option<String>,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Everything held for a plate, into a folder (records.json + crops/).
+    DsarExport {
+        plate: String,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        purpose: String,
+    },
+    /// Delete a plate's events and crops, except those under legal hold.
+    DsarDelete {
+        plate: String,
+        #[arg(long)]
+        purpose: String,
     },
 }
 

@@ -3,6 +3,8 @@
 //! written (and synced) before the row that points at it; a row is reported "committed" only after its
 //! transaction commits with `synchronous = FULL`, so a kill -9 or power cut never loses it.
 
+pub mod access_log;
+pub mod dsar;
 mod record;
 pub mod retention;
 mod store;
@@ -24,4 +26,6 @@ pub enum EventError {
     },
     #[error("event writer has stopped")]
     Stopped,
+    #[error("a stated purpose is required to query or export plate data (--purpose \"...\")")]
+    Purpose,
 }
