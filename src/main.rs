@@ -79,6 +79,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Speed { dir, rounds, models } => cli::speed(&dir, rounds, &models),
         Command::Allowlist { config, action } => cli::allowlist(&config, action),
         Command::Keys { action } => cli::keys(action),
+        Command::PrivacyPolicy { config } => {
+            let cfg = config::load(&config)?;
+            print!(
+                "{}",
+                gatehouse::privacy::policy(&cfg.site.name, &cfg.privacy.effective, cfg.privacy.contact.as_deref())
+            );
+            Ok(())
+        }
         Command::Events { config, action } => cli::events(&config, action),
         Command::Demo {
             action:

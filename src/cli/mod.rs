@@ -88,6 +88,11 @@ pub enum Command {
         #[command(subcommand)]
         action: AllowlistAction,
     },
+    /// The site's usage and privacy policy, from the config (markdown on stdout).
+    PrivacyPolicy {
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
     /// Signing keys for allowlist envelopes.
     Keys {
         #[command(subcommand)]

@@ -35,6 +35,7 @@ pub struct PrivacyConfig {
     /// Effective retention for reads and images, with the reasons and the site's duties.
     pub effective: crate::privacy::Effective,
     pub counsel_acknowledged: Option<String>,
+    pub contact: Option<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -253,6 +253,9 @@ pub struct RawPrivacy {
     /// Where the rules say counsel must review: who reviewed, when, what.
     #[serde(default)]
     pub counsel_acknowledged: Option<String>,
+    /// Who residents and visitors contact about their data (for the published policy).
+    #[serde(default)]
+    pub contact: Option<String>,
 }
 
 impl Default for RawPrivacy {
@@ -263,6 +266,7 @@ impl Default for RawPrivacy {
             retention_days_reads: default_read_days(),
             retention_days_images: default_image_days(),
             counsel_acknowledged: None,
+            contact: None,
         }
     }
 }

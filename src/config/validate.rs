@@ -157,6 +157,7 @@ pub(super) fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
             privacy: privacy.unwrap_or_else(|| PrivacyConfig {
                 effective: crate::privacy::effective(&crate::privacy::Meta::builtin(), None, 180, 60),
                 counsel_acknowledged: None,
+                contact: None,
             }),
         }),
         _ => Err(ConfigError::Invalid(vec![ConfigIssue {
@@ -244,7 +245,8 @@ fn validate_privacy(p: RawPrivacy, base: &Path, issues: &mut Issues) -> PrivacyC
     let Some(state) = p.state.map(|s| s.trim().to_ascii_uppercase()) else {
         return PrivacyConfig {
             effective: effective(&Meta::builtin(), None, p.retention_days_reads, p.retention_days_images),
-            counsel_acknowledged: ack,
+            counsel_acknowledged: ack.clone(),
+            contact: p.contact.clone(),
         };
     };
     let rules_path = match &p.rules {
@@ -263,7 +265,8 @@ fn validate_privacy(p: RawPrivacy, base: &Path, issues: &mut Issues) -> PrivacyC
             issues.push("privacy.rules", e, "point it at config/retention/us-states.toml");
             return PrivacyConfig {
                 effective: effective(&Meta::builtin(), None, p.retention_days_reads, p.retention_days_images),
-                counsel_acknowledged: ack,
+                counsel_acknowledged: ack.clone(),
+                contact: p.contact.clone(),
             };
         }
     };
@@ -275,7 +278,8 @@ fn validate_privacy(p: RawPrivacy, base: &Path, issues: &mut Issues) -> PrivacyC
         );
         return PrivacyConfig {
             effective: effective(&rules.meta, None, p.retention_days_reads, p.retention_days_images),
-            counsel_acknowledged: ack,
+            counsel_acknowledged: ack.clone(),
+            contact: p.contact.clone(),
         };
     };
     let cite = rule.citations.join("; ");
@@ -299,7 +303,8 @@ fn validate_privacy(p: RawPrivacy, base: &Path, issues: &mut Issues) -> PrivacyC
             p.retention_days_reads,
             p.retention_days_images,
         ),
-        counsel_acknowledged: ack,
+        counsel_acknowledged: ack.clone(),
+        contact: p.contact.clone(),
     }
 }
 

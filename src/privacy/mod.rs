@@ -156,6 +156,31 @@ pub fn effective(
     }
 }
 
+/// The site's usage and privacy policy (markdown), for posting as California requires.
+pub fn policy(site: &str, e: &Effective, contact: Option<&str>) -> String {
+    let mut s = format!("# License plate recognition at {site}: usage and privacy policy\n\n");
+    s.push_str("## Why\nThe entrance gate reads vehicle license plates to open for residents and authorised visitors and vendors, to keep blocked vehicles out, and to keep a record of who entered for the community's security.\n\n");
+    s.push_str("## What is collected\nFor each vehicle at the gate: the plate text as read, a picture of the plate, the time, the lane, the gate decision and its reason, and the resident a visitor came to see. No faces and no biometrics are collected or processed.\n\n");
+    s.push_str(&format!(
+        "## How long it is kept\n- Plate reads: {} days ({}).\n- Plate pictures: {} days ({}).\nRecords are deleted automatically after that, except those under a documented legal hold.\n\n",
+        e.reads.days, e.reads.why, e.images.days, e.images.why
+    ));
+    s.push_str("## Who can see it\nOnly authorised gate staff and the community's management, each query with a stated purpose that is logged (who, when, what, why). Records are not sold. They are disclosed only as the law allows or requires.\n\n");
+    s.push_str("## Your choices\nResidents may ask not to be logged: the gate still opens for them, and their passes are not recorded. You may ask for a copy of the records held about your plate, or for their deletion (except records under legal hold).\n\n");
+    if !e.duties.is_empty() || !e.citations.is_empty() {
+        s.push_str("## Legal basis\n");
+        for c in &e.citations {
+            s.push_str(&format!("- {c}\n"));
+        }
+        s.push('\n');
+    }
+    s.push_str(&format!(
+        "## Contact\n{}\n",
+        contact.unwrap_or("The community management office.")
+    ));
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +200,14 @@ mod tests {
         }
         assert_eq!(r.states["ME"].status, Status::Prohibited);
         assert_eq!(r.states["NH"].status, Status::CounselReview);
+    }
+
+    #[test]
+    fn the_policy_states_retention_and_contact() {
+        let r = rules();
+        let e = effective(&r.meta, Some(("CA", &r.states["CA"])), 180, 60);
+        let p = policy("Oak Ridge", &e, Some("privacy@oakridge.example"));
+        assert!(p.contains("Plate reads: 180 days") && p.contains("privacy@oakridge.example") && p.contains("1798.90"));
     }
 
     #[test]
