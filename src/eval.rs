@@ -14,7 +14,7 @@ use opencv::prelude::*;
 use serde::Serialize;
 
 use crate::plate;
-use crate::recognize::{PlateReader, RecognizeError};
+use crate::recognize::{iou, PlateReader, RecognizeError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
@@ -166,17 +166,6 @@ pub struct EvalReport {
     pub p90_ms: f64,
     pub threads: usize,
     pub unreadable_images: usize,
-}
-
-fn iou(a: Rect, b: Rect) -> f64 {
-    let i = a & b;
-    let inter = (i.width.max(0) * i.height.max(0)) as f64;
-    let union = (a.width * a.height + b.width * b.height) as f64 - inter;
-    if union <= 0.0 {
-        0.0
-    } else {
-        inter / union
-    }
 }
 
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -416,8 +405,8 @@ mod tests {
 
     #[test]
     fn iou_and_percentiles() {
-        assert!((iou(Rect::new(0, 0, 10, 10), Rect::new(0, 0, 10, 10)) - 1.0).abs() < 1e-9);
-        assert!((iou(Rect::new(0, 0, 10, 10), Rect::new(5, 0, 10, 10)) - 50.0 / 150.0).abs() < 1e-9);
+        assert!((iou(Rect::new(0, 0, 10, 10), Rect::new(0, 0, 10, 10)) - 1.0).abs() < 1e-6);
+        assert!((iou(Rect::new(0, 0, 10, 10), Rect::new(5, 0, 10, 10)) - 50.0 / 150.0).abs() < 1e-6);
         assert_eq!(iou(Rect::new(0, 0, 1, 1), Rect::new(5, 5, 1, 1)), 0.0);
         assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0, 5.0], 0.5), 3.0);
     }

@@ -126,7 +126,8 @@ impl Tracker {
                 // a tailgater with a similar plate gets its own pass.
                 Some(t) => {
                     *t == read.candidate.text
-                        || (same_plate(t, &read.candidate.text) && overlap(p.last_bbox, read.candidate.bbox) > 0.3)
+                        || (same_plate(t, &read.candidate.text)
+                            && crate::recognize::iou(p.last_bbox, read.candidate.bbox) > 0.3)
                 }
                 None => similar(&vote(&p.reads).0, &read.candidate.text),
             },
@@ -234,18 +235,6 @@ impl Tracker {
             best_bbox,
             early: !closing,
         }))]
-    }
-}
-
-/// Intersection over union of two boxes.
-fn overlap(a: Rect, b: Rect) -> f32 {
-    let i = a & b;
-    let inter = (i.width.max(0) * i.height.max(0)) as f32;
-    let union = (a.width * a.height + b.width * b.height) as f32 - inter;
-    if union <= 0.0 {
-        0.0
-    } else {
-        inter / union
     }
 }
 

@@ -69,6 +69,18 @@ pub enum RecognizeError {
     Image(#[from] opencv::Error),
 }
 
+/// Intersection over union of two boxes (0 when they do not overlap).
+pub fn iou(a: Rect, b: Rect) -> f32 {
+    let i = a & b;
+    let inter = (i.width.max(0) * i.height.max(0)) as f32;
+    let union = (a.width * a.height + b.width * b.height) as f32 - inter;
+    if union <= 0.0 {
+        0.0
+    } else {
+        inter / union
+    }
+}
+
 /// Finds and reads plates: the seam between the pipeline and the models.
 pub trait PlateReader: Send {
     /// Reads the plates in `image`, looking only inside `roi` when given.
