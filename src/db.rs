@@ -80,6 +80,28 @@ const MIGRATIONS: &[&str] = &[
         query TEXT NOT NULL,
         purpose TEXT NOT NULL
     );",
+    // 5: the hash-chained audit log and its signed checkpoints
+    "CREATE TABLE audit_log (
+        seq INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        role TEXT NOT NULL,
+        session TEXT,
+        source TEXT,
+        action TEXT NOT NULL,
+        target TEXT,
+        before TEXT,
+        after TEXT,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    CREATE TABLE audit_checkpoints (
+        seq INTEGER PRIMARY KEY,
+        head_hash TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        key_id TEXT NOT NULL,
+        signature TEXT NOT NULL
+    );",
 ];
 
 /// Opens (creating if needed) the database with the daemon's pragmas and brings the schema up to date.

@@ -25,6 +25,7 @@
 //! - [`supervise`]: signals, the panic hook, sd_notify readiness, the progress-fed watchdog, metrics.
 //! - [`sync`]: signed allowlist envelopes from the cloud (keys, verify, atomic apply).
 //! - [`db`]: the SQLite file, its pragmas and migrations.
+//! - [`audit`]: the hash-chained audit log of operator actions and its signed checkpoints.
 //! - [`app`]: wiring only: channels, tasks and their order.
 //! - [`clock`]: the [`clock::Clock`] seam, so expiry and schedules are testable.
 //! - [`demo`]: renders the bundled demo video (synthetic plates) so the daemon runs with nothing attached.
@@ -32,6 +33,7 @@
 
 pub mod access;
 pub mod app;
+pub mod audit;
 pub mod camera;
 pub mod cli;
 pub mod clock;

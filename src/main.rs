@@ -79,6 +79,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Speed { dir, rounds, models } => cli::speed(&dir, rounds, &models),
         Command::Allowlist { config, action } => cli::allowlist(&config, action),
         Command::Keys { action } => cli::keys(action),
+        Command::Audit { config, action } => cli::audit_cmd(&config, action),
         Command::PrivacyPolicy { config } => {
             let cfg = config::load(&config)?;
             print!(

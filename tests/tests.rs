@@ -5,6 +5,8 @@
 
 mod support;
 
+/// The audit log: CLI actions recorded, verify names tampering.
+mod audit;
 /// `check-config`: every mistake reported at once, keyed by path, exit code 78.
 mod check_config;
 /// The daemon end to end: demo video -> plates -> decisions -> relay -> events.

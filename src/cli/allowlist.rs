@@ -63,6 +63,12 @@ pub fn allowlist(config: &Path, action: AllowlistAction) -> anyhow::Result<()> {
             let f = std::fs::File::open(&csv).with_context(|| format!("cannot open {}", csv.display()))?;
             let entries = store::parse_csv(f)?;
             let n = store::upsert(&mut conn, &entries, Utc::now())?;
+            super::audit::record(
+                &cfg,
+                "allowlist.import",
+                &csv.display().to_string(),
+                Some(format!("{n} entries")),
+            )?;
             println!("imported {n} entries from {}", csv.display());
         }
         AllowlistAction::Export { out } => {
@@ -106,11 +112,13 @@ pub fn allowlist(config: &Path, action: AllowlistAction) -> anyhow::Result<()> {
                 note,
             };
             store::upsert(&mut conn, &[entry], Utc::now())?;
+            super::audit::record(&cfg, "allowlist.add", &plate_text, Some(kind.to_string()))?;
             println!("{plate_text}: saved as {kind}");
         }
         AllowlistAction::Remove { plate: p } => {
             let plate_text = plate::normalize(&p);
             if store::remove(&conn, &plate_text)? {
+                super::audit::record(&cfg, "allowlist.remove", &plate_text, None)?;
                 println!("{plate_text}: removed");
             } else {
                 anyhow::bail!("{plate_text} is not on the list");
@@ -138,6 +146,12 @@ pub fn allowlist(config: &Path, action: AllowlistAction) -> anyhow::Result<()> {
                 crate::sync::envelope::MAX_ENVELOPE_BYTES,
             )?;
             let n = crate::sync::apply::apply(&mut conn, &v, Utc::now())?;
+            super::audit::record(
+                &cfg,
+                "allowlist.apply",
+                &envelope.display().to_string(),
+                Some(format!("version {}", v.version)),
+            )?;
             println!(
                 "applied {:?} version {} (sha256 {}): {n} entries",
                 v.kind, v.version, v.body_sha256

@@ -37,18 +37,26 @@ pub fn events(config: &Path, action: EventsAction) -> anyhow::Result<()> {
                 &reason,
                 Utc::now(),
             )?;
+            super::audit::record(&cfg, "legal_hold.add", &format!("{event:?} {p:?}"), Some(reason))?;
             println!("legal hold recorded");
         }
         EventsAction::DsarExport { plate: p, out, purpose } => {
             let p = plate::normalize(&p);
             access_log::record(&conn, &actor, "dsar-export", &p, &purpose, Utc::now())?;
             let (n, crops) = dsar::export(&conn, &p, &out)?;
+            super::audit::record(&cfg, "dsar.export", &p, Some(purpose.clone()))?;
             println!("exported {n} event(s) and {crops} crop(s) for {p} to {}", out.display());
         }
         EventsAction::DsarDelete { plate: p, purpose } => {
             let p = plate::normalize(&p);
             access_log::record(&conn, &actor, "dsar-delete", &p, &purpose, Utc::now())?;
             let (deleted, kept) = dsar::delete(&mut conn, &p)?;
+            super::audit::record(
+                &cfg,
+                "dsar.delete",
+                &p,
+                Some(format!("{deleted} deleted, {kept} held; {purpose}")),
+            )?;
             println!("deleted {deleted} event(s) for {p}; {kept} kept under legal hold");
         }
         EventsAction::List { limit, json, purpose } => {

@@ -2,6 +2,7 @@
 //! Each subcommand lives in its own file; `main.rs` only parses and dispatches.
 
 mod allowlist;
+mod audit;
 mod debug;
 mod events;
 mod models;
@@ -12,6 +13,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 pub use allowlist::{allowlist, keys};
+pub use audit::audit_cmd;
 pub use debug::event_burst;
 pub use events::events;
 pub use models::{default_manifest, VERSION};
@@ -92,6 +94,13 @@ pub enum Command {
     PrivacyPolicy {
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+    },
+    /// The tamper-evident audit log of operator actions.
+    Audit {
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: AuditAction,
     },
     /// Signing keys for allowlist envelopes.
     Keys {
@@ -202,6 +211,17 @@ pub enum AllowlistAction {
     },
     /// Print the list.
     List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditAction {
+    /// Check the hash chain and the signed checkpoints; names the first bad sequence number.
+    Verify,
+    /// Write the log as JSON lines (stdout, or --out).
+    Export {
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
