@@ -91,18 +91,18 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
     tracing::info!(entries = allowlist.current().len(), "allowlist loaded");
     let (sink, writer, writer_stats) =
         events::spawn_writer(cfg.site.database_path(), cfg.site.crops_dir(), cfg.logging.plates)?;
-    let reload_cancel = CancellationToken::new();
+    let background_cancel = CancellationToken::new();
     let retention_thread = std::thread::Builder::new().name("retention".into()).spawn({
         let (path, retention, clock, cancel) = (
             cfg.site.database_path(),
             cfg.privacy.effective.clone(),
             clock.clone(),
-            reload_cancel.clone(),
+            background_cancel.clone(),
         );
         move || retention_loop(path, retention, clock, cancel)
     })?;
     let reloader = std::thread::Builder::new().name("allowlist-reload".into()).spawn({
-        let (path, list, cancel) = (cfg.site.database_path(), allowlist.clone(), reload_cancel.clone());
+        let (path, list, cancel) = (cfg.site.database_path(), allowlist.clone(), background_cancel.clone());
         move || reload_allowlist(path, list, cancel)
     })?;
 
@@ -302,7 +302,7 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
         let _ = c.await;
     }
     let _ = tokio::task::spawn_blocking(move || writer.join()).await;
-    reload_cancel.cancel();
+    background_cancel.cancel();
     let _ = tokio::task::spawn_blocking(move || reloader.join()).await;
     let _ = tokio::task::spawn_blocking(move || retention_thread.join()).await;
     safety::clear();
