@@ -17,6 +17,8 @@ mod durability;
 mod eval_cli;
 /// Privacy: DSAR export/delete, legal holds and the access log.
 mod privacy;
+/// Allowlist signing and applying from the command line, with the configured trust store.
+mod sync_cli;
 /// The systemd unit's hardening score.
 mod systemd_unit;
 /// `models/train/`: a short training run exports an ONNX model the reader loads.

@@ -130,11 +130,32 @@ pub fn allowlist(config: &Path, action: AllowlistAction) -> anyhow::Result<()> {
             device,
             trust,
         } => {
+            // The configured identity and trust store win: command-line values are only for a device with no
+            // [sync] section (an installer's bench test), so a typed flag can never widen what is trusted.
             let mut keys = crate::sync::keys::TrustedKeys::default();
-            for t in &trust {
-                let (id, file) = t.split_once('=').context("--trust takes ID=FILE")?;
-                keys.add(id, crate::sync::keys::read_verifying(Path::new(file))?);
-            }
+            let device = match &cfg.sync {
+                Some(sync) => {
+                    anyhow::ensure!(
+                        device.as_deref().is_none_or(|d| d == sync.device) && trust.is_empty(),
+                        "this device's identity and trusted keys come from [sync] in the config; drop --device/--trust"
+                    );
+                    for (id, path) in &sync.trusted_keys {
+                        keys.add(id, crate::sync::keys::read_verifying(path)?);
+                    }
+                    sync.device.clone()
+                }
+                None => {
+                    for t in &trust {
+                        let (id, file) = t.split_once('=').context("--trust takes ID=FILE")?;
+                        keys.add(id, crate::sync::keys::read_verifying(Path::new(file))?);
+                    }
+                    anyhow::ensure!(
+                        !trust.is_empty(),
+                        "no trusted key: configure [sync] or pass --trust ID=FILE"
+                    );
+                    device.context("no device identity: configure [sync] device or pass --device site/device")?
+                }
+            };
             let payload = std::fs::read(&envelope).with_context(|| format!("cannot read {}", envelope.display()))?;
             let applied = store::version(&conn)?;
             let v = crate::sync::envelope::verify(

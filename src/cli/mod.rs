@@ -202,11 +202,11 @@ pub enum AllowlistAction {
     /// Verify a signed envelope and apply it to the local database (what the cloud link does).
     Apply {
         envelope: PathBuf,
-        /// This device's audience, `site/device`.
+        /// This device's audience, `site/device` (only without a [sync] section in the config).
         #[arg(long)]
-        device: String,
-        /// Trusted public key, `ID=FILE` (repeat for key rotation).
-        #[arg(long, required = true)]
+        device: Option<String>,
+        /// Trusted public key, `ID=FILE`, repeatable (only without a [sync] section in the config).
+        #[arg(long)]
         trust: Vec<String>,
     },
     /// Print the list.

@@ -28,6 +28,16 @@ pub struct Config {
     /// Prometheus metrics address (off when absent).
     pub metrics: Option<std::net::SocketAddr>,
     pub privacy: PrivacyConfig,
+    /// The cloud link's identity and trust (absent: no cloud sync configured).
+    pub sync: Option<SyncConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    /// `site/device`
+    pub device: String,
+    /// Key id -> public key file.
+    pub trusted_keys: Vec<(String, PathBuf)>,
 }
 
 #[derive(Debug, Clone)]
@@ -228,6 +238,14 @@ impl Config {
             None => s.push_str("privacy: no state rules (no [privacy] state)\n"),
         }
         s.push_str(&self.privacy.effective.to_string());
+        if let Some(sync) = &self.sync {
+            let ids: Vec<&str> = sync.trusted_keys.iter().map(|(id, _)| id.as_str()).collect();
+            s.push_str(&format!(
+                "cloud sync: device {}, trusted keys: {}\n",
+                sync.device,
+                ids.join(", ")
+            ));
+        }
         if let Some(a) = &self.privacy.counsel_acknowledged {
             s.push_str(&format!("counsel acknowledgement: {a}\n"));
         }

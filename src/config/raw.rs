@@ -277,3 +277,14 @@ fn default_read_days() -> u32 {
 fn default_image_days() -> u32 {
     60
 }
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawSync {
+    /// This device's identity for the cloud, `site/device`.
+    #[serde(default)]
+    pub device: Option<String>,
+    /// Public keys trusted to sign allowlists, by key id: { "cloud-2026a" = "/etc/gatehouse/keys/cloud-2026a.pub" }.
+    #[serde(default)]
+    pub trusted_keys: std::collections::BTreeMap<String, String>,
+}

@@ -20,6 +20,7 @@ const SECTIONS: &[&str] = &[
     "logging",
     "metrics",
     "privacy",
+    "sync",
 ];
 
 pub(super) fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
@@ -53,6 +54,10 @@ pub(super) fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
     let metrics_raw: Option<RawMetrics> = section(&table, "metrics", &mut issues, true);
     let privacy_raw: Option<RawPrivacy> = section(&table, "privacy", &mut issues, true);
     let privacy = privacy_raw.map(|p| validate_privacy(p, base, &mut issues));
+    let sync = match table.get("sync") {
+        Some(v) => value::<RawSync>(v, "sync", &mut issues).and_then(|s| validate_sync(s, base, &mut issues)),
+        None => None,
+    };
     let metrics = metrics_raw
         .and_then(|m| m.listen)
         .and_then(|l| match l.parse::<std::net::SocketAddr>() {
@@ -154,6 +159,7 @@ pub(super) fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
             lanes,
             logging: LoggingConfig { plates: logging.plates },
             metrics,
+            sync,
             privacy: privacy.unwrap_or_else(|| PrivacyConfig {
                 effective: crate::privacy::effective(&crate::privacy::Meta::builtin(), None, 180, 60),
                 counsel_acknowledged: None,
@@ -229,6 +235,57 @@ fn resolve(base: &Path, p: &str) -> PathBuf {
     } else {
         base.join(p)
     }
+}
+
+fn validate_sync(s: RawSync, base: &Path, issues: &mut Issues) -> Option<SyncConfig> {
+    let device = match s.device {
+        Some(d)
+            if d.split_once('/')
+                .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty() && !b.contains('/'))
+                && d.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) =>
+        {
+            d
+        }
+        Some(d) => {
+            issues.push(
+                "sync.device",
+                format!("{d:?} is not a device id"),
+                "use site/device, e.g. \"oakridge/gate-1\"",
+            );
+            return None;
+        }
+        None => {
+            issues.push(
+                "sync.device",
+                "missing",
+                "name this device, e.g. device = \"oakridge/gate-1\"",
+            );
+            return None;
+        }
+    };
+    if s.trusted_keys.is_empty() {
+        issues.push(
+            "sync.trusted_keys",
+            "no trusted key",
+            "add the cloud's public key: trusted_keys = { \"cloud-2026a\" = \"keys/cloud-2026a.pub\" }",
+        );
+    }
+    let mut keys = Vec::new();
+    for (id, p) in s.trusted_keys {
+        let path = resolve(base, &p);
+        if let Err(e) = crate::sync::keys::read_verifying(&path) {
+            issues.push(
+                format!("sync.trusted_keys.{id}"),
+                e.to_string(),
+                "point it at a public key made by `gatehouse keys generate`",
+            );
+        }
+        keys.push((id, path));
+    }
+    Some(SyncConfig {
+        device,
+        trusted_keys: keys,
+    })
 }
 
 fn validate_privacy(p: RawPrivacy, base: &Path, issues: &mut Issues) -> PrivacyConfig {
