@@ -19,18 +19,7 @@ fn allowlisted_opens_once_per_pass_and_everything_else_stays_closed() {
     let dir = tempfile::tempdir().expect("tmp");
     let video = dir.path().join("lane.avi");
     // resident (standing 5 s in view: still one pass), unknown, blocked, expired visitor
-    let o = gatehouse(&[
-        "demo",
-        "video",
-        video.to_str().expect("utf8"),
-        "--plates",
-        "HXP4729,MWK3974,TRV8633,JCY4712",
-        "--seconds",
-        "3.5",
-        "--gap",
-        "1.5",
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
+    render_video(&video, "HXP4729,MWK3974,TRV8633,JCY4712", "3.5", "1.5");
     let cfg = write_config(dir.path(), &video, "stop");
     let csv = dir.path().join("allow.csv");
     std::fs::write(
@@ -138,18 +127,7 @@ fn sigterm_drains_the_pipeline_and_leaves_the_relay_safe() {
     require_models();
     let dir = tempfile::tempdir().expect("tmp");
     let video = dir.path().join("loop.avi");
-    let o = gatehouse(&[
-        "demo",
-        "video",
-        video.to_str().expect("utf8"),
-        "--plates",
-        "HXP4729,MWK3974",
-        "--seconds",
-        "3",
-        "--gap",
-        "1",
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
+    render_video(&video, "HXP4729,MWK3974", "3", "1");
     let cfg = write_config(dir.path(), &video, "loop");
     let o = gatehouse(&["allowlist", "--config", cfg.to_str().expect("utf8"), "add", "HXP4729"]);
     assert!(o.status.success(), "{}", text(&o));

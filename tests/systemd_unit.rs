@@ -40,18 +40,7 @@ fn recognition_runs_with_memory_deny_write_execute() {
     require_models();
     let dir = tempfile::tempdir().expect("tmp");
     let video = dir.path().join("v.avi");
-    let o = gatehouse(&[
-        "demo",
-        "video",
-        video.to_str().expect("utf8"),
-        "--plates",
-        "HXP4729",
-        "--seconds",
-        "1",
-        "--gap",
-        "0",
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
+    render_video(&video, "HXP4729", "1", "0");
     let frame = dir.path().join("f.png");
     let o = Command::new("ffmpeg")
         .args([

@@ -329,17 +329,10 @@ mod tests {
 
     fn snapshot(f: &Fixture, version: u64, audience: &str) -> Envelope {
         let body = ListBody::Snapshot {
-            entries: vec![WireEntry {
-                plate: "ABC123".into(),
-                kind: "resident".into(),
+            entries: vec![WireEntry::from(&Entry {
                 host: Some("Ana".into()),
-                unit: None,
-                valid_from: None,
-                valid_until: None,
-                schedule: None,
-                do_not_log: false,
-                note: None,
-            }],
+                ..Entry::new("ABC123", Kind::Resident)
+            })],
         };
         Envelope::make(
             &body,

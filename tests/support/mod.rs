@@ -34,6 +34,22 @@ pub fn text(o: &Output) -> String {
     )
 }
 
+/// Renders a demo video of `plates` (comma-separated), each in view `seconds`, `gap` seconds apart.
+pub fn render_video(path: &Path, plates: &str, seconds: &str, gap: &str) {
+    let o = gatehouse(&[
+        "demo",
+        "video",
+        path.to_str().expect("utf8"),
+        "--plates",
+        plates,
+        "--seconds",
+        seconds,
+        "--gap",
+        gap,
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+}
+
 /// A daemon config in `dir` for one lane on `video`, simulated relay logging to relay.jsonl.
 pub fn write_config(dir: &Path, video: &Path, at_end: &str) -> PathBuf {
     let cfg = format!(
