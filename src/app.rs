@@ -189,6 +189,43 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
     drop(sink);
     drop(gates);
 
+    // The cloud link (its own thread): allowlists in, events out.
+    let link_cancel = CancellationToken::new();
+    let link_thread = match cfg.sync.as_ref().and_then(|s| s.mqtt.clone().map(|m| (s.clone(), m))) {
+        Some((sync, mqtt)) => {
+            let health: crate::sync::link::HealthFn = {
+                let lanes: Vec<(String, Arc<CaptureStats>)> =
+                    cfg.lanes.iter().map(|l| l.name.clone()).zip(capture_stats.iter().cloned()).collect();
+                let (decisions, opened, writer) = (decisions.clone(), opened.clone(), writer_stats.clone());
+                Arc::new(move || {
+                    let ld = std::sync::atomic::Ordering::Relaxed;
+                    serde_json::json!({
+                        "decisions": decisions.load(ld),
+                        "opened": opened.load(ld),
+                        "events_committed": writer.committed.load(ld),
+                        "events_failed": writer.failed.load(ld),
+                        "lanes": lanes.iter().map(|(n, s)| serde_json::json!({
+                            "name": n,
+                            "frames": s.frames.load(ld),
+                            "reconnects": s.reconnects.load(ld),
+                        })).collect::<Vec<_>>(),
+                    })
+                })
+            };
+            let ctx = crate::sync::link::LinkCtx {
+                sync,
+                mqtt,
+                db_path: cfg.site.database_path(),
+                allowlist: allowlist.clone(),
+                clock: clock.clone(),
+                health,
+                stats: Arc::new(crate::sync::link::LinkStats::default()),
+            };
+            Some(crate::sync::link::spawn(ctx, link_cancel.clone()).context("cloud link")?)
+        }
+        None => None,
+    };
+
     let metrics_cancel = CancellationToken::new();
     let metrics_task = cfg.metrics.map(|addr| {
         let metrics = Arc::new(crate::supervise::metrics::Metrics {
@@ -302,6 +339,11 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
         let _ = c.await;
     }
     let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    // After the writer: the last events are committed; the link offers what it can before it goes.
+    link_cancel.cancel();
+    if let Some(l) = link_thread {
+        let _ = tokio::task::spawn_blocking(move || l.join()).await;
+    }
     background_cancel.cancel();
     let _ = tokio::task::spawn_blocking(move || reloader.join()).await;
     let _ = tokio::task::spawn_blocking(move || retention_thread.join()).await;

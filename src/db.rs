@@ -102,6 +102,8 @@ const MIGRATIONS: &[&str] = &[
         key_id TEXT NOT NULL,
         signature TEXT NOT NULL
     );",
+    // 6: the outbox is the events not uploaded yet; find them without a scan
+    "CREATE INDEX events_outbox ON events(uploaded_at) WHERE uploaded_at IS NULL;",
 ];
 
 /// Opens (creating if needed) the database with the daemon's pragmas and brings the schema up to date.

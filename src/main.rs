@@ -89,6 +89,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Events { config, action } => cli::events(&config, action),
+        Command::Sync {
+            config,
+            action: cli::SyncAction::Status { json },
+        } => cli::sync_status(&config, json),
         Command::Demo {
             action:
                 DemoAction::Video {

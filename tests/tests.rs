@@ -7,6 +7,8 @@ mod support;
 
 /// The audit log: CLI actions recorded, verify names tampering.
 mod audit;
+/// The cloud link over MQTT/mTLS against a real Mosquitto: allowlists in, events out, outages, ACL.
+mod cloud_link;
 /// `check-config`: every mistake reported at once, keyed by path, exit code 78.
 mod check_config;
 /// The daemon end to end: demo video -> plates -> decisions -> relay -> events.

@@ -7,6 +7,7 @@ mod debug;
 mod events;
 mod models;
 mod recognize;
+mod sync;
 
 use std::path::PathBuf;
 
@@ -18,6 +19,7 @@ pub use debug::event_burst;
 pub use events::events;
 pub use models::{default_manifest, VERSION};
 pub use recognize::{eval, recognize, speed};
+pub use sync::status as sync_status;
 
 pub const DEFAULT_CONFIG: &str = "/etc/gatehouse/gatehouse.toml";
 
@@ -106,6 +108,13 @@ pub enum Command {
     Keys {
         #[command(subcommand)]
         action: KeysAction,
+    },
+    /// The cloud link: applied allowlist, outbox backlog, link state.
+    Sync {
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: SyncAction,
     },
     /// Look at recorded gate events.
     Events {
@@ -221,6 +230,15 @@ pub enum AuditAction {
     Export {
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SyncAction {
+    /// Applied allowlist version, last rejection, events waiting for upload, link state.
+    Status {
+        #[arg(long)]
+        json: bool,
     },
 }
 

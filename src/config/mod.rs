@@ -38,6 +38,29 @@ pub struct SyncConfig {
     pub device: String,
     /// Key id -> public key file.
     pub trusted_keys: Vec<(String, PathBuf)>,
+    /// The MQTT link (absent: no live link; `gatehouse allowlist apply` still works).
+    pub mqtt: Option<MqttConfig>,
+}
+
+impl SyncConfig {
+    /// The device's MQTT identity: client id, certificate CN and its topic level (`site.device`).
+    pub fn mqtt_id(&self) -> String {
+        self.device.replacen('/', ".", 1)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct MqttConfig {
+    pub host: String,
+    pub port: u16,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub topic_prefix: String,
+    pub keep_alive: Duration,
+    pub heartbeat: Duration,
+    pub window: u16,
+    pub max_packet_bytes: usize,
 }
 
 #[derive(Debug, Clone)]

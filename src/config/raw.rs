@@ -287,4 +287,47 @@ pub struct RawSync {
     /// Public keys trusted to sign allowlists, by key id: { "cloud-2026a" = "/etc/gatehouse/keys/cloud-2026a.pub" }.
     #[serde(default)]
     pub trusted_keys: std::collections::BTreeMap<String, String>,
+    /// The MQTT link to the cloud (absent: signed allowlists only through the CLI).
+    #[serde(default)]
+    pub mqtt: Option<RawMqtt>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMqtt {
+    /// `mqtts://host:port` (TLS 1.3 with a client certificate; plain MQTT is not offered).
+    pub broker: String,
+    /// CA certificate(s) the broker's certificate must chain to (PEM).
+    pub ca: String,
+    /// This device's client certificate (PEM) and its private key (PEM).
+    pub cert: String,
+    pub key: String,
+    #[serde(default = "default_topic_prefix")]
+    pub topic_prefix: String,
+    #[serde(default = "default_keep_alive")]
+    pub keep_alive_s: u64,
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_s: u64,
+    /// Events published but not yet acknowledged, at most.
+    #[serde(default = "default_window")]
+    pub window: u16,
+    /// Largest MQTT packet accepted from the broker (allowlist chunks must fit).
+    #[serde(default = "default_max_packet_kb")]
+    pub max_packet_kb: usize,
+}
+
+fn default_topic_prefix() -> String {
+    "gatehouse".into()
+}
+fn default_keep_alive() -> u64 {
+    30
+}
+fn default_heartbeat() -> u64 {
+    60
+}
+fn default_window() -> u16 {
+    200
+}
+fn default_max_packet_kb() -> usize {
+    1024
 }

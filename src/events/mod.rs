@@ -5,6 +5,7 @@
 
 pub mod access_log;
 pub mod dsar;
+pub mod outbox;
 mod record;
 pub mod retention;
 mod store;

@@ -89,4 +89,13 @@ impl TrustedKeys {
     pub fn get(&self, id: &str) -> Option<&VerifyingKey> {
         self.0.get(id)
     }
+
+    /// Reads every configured key file (`[sync] trusted_keys`).
+    pub fn load(list: &[(String, std::path::PathBuf)]) -> Result<Self, SyncError> {
+        let mut keys = Self::default();
+        for (id, path) in list {
+            keys.add(id, read_verifying(path)?);
+        }
+        Ok(keys)
+    }
 }

@@ -4,8 +4,12 @@
 //! list and (for a delta) based on exactly the applied version.
 
 pub mod apply;
+pub mod chunk;
 pub mod envelope;
 pub mod keys;
+pub mod link;
+mod tls;
+pub mod topics;
 
 pub use envelope::{Envelope, EnvelopeKind, ListBody, Verified};
 
@@ -35,4 +39,6 @@ pub enum SyncError {
     Key { path: String, reason: String },
     #[error("database: {0}")]
     Db(String),
+    #[error("TLS: {0}")]
+    Tls(String),
 }

@@ -1,0 +1,547 @@
+//! The MQTT link to the cloud, on its own thread with its own small runtime, so nothing it does (TLS,
+//! SQLite, applying a 100,000-entry list) can slow the decision path.
+//!
+//! One connection at a time. Each connection is a fresh `rumqttc` client and event loop; when it drops,
+//! the link waits (exponential back-off with jitter) and starts over, and the outbox sends again whatever
+//! was not acknowledged. While connected it:
+//! - subscribes to its allowlist topics and verifies, applies and reports every envelope;
+//! - publishes owed events at QoS 1 and marks each uploaded on its PUBACK;
+//! - keeps a retained online/offline status (the last will says offline) and sends heartbeats.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rumqttc::{
+    AsyncClient, ClientError, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS, SubscribeFilter,
+    TlsConfiguration, Transport,
+};
+use rusqlite::Connection;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use super::chunk::Assembler;
+use super::envelope::{self, MAX_ENVELOPE_BYTES};
+use super::keys::TrustedKeys;
+use super::topics::Topics;
+use super::SyncError;
+use crate::access::{self, SharedAllowlist};
+use crate::clock::SharedClock;
+use crate::config::{MqttConfig, SyncConfig};
+use crate::events::outbox::{self, OutboxEvent, UploadStats, Uploader, Uplink};
+use crate::events::EventError;
+
+/// Health figures for the heartbeat, gathered by the daemon.
+pub type HealthFn = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+
+/// What the link shares with the rest of the daemon (metrics, status).
+#[derive(Debug, Default)]
+pub struct LinkStats {
+    pub connected: AtomicBool,
+    pub connects: AtomicU64,
+    pub envelopes_applied: AtomicU64,
+    pub envelopes_rejected: AtomicU64,
+    pub upload: UploadStats,
+}
+
+pub struct LinkCtx {
+    pub sync: SyncConfig,
+    pub mqtt: MqttConfig,
+    pub db_path: PathBuf,
+    pub allowlist: SharedAllowlist,
+    pub clock: SharedClock,
+    pub health: HealthFn,
+    pub stats: Arc<LinkStats>,
+}
+
+/// Starts the link thread; it ends (status offline, acknowledgements committed) when `cancel` fires.
+pub fn spawn(ctx: LinkCtx, cancel: CancellationToken) -> Result<std::thread::JoinHandle<()>, SyncError> {
+    let tls = super::tls::client_config(&ctx.mqtt.ca, &ctx.mqtt.cert, &ctx.mqtt.key)?;
+    let trusted = TrustedKeys::load(&ctx.sync.trusted_keys)?;
+    let conn = crate::db::open(&ctx.db_path).map_err(|e| SyncError::Db(e.to_string()))?;
+    std::thread::Builder::new()
+        .name("cloud-link".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "cloud link: no runtime; the link is off");
+                    return;
+                }
+            };
+            let mut link = Link::new(ctx, Arc::new(tls), trusted, conn);
+            rt.block_on(link.run(cancel));
+        })
+        .map_err(|e| SyncError::Db(format!("cloud link thread: {e}")))
+}
+
+/// What a publish was, so its PUBACK can be traced back.
+#[derive(Debug, Clone)]
+enum Tag {
+    Event(String),
+    Other,
+}
+
+/// The real [`Uplink`]: QoS 1 publishes on the current connection, PUBACKs traced back to event ids.
+/// `rumqttc` assigns packet ids as it writes publishes, in request order; we see each as
+/// `Outgoing::Publish(pkid)` and pair it with the oldest request not yet written.
+struct MqttUplink {
+    client: AsyncClient,
+    events_topic: String,
+    connected: bool,
+    queued: VecDeque<Tag>,
+    awaiting: Option<Tag>,
+    in_flight: HashMap<u16, Tag>,
+    acked: Vec<String>,
+}
+
+impl MqttUplink {
+    fn publish(&mut self, topic: String, qos: QoS, retain: bool, payload: Vec<u8>, tag: Tag) -> bool {
+        match self.client.try_publish(topic, qos, retain, payload) {
+            Ok(()) => {
+                self.queued.push_back(tag);
+                true
+            }
+            Err(ClientError::TryRequest(_)) | Err(ClientError::Request(_)) => false,
+        }
+    }
+
+    fn on_event(&mut self, ev: &Event) {
+        match ev {
+            Event::Outgoing(Outgoing::Publish(pkid)) => {
+                let tag = self.awaiting.take().or_else(|| self.queued.pop_front());
+                if let (Some(tag), true) = (tag, *pkid != 0) {
+                    self.in_flight.insert(*pkid, tag);
+                }
+            }
+            // The packet id is still taken (the broker acknowledges out of order): rumqttc holds this
+            // publish and writes it once that id is free, reporting Outgoing::Publish again then.
+            Event::Outgoing(Outgoing::AwaitAck(_)) => self.awaiting = self.queued.pop_front(),
+            Event::Incoming(Packet::PubAck(ack)) => {
+                if let Some(Tag::Event(id)) = self.in_flight.remove(&ack.pkid) {
+                    self.acked.push(id);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Uplink for MqttUplink {
+    fn offer(&mut self, e: &OutboxEvent) -> Result<bool, EventError> {
+        if !self.connected {
+            return Ok(false);
+        }
+        let topic = self.events_topic.clone();
+        Ok(self.publish(topic, QoS::AtLeastOnce, false, e.payload.clone(), Tag::Event(e.id.clone())))
+    }
+
+    fn take_acked(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.acked)
+    }
+}
+
+/// The reported allowlist state (retained on `.../allowlist/state`).
+#[derive(Debug, Clone, Serialize)]
+struct ReportedState {
+    device: String,
+    applied_version: u64,
+    body_sha256: Option<String>,
+    entries: usize,
+    /// The last delta did not fit the applied version (or nothing is applied yet): send a snapshot.
+    need_snapshot: bool,
+    last_rejection: Option<Rejection>,
+    at: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Rejection {
+    at: String,
+    reason: String,
+}
+
+enum SessionEnd {
+    Shutdown,
+    Lost(String),
+}
+
+struct Link {
+    ctx: LinkCtx,
+    tls: Arc<rustls::ClientConfig>,
+    trusted: TrustedKeys,
+    conn: Connection,
+    topics: Topics,
+    uploader: Uploader,
+    assembler: Assembler,
+    need_snapshot: bool,
+    last_rejection: Option<Rejection>,
+    started: std::time::Instant,
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl Link {
+    fn new(ctx: LinkCtx, tls: Arc<rustls::ClientConfig>, trusted: TrustedKeys, conn: Connection) -> Self {
+        let topics = Topics::new(&ctx.mqtt.topic_prefix, &ctx.sync.mqtt_id());
+        let uploader = Uploader::new(&ctx.sync.device, ctx.mqtt.window as usize);
+        Self {
+            topics,
+            uploader,
+            assembler: Assembler::new(MAX_ENVELOPE_BYTES),
+            need_snapshot: false,
+            last_rejection: None,
+            started: std::time::Instant::now(),
+            ctx,
+            tls,
+            trusted,
+            conn,
+        }
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.ctx.clock.now()
+    }
+
+    fn options(&self) -> MqttOptions {
+        let m = &self.ctx.mqtt;
+        let mut o = MqttOptions::new(self.ctx.sync.mqtt_id(), m.host.clone(), m.port);
+        o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(self.tls.clone())));
+        o.set_keep_alive(m.keep_alive);
+        // A persistent session: allowlist messages sent while the gate was offline wait at the broker.
+        o.set_clean_session(false);
+        o.set_max_packet_size(m.max_packet_bytes, m.max_packet_bytes);
+        o.set_inflight(m.window.saturating_add(16));
+        o.set_request_channel_capacity(m.window as usize + 64);
+        let will = serde_json::json!({ "state": "offline", "reason": "connection lost" });
+        o.set_last_will(LastWill::new(
+            self.topics.status(),
+            will.to_string(),
+            QoS::AtLeastOnce,
+            true,
+        ));
+        o
+    }
+
+    async fn run(&mut self, cancel: CancellationToken) {
+        let mut failures = 0u32;
+        loop {
+            if cancel.is_cancelled() {
+                break;
+            }
+            let (client, eventloop) = AsyncClient::new(self.options(), self.ctx.mqtt.window as usize + 64);
+            let mut up = MqttUplink {
+                client,
+                events_topic: self.topics.events(),
+                connected: false,
+                queued: VecDeque::new(),
+                awaiting: None,
+                in_flight: HashMap::new(),
+                acked: Vec::new(),
+            };
+            let end = self.session(&mut up, eventloop, &cancel, &mut failures).await;
+            self.ctx.stats.connected.store(false, Ordering::Relaxed);
+            self.uploader.reset();
+            self.record_link_state("offline");
+            match end {
+                SessionEnd::Shutdown => break,
+                SessionEnd::Lost(why) => {
+                    failures = failures.saturating_add(1);
+                    let wait = backoff(failures);
+                    tracing::warn!(error = %why, retry_in = ?wait, "cloud link down; gate keeps deciding locally");
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
+            }
+        }
+        tracing::info!("cloud link stopped");
+    }
+
+    async fn session(
+        &mut self,
+        up: &mut MqttUplink,
+        mut el: EventLoop,
+        cancel: &CancellationToken,
+        failures: &mut u32,
+    ) -> SessionEnd {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut next_heartbeat = tokio::time::Instant::now() + self.ctx.mqtt.heartbeat;
+        loop {
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => {
+                    self.goodbye(up, &mut el).await;
+                    return SessionEnd::Shutdown;
+                }
+                ev = el.poll() => {
+                    let ev = match ev {
+                        Ok(ev) => ev,
+                        Err(e) => {
+                            self.flush(up);
+                            return SessionEnd::Lost(e.to_string());
+                        }
+                    };
+                    up.on_event(&ev);
+                    match ev {
+                        Event::Incoming(Packet::ConnAck(ack)) => {
+                            *failures = 0;
+                            up.connected = true;
+                            self.ctx.stats.connected.store(true, Ordering::Relaxed);
+                            self.ctx.stats.connects.fetch_add(1, Ordering::Relaxed);
+                            self.record_link_state("online");
+                            tracing::info!(
+                                broker = %format!("{}:{}", self.ctx.mqtt.host, self.ctx.mqtt.port),
+                                session_present = ack.session_present,
+                                "cloud link up"
+                            );
+                            let subs = self.topics.subscriptions().map(|t| SubscribeFilter::new(t, QoS::AtLeastOnce));
+                            if up.client.try_subscribe_many(subs).is_err() {
+                                return SessionEnd::Lost("could not queue the subscription".into());
+                            }
+                            let online = serde_json::json!({
+                                "state": "online",
+                                "at": rfc3339(self.now()),
+                                "software": crate::cli::VERSION,
+                            });
+                            up.publish(self.topics.status(), QoS::AtLeastOnce, true, online.to_string().into_bytes(), Tag::Other);
+                            self.publish_state(up);
+                        }
+                        Event::Incoming(Packet::SubAck(ack)) => {
+                            if ack.return_codes.iter().any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure)) {
+                                tracing::error!(
+                                    "the broker refused the allowlist subscription (check its ACL for this device); \
+                                     allowlist updates will not arrive"
+                                );
+                            }
+                        }
+                        Event::Incoming(Packet::Publish(p)) => self.on_message(up, &p.topic, &p.payload),
+                        _ => {}
+                    }
+                    self.pump(up, false);
+                }
+                _ = tick.tick() => {
+                    self.pump(up, true);
+                    if up.connected && tokio::time::Instant::now() >= next_heartbeat {
+                        next_heartbeat = tokio::time::Instant::now() + self.ctx.mqtt.heartbeat;
+                        let hb = self.heartbeat();
+                        up.publish(self.topics.heartbeat(), QoS::AtMostOnce, false, hb.into_bytes(), Tag::Other);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Commits acknowledgements and tops up the window.
+    fn pump(&mut self, up: &mut MqttUplink, flush: bool) {
+        let now = self.now();
+        if let Err(e) = self
+            .uploader
+            .pump(&mut self.conn, up, &self.ctx.stats.upload, now, flush)
+        {
+            tracing::error!(error = %e, "outbox: could not read or mark events; will retry");
+        }
+    }
+
+    /// Commits what was acknowledged, offering nothing new.
+    fn flush(&mut self, up: &mut MqttUplink) {
+        up.connected = false;
+        self.pump(up, true);
+    }
+
+    /// Clean shutdown: status offline (retained), wait briefly for outstanding acknowledgements,
+    /// disconnect, commit acknowledgements.
+    async fn goodbye(&mut self, up: &mut MqttUplink, el: &mut EventLoop) {
+        if up.connected {
+            let off = serde_json::json!({ "state": "offline", "reason": "shutdown", "at": rfc3339(self.now()) });
+            up.publish(self.topics.status(), QoS::AtLeastOnce, true, off.to_string().into_bytes(), Tag::Other);
+            up.connected = false;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+            while !up.in_flight.is_empty() || !up.queued.is_empty() {
+                match tokio::time::timeout_at(deadline, el.poll()).await {
+                    Ok(Ok(ev)) => up.on_event(&ev),
+                    _ => break,
+                }
+            }
+            let _ = up.client.try_disconnect();
+            let _ = tokio::time::timeout(Duration::from_millis(500), async {
+                loop {
+                    match el.poll().await {
+                        Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                }
+            })
+            .await;
+        }
+        self.flush(up);
+    }
+
+    fn on_message(&mut self, up: &mut MqttUplink, topic: &str, payload: &[u8]) {
+        let envelope = if topic == self.topics.allowlist() {
+            Some(payload.to_vec())
+        } else if topic == self.topics.allowlist_chunks() {
+            match self.assembler.push(payload) {
+                Ok(e) => e,
+                Err(e) => {
+                    self.reject(up, &e);
+                    None
+                }
+            }
+        } else {
+            tracing::warn!(topic, bytes = payload.len(), "message on an unexpected topic ignored");
+            None
+        };
+        if let Some(env) = envelope {
+            self.apply_envelope(up, &env);
+        }
+    }
+
+    fn apply_envelope(&mut self, up: &mut MqttUplink, payload: &[u8]) {
+        let started = std::time::Instant::now();
+        let applied = match access::store::version(&self.conn) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(error = %e, "allowlist: cannot read the applied version; envelope not applied");
+                return;
+            }
+        };
+        let now = self.now();
+        let result = envelope::verify(
+            payload,
+            &self.trusted,
+            &self.ctx.sync.device,
+            applied,
+            now,
+            MAX_ENVELOPE_BYTES,
+        )
+        .and_then(|v| super::apply::apply(&mut self.conn, &v, now).map(|n| (v, n)));
+        match result {
+            Ok((v, entries)) => {
+                match access::load_snapshot(&self.conn) {
+                    Ok(list) => self.ctx.allowlist.replace(list),
+                    Err(e) => tracing::error!(error = %e, "allowlist applied but not loaded; the reloader will retry"),
+                }
+                self.need_snapshot = false;
+                self.ctx.stats.envelopes_applied.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    kind = ?v.kind, version = v.version, entries, ms = started.elapsed().as_millis() as u64,
+                    "allowlist envelope applied"
+                );
+                self.publish_state(up);
+            }
+            Err(SyncError::NotNewer { got, applied }) if got == applied => {
+                // The same envelope again (a redelivery): nothing to do, nothing suspicious.
+                tracing::debug!(version = got, "allowlist envelope already applied");
+            }
+            Err(e) => self.reject(up, &e),
+        }
+    }
+
+    fn reject(&mut self, up: &mut MqttUplink, e: &SyncError) {
+        self.ctx.stats.envelopes_rejected.fetch_add(1, Ordering::Relaxed);
+        if matches!(e, SyncError::BaseMismatch { .. }) {
+            self.need_snapshot = true;
+        }
+        tracing::warn!(error = %e, "allowlist envelope rejected; the applied list is unchanged");
+        let r = Rejection {
+            at: rfc3339(self.now()),
+            reason: e.to_string(),
+        };
+        if let Ok(text) = serde_json::to_string(&r) {
+            let _ = self.conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('sync_last_rejection', ?1)",
+                [text],
+            );
+        }
+        self.last_rejection = Some(r);
+        self.publish_state(up);
+    }
+
+    fn state(&self) -> ReportedState {
+        let applied_version = access::store::version(&self.conn).unwrap_or(0);
+        let body_sha256 = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'allowlist_sha256'", [], |r| r.get(0))
+            .ok();
+        ReportedState {
+            device: self.ctx.sync.device.clone(),
+            applied_version,
+            body_sha256,
+            entries: self.ctx.allowlist.current().len(),
+            need_snapshot: self.need_snapshot || applied_version == 0,
+            last_rejection: self.last_rejection.clone(),
+            at: rfc3339(self.now()),
+        }
+    }
+
+    fn publish_state(&mut self, up: &mut MqttUplink) {
+        if let Ok(s) = serde_json::to_vec(&self.state()) {
+            up.publish(self.topics.state(), QoS::AtLeastOnce, true, s, Tag::Other);
+        }
+    }
+
+    fn heartbeat(&self) -> String {
+        let backlog = outbox::backlog(&self.conn).unwrap_or_default();
+        let st = &self.ctx.stats;
+        serde_json::json!({
+            "at": rfc3339(self.now()),
+            "uptime_s": self.started.elapsed().as_secs(),
+            "software": crate::cli::VERSION,
+            "allowlist_version": self.ctx.allowlist.current().version,
+            "allowlist_entries": self.ctx.allowlist.current().len(),
+            "outbox_pending": backlog.pending,
+            "outbox_oldest": backlog.oldest.map(rfc3339),
+            "events_uploaded": st.upload.uploaded.load(Ordering::Relaxed),
+            "link_connects": st.connects.load(Ordering::Relaxed),
+            "envelopes_applied": st.envelopes_applied.load(Ordering::Relaxed),
+            "envelopes_rejected": st.envelopes_rejected.load(Ordering::Relaxed),
+            "daemon": (self.ctx.health)(),
+        })
+        .to_string()
+    }
+
+    /// For `gatehouse sync status`.
+    fn record_link_state(&self, state: &str) {
+        let v = serde_json::json!({ "state": state, "since": rfc3339(self.now()) }).to_string();
+        if let Err(e) = self
+            .conn
+            .execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('sync_link', ?1)", [v])
+        {
+            tracing::debug!(error = %e, "could not record the link state");
+        }
+    }
+}
+
+/// Exponential back-off, 1 s doubling to 60 s, with jitter (half to all of it) so a site's devices do
+/// not reconnect in step after a broker restart.
+fn backoff(failures: u32) -> Duration {
+    let full = Duration::from_secs(1u64 << failures.saturating_sub(1).min(6)).min(Duration::from_secs(60));
+    let mut b = [0u8; 2];
+    let r = if getrandom::fill(&mut b).is_ok() {
+        u16::from_le_bytes(b) as f64 / u16::MAX as f64
+    } else {
+        0.5
+    };
+    full.mul_f64(0.5 + 0.5 * r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_a_minute_with_jitter() {
+        assert!(backoff(1) <= Duration::from_secs(1) && backoff(1) >= Duration::from_millis(500));
+        assert!(backoff(3) >= Duration::from_secs(2));
+        for _ in 0..20 {
+            assert!(backoff(30) <= Duration::from_secs(60) && backoff(30) >= Duration::from_secs(30));
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! Topic names. Every topic of a device sits under `<prefix>/d/<site.device>/`, one level per device, so
+//! a broker ACL `pattern ... <prefix>/d/%u/...` (username = certificate CN) confines each device to its own.
+
+#[derive(Debug, Clone)]
+pub struct Topics {
+    base: String,
+}
+
+impl Topics {
+    pub fn new(prefix: &str, mqtt_id: &str) -> Self {
+        Self {
+            base: format!("{prefix}/d/{mqtt_id}"),
+        }
+    }
+
+    /// Cloud -> device: one whole signed envelope (QoS 1).
+    pub fn allowlist(&self) -> String {
+        format!("{}/allowlist", self.base)
+    }
+
+    /// Cloud -> device: an envelope in chunks (QoS 1), see [`super::chunk`].
+    pub fn allowlist_chunks(&self) -> String {
+        format!("{}/allowlist/chunk", self.base)
+    }
+
+    /// Device -> cloud (retained, QoS 1): the applied allowlist version and hash, the last rejection.
+    pub fn state(&self) -> String {
+        format!("{}/allowlist/state", self.base)
+    }
+
+    /// Device -> cloud (QoS 1): gate events from the outbox.
+    pub fn events(&self) -> String {
+        format!("{}/events", self.base)
+    }
+
+    /// Device -> cloud (retained, QoS 1): online/offline; the last will says offline.
+    pub fn status(&self) -> String {
+        format!("{}/status", self.base)
+    }
+
+    /// Device -> cloud (QoS 0): periodic health figures.
+    pub fn heartbeat(&self) -> String {
+        format!("{}/heartbeat", self.base)
+    }
+
+    /// What the device subscribes to.
+    pub fn subscriptions(&self) -> [String; 2] {
+        [self.allowlist(), self.allowlist_chunks()]
+    }
+}
