@@ -89,8 +89,12 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
     let allowlist = SharedAllowlist::new(access::load_snapshot(&conn)?);
     drop(conn);
     tracing::info!(entries = allowlist.current().len(), "allowlist loaded");
-    let (sink, writer, writer_stats) =
-        events::spawn_writer(cfg.site.database_path(), cfg.site.crops_dir(), cfg.logging.plates)?;
+    let (sink, writer, writer_stats) = events::spawn_writer(
+        cfg.site.database_path(),
+        cfg.site.crops_dir(),
+        cfg.logging.plates,
+        cfg.site.min_free_bytes,
+    )?;
     let background_cancel = CancellationToken::new();
     let retention_thread = std::thread::Builder::new().name("retention".into()).spawn({
         let (path, retention, clock, cancel) = (
@@ -191,11 +195,16 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
 
     // The cloud link (its own thread): allowlists in, events out.
     let link_cancel = CancellationToken::new();
+    let link_stats = Arc::new(crate::sync::link::LinkStats::default());
     let link_thread = match cfg.sync.as_ref().and_then(|s| s.mqtt.clone().map(|m| (s.clone(), m))) {
         Some((sync, mqtt)) => {
             let health: crate::sync::link::HealthFn = {
-                let lanes: Vec<(String, Arc<CaptureStats>)> =
-                    cfg.lanes.iter().map(|l| l.name.clone()).zip(capture_stats.iter().cloned()).collect();
+                let lanes: Vec<(String, Arc<CaptureStats>)> = cfg
+                    .lanes
+                    .iter()
+                    .map(|l| l.name.clone())
+                    .zip(capture_stats.iter().cloned())
+                    .collect();
                 let (decisions, opened, writer) = (decisions.clone(), opened.clone(), writer_stats.clone());
                 Arc::new(move || {
                     let ld = std::sync::atomic::Ordering::Relaxed;
@@ -219,7 +228,7 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
                 allowlist: allowlist.clone(),
                 clock: clock.clone(),
                 health,
-                stats: Arc::new(crate::sync::link::LinkStats::default()),
+                stats: link_stats.clone(),
             };
             Some(crate::sync::link::spawn(ctx, link_cancel.clone()).context("cloud link")?)
         }
@@ -239,6 +248,7 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
             opened: opened.clone(),
             writer: writer_stats.clone(),
             allowlist: allowlist.clone(),
+            link: link_thread.is_some().then(|| link_stats.clone()),
         });
         let cancel = metrics_cancel.clone();
         tokio::spawn(async move {

@@ -59,11 +59,15 @@ struct Daemon {
 impl Daemon {
     fn start(cfg: &Path, dir: &Path) -> Self {
         let log = dir.join("daemon.log");
-        let f = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log");
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log");
         let child = Command::new(bin())
             .args(["run", "--config", cfg.to_str().expect("utf8")])
             .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
+            .stdout(f.try_clone().expect("log"))
             .stderr(f)
             .spawn()
             .expect("spawn");
@@ -79,7 +83,10 @@ impl Daemon {
     }
 
     fn stop(mut self) -> String {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let _ = self.child.wait();
         self.log()
     }
@@ -108,10 +115,10 @@ fn device_config(dir: &Path, source: &str, at_end: &str, broker: &Broker, truste
     (cfg, port)
 }
 
-
 fn metric(port: u16, name: &str) -> Option<f64> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .ok()?;
     let mut body = String::new();
     s.read_to_string(&mut body).ok()?;
     body.lines()
@@ -243,7 +250,13 @@ fn bad_envelopes_are_rejected_logged_and_change_nothing() {
     let broker = Broker::start(&dir.path().join("broker"));
     let k = keys(dir.path(), "cloud-1");
     let stranger = keys(&dir.path().join("other"), "cloud-1");
-    let (cfg, _) = device_config(dir.path(), "rtsp://127.0.0.1:9/down", "stop", &broker, &[("cloud-1", &k.public)]);
+    let (cfg, _) = device_config(
+        dir.path(),
+        "rtsp://127.0.0.1:9/down",
+        "stop",
+        &broker,
+        &[("cloud-1", &k.public)],
+    );
     let cloud = broker.client("cloud", "cloud-test", true);
     cloud.subscribe(&format!("{TOPIC}/#"));
     let mut daemon = Daemon::start(&cfg, dir.path());
@@ -288,21 +301,56 @@ fn bad_envelopes_are_rejected_logged_and_change_nothing() {
     tampered.body = tampered.body.replace("EVIL01", "EVIL02");
     let mut expired = envelope(&body, DEVICE, 10, None, &k, "cloud-1");
     let past = Utc::now() - chrono::Duration::hours(2);
-    expired = Envelope::make(&body, DEVICE, expired.version, None, past, past + chrono::Duration::hours(1), "cloud-1", &k.key)
-        .expect("make");
+    expired = Envelope::make(
+        &body,
+        DEVICE,
+        expired.version,
+        None,
+        past,
+        past + chrono::Duration::hours(1),
+        "cloud-1",
+        &k.key,
+    )
+    .expect("make");
     let mut huge = vec![b'['; 900_000];
     huge.push(b']');
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("replayed old snapshot", json(&snap), "not newer"),
         ("tampered body", json(&tampered), "tampered"),
-        ("wrong audience", json(&envelope(&body, "oak/gate-2", 11, None, &k, "cloud-1")), "this device is"),
-        ("other site", json(&envelope(&body, "elm/*", 12, None, &k, "cloud-1")), "this device is"),
+        (
+            "wrong audience",
+            json(&envelope(&body, "oak/gate-2", 11, None, &k, "cloud-1")),
+            "this device is",
+        ),
+        (
+            "other site",
+            json(&envelope(&body, "elm/*", 12, None, &k, "cloud-1")),
+            "this device is",
+        ),
         ("expired", json(&expired), "expired"),
-        ("unknown key", json(&envelope(&body, DEVICE, 13, None, &k, "cloud-9")), "unknown key"),
-        ("forged with another key", json(&envelope(&body, DEVICE, 14, None, &stranger, "cloud-1")), "bad signature"),
+        (
+            "unknown key",
+            json(&envelope(&body, DEVICE, 13, None, &k, "cloud-9")),
+            "unknown key",
+        ),
+        (
+            "forged with another key",
+            json(&envelope(&body, DEVICE, 14, None, &stranger, "cloud-1")),
+            "bad signature",
+        ),
         (
             "delta on the wrong base",
-            json(&envelope(&ListBody::Delta { upsert: vec![], remove: vec![] }, DEVICE, 15, Some(3), &k, "cloud-1")),
+            json(&envelope(
+                &ListBody::Delta {
+                    upsert: vec![],
+                    remove: vec![],
+                },
+                DEVICE,
+                15,
+                Some(3),
+                &k,
+                "cloud-1",
+            )),
             "snapshot is needed",
         ),
         ("invalid JSON", b"{\"format\": 1, ".to_vec(), "malformed"),
@@ -312,7 +360,11 @@ fn bad_envelopes_are_rejected_logged_and_change_nothing() {
         ("bad chunk", b"GHCHUNK/1 nonsense\n".to_vec(), "chunk"),
     ];
     for (i, (what, payload, expect)) in cases.into_iter().enumerate() {
-        let t = if what == "bad chunk" { format!("{topic}/chunk") } else { topic.clone() };
+        let t = if what == "bad chunk" {
+            format!("{topic}/chunk")
+        } else {
+            topic.clone()
+        };
         cloud.publish(&t, payload, false);
         cloud.wait_for(20, what, |c| {
             let rejections: Vec<serde_json::Value> = c
@@ -321,7 +373,10 @@ fn bad_envelopes_are_rejected_logged_and_change_nothing() {
                 .filter_map(|m| serde_json::from_slice(m).ok())
                 .filter(|v: &serde_json::Value| !v["last_rejection"].is_null())
                 .collect();
-            rejections.len() > i && rejections[i]["last_rejection"]["reason"].as_str().is_some_and(|r| r.contains(expect))
+            rejections.len() > i
+                && rejections[i]["last_rejection"]["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains(expect))
         });
         assert!(daemon.alive(), "daemon died on {what}:\n{}", daemon.log());
     }
@@ -342,7 +397,10 @@ fn bad_envelopes_are_rejected_logged_and_change_nothing() {
     assert_eq!(plates, vec!["ABC123", "NEW222"]);
     let o = gatehouse(&["sync", "--config", cfg.to_str().expect("utf8"), "status"]);
     let out = text(&o);
-    assert!(out.contains("version 6 (2 entries)") && out.contains("rejected:"), "{out}");
+    assert!(
+        out.contains("version 6 (2 entries)") && out.contains("rejected:"),
+        "{out}"
+    );
     let log = daemon.stop();
     assert!(log.matches("allowlist envelope rejected").count() >= 13, "{log}");
 }
@@ -373,13 +431,19 @@ fn broker_outage_during_a_burst_loses_no_event() {
         last_json(&c.on(&format!("{TOPIC}/status")))["state"] == "online"
     });
     let mut b = burst(&cfg, 10_000);
-    cloud.wait_for(60, "the burst to start uploading", |c| c.on(&format!("{TOPIC}/events")).len() >= 500);
+    cloud.wait_for(60, "the burst to start uploading", |c| {
+        c.on(&format!("{TOPIC}/events")).len() >= 500
+    });
     broker.stop();
     let stopped = Utc::now();
     let down = Instant::now();
     assert!(b.wait().expect("burst").success());
     while down.elapsed() < Duration::from_secs(60) {
-        assert!(daemon.alive(), "daemon died while the broker was down:\n{}", daemon.log());
+        assert!(
+            daemon.alive(),
+            "daemon died while the broker was down:\n{}",
+            daemon.log()
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
     // The lane kept deciding while the cloud was away.
@@ -425,7 +489,13 @@ fn kill_9_during_upload_loses_no_event() {
     let dir = tempfile::tempdir().expect("tmp");
     let broker = Broker::start(&dir.path().join("broker"));
     let k = keys(dir.path(), "cloud-1");
-    let (cfg, _) = device_config(dir.path(), "rtsp://127.0.0.1:9/down", "stop", &broker, &[("cloud-1", &k.public)]);
+    let (cfg, _) = device_config(
+        dir.path(),
+        "rtsp://127.0.0.1:9/down",
+        "stop",
+        &broker,
+        &[("cloud-1", &k.public)],
+    );
     assert!(burst(&cfg, 20_000).wait().expect("burst").success());
     let want = db_ids(dir.path());
     assert_eq!(want.len(), 20_000);
@@ -433,10 +503,15 @@ fn kill_9_during_upload_loses_no_event() {
     cloud.subscribe(&format!("{TOPIC}/events"));
     cloud.wait_for(10, "the subscription", |c| c.subacks() >= 1);
     let daemon = Daemon::start(&cfg, dir.path());
-    cloud.wait_for(60, "the upload to get going", |c| c.on(&format!("{TOPIC}/events")).len() >= 2_000);
+    cloud.wait_for(60, "the upload to get going", |c| {
+        c.on(&format!("{TOPIC}/events")).len() >= 2_000
+    });
     daemon.kill9();
     let after_kill = cloud.on(&format!("{TOPIC}/events")).len();
-    assert!(after_kill < 20_000, "the upload finished before the kill; nothing was tested");
+    assert!(
+        after_kill < 20_000,
+        "the upload finished before the kill; nothing was tested"
+    );
     let daemon = Daemon::start(&cfg, dir.path());
     cloud.wait_for(120, "every event id at the cloud after the restart", |c| {
         let got: std::collections::HashSet<String> = event_ids(&c.on(&format!("{TOPIC}/events"))).into_iter().collect();
@@ -446,7 +521,9 @@ fn kill_9_during_upload_loses_no_event() {
     let start = Instant::now();
     loop {
         let owed: i64 = conn
-            .query_row("SELECT count(*) FROM events WHERE uploaded_at IS NULL", [], |r| r.get(0))
+            .query_row("SELECT count(*) FROM events WHERE uploaded_at IS NULL", [], |r| {
+                r.get(0)
+            })
             .expect("count");
         if owed == 0 {
             break;
@@ -481,22 +558,34 @@ fn a_device_cannot_reach_another_devices_topics() {
     a.wait_for(10, "suback", |c| c.subacks() >= 2);
     // A publishes as itself (the control), then as B.
     a.publish("gatehouse/d/oak.gate-1/events", br#"{"id":"genuine"}"#.to_vec(), false);
-    cloud.wait_for(10, "A's own event", |c| !c.on("gatehouse/d/oak.gate-1/events").is_empty());
+    cloud.wait_for(10, "A's own event", |c| {
+        !c.on("gatehouse/d/oak.gate-1/events").is_empty()
+    });
     cloud.publish("gatehouse/d/oak.gate-2/allowlist", b"B's list, live".to_vec(), false);
     cloud.publish("gatehouse/d/oak.gate-1/allowlist", b"A's list, live".to_vec(), false);
-    a.wait_for(10, "A's own allowlist message", |c| !c.on("gatehouse/d/oak.gate-1/allowlist").is_empty());
+    a.wait_for(10, "A's own allowlist message", |c| {
+        !c.on("gatehouse/d/oak.gate-1/allowlist").is_empty()
+    });
     std::thread::sleep(Duration::from_millis(300));
-    assert!(a.on("gatehouse/d/oak.gate-2/allowlist").is_empty(), "A read B's allowlist");
+    assert!(
+        a.on("gatehouse/d/oak.gate-2/allowlist").is_empty(),
+        "A read B's allowlist"
+    );
     // Mosquitto 2.0.11 answers the denied publish with a v5-style PUBACK that an MQTT 3.1.1 client
     // cannot parse, so A's connection drops here; what matters is that nothing reaches B's topic.
     a.publish("gatehouse/d/oak.gate-2/events", br#"{"id":"forged"}"#.to_vec(), false);
     std::thread::sleep(Duration::from_millis(1000));
     assert!(cloud.on("gatehouse/d/oak.gate-2/events").is_empty(), "A published as B");
     let log = std::fs::read_to_string(broker.dir.join("mosquitto.log")).expect("log");
-    assert!(log.contains("Denied PUBLISH from oak.gate-2"), "the broker did not deny A's publish as B");
+    assert!(
+        log.contains("Denied PUBLISH from oak.gate-2"),
+        "the broker did not deny A's publish as B"
+    );
 
     // B itself reads its own list (the control).
     let b = broker.client("dev_b", "oak.gate-2", true);
     b.subscribe("gatehouse/d/oak.gate-2/allowlist");
-    b.wait_for(10, "B's retained allowlist", |c| !c.on("gatehouse/d/oak.gate-2/allowlist").is_empty());
+    b.wait_for(10, "B's retained allowlist", |c| {
+        !c.on("gatehouse/d/oak.gate-2/allowlist").is_empty()
+    });
 }

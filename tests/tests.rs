@@ -7,10 +7,10 @@ mod support;
 
 /// The audit log: CLI actions recorded, verify names tampering.
 mod audit;
-/// The cloud link over MQTT/mTLS against a real Mosquitto: allowlists in, events out, outages, ACL.
-mod cloud_link;
 /// `check-config`: every mistake reported at once, keyed by path, exit code 78.
 mod check_config;
+/// The cloud link over MQTT/mTLS against a real Mosquitto: allowlists in, events out, outages, ACL.
+mod cloud_link;
 /// The daemon end to end: demo video -> plates -> decisions -> relay -> events.
 mod daemon;
 /// kill -9 during a burst of commits: the database opens cleanly and keeps every committed event.

@@ -12,7 +12,12 @@ use crate::recognize::CharRead;
 /// ("event committed") only after its transaction is durable.
 pub fn event_burst(config: &Path, count: usize) -> anyhow::Result<()> {
     let cfg = crate::config::load(config)?;
-    let (sink, writer, stats) = spawn_writer(cfg.site.database_path(), cfg.site.crops_dir(), true)?;
+    let (sink, writer, stats) = spawn_writer(
+        cfg.site.database_path(),
+        cfg.site.crops_dir(),
+        true,
+        cfg.site.min_free_bytes,
+    )?;
     let rt = tokio::runtime::Builder::new_current_thread().build()?;
     rt.block_on(async move {
         for i in 0..count {

@@ -76,6 +76,8 @@ pub struct SiteConfig {
     pub name: String,
     pub timezone: chrono_tz::Tz,
     pub data_dir: PathBuf,
+    /// Free space (bytes) kept on the data folder's file system; below it crops are pruned, oldest first.
+    pub min_free_bytes: u64,
 }
 
 impl SiteConfig {

@@ -14,6 +14,13 @@ pub struct RawSite {
     /// Folder for the database and crops; relative paths are relative to the config file.
     #[serde(default = "default_data_dir")]
     pub data_dir: String,
+    /// Free space to keep on the data folder's file system; below it, crop images give way first.
+    #[serde(default = "default_min_free_mb")]
+    pub min_free_mb: u64,
+}
+
+fn default_min_free_mb() -> u64 {
+    256
 }
 
 fn default_site_name() -> String {

@@ -308,7 +308,11 @@ fn validate_mqtt(m: RawMqtt, base: &Path, issues: &mut Issues) -> Option<MqttCon
     }
     let mut files = Vec::new();
     for (key, p, what) in [
-        ("sync.mqtt.ca", &m.ca, "the CA certificate (PEM) that signed the broker's certificate"),
+        (
+            "sync.mqtt.ca",
+            &m.ca,
+            "the CA certificate (PEM) that signed the broker's certificate",
+        ),
         ("sync.mqtt.cert", &m.cert, "this device's client certificate (PEM)"),
         ("sync.mqtt.key", &m.key, "this device's private key (PEM)"),
     ] {
@@ -330,13 +334,25 @@ fn validate_mqtt(m: RawMqtt, base: &Path, issues: &mut Issues) -> Option<MqttCon
         );
     }
     if !(5..=600).contains(&m.keep_alive_s) {
-        issues.push("sync.mqtt.keep_alive_s", format!("{} is out of range", m.keep_alive_s), "use 5 to 600 seconds");
+        issues.push(
+            "sync.mqtt.keep_alive_s",
+            format!("{} is out of range", m.keep_alive_s),
+            "use 5 to 600 seconds",
+        );
     }
     if !(5..=3600).contains(&m.heartbeat_s) {
-        issues.push("sync.mqtt.heartbeat_s", format!("{} is out of range", m.heartbeat_s), "use 5 to 3600 seconds");
+        issues.push(
+            "sync.mqtt.heartbeat_s",
+            format!("{} is out of range", m.heartbeat_s),
+            "use 5 to 3600 seconds",
+        );
     }
     if !(1..=1000).contains(&m.window) {
-        issues.push("sync.mqtt.window", format!("{} is out of range", m.window), "use 1 to 1000 events in flight");
+        issues.push(
+            "sync.mqtt.window",
+            format!("{} is out of range", m.window),
+            "use 1 to 1000 events in flight",
+        );
     }
     if !(64..=65536).contains(&m.max_packet_kb) {
         issues.push(
@@ -453,10 +469,18 @@ fn validate_site(s: RawSite, base: &Path, issues: &mut Issues) -> SiteConfig {
     if s.name.trim().is_empty() {
         issues.push("site.name", "is empty", "name the site, e.g. \"Oak Ridge north gate\"");
     }
+    if s.min_free_mb > 1_000_000 {
+        issues.push(
+            "site.min_free_mb",
+            format!("{} MB is out of range", s.min_free_mb),
+            "use 0 to 1000000 (MB kept free; default 256)",
+        );
+    }
     SiteConfig {
         name: s.name,
         timezone,
         data_dir: resolve(base, &s.data_dir),
+        min_free_bytes: s.min_free_mb * 1024 * 1024,
     }
 }
 

@@ -8,6 +8,7 @@ pub mod dsar;
 pub mod outbox;
 mod record;
 pub mod retention;
+pub mod storage;
 mod store;
 
 pub use record::GateEvent;

@@ -93,14 +93,16 @@ pub fn pending_after(
             alert: r.get(11)?,
             reason_code: r.get(12)?,
             reason: r.get(13)?,
-            matched: matched_plate.map(|plate| -> rusqlite::Result<Matched> {
-                Ok(Matched {
-                    plate,
-                    kind: r.get(15)?,
-                    host: r.get(16)?,
-                    unit: r.get(17)?,
+            matched: matched_plate
+                .map(|plate| -> rusqlite::Result<Matched> {
+                    Ok(Matched {
+                        plate,
+                        kind: r.get(15)?,
+                        host: r.get(16)?,
+                        unit: r.get(17)?,
+                    })
                 })
-            }).transpose()?,
+                .transpose()?,
             guard_action: r.get(18)?,
             gate_result: r.get(19)?,
         };
@@ -124,8 +126,7 @@ pub fn mark_uploaded(conn: &mut Connection, ids: &[String], now: DateTime<Utc>) 
     let tx = conn.transaction()?;
     let mut n = 0;
     {
-        let mut stmt =
-            tx.prepare_cached("UPDATE events SET uploaded_at = ?2 WHERE id = ?1 AND uploaded_at IS NULL")?;
+        let mut stmt = tx.prepare_cached("UPDATE events SET uploaded_at = ?2 WHERE id = ?1 AND uploaded_at IS NULL")?;
         for id in ids {
             n += stmt.execute(params![id, now.timestamp_millis()])?;
         }
@@ -298,7 +299,11 @@ mod tests {
                 conn.execute(
                     "INSERT INTO events (id, lane, at, plate, action, reason_code, reason, chars)
                      VALUES (?1, ?2, ?3, 'ABC123', 'deny', 'unknown', 'not on the allowlist', '[[\"A\",0.9]]')",
-                    params![id, if i % 2 == 0 { "entry" } else { "exit" }, 1_700_000_000_000i64 + i as i64],
+                    params![
+                        id,
+                        if i % 2 == 0 { "entry" } else { "exit" },
+                        1_700_000_000_000i64 + i as i64
+                    ],
                 )
                 .expect("insert");
                 id
@@ -314,10 +319,20 @@ mod tests {
         let stats = UploadStats::default();
         let mut up = Uploader::new("site/dev", 10);
         let mut link = MemoryUplink::default();
-        assert_eq!(up.pump(&mut conn, &mut link, &stats, Utc::now(), true).expect("pump"), 10);
-        assert_eq!(up.pump(&mut conn, &mut link, &stats, Utc::now(), true).expect("pump"), 0, "window full");
+        assert_eq!(
+            up.pump(&mut conn, &mut link, &stats, Utc::now(), true).expect("pump"),
+            10
+        );
+        assert_eq!(
+            up.pump(&mut conn, &mut link, &stats, Utc::now(), true).expect("pump"),
+            0,
+            "window full"
+        );
         link.ack(4);
-        assert_eq!(up.pump(&mut conn, &mut link, &stats, Utc::now(), true).expect("pump"), 4);
+        assert_eq!(
+            up.pump(&mut conn, &mut link, &stats, Utc::now(), true).expect("pump"),
+            4
+        );
         assert_eq!(backlog(&conn).expect("backlog").pending, 21);
         // The connection drops with 10 in flight: they are sent again, oldest first.
         link.drop_connection();
@@ -356,9 +371,15 @@ mod tests {
         };
         let mut up = Uploader::new("site/dev", 10);
         let stats = UploadStats::default();
-        assert_eq!(up.pump(&mut conn, &mut link, &stats, Utc::now(), true).expect("pump"), 1);
+        assert_eq!(
+            up.pump(&mut conn, &mut link, &stats, Utc::now(), true).expect("pump"),
+            1
+        );
         link.room = Some(5);
-        assert_eq!(up.pump(&mut conn, &mut link, &stats, Utc::now(), true).expect("pump"), 2);
+        assert_eq!(
+            up.pump(&mut conn, &mut link, &stats, Utc::now(), true).expect("pump"),
+            2
+        );
         assert_eq!(link.sent.len(), 3);
         assert_eq!(backlog(&conn).expect("backlog").pending, 3, "nothing acknowledged yet");
     }

@@ -35,6 +35,10 @@ pub struct WriterStats {
     pub committed: AtomicU64,
     pub opted_out: AtomicU64,
     pub failed: AtomicU64,
+    /// Crop images deleted because storage ran short.
+    pub crops_pruned: AtomicU64,
+    /// Events stored without their crop because storage was short.
+    pub crops_skipped: AtomicU64,
 }
 
 /// Starts the writer thread. It ends when every sink is dropped and the queue is drained.
@@ -42,11 +46,13 @@ pub fn spawn_writer(
     db_path: PathBuf,
     crops_dir: PathBuf,
     log_plates: bool,
+    min_free: u64,
 ) -> Result<(EventSink, std::thread::JoinHandle<()>, Arc<WriterStats>), EventError> {
     let mut conn = crate::db::open(&db_path)?;
     let (tx, mut rx) = mpsc::channel::<GateEvent>(256);
     let stats = Arc::new(WriterStats::default());
     let st = stats.clone();
+    let mut guard = super::storage::StorageGuard::new(crops_dir.clone(), min_free);
     let handle = std::thread::Builder::new()
         .name("event-writer".into())
         .spawn(move || {
@@ -58,10 +64,15 @@ pub fn spawn_writer(
                         Err(_) => break,
                     }
                 }
+                let crops_ok = guard.check(&conn, &st);
+                if !crops_ok {
+                    let n = batch.iter().filter(|e| !e.crop_jpeg.is_empty()).count() as u64;
+                    st.crops_skipped.fetch_add(n, Ordering::Relaxed);
+                }
                 // Storage hiccups (a busy lock, a slow card) are retried with back-off; the batch is kept.
                 let mut attempt = 0u32;
                 let result = loop {
-                    match write_batch(&mut conn, &crops_dir, &batch) {
+                    match write_batch(&mut conn, &crops_dir, &batch, crops_ok) {
                         Ok(n) => break Ok(n),
                         Err(e) if attempt < 6 => {
                             attempt += 1;
@@ -128,10 +139,15 @@ fn write_crop(path: &Path, bytes: &[u8]) -> Result<(), EventError> {
     Ok(())
 }
 
-fn write_batch(conn: &mut Connection, crops_dir: &Path, batch: &[GateEvent]) -> Result<usize, EventError> {
+fn write_batch(
+    conn: &mut Connection,
+    crops_dir: &Path,
+    batch: &[GateEvent],
+    crops_ok: bool,
+) -> Result<usize, EventError> {
     let mut crops = Vec::with_capacity(batch.len());
     for e in batch {
-        if e.opted_out() || e.crop_jpeg.is_empty() {
+        if !crops_ok || e.opted_out() || e.crop_jpeg.is_empty() {
             crops.push(None);
             continue;
         }

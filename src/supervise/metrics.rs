@@ -21,6 +21,8 @@ pub struct Metrics {
     pub opened: Arc<AtomicU64>,
     pub writer: Arc<WriterStats>,
     pub allowlist: SharedAllowlist,
+    /// The cloud link's figures, when a link is configured.
+    pub link: Option<Arc<crate::sync::link::LinkStats>>,
 }
 
 impl Metrics {
@@ -83,6 +85,41 @@ impl Metrics {
             "Events that could not be stored.",
             vec![(String::new(), r(&self.writer.failed))],
         );
+        family(
+            "gatehouse_crops_pruned_total",
+            "counter",
+            "Crop images deleted because storage ran short (images give way before events).",
+            vec![(String::new(), r(&self.writer.crops_pruned))],
+        );
+        family(
+            "gatehouse_crops_skipped_total",
+            "counter",
+            "Events stored without their crop because storage was short.",
+            vec![(String::new(), r(&self.writer.crops_skipped))],
+        );
+        if let Some(l) = &self.link {
+            family(
+                "gatehouse_cloud_connected",
+                "gauge",
+                "1 while the MQTT link to the cloud is up.",
+                vec![(String::new(), l.connected.load(Ordering::Relaxed) as u64)],
+            );
+            family(
+                "gatehouse_events_uploaded_total",
+                "counter",
+                "Events the broker acknowledged (PUBACK) and the outbox marked uploaded.",
+                vec![(String::new(), r(&l.upload.uploaded))],
+            );
+            family(
+                "gatehouse_allowlist_envelopes_total",
+                "counter",
+                "Allowlist envelopes received, by result.",
+                vec![
+                    ("{result=\"applied\"}".into(), r(&l.envelopes_applied)),
+                    ("{result=\"rejected\"}".into(), r(&l.envelopes_rejected)),
+                ],
+            );
+        }
         let list = self.allowlist.current();
         family(
             "gatehouse_allowlist_entries",

@@ -77,7 +77,11 @@ impl Assembler {
         if count == 0 || count > MAX_CHUNKS || index >= count {
             return Err(bad("index/count out of range"));
         }
-        if self.current.as_ref().is_none_or(|t| t.sha != sha || t.parts.len() != count) {
+        if self
+            .current
+            .as_ref()
+            .is_none_or(|t| t.sha != sha || t.parts.len() != count)
+        {
             if let Some(old) = &self.current {
                 if old.have < old.parts.len() {
                     tracing::warn!(

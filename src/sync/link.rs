@@ -31,7 +31,7 @@ use super::SyncError;
 use crate::access::{self, SharedAllowlist};
 use crate::clock::SharedClock;
 use crate::config::{MqttConfig, SyncConfig};
-use crate::events::outbox::{self, OutboxEvent, UploadStats, Uploader, Uplink};
+use crate::events::outbox::{self, OutboxEvent, Uplink, UploadStats, Uploader};
 use crate::events::EventError;
 
 /// Health figures for the heartbeat, gathered by the daemon.
@@ -136,7 +136,13 @@ impl Uplink for MqttUplink {
             return Ok(false);
         }
         let topic = self.events_topic.clone();
-        Ok(self.publish(topic, QoS::AtLeastOnce, false, e.payload.clone(), Tag::Event(e.id.clone())))
+        Ok(self.publish(
+            topic,
+            QoS::AtLeastOnce,
+            false,
+            e.payload.clone(),
+            Tag::Event(e.id.clone()),
+        ))
     }
 
     fn take_acked(&mut self) -> Vec<String> {
@@ -313,13 +319,13 @@ impl Link {
                             up.publish(self.topics.status(), QoS::AtLeastOnce, true, online.to_string().into_bytes(), Tag::Other);
                             self.publish_state(up);
                         }
-                        Event::Incoming(Packet::SubAck(ack)) => {
-                            if ack.return_codes.iter().any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure)) {
-                                tracing::error!(
-                                    "the broker refused the allowlist subscription (check its ACL for this device); \
-                                     allowlist updates will not arrive"
-                                );
-                            }
+                        Event::Incoming(Packet::SubAck(ack))
+                            if ack.return_codes.iter().any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure)) =>
+                        {
+                            tracing::error!(
+                                "the broker refused the allowlist subscription (check its ACL for this device); \
+                                 allowlist updates will not arrive"
+                            );
                         }
                         Event::Incoming(Packet::Publish(p)) => self.on_message(up, &p.topic, &p.payload),
                         _ => {}
@@ -360,7 +366,13 @@ impl Link {
     async fn goodbye(&mut self, up: &mut MqttUplink, el: &mut EventLoop) {
         if up.connected {
             let off = serde_json::json!({ "state": "offline", "reason": "shutdown", "at": rfc3339(self.now()) });
-            up.publish(self.topics.status(), QoS::AtLeastOnce, true, off.to_string().into_bytes(), Tag::Other);
+            up.publish(
+                self.topics.status(),
+                QoS::AtLeastOnce,
+                true,
+                off.to_string().into_bytes(),
+                Tag::Other,
+            );
             up.connected = false;
             let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
             while !up.in_flight.is_empty() || !up.queued.is_empty() {
@@ -468,7 +480,9 @@ impl Link {
         let applied_version = access::store::version(&self.conn).unwrap_or(0);
         let body_sha256 = self
             .conn
-            .query_row("SELECT value FROM meta WHERE key = 'allowlist_sha256'", [], |r| r.get(0))
+            .query_row("SELECT value FROM meta WHERE key = 'allowlist_sha256'", [], |r| {
+                r.get(0)
+            })
             .ok();
         ReportedState {
             device: self.ctx.sync.device.clone(),

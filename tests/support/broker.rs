@@ -17,7 +17,11 @@ pub struct Broker {
 }
 
 fn openssl(dir: &Path, args: &[&str]) {
-    let o = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
+    let o = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl");
     assert!(
         o.status.success(),
         "openssl {args:?}: {}",
@@ -35,22 +39,50 @@ pub fn issue(dir: &Path, name: &str, cn: &str, ext: &str) {
     openssl(
         dir,
         &[
-            "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", &key, "-out",
-            &csr, "-subj", &format!("/CN={cn}"),
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+            "-subj",
+            &format!("/CN={cn}"),
         ],
     );
     openssl(
         dir,
         &[
-            "x509", "-req", "-in", &csr, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", &pem,
-            "-days", "2", "-extfile", &extfile,
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &pem,
+            "-days",
+            "2",
+            "-extfile",
+            &extfile,
         ],
     );
 }
 
 /// A client certificate for `cn` (a device's `site.device`, or `cloud`).
 pub fn client_cert(dir: &Path, name: &str, cn: &str) {
-    issue(dir, name, cn, "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n");
+    issue(
+        dir,
+        name,
+        cn,
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    );
 }
 
 pub const ACL: &str = "\
@@ -68,7 +100,11 @@ pattern write gatehouse/d/%u/heartbeat
 ";
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false)
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
 }
 
 pub fn free_port() -> u16 {
@@ -83,9 +119,25 @@ impl Broker {
         openssl(
             dir,
             &[
-                "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
-                "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=gatehouse test CA", "-addext",
-                "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=gatehouse test CA",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
             ],
         );
         issue(
@@ -197,7 +249,7 @@ impl Broker {
         o.set_max_packet_size(4 << 20, 4 << 20);
         o.set_inflight(200);
         let (client, mut conn) = Client::new(o, 1000);
-        let got: Arc<Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+        let got: Received = Arc::default();
         let acks: Arc<Mutex<Vec<Packet>>> = Arc::default();
         let (g, a) = (got.clone(), acks.clone());
         std::thread::spawn(move || {
@@ -227,7 +279,10 @@ impl Drop for Broker {
         if std::thread::panicking() {
             let log = std::fs::read_to_string(self.dir.join("mosquitto.log")).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(40).collect();
-            eprintln!("--- mosquitto log (last 40 lines, newest first) ---\n{}", tail.join("\n"));
+            eprintln!(
+                "--- mosquitto log (last 40 lines, newest first) ---\n{}",
+                tail.join("\n")
+            );
         }
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
@@ -236,10 +291,13 @@ impl Drop for Broker {
     }
 }
 
+/// Messages received: (topic, payload).
+pub type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
 /// A test-side MQTT client (the cloud, or an intruding device).
 pub struct Cloud {
     pub client: Client,
-    pub got: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+    pub got: Received,
     pub acks: Arc<Mutex<Vec<Packet>>>,
 }
 
@@ -279,7 +337,10 @@ impl Cloud {
     pub fn wait_for(&self, secs: u64, what: &str, mut f: impl FnMut(&Cloud) -> bool) {
         let start = Instant::now();
         while !f(self) {
-            assert!(start.elapsed() < Duration::from_secs(secs), "timed out after {secs} s waiting for {what}");
+            assert!(
+                start.elapsed() < Duration::from_secs(secs),
+                "timed out after {secs} s waiting for {what}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
