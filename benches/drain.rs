@@ -46,7 +46,7 @@ fn main() {
         .expect("insert");
     }
     tx.commit().expect("commit");
-    let sample = outbox::pending_after(&conn, 0, 1, "site/dev").expect("sample");
+    let sample = outbox::pending_after(&conn, 0, 1, "site/dev", chrono::Duration::days(180)).expect("sample");
     let payload = sample[0].payload.clone();
     println!(
         "backlog: {N} events of {} bytes each, broker on 127.0.0.1:{} (TLS 1.3, client certificates)",
@@ -98,6 +98,7 @@ fn main() {
         clock: Arc::new(gatehouse::clock::SystemClock),
         health: Arc::new(|| serde_json::json!({})),
         stats: Arc::new(LinkStats::default()),
+        keep_reads_days: 180,
     };
     let cancel = CancellationToken::new();
     let t = Instant::now();

@@ -229,6 +229,7 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
                 clock: clock.clone(),
                 health,
                 stats: link_stats.clone(),
+                keep_reads_days: cfg.privacy.effective.reads.days,
             };
             Some(crate::sync::link::spawn(ctx, link_cancel.clone()).context("cloud link")?)
         }

@@ -270,6 +270,20 @@ impl Config {
                 sync.device,
                 ids.join(", ")
             ));
+            match &sync.mqtt {
+                Some(m) => s.push_str(&format!(
+                    "cloud link: mqtts://{}:{} as {} (TLS 1.3, client certificate {}), topics under {}/d/{}/\n",
+                    m.host,
+                    m.port,
+                    sync.mqtt_id(),
+                    m.cert.display(),
+                    m.topic_prefix,
+                    sync.mqtt_id()
+                )),
+                None => {
+                    s.push_str("cloud link: none ([sync.mqtt] not set); allowlists by `gatehouse allowlist apply`\n")
+                }
+            }
         }
         if let Some(a) = &self.privacy.counsel_acknowledged {
             s.push_str(&format!("counsel acknowledgement: {a}\n"));

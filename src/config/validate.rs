@@ -844,6 +844,32 @@ relay = "main"
     }
 
     #[test]
+    fn mqtt_link_mistakes_name_their_keys() {
+        let sync = format!(
+            "{GOOD}\n[sync]\ndevice = \"oak/gate-1\"\ntrusted_keys = {{ \"k\" = \"config/keys/cloud-2026a.pub\" }}\n\
+             [sync.mqtt]\nbroker = \"mqtt://plain:1883\"\nca = \"Cargo.toml\"\ncert = \"nope.pem\"\nkey = \"Cargo.toml\"\n\
+             window = 0\n"
+        );
+        let err = parse(&sync, &base()).expect_err("invalid");
+        let paths: Vec<&str> = err.issues().iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["sync.mqtt.broker", "sync.mqtt.cert", "sync.mqtt.window"],
+            "{err}"
+        );
+        assert!(err.to_string().contains("TLS is required"), "{err}");
+        let good = sync
+            .replace("mqtt://plain:1883", "mqtts://mqtt.example.com")
+            .replace("nope.pem", "Cargo.toml")
+            .replace("window = 0", "window = 50");
+        let c = parse(&good, &base()).expect("valid");
+        let s = c.sync.expect("sync");
+        let m = s.mqtt.as_ref().expect("mqtt");
+        assert_eq!((m.host.as_str(), m.port, m.window), ("mqtt.example.com", 8883, 50));
+        assert_eq!(s.mqtt_id(), "oak.gate-1");
+    }
+
+    #[test]
     fn unknown_keys_are_named() {
         let bad = GOOD.replace("source = \"demo.avi\"", "sorce = \"demo.avi\"");
         let err = parse(&bad, &base()).expect_err("invalid");

@@ -30,6 +30,8 @@ pub struct EventMessage {
     pub id: String,
     pub lane: String,
     pub at: String,
+    /// When the device deletes this event under the effective retention: the cloud deletes it then too.
+    pub delete_after: Option<String>,
     pub first_seen: Option<String>,
     pub plate: Option<String>,
     pub confidence: Option<f64>,
@@ -63,12 +65,13 @@ fn json(s: Option<String>) -> serde_json::Value {
         .unwrap_or(serde_json::Value::Null)
 }
 
-/// Owed events committed after `after_rowid`, oldest first.
+/// Owed events committed after `after_rowid`, oldest first; `keep` is the effective retention of reads.
 pub fn pending_after(
     conn: &Connection,
     after_rowid: i64,
     limit: usize,
     device: &str,
+    keep: chrono::Duration,
 ) -> Result<Vec<OutboxEvent>, EventError> {
     let mut stmt = conn.prepare_cached(
         "SELECT rowid, id, lane, at, first_seen, plate, confidence, chars, alternatives, reads, action, alert,
@@ -77,12 +80,14 @@ pub fn pending_after(
     )?;
     let rows = stmt.query_map(params![after_rowid, limit as i64], |r| {
         let matched_plate: Option<String> = r.get(14)?;
+        let at: Option<i64> = r.get(3)?;
         let msg = EventMessage {
             schema: 1,
             device: device.to_string(),
             id: r.get(1)?,
             lane: r.get(2)?,
-            at: time(r.get(3)?).unwrap_or_default(),
+            at: time(at).unwrap_or_default(),
+            delete_after: time(at.map(|t| t.saturating_add(keep.num_milliseconds()))),
             first_seen: time(r.get(4)?),
             plate: r.get(5)?,
             confidence: r.get(6)?,
@@ -175,6 +180,7 @@ pub struct UploadStats {
 #[derive(Debug)]
 pub struct Uploader {
     device: String,
+    keep: chrono::Duration,
     window: usize,
     cursor: i64,
     in_flight: usize,
@@ -183,9 +189,11 @@ pub struct Uploader {
 }
 
 impl Uploader {
-    pub fn new(device: &str, window: usize) -> Self {
+    /// `keep_days`: the effective retention of reads (each message says when to delete it).
+    pub fn new(device: &str, window: usize, keep_days: u32) -> Self {
         Self {
             device: device.to_string(),
+            keep: chrono::Duration::days(keep_days as i64),
             window: window.max(1),
             cursor: 0,
             in_flight: 0,
@@ -227,7 +235,7 @@ impl Uploader {
         }
         let mut offered = 0;
         while self.in_flight < self.window {
-            let batch = pending_after(conn, self.cursor, self.window - self.in_flight, &self.device)?;
+            let batch = pending_after(conn, self.cursor, self.window - self.in_flight, &self.device, self.keep)?;
             if batch.is_empty() {
                 break;
             }
@@ -317,7 +325,7 @@ mod tests {
         let mut conn = crate::db::open(&dir.path().join("g.db")).expect("db");
         let ids = seed(&conn, 25);
         let stats = UploadStats::default();
-        let mut up = Uploader::new("site/dev", 10);
+        let mut up = Uploader::new("site/dev", 10, 60);
         let mut link = MemoryUplink::default();
         assert_eq!(
             up.pump(&mut conn, &mut link, &stats, Utc::now(), true).expect("pump"),
@@ -358,6 +366,8 @@ mod tests {
         assert_eq!(msg["device"], "site/dev");
         assert_eq!(msg["chars"][0][0], "A");
         assert_eq!(msg["action"], "deny");
+        assert_eq!(msg["at"], "2023-11-14T22:13:20.000Z");
+        assert_eq!(msg["delete_after"], "2024-01-13T22:13:20.000Z", "60 days later");
     }
 
     #[test]
@@ -369,7 +379,7 @@ mod tests {
             room: Some(1),
             ..Default::default()
         };
-        let mut up = Uploader::new("site/dev", 10);
+        let mut up = Uploader::new("site/dev", 10, 60);
         let stats = UploadStats::default();
         assert_eq!(
             up.pump(&mut conn, &mut link, &stats, Utc::now(), true).expect("pump"),

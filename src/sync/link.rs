@@ -55,6 +55,8 @@ pub struct LinkCtx {
     pub clock: SharedClock,
     pub health: HealthFn,
     pub stats: Arc<LinkStats>,
+    /// Effective retention of reads, in days (sent with each event as its delete-after time).
+    pub keep_reads_days: u32,
 }
 
 /// Starts the link thread; it ends (status offline, acknowledgements committed) when `cancel` fires.
@@ -194,7 +196,7 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 impl Link {
     fn new(ctx: LinkCtx, tls: Arc<rustls::ClientConfig>, trusted: TrustedKeys, conn: Connection) -> Self {
         let topics = Topics::new(&ctx.mqtt.topic_prefix, &ctx.sync.mqtt_id());
-        let uploader = Uploader::new(&ctx.sync.device, ctx.mqtt.window as usize);
+        let uploader = Uploader::new(&ctx.sync.device, ctx.mqtt.window as usize, ctx.keep_reads_days);
         Self {
             topics,
             uploader,
