@@ -17,6 +17,8 @@ mod daemon;
 mod durability;
 /// `gatehouse eval` on the shared benchmark (skips when ../shared is absent).
 mod eval_cli;
+/// The Debian package installed into a throwaway root.
+mod package;
 /// Privacy: DSAR export/delete, legal holds and the access log.
 mod privacy;
 /// Allowlist signing and applying from the command line, with the configured trust store.
