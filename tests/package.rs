@@ -121,3 +121,46 @@ fn the_deb_installs_into_a_throwaway_root_with_user_files_and_permissions() {
         "conffile not registered"
     );
 }
+
+/// The SBOM lists what the binary links (not test-only crates), with versions, purls, licenses and
+/// checksums, plus the ONNX Runtime library and every model.
+#[test]
+fn the_sbom_lists_linked_crates_runtime_and_models() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = dir.path().join("sbom.json");
+    let o = Command::new("python3")
+        .arg(repo().join("cross/sbom.py"))
+        .args(["--out", out.to_str().expect("utf8")])
+        .output()
+        .expect("sbom.py");
+    assert!(o.status.success(), "{}", text(&o));
+    let bom: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).expect("read")).expect("json");
+    assert_eq!(bom["bomFormat"], "CycloneDX");
+    let comps = bom["components"].as_array().expect("components");
+    let names: Vec<&str> = comps.iter().filter_map(|c| c["name"].as_str()).collect();
+    for want in [
+        "rumqttc",
+        "rustls",
+        "rusqlite",
+        "ort",
+        "opencv",
+        "onnxruntime",
+        "plate_detector.onnx",
+    ] {
+        assert!(names.contains(&want), "{want} missing from the SBOM");
+    }
+    assert!(!names.contains(&"tempfile"), "a test-only crate is listed");
+    for c in comps
+        .iter()
+        .filter(|c| c["type"] == "library" && c["bom-ref"] != "onnxruntime")
+    {
+        assert!(c["purl"].as_str().is_some_and(|p| p.starts_with("pkg:cargo/")), "{c}");
+        assert!(c["version"].is_string(), "{c}");
+    }
+    let hashed = comps.iter().filter(|c| c["hashes"].is_array()).count();
+    assert!(
+        hashed * 10 >= comps.len() * 9,
+        "only {hashed} of {} components have a hash",
+        comps.len()
+    );
+}
