@@ -65,7 +65,8 @@ fn json(s: Option<String>) -> serde_json::Value {
         .unwrap_or(serde_json::Value::Null)
 }
 
-/// Owed events committed after `after_rowid`, oldest first; `keep` is the effective retention of reads.
+/// Owed events committed after `after_rowid` (0: all), oldest first; `keep` is the effective retention
+/// of reads.
 pub fn pending_after(
     conn: &Connection,
     after_rowid: i64,
@@ -136,6 +137,11 @@ pub fn mark_uploaded(conn: &mut Connection, ids: &[String], now: DateTime<Utc>) 
             n += stmt.execute(params![id, now.timestamp_millis()])?;
         }
     }
+    // Kept here so status and heartbeats need not scan the events table for it.
+    tx.execute(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES ('outbox_last_upload', ?1)",
+        [now.timestamp_millis().to_string()],
+    )?;
     tx.commit()?;
     Ok(n)
 }
@@ -154,7 +160,12 @@ pub fn backlog(conn: &Connection) -> Result<Backlog, EventError> {
         [],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    let last: Option<i64> = conn.query_row("SELECT max(uploaded_at) FROM events", [], |r| r.get(0))?;
+    let last: Option<i64> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'outbox_last_upload'", [], |r| {
+            r.get::<_, String>(0)
+        })
+        .ok()
+        .and_then(|v| v.parse().ok());
     Ok(Backlog {
         pending: pending as u64,
         oldest: oldest.and_then(DateTime::from_timestamp_millis),
@@ -177,12 +188,16 @@ pub struct UploadStats {
 }
 
 /// Moves events from the outbox to an uplink, `window` at a time.
+///
+/// It remembers which events it has handed over (in flight, or acknowledged and not yet marked) rather
+/// than a rowid cursor: SQLite may reuse the rowid of a deleted newest row, and a cursor would then skip
+/// the new event until the next reconnect.
 #[derive(Debug)]
 pub struct Uploader {
     device: String,
     keep: chrono::Duration,
     window: usize,
-    cursor: i64,
+    outstanding: std::collections::HashSet<String>,
     in_flight: usize,
     acked: Vec<String>,
     last_flush: std::time::Instant,
@@ -195,7 +210,7 @@ impl Uploader {
             device: device.to_string(),
             keep: chrono::Duration::days(keep_days as i64),
             window: window.max(1),
-            cursor: 0,
+            outstanding: std::collections::HashSet::new(),
             in_flight: 0,
             acked: Vec::new(),
             last_flush: std::time::Instant::now(),
@@ -204,7 +219,7 @@ impl Uploader {
 
     /// The link was lost: whatever was in flight and not acknowledged will be read from the outbox again.
     pub fn reset(&mut self) {
-        self.cursor = 0;
+        self.outstanding.retain(|id| self.acked.contains(id));
         self.in_flight = 0;
     }
 
@@ -230,20 +245,22 @@ impl Uploader {
         {
             let n = mark_uploaded(conn, &self.acked, now)?;
             stats.uploaded.fetch_add(n as u64, Ordering::Relaxed);
-            self.acked.clear();
+            for id in self.acked.drain(..) {
+                self.outstanding.remove(&id);
+            }
             self.last_flush = std::time::Instant::now();
         }
         let mut offered = 0;
-        while self.in_flight < self.window {
-            let batch = pending_after(conn, self.cursor, self.window - self.in_flight, &self.device, self.keep)?;
-            if batch.is_empty() {
-                break;
-            }
-            for e in &batch {
+        if self.in_flight < self.window {
+            // The oldest owed events, skipping those already handed over.
+            let room = self.window - self.in_flight;
+            let batch = pending_after(conn, 0, self.outstanding.len() + room, &self.device, self.keep)?;
+            let fresh: Vec<&OutboxEvent> = batch.iter().filter(|e| !self.outstanding.contains(&e.id)).collect();
+            for e in fresh.into_iter().take(room) {
                 if !link.offer(e)? {
-                    return Ok(offered);
+                    break;
                 }
-                self.cursor = e.rowid;
+                self.outstanding.insert(e.id.clone());
                 self.in_flight += 1;
                 offered += 1;
                 stats.sent.fetch_add(1, Ordering::Relaxed);
@@ -368,6 +385,33 @@ mod tests {
         assert_eq!(msg["action"], "deny");
         assert_eq!(msg["at"], "2023-11-14T22:13:20.000Z");
         assert_eq!(msg["delete_after"], "2024-01-13T22:13:20.000Z", "60 days later");
+    }
+
+    #[test]
+    fn a_reused_rowid_is_not_skipped() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut conn = crate::db::open(&dir.path().join("g.db")).expect("db");
+        seed(&conn, 3);
+        let stats = UploadStats::default();
+        let mut up = Uploader::new("site/dev", 10, 60);
+        let mut link = MemoryUplink::default();
+        up.pump(&mut conn, &mut link, &stats, Utc::now(), true).expect("pump");
+        link.ack(3);
+        up.pump(&mut conn, &mut link, &stats, Utc::now(), true).expect("pump");
+        // The newest event is deleted (a DSAR delete); the next one gets its rowid again.
+        conn.execute("DELETE FROM events WHERE id = '0190-00002'", [])
+            .expect("delete");
+        conn.execute(
+            "INSERT INTO events (id, lane, at, action, reason_code, reason) VALUES ('new', 'entry', 1, 'deny', 'unknown', 'x')",
+            [],
+        )
+        .expect("insert");
+        let rowid: i64 = conn
+            .query_row("SELECT rowid FROM events WHERE id = 'new'", [], |r| r.get(0))
+            .expect("rowid");
+        assert_eq!(rowid, 3, "SQLite reused the rowid");
+        up.pump(&mut conn, &mut link, &stats, Utc::now(), true).expect("pump");
+        assert_eq!(link.sent.last().map(|e| e.id.as_str()), Some("new"));
     }
 
     #[test]

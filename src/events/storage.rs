@@ -88,25 +88,62 @@ impl StorageGuard {
                 .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
                 .unwrap_or_default();
             files.sort();
-            let mut removed = 0u64;
-            for f in files {
-                if std::fs::remove_file(&f).is_ok() {
-                    removed += 1;
-                    let _ = conn.execute(
-                        "UPDATE events SET crop_path = NULL WHERE crop_path = ?1",
-                        [f.display().to_string()],
-                    );
-                }
+            let (removed, kept) = prune_day(conn, &files);
+            if kept == 0 {
+                let _ = std::fs::remove_dir(&day);
             }
-            let _ = std::fs::remove_dir(&day);
             stats.crops_pruned.fetch_add(removed, Ordering::Relaxed);
-            tracing::warn!(day = %day.display(), crops = removed, "storage short: deleted a day of crop images");
+            tracing::warn!(
+                day = %day.display(), crops = removed, held = kept,
+                "storage short: deleted a day of crop images (crops under legal hold kept)"
+            );
             if (self.free)(&self.crops_dir).is_some_and(|f| f >= self.min_free) {
                 return true;
             }
         }
         false
     }
+}
+
+/// Deletes one day's crops except those of events under legal hold, clearing the events' crop paths
+/// in one transaction. Returns (deleted, kept).
+fn prune_day(conn: &Connection, files: &[PathBuf]) -> (u64, u64) {
+    let held = |id: &str| -> bool {
+        conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM legal_holds h WHERE h.event_id = ?1
+                OR (h.plate IS NOT NULL AND h.plate = (SELECT plate FROM events WHERE id = ?1)))",
+            [id],
+            |r| r.get::<_, bool>(0),
+        )
+        // When in doubt, keep it.
+        .unwrap_or(true)
+    };
+    let (mut removed, mut kept) = (0, 0);
+    let mut cleared = Vec::new();
+    for f in files {
+        let id = f.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+        if held(&id) {
+            kept += 1;
+            continue;
+        }
+        if std::fs::remove_file(f).is_ok() {
+            removed += 1;
+            cleared.push(id);
+        }
+    }
+    let result = conn.unchecked_transaction().and_then(|tx| {
+        {
+            let mut stmt = tx.prepare_cached("UPDATE events SET crop_path = NULL WHERE id = ?1")?;
+            for id in &cleared {
+                stmt.execute([id])?;
+            }
+        }
+        tx.commit()
+    });
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "crop paths of pruned images not cleared; they point at deleted files");
+    }
+    (removed, kept)
 }
 
 #[cfg(test)]
@@ -126,7 +163,7 @@ mod tests {
         let conn = crate::db::open(&dir.path().join("g.db")).expect("db");
         for day in ["2026-11-01", "2026-11-02"] {
             std::fs::create_dir_all(crops.join(day)).expect("mkdir");
-            let f = crops.join(day).join("a.jpg");
+            let f = crops.join(day).join(format!("{day}.jpg"));
             std::fs::write(&f, b"jpg").expect("write");
             conn.execute(
                 "INSERT INTO events (id, lane, at, action, reason_code, reason, crop_path)
@@ -149,15 +186,22 @@ mod tests {
         let mut g = StorageGuard::with_probe(crops.clone(), 100, probe);
         assert!(g.check(&conn, &stats));
         assert!(!crops.join("2026-11-01").exists(), "the oldest day goes first");
-        assert!(crops.join("2026-11-02/a.jpg").exists());
+        assert!(crops.join("2026-11-02/2026-11-02.jpg").exists());
         let cleared: Option<String> = conn
             .query_row("SELECT crop_path FROM events WHERE id = '2026-11-01'", [], |r| r.get(0))
             .expect("row");
         assert_eq!(cleared, None);
         assert_eq!(stats.crops_pruned.load(Ordering::Relaxed), 1);
-        // Never enough: everything goes and new crops are refused, events still allowed.
+        // Never enough: everything goes except what is under legal hold; new crops are refused.
+        conn.execute(
+            "INSERT INTO legal_holds (event_id, reason, created_at) VALUES ('2026-11-02', 'subpoena', 0)",
+            [],
+        )
+        .expect("hold");
+        std::fs::write(crops.join("2026-11-02/other.jpg"), b"jpg").expect("write");
         let mut g = StorageGuard::with_probe(crops.clone(), u64::MAX, Box::new(|_: &Path| Some(0)));
         assert!(!g.check(&conn, &stats));
-        assert!(!crops.join("2026-11-02").exists());
+        assert!(crops.join("2026-11-02/2026-11-02.jpg").exists(), "a held crop is kept");
+        assert!(!crops.join("2026-11-02/other.jpg").exists());
     }
 }

@@ -274,7 +274,23 @@ impl Link {
     async fn session(
         &mut self,
         up: &mut MqttUplink,
-        mut el: EventLoop,
+        el: EventLoop,
+        cancel: &CancellationToken,
+        failures: &mut u32,
+    ) -> SessionEnd {
+        // rumqttc's poll() is not cancel-safe (a dropped poll during the TLS/CONNECT handshake starts the
+        // connection over), so the event loop runs in its own task and hands its events over a channel.
+        let (tx, mut events) = tokio::sync::mpsc::channel(1024);
+        let driver = tokio::spawn(drive(el, tx));
+        let end = self.session_loop(up, &mut events, cancel, failures).await;
+        driver.abort();
+        end
+    }
+
+    async fn session_loop(
+        &mut self,
+        up: &mut MqttUplink,
+        events: &mut tokio::sync::mpsc::Receiver<Result<Event, String>>,
         cancel: &CancellationToken,
         failures: &mut u32,
     ) -> SessionEnd {
@@ -285,52 +301,23 @@ impl Link {
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => {
-                    self.goodbye(up, &mut el).await;
+                    self.goodbye(up, events).await;
                     return SessionEnd::Shutdown;
                 }
-                ev = el.poll() => {
+                ev = events.recv() => {
                     let ev = match ev {
-                        Ok(ev) => ev,
-                        Err(e) => {
+                        Some(Ok(ev)) => ev,
+                        Some(Err(e)) => {
                             self.flush(up);
-                            return SessionEnd::Lost(e.to_string());
+                            return SessionEnd::Lost(e);
+                        }
+                        None => {
+                            self.flush(up);
+                            return SessionEnd::Lost("event loop ended".into());
                         }
                     };
-                    up.on_event(&ev);
-                    match ev {
-                        Event::Incoming(Packet::ConnAck(ack)) => {
-                            *failures = 0;
-                            up.connected = true;
-                            self.ctx.stats.connected.store(true, Ordering::Relaxed);
-                            self.ctx.stats.connects.fetch_add(1, Ordering::Relaxed);
-                            self.record_link_state("online");
-                            tracing::info!(
-                                broker = %format!("{}:{}", self.ctx.mqtt.host, self.ctx.mqtt.port),
-                                session_present = ack.session_present,
-                                "cloud link up"
-                            );
-                            let subs = self.topics.subscriptions().map(|t| SubscribeFilter::new(t, QoS::AtLeastOnce));
-                            if up.client.try_subscribe_many(subs).is_err() {
-                                return SessionEnd::Lost("could not queue the subscription".into());
-                            }
-                            let online = serde_json::json!({
-                                "state": "online",
-                                "at": rfc3339(self.now()),
-                                "software": crate::cli::VERSION,
-                            });
-                            up.publish(self.topics.status(), QoS::AtLeastOnce, true, online.to_string().into_bytes(), Tag::Other);
-                            self.publish_state(up);
-                        }
-                        Event::Incoming(Packet::SubAck(ack))
-                            if ack.return_codes.iter().any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure)) =>
-                        {
-                            tracing::error!(
-                                "the broker refused the allowlist subscription (check its ACL for this device); \
-                                 allowlist updates will not arrive"
-                            );
-                        }
-                        Event::Incoming(Packet::Publish(p)) => self.on_message(up, &p.topic, &p.payload),
-                        _ => {}
+                    if let Err(why) = self.handle(up, ev, failures) {
+                        return SessionEnd::Lost(why);
                     }
                     self.pump(up, false);
                 }
@@ -344,6 +331,59 @@ impl Link {
                 }
             }
         }
+    }
+
+    /// One event from the broker connection.
+    fn handle(&mut self, up: &mut MqttUplink, ev: Event, failures: &mut u32) -> Result<(), String> {
+        up.on_event(&ev);
+        match ev {
+            Event::Incoming(Packet::ConnAck(ack)) => {
+                *failures = 0;
+                up.connected = true;
+                self.ctx.stats.connected.store(true, Ordering::Relaxed);
+                self.ctx.stats.connects.fetch_add(1, Ordering::Relaxed);
+                self.record_link_state("online");
+                tracing::info!(
+                    broker = %format!("{}:{}", self.ctx.mqtt.host, self.ctx.mqtt.port),
+                    session_present = ack.session_present,
+                    "cloud link up"
+                );
+                let subs = self
+                    .topics
+                    .subscriptions()
+                    .map(|t| SubscribeFilter::new(t, QoS::AtLeastOnce));
+                if up.client.try_subscribe_many(subs).is_err() {
+                    return Err("could not queue the subscription".into());
+                }
+                let online = serde_json::json!({
+                    "state": "online",
+                    "at": rfc3339(self.now()),
+                    "software": crate::cli::VERSION,
+                });
+                up.publish(
+                    self.topics.status(),
+                    QoS::AtLeastOnce,
+                    true,
+                    online.to_string().into_bytes(),
+                    Tag::Other,
+                );
+                self.publish_state(up);
+            }
+            Event::Incoming(Packet::SubAck(ack))
+                if ack
+                    .return_codes
+                    .iter()
+                    .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure)) =>
+            {
+                tracing::error!(
+                    "the broker refused the allowlist subscription (check its ACL for this device); \
+                     allowlist updates will not arrive"
+                );
+            }
+            Event::Incoming(Packet::Publish(p)) => self.on_message(up, &p.topic, &p.payload),
+            _ => {}
+        }
+        Ok(())
     }
 
     /// Commits acknowledgements and tops up the window.
@@ -365,7 +405,7 @@ impl Link {
 
     /// Clean shutdown: status offline (retained), wait briefly for outstanding acknowledgements,
     /// disconnect, commit acknowledgements.
-    async fn goodbye(&mut self, up: &mut MqttUplink, el: &mut EventLoop) {
+    async fn goodbye(&mut self, up: &mut MqttUplink, events: &mut tokio::sync::mpsc::Receiver<Result<Event, String>>) {
         if up.connected {
             let off = serde_json::json!({ "state": "offline", "reason": "shutdown", "at": rfc3339(self.now()) });
             up.publish(
@@ -377,18 +417,22 @@ impl Link {
             );
             up.connected = false;
             let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+            let mut failures = 0;
             while !up.in_flight.is_empty() || !up.queued.is_empty() {
-                match tokio::time::timeout_at(deadline, el.poll()).await {
-                    Ok(Ok(ev)) => up.on_event(&ev),
+                match tokio::time::timeout_at(deadline, events.recv()).await {
+                    // Allowlist messages still arriving are applied (the broker already has our PUBACK).
+                    Ok(Some(Ok(ev))) => {
+                        let _ = self.handle(up, ev, &mut failures);
+                        up.connected = false;
+                    }
                     _ => break,
                 }
             }
             let _ = up.client.try_disconnect();
             let _ = tokio::time::timeout(Duration::from_millis(500), async {
-                loop {
-                    match el.poll().await {
-                        Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
-                        Ok(_) => {}
+                while let Some(Ok(ev)) = events.recv().await {
+                    if matches!(ev, Event::Outgoing(Outgoing::Disconnect)) {
+                        break;
                     }
                 }
             })
@@ -531,6 +575,17 @@ impl Link {
             .execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('sync_link', ?1)", [v])
         {
             tracing::debug!(error = %e, "could not record the link state");
+        }
+    }
+}
+
+/// Polls the event loop until it fails or the session is dropped, forwarding what it yields.
+async fn drive(mut el: EventLoop, tx: tokio::sync::mpsc::Sender<Result<Event, String>>) {
+    loop {
+        let ev = el.poll().await.map_err(|e| e.to_string());
+        let failed = ev.is_err();
+        if tx.send(ev).await.is_err() || failed {
+            return;
         }
     }
 }
