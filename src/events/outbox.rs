@@ -127,6 +127,14 @@ pub fn pending_after(
     Ok(out)
 }
 
+/// Rowid and id of the oldest `limit` owed events.
+fn owed_ids(conn: &Connection, limit: usize) -> Result<Vec<(i64, String)>, EventError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT rowid, id FROM events WHERE uploaded_at IS NULL ORDER BY rowid LIMIT ?1")?;
+    let rows = stmt.query_map([limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// Marks acknowledged events uploaded, in one transaction.
 pub fn mark_uploaded(conn: &mut Connection, ids: &[String], now: DateTime<Utc>) -> Result<usize, EventError> {
     let tx = conn.transaction()?;
@@ -251,16 +259,27 @@ impl Uploader {
             self.last_flush = std::time::Instant::now();
         }
         let mut offered = 0;
-        if self.in_flight < self.window {
-            // The oldest owed events, skipping those already handed over.
-            let room = self.window - self.in_flight;
-            let batch = pending_after(conn, 0, self.outstanding.len() + room, &self.device, self.keep)?;
-            let fresh: Vec<&OutboxEvent> = batch.iter().filter(|e| !self.outstanding.contains(&e.id)).collect();
-            for e in fresh.into_iter().take(room) {
-                if !link.offer(e)? {
+        let room = self.window - self.in_flight.min(self.window);
+        // Top up in batches (a quarter window at least) or on the periodic flush, not per acknowledgement.
+        if room > 0 && (flush || room >= (self.window / 4).max(1)) {
+            // The oldest owed events, skipping those already handed over; full rows only for the new ones.
+            for (rowid, id) in owed_ids(conn, self.outstanding.len() + room)? {
+                if offered == room {
                     break;
                 }
-                self.outstanding.insert(e.id.clone());
+                if self.outstanding.contains(&id) {
+                    continue;
+                }
+                let Some(e) = pending_after(conn, rowid - 1, 1, &self.device, self.keep)?
+                    .into_iter()
+                    .find(|e| e.rowid == rowid)
+                else {
+                    continue;
+                };
+                if !link.offer(&e)? {
+                    break;
+                }
+                self.outstanding.insert(id);
                 self.in_flight += 1;
                 offered += 1;
                 stats.sent.fetch_add(1, Ordering::Relaxed);
