@@ -149,6 +149,21 @@ fn db_ids(dir: &Path) -> Vec<String> {
         .expect("rows")
 }
 
+/// Waits until the device's retained status says online.
+fn wait_online(cloud: &broker::Cloud) {
+    cloud.wait_for(60, "the device to come online", |c| {
+        last_json(&c.on(&format!("{TOPIC}/status")))["state"] == "online"
+    });
+}
+
+/// Waits until the cloud has received every id in `want` (duplicates allowed).
+fn wait_all_ids(cloud: &broker::Cloud, want: &[String], secs: u64, what: &str) {
+    cloud.wait_for(secs, what, |c| {
+        let got: std::collections::HashSet<String> = event_ids(&c.on(&format!("{TOPIC}/events"))).into_iter().collect();
+        want.iter().all(|id| got.contains(id))
+    });
+}
+
 fn burst(cfg: &Path, count: usize) -> Child {
     Command::new(bin())
         .args([
@@ -185,9 +200,7 @@ fn a_chunked_100k_snapshot_is_applied_reported_and_used() {
     let cloud = broker.client("cloud", "cloud-test", true);
     cloud.subscribe(&format!("{TOPIC}/#"));
     let mut daemon = Daemon::start(&cfg, dir.path());
-    cloud.wait_for(60, "the device to come online", |c| {
-        last_json(&c.on(&format!("{TOPIC}/status")))["state"] == "online"
-    });
+    wait_online(&cloud);
     let state = last_json(&cloud.on(&format!("{TOPIC}/allowlist/state")));
     assert_eq!(state["applied_version"], 0);
     assert_eq!(state["need_snapshot"], true, "{state}");
@@ -260,9 +273,7 @@ fn bad_envelopes_are_rejected_logged_and_change_nothing() {
     let cloud = broker.client("cloud", "cloud-test", true);
     cloud.subscribe(&format!("{TOPIC}/#"));
     let mut daemon = Daemon::start(&cfg, dir.path());
-    cloud.wait_for(60, "the device to come online", |c| {
-        last_json(&c.on(&format!("{TOPIC}/status")))["state"] == "online"
-    });
+    wait_online(&cloud);
     let state = || last_json(&cloud.on(&format!("{TOPIC}/allowlist/state")));
     let topic = format!("{TOPIC}/allowlist");
 
@@ -427,9 +438,7 @@ fn broker_outage_during_a_burst_loses_no_event() {
     cloud.subscribe(&format!("{TOPIC}/events"));
     cloud.subscribe(&format!("{TOPIC}/status"));
     let mut daemon = Daemon::start(&cfg, dir.path());
-    cloud.wait_for(60, "the device to come online", |c| {
-        last_json(&c.on(&format!("{TOPIC}/status")))["state"] == "online"
-    });
+    wait_online(&cloud);
     let mut b = burst(&cfg, 10_000);
     cloud.wait_for(60, "the burst to start uploading", |c| {
         c.on(&format!("{TOPIC}/events")).len() >= 500
@@ -459,10 +468,7 @@ fn broker_outage_during_a_burst_loses_no_event() {
     broker.resume();
     let want = db_ids(dir.path());
     assert!(want.len() >= 10_000);
-    cloud.wait_for(180, "every event id at the cloud", |c| {
-        let got: std::collections::HashSet<String> = event_ids(&c.on(&format!("{TOPIC}/events"))).into_iter().collect();
-        want.iter().all(|id| got.contains(id))
-    });
+    wait_all_ids(&cloud, &want, 180, "every event id at the cloud");
     let got = event_ids(&cloud.on(&format!("{TOPIC}/events")));
     let mut seen = std::collections::HashSet::new();
     let firsts: Vec<&String> = got.iter().filter(|id| seen.insert(id.as_str())).collect();
@@ -513,10 +519,7 @@ fn kill_9_during_upload_loses_no_event() {
         "the upload finished before the kill; nothing was tested"
     );
     let daemon = Daemon::start(&cfg, dir.path());
-    cloud.wait_for(120, "every event id at the cloud after the restart", |c| {
-        let got: std::collections::HashSet<String> = event_ids(&c.on(&format!("{TOPIC}/events"))).into_iter().collect();
-        want.iter().all(|id| got.contains(id))
-    });
+    wait_all_ids(&cloud, &want, 120, "every event id at the cloud after the restart");
     let conn = Connection::open(dir.path().join("data/gatehouse.db")).expect("db");
     let start = Instant::now();
     loop {
