@@ -133,6 +133,7 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
     let mut capture_stats = Vec::new();
     let decisions = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let opened = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let live = crate::panel::LiveHub::default();
     for lane in &cfg.lanes {
         let reader = (parts.make_reader)(lane).with_context(|| format!("lane {}: recognizer", lane.name))?;
         let source = (parts.make_source)(lane);
@@ -186,10 +187,75 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
             decisions: decisions.clone(),
             opened: opened.clone(),
             opens,
+            live: live.clone(),
         })));
         slots.push(slot);
         capture_stats.push(stats);
     }
+
+    // A summary of the pipeline for the cloud heartbeat and the panel's system page.
+    let health: crate::sync::link::HealthFn = {
+        let lanes: Vec<(String, Arc<CaptureStats>)> = cfg
+            .lanes
+            .iter()
+            .map(|l| l.name.clone())
+            .zip(capture_stats.iter().cloned())
+            .collect();
+        let (decisions, opened, writer) = (decisions.clone(), opened.clone(), writer_stats.clone());
+        Arc::new(move || {
+            let ld = std::sync::atomic::Ordering::Relaxed;
+            serde_json::json!({
+                "decisions": decisions.load(ld),
+                "opened": opened.load(ld),
+                "events_committed": writer.committed.load(ld),
+                "events_failed": writer.failed.load(ld),
+                "lanes": lanes.iter().map(|(n, s)| serde_json::json!({
+                    "name": n,
+                    "frames": s.frames.load(ld),
+                    "reconnects": s.reconnects.load(ld),
+                })).collect::<Vec<_>>(),
+            })
+        })
+    };
+
+    // The guards' panel (its own thread and runtime).
+    let panel_cancel = CancellationToken::new();
+    let panel_thread = match &cfg.panel {
+        Some(pc) => {
+            let gates = cfg
+                .relays
+                .iter()
+                .filter_map(|r| {
+                    gates.get(&r.name).map(|h| crate::panel::GateInfo {
+                        handle: h.clone(),
+                        lane: cfg.lanes.iter().find(|l| l.relay == r.name).map(|l| l.name.clone()),
+                    })
+                })
+                .collect();
+            let deps = crate::panel::PanelDeps {
+                db_path: cfg.site.database_path(),
+                data_dir: cfg.site.data_dir.clone(),
+                clock: clock.clone(),
+                site: cfg.site.name.clone(),
+                timezone: cfg.site.timezone,
+                gates,
+                live: live.clone(),
+                sink: Some(sink.clone()),
+                status: health.clone(),
+            };
+            let (cert, key) = crate::panel::tls::ensure(pc, &cfg.site.data_dir).context("panel certificate")?;
+            let tls = crate::panel::tls::server_config(&cert, &key).context("panel TLS")?;
+            let panel = crate::panel::Panel::new(pc.clone(), deps).context("panel")?;
+            let (thread, addr) = crate::panel::server::spawn(panel, tls, panel_cancel.clone()).context("panel")?;
+            tracing::info!(
+                %addr,
+                fingerprint = %crate::panel::tls::fingerprint(&cert).unwrap_or_default(),
+                "guard panel listening (HTTPS)"
+            );
+            Some(thread)
+        }
+        None => None,
+    };
     drop(sink);
     drop(gates);
 
@@ -198,36 +264,13 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
     let link_stats = Arc::new(crate::sync::link::LinkStats::default());
     let link_thread = match cfg.sync.as_ref().and_then(|s| s.mqtt.clone().map(|m| (s.clone(), m))) {
         Some((sync, mqtt)) => {
-            let health: crate::sync::link::HealthFn = {
-                let lanes: Vec<(String, Arc<CaptureStats>)> = cfg
-                    .lanes
-                    .iter()
-                    .map(|l| l.name.clone())
-                    .zip(capture_stats.iter().cloned())
-                    .collect();
-                let (decisions, opened, writer) = (decisions.clone(), opened.clone(), writer_stats.clone());
-                Arc::new(move || {
-                    let ld = std::sync::atomic::Ordering::Relaxed;
-                    serde_json::json!({
-                        "decisions": decisions.load(ld),
-                        "opened": opened.load(ld),
-                        "events_committed": writer.committed.load(ld),
-                        "events_failed": writer.failed.load(ld),
-                        "lanes": lanes.iter().map(|(n, s)| serde_json::json!({
-                            "name": n,
-                            "frames": s.frames.load(ld),
-                            "reconnects": s.reconnects.load(ld),
-                        })).collect::<Vec<_>>(),
-                    })
-                })
-            };
             let ctx = crate::sync::link::LinkCtx {
                 sync,
                 mqtt,
                 db_path: cfg.site.database_path(),
                 allowlist: allowlist.clone(),
                 clock: clock.clone(),
-                health,
+                health: health.clone(),
                 stats: link_stats.clone(),
                 keep_reads_days: cfg.privacy.effective.reads.days,
             };
@@ -315,6 +358,11 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
 
     // 5. Shutdown, in order.
     parts.notifier.notify("STOPPING=1");
+    // The panel first: it holds an event sink and gate handles.
+    panel_cancel.cancel();
+    if let Some(t) = panel_thread {
+        let _ = tokio::task::spawn_blocking(move || t.join()).await;
+    }
     metrics_cancel.cancel();
     if let Some(m) = metrics_task {
         let _ = m.await;
@@ -435,6 +483,8 @@ struct DecisionCtx {
     decisions: Arc<std::sync::atomic::AtomicU64>,
     opened: Arc<std::sync::atomic::AtomicU64>,
     opens: track::RecentOpens,
+    /// The panel's live view (a short push; never waits on the panel).
+    live: crate::panel::LiveHub,
 }
 
 /// Decides each voted read, commands the gate (never waiting), then queues the event. The event writer is
@@ -508,7 +558,7 @@ fn decide_and_act(ctx: &DecisionCtx, v: VotedRead) -> GateEvent {
         lane = %v.lane, plate = %shown, confidence = format!("{:.2}", v.confidence), reads = v.reads,
         action = ?decision.action, reason = %decision.reason, early = v.early, "decision"
     );
-    GateEvent {
+    let event = GateEvent {
         id: GateEvent::new_id(v.decided_at),
         lane: v.lane.clone(),
         at: v.decided_at,
@@ -522,7 +572,9 @@ fn decide_and_act(ctx: &DecisionCtx, v: VotedRead) -> GateEvent {
         crop_jpeg: v.best_crop,
         guard_action: None,
         gate_result,
-    }
+    };
+    ctx.live.publish(crate::panel::LiveEvent::from_event(&event));
+    event
 }
 
 /// The decision for a voted read against the current snapshot. A pass with fewer agreeing reads than

@@ -104,6 +104,28 @@ const MIGRATIONS: &[&str] = &[
     );",
     // 6: the outbox is the events not uploaded yet; find them without a scan
     "CREATE INDEX events_outbox ON events(uploaded_at) WHERE uploaded_at IS NULL;",
+    // 7: panel accounts and sessions (session ids stored as SHA-256 only)
+    "CREATE TABLE users (
+        name TEXT PRIMARY KEY,
+        role TEXT NOT NULL CHECK (role IN ('guard','supervisor','admin','installer')),
+        password TEXT NOT NULL,
+        totp_secret TEXT,
+        totp_last_step INTEGER NOT NULL DEFAULT 0,
+        recovery TEXT NOT NULL DEFAULT '[]',
+        disabled INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        password_changed_at INTEGER NOT NULL
+    );
+    CREATE TABLE panel_sessions (
+        id_hash TEXT PRIMARY KEY,
+        user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        stage TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL,
+        source TEXT,
+        agent TEXT
+    );
+    CREATE INDEX panel_sessions_user ON panel_sessions(user);",
 ];
 
 /// Opens (creating if needed) the database with the daemon's pragmas and brings the schema up to date.

@@ -25,6 +25,8 @@
 //! - [`supervise`]: signals, the panic hook, sd_notify readiness, the progress-fed watchdog, metrics.
 //! - [`sync`]: signed allowlist envelopes from the cloud (keys, verify, atomic apply).
 //! - [`db`]: the SQLite file, its pragmas and migrations.
+//! - [`panel`]: the guards' HTTPS panel (live view, gate controls, passes, users, roles, 2FA, sessions); its
+//!   own thread and runtime.
 //! - [`audit`]: the hash-chained audit log of operator actions and its signed checkpoints.
 //! - [`app`]: wiring only: channels, tasks and their order.
 //! - [`clock`]: the [`clock::Clock`] seam, so expiry and schedules are testable.
@@ -43,6 +45,7 @@ pub mod demo;
 pub mod eval;
 pub mod events;
 pub mod gate;
+pub mod panel;
 pub mod plate;
 pub mod privacy;
 pub mod recognize;

@@ -53,6 +53,8 @@ pub enum Reason {
     },
     /// Guards' overrides and lockdown.
     Lockdown,
+    /// A guard commanded the gate from the panel.
+    GuardOverride,
 }
 
 impl Reason {
@@ -71,6 +73,7 @@ impl Reason {
             Reason::LowConfidence { .. } => "low_confidence",
             Reason::TooFewReads { .. } => "too_few_reads",
             Reason::Lockdown => "lockdown",
+            Reason::GuardOverride => "guard_override",
         }
     }
 }
@@ -94,6 +97,7 @@ impl fmt::Display for Reason {
             Reason::LowConfidence { confidence } => write!(f, "read too uncertain ({confidence:.2})"),
             Reason::TooFewReads { reads } => write!(f, "only {reads} read(s) agreed before the vehicle left"),
             Reason::Lockdown => f.write_str("gate in lockdown"),
+            Reason::GuardOverride => f.write_str("opened by a guard"),
         }
     }
 }

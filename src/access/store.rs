@@ -21,10 +21,24 @@ fn from_ms(v: Option<i64>) -> Option<DateTime<Utc>> {
 
 /// Loads every entry (for the in-memory snapshot).
 pub fn load_all(conn: &Connection) -> Result<Vec<Entry>, AccessError> {
-    let mut stmt = conn.prepare(
-        "SELECT plate, kind, host, unit, valid_from, valid_until, schedule, do_not_log, note FROM allowlist ORDER BY plate",
-    )?;
-    let rows = stmt.query_map([], |r| {
+    select(conn, "", [])
+}
+
+/// One entry by its plate.
+pub fn get(conn: &Connection, plate_text: &str) -> Result<Option<Entry>, AccessError> {
+    Ok(select(conn, "WHERE plate = ?1", [plate_text])?.pop())
+}
+
+/// Entries of one kind.
+pub fn of_kind(conn: &Connection, kind: Kind) -> Result<Vec<Entry>, AccessError> {
+    select(conn, "WHERE kind = ?1", [kind.as_str()])
+}
+
+fn select<P: rusqlite::Params>(conn: &Connection, filter: &str, params: P) -> Result<Vec<Entry>, AccessError> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT plate, kind, host, unit, valid_from, valid_until, schedule, do_not_log, note FROM allowlist {filter} ORDER BY plate"
+    ))?;
+    let rows = stmt.query_map(params, |r| {
         Ok((
             r.get::<_, String>(0)?,
             r.get::<_, String>(1)?,

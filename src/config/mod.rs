@@ -30,6 +30,22 @@ pub struct Config {
     pub privacy: PrivacyConfig,
     /// The cloud link's identity and trust (absent: no cloud sync configured).
     pub sync: Option<SyncConfig>,
+    /// The guards' HTTPS panel (absent: off).
+    pub panel: Option<PanelConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PanelConfig {
+    pub listen: std::net::SocketAddr,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub hostnames: Vec<String>,
+    pub idle: chrono::Duration,
+    pub absolute: chrono::Duration,
+    pub lockout_failures: u32,
+    pub lockout_period: Duration,
+    pub login_per_minute: u32,
+    pub image_url_ttl: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -338,3 +338,59 @@ fn default_window() -> u16 {
 fn default_max_packet_kb() -> usize {
     1024
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPanel {
+    /// HTTPS address of the guards' panel, e.g. "0.0.0.0:8443".
+    #[serde(default = "default_panel_listen")]
+    pub listen: String,
+    /// The site's certificate and key (PEM); leave both out for a self-signed one made on first start.
+    #[serde(default)]
+    pub cert: Option<String>,
+    #[serde(default)]
+    pub key: Option<String>,
+    /// Names the self-signed certificate is made for.
+    #[serde(default = "default_panel_hostnames")]
+    pub hostnames: Vec<String>,
+    /// A session ends after this long without use.
+    #[serde(default = "default_idle_minutes")]
+    pub idle_minutes: u32,
+    /// ... and at the latest this long after login (a guard's shift).
+    #[serde(default = "default_shift_hours")]
+    pub shift_hours: u32,
+    #[serde(default = "default_lockout_failures")]
+    pub lockout_failures: u32,
+    #[serde(default = "default_lockout_minutes")]
+    pub lockout_minutes: u32,
+    #[serde(default = "default_login_per_minute")]
+    pub login_per_minute: u32,
+    /// How long a plate image link works.
+    #[serde(default = "default_image_url_seconds")]
+    pub image_url_seconds: u32,
+}
+
+fn default_panel_listen() -> String {
+    "0.0.0.0:8443".into()
+}
+fn default_panel_hostnames() -> Vec<String> {
+    vec!["gatehouse.local".into()]
+}
+fn default_idle_minutes() -> u32 {
+    120
+}
+fn default_shift_hours() -> u32 {
+    13
+}
+fn default_lockout_failures() -> u32 {
+    5
+}
+fn default_lockout_minutes() -> u32 {
+    15
+}
+fn default_login_per_minute() -> u32 {
+    20
+}
+fn default_image_url_seconds() -> u32 {
+    120
+}

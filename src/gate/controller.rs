@@ -44,6 +44,7 @@ pub struct GateHandle {
     name: Arc<str>,
     tx: mpsc::Sender<GateCommand>,
     lockdown: Arc<AtomicBool>,
+    energized: Arc<AtomicBool>,
 }
 
 impl GateHandle {
@@ -57,6 +58,11 @@ impl GateHandle {
 
     pub fn in_lockdown(&self) -> bool {
         self.lockdown.load(Ordering::Relaxed)
+    }
+
+    /// Whether the relay is asking the gate to open right now (as last set successfully).
+    pub fn is_open(&self) -> bool {
+        self.energized.load(Ordering::Relaxed)
     }
 
     pub fn name(&self) -> &str {
@@ -79,12 +85,14 @@ pub fn run_controller(
 ) -> (GateHandle, impl std::future::Future<Output = ()>) {
     let (tx, rx) = mpsc::channel(32);
     let lockdown = Arc::new(AtomicBool::new(false));
+    let energized = Arc::new(AtomicBool::new(false));
     let handle = GateHandle {
         name: cfg.name.clone().into(),
         tx,
         lockdown: lockdown.clone(),
+        energized: energized.clone(),
     };
-    (handle, controller(cfg, relay, rx, lockdown, cancel))
+    (handle, controller(cfg, relay, rx, lockdown, energized, cancel))
 }
 
 async fn controller(
@@ -92,13 +100,17 @@ async fn controller(
     relay: SharedRelay,
     mut rx: mpsc::Receiver<GateCommand>,
     lockdown: Arc<AtomicBool>,
+    energized: Arc<AtomicBool>,
     cancel: CancellationToken,
 ) {
     let name = cfg.name.clone();
     let set = |on: bool| -> bool {
         let mut r = relay.lock().unwrap_or_else(|p| p.into_inner());
         match r.set(on) {
-            Ok(()) => true,
+            Ok(()) => {
+                energized.store(on, Ordering::Relaxed);
+                true
+            }
             Err(e) => {
                 tracing::error!(relay = %name, error = %e, "relay failed");
                 false

@@ -1,0 +1,325 @@
+//! Admin pages: users and roles, sessions (one's own, or everyone's for admins), the audit log with its
+//! verification, and the system status for installers.
+
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Extension, Form};
+use serde::Deserialize;
+
+use super::auth::Authed;
+use super::html::{esc, local, notice, page};
+use super::lanes::urlencode;
+use super::roles::{Perm, Role, ROLES};
+use super::{password, store, Failure, Panel};
+
+#[derive(Deserialize, Default)]
+pub struct Msg {
+    #[serde(default)]
+    done: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+fn msgs(q: &Msg) -> String {
+    notice("ok", q.done.as_deref().unwrap_or("")) + &notice("error", q.error.as_deref().unwrap_or(""))
+}
+
+fn role_options(selected: Role) -> String {
+    ROLES
+        .iter()
+        .map(|r| {
+            let sel = if *r == selected { " selected" } else { "" };
+            format!("<option value=\"{r}\"{sel}>{r}</option>")
+        })
+        .collect()
+}
+
+pub async fn users(State(p): State<Panel>, Extension(a): Extension<Authed>, Query(q): Query<Msg>) -> Result<Response, Failure> {
+    let users = p.db(|c| store::users(c)).await?;
+    let mut body = msgs(&q);
+    body.push_str(&format!(
+        "<h2>Add a user</h2><form class=\"stack\" method=\"post\" action=\"/users\">\
+         <label>User name <input name=\"name\" id=\"new-name\" required pattern=\"[a-z0-9._-]{{2,32}}\"></label>\
+         <label>Role <select name=\"role\" id=\"new-role\">{}</select></label>\
+         <label>First password (they should change it) <input name=\"password\" id=\"new-password\" type=\"password\" required minlength=\"8\" autocomplete=\"new-password\"></label>\
+         <button id=\"add-user\">Add</button></form>\
+         <p class=\"muted\">Admins and installers set up their second factor at their first login.</p>\
+         <h2>Users</h2><table id=\"users\"><tr><th>Name</th><th>Role</th><th>2FA</th><th>State</th><th></th></tr>",
+        role_options(Role::Guard)
+    ));
+    for u in &users {
+        let n = esc(&u.name);
+        let toggle = if u.disabled { "enable" } else { "disable" };
+        body.push_str(&format!(
+            "<tr><td>{n}</td><td><form class=\"row\" method=\"post\" action=\"/users/{n}/role\"><select name=\"role\">{}</select><button>Set role</button></form></td>\
+             <td>{}</td><td>{}</td><td><form class=\"row\" method=\"post\" action=\"/users/{n}/{toggle}\"><button class=\"warn\">{toggle}</button></form>\
+             <form class=\"row\" method=\"post\" action=\"/users/{n}/reset-2fa\"><button>Reset 2FA</button></form></td></tr>",
+            role_options(u.role),
+            if u.totp_secret.is_some() { "on" } else { "off" },
+            if u.disabled { "disabled" } else { "active" },
+        ));
+    }
+    body.push_str("</table>");
+    Ok(page("Users", Some(&a), &body).into_response())
+}
+
+fn back(q: &str, msg: &str) -> Response {
+    Redirect::to(&format!("/users?{q}={}", urlencode(msg))).into_response()
+}
+
+#[derive(Deserialize)]
+pub struct NewUser {
+    name: String,
+    role: String,
+    password: String,
+}
+
+pub async fn add_user(State(p): State<Panel>, Extension(a): Extension<Authed>, Form(f): Form<NewUser>) -> Result<Response, Failure> {
+    let name = f.name.trim().to_lowercase();
+    if !store::valid_name(&name) {
+        return Ok(back("error", "User names are 2-32 of a-z, 0-9, dot, dash, underscore."));
+    }
+    let Ok(role) = f.role.parse::<Role>() else {
+        return Ok(back("error", "Unknown role."));
+    };
+    if let Some(why) = password::weakness(&f.password, &name) {
+        return Ok(back("error", &format!("Password: {why}")));
+    }
+    let pw = f.password;
+    let phc = tokio::task::spawn_blocking(move || password::hash(&pw))
+        .await
+        .map_err(|e| Failure::Internal(e.to_string()))?
+        .map_err(Failure::Internal)?;
+    let (n, now) = (name.clone(), p.now());
+    let added = p
+        .db(move |c| {
+            if store::user(c, &n)?.is_some() {
+                return Ok::<_, rusqlite::Error>(false);
+            }
+            store::add_user(c, &n, role, &phc, None, now)?;
+            Ok(true)
+        })
+        .await?;
+    if !added {
+        return Ok(back("error", &format!("{name} already exists.")));
+    }
+    p.audit(&a.who(), "user.create", Some(name.clone()), None, Some(format!("role {role}"))).await;
+    Ok(back("done", &format!("{name} added as {role}")))
+}
+
+/// Whether another enabled admin remains if `name` stops being one.
+fn other_admin(c: &rusqlite::Connection, name: &str) -> rusqlite::Result<bool> {
+    Ok(store::users(c)?
+        .iter()
+        .any(|u| u.name != name && u.role == Role::Admin && !u.disabled))
+}
+
+#[derive(Deserialize)]
+pub struct RoleForm {
+    role: String,
+}
+
+pub async fn set_role(
+    State(p): State<Panel>,
+    Extension(a): Extension<Authed>,
+    Path(name): Path<String>,
+    Form(f): Form<RoleForm>,
+) -> Result<Response, Failure> {
+    let Ok(role) = f.role.parse::<Role>() else {
+        return Ok(back("error", "Unknown role."));
+    };
+    let n = name.clone();
+    let before = p
+        .db(move |c| {
+            let Some(u) = store::user(c, &n)? else { return Ok::<_, rusqlite::Error>(Err("No such user.")) };
+            if u.role == Role::Admin && role != Role::Admin && !other_admin(c, &n)? {
+                return Ok(Err("That would leave no admin."));
+            }
+            store::set_role(c, &n, role)?;
+            store::delete_all_for(c, &n)?;
+            Ok(Ok(u.role))
+        })
+        .await?;
+    match before {
+        Err(e) => Ok(back("error", e)),
+        Ok(old) => {
+            p.audit(&a.who(), "user.role", Some(name.clone()), Some(old.to_string()), Some(role.to_string())).await;
+            Ok(back("done", &format!("{name} is now {role}; their sessions were ended")))
+        }
+    }
+}
+
+async fn set_disabled(p: Panel, a: Authed, name: String, disabled: bool) -> Result<Response, Failure> {
+    let n = name.clone();
+    let outcome = p
+        .db(move |c| {
+            let Some(u) = store::user(c, &n)? else { return Ok::<_, rusqlite::Error>(Err("No such user.")) };
+            if disabled && u.role == Role::Admin && !other_admin(c, &n)? {
+                return Ok(Err("That would leave no admin."));
+            }
+            store::set_disabled(c, &n, disabled)?;
+            store::delete_all_for(c, &n)?;
+            Ok(Ok(()))
+        })
+        .await?;
+    if let Err(e) = outcome {
+        return Ok(back("error", e));
+    }
+    let action = if disabled { "user.disable" } else { "user.enable" };
+    p.audit(&a.who(), action, Some(name.clone()), None, None).await;
+    Ok(back("done", &format!("{name} {}", if disabled { "disabled" } else { "enabled" })))
+}
+
+pub async fn disable(State(p): State<Panel>, Extension(a): Extension<Authed>, Path(name): Path<String>) -> Result<Response, Failure> {
+    set_disabled(p, a, name, true).await
+}
+
+pub async fn enable(State(p): State<Panel>, Extension(a): Extension<Authed>, Path(name): Path<String>) -> Result<Response, Failure> {
+    set_disabled(p, a, name, false).await
+}
+
+pub async fn reset_totp(State(p): State<Panel>, Extension(a): Extension<Authed>, Path(name): Path<String>) -> Result<Response, Failure> {
+    let n = name.clone();
+    let found = p
+        .db(move |c| {
+            let ok = store::set_totp(c, &n, None)?;
+            store::delete_all_for(c, &n)?;
+            Ok::<_, rusqlite::Error>(ok)
+        })
+        .await?;
+    if !found {
+        return Ok(back("error", "No such user."));
+    }
+    p.audit(&a.who(), "user.reset_2fa", Some(name.clone()), None, None).await;
+    Ok(back("done", &format!("{name}'s second factor was reset; they set it up again at their next login")))
+}
+
+pub async fn sessions(State(p): State<Panel>, Extension(a): Extension<Authed>, Query(q): Query<Msg>) -> Result<Response, Failure> {
+    let all = a.role.may(Perm::ManageUsers);
+    let user = (!all).then(|| a.user.clone());
+    let list = p.db(move |c| store::sessions(c, user.as_deref())).await?;
+    let mut body = msgs(&q);
+    body.push_str(&format!(
+        "<p>{}</p><table id=\"sessions\"><tr><th>User</th><th>Started</th><th>Last active</th><th>From</th><th>Browser</th><th></th></tr>",
+        if all { "Everyone's sessions." } else { "Your sessions." }
+    ));
+    for s in &list {
+        let this = if s.handle == a.handle { " <strong>(this one)</strong>" } else { "" };
+        body.push_str(&format!(
+            "<tr><td>{}{this}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"muted\">{}</td><td>\
+             <form method=\"post\" action=\"/sessions/revoke\"><input type=\"hidden\" name=\"handle\" value=\"{}\">\
+             <button class=\"danger\">End</button></form></td></tr>",
+            esc(&s.user),
+            local(s.created_at, p.deps.timezone),
+            local(s.last_seen, p.deps.timezone),
+            esc(&s.source),
+            esc(&s.agent),
+            esc(&s.handle),
+        ));
+    }
+    body.push_str("</table>");
+    Ok(page("Sessions", Some(&a), &body).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct RevokeForm {
+    handle: String,
+}
+
+pub async fn revoke_session(State(p): State<Panel>, Extension(a): Extension<Authed>, Form(f): Form<RevokeForm>) -> Result<Response, Failure> {
+    let only = (!a.role.may(Perm::ManageUsers)).then(|| a.user.clone());
+    let handle = f.handle.trim().to_string();
+    let h = handle.clone();
+    let ended = p.db(move |c| store::delete_by_handle(c, &h, only.as_deref())).await?;
+    if !ended {
+        return Ok(Redirect::to("/sessions?error=No+such+session").into_response());
+    }
+    p.audit(&a.who(), "session.revoke", Some(handle), None, None).await;
+    Ok(Redirect::to("/sessions?done=Session+ended").into_response())
+}
+
+pub async fn audit(State(p): State<Panel>, Extension(a): Extension<Authed>) -> Result<Response, Failure> {
+    let key = p.audit_key.verifying_key();
+    let (report, rows) = p
+        .db(move |c| {
+            let report = crate::audit::verify(c, &key)?;
+            let mut st = c.prepare(
+                "SELECT seq, at, actor, role, source, action, target, before, after FROM audit_log ORDER BY seq DESC LIMIT 200",
+            )?;
+            let rows = st
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, Option<String>>(4)?,
+                        r.get::<_, String>(5)?,
+                        r.get::<_, Option<String>>(6)?,
+                        r.get::<_, Option<String>>(7)?,
+                        r.get::<_, Option<String>>(8)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok::<_, crate::audit::AuditError>((report, rows))
+        })
+        .await?;
+    let status = match &report.first_bad {
+        None => format!(
+            "<p class=\"notice ok\" id=\"audit-status\">Chain intact: {} entries, {} signed checkpoint(s).</p>",
+            report.entries, report.checkpoints
+        ),
+        Some((seq, why)) => format!(
+            "<p class=\"notice error\" id=\"audit-status\">NOT intact: first bad sequence {seq}: {}</p>",
+            esc(why)
+        ),
+    };
+    let mut body = status;
+    body.push_str("<table id=\"audit\"><tr><th>#</th><th>Time</th><th>Who</th><th>From</th><th>Action</th><th>Target</th><th>Before</th><th>After</th></tr>");
+    for (seq, at, actor, role, source, action, target, before, after) in rows {
+        body.push_str(&format!(
+            "<tr><td>{seq}</td><td>{}</td><td>{} ({})</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            local(chrono::DateTime::from_timestamp_millis(at).unwrap_or_default(), p.deps.timezone),
+            esc(&actor),
+            esc(&role),
+            esc(source.as_deref().unwrap_or("")),
+            esc(&action),
+            esc(target.as_deref().unwrap_or("")),
+            esc(before.as_deref().unwrap_or("")),
+            esc(after.as_deref().unwrap_or("")),
+        ));
+    }
+    body.push_str("</table>");
+    Ok(page("Audit log", Some(&a), &body).into_response())
+}
+
+impl From<crate::audit::AuditError> for Failure {
+    fn from(e: crate::audit::AuditError) -> Self {
+        Failure::Internal(e.to_string())
+    }
+}
+
+pub async fn system(State(p): State<Panel>, Extension(a): Extension<Authed>) -> Response {
+    let status = (p.deps.status)();
+    let gates: String = p
+        .deps
+        .gates
+        .iter()
+        .map(|g| {
+            format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(g.handle.name()),
+                if g.handle.is_open() { "open" } else { "closed" },
+                if g.handle.in_lockdown() { "LOCKDOWN" } else { "" }
+            )
+        })
+        .collect();
+    let body = format!(
+        "<p>Site <strong>{}</strong>, gatehouse {}.</p><h2>Gates</h2><table><tr><th>Relay</th><th>State</th><th></th></tr>{gates}</table>\
+         <h2>Pipeline</h2><pre id=\"status\">{}</pre>",
+        esc(&p.deps.site),
+        env!("CARGO_PKG_VERSION"),
+        esc(&serde_json::to_string_pretty(&status).unwrap_or_default()),
+    );
+    page("System", Some(&a), &body).into_response()
+}

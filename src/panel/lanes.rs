@@ -1,0 +1,248 @@
+//! The live lane view, its feed, plate crops behind signed URLs, and the gate controls.
+
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Extension, Form, Json};
+use serde::Deserialize;
+
+use super::auth::Authed;
+use super::html::{esc, notice, page};
+use super::live::LiveEvent;
+use super::roles::Perm;
+use super::{Failure, Panel};
+use crate::access::{Action, Decision, Reason};
+use crate::events::GateEvent;
+use crate::gate::{Actor, GateCommand};
+
+#[derive(Deserialize)]
+pub struct LiveQuery {
+    #[serde(default)]
+    done: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+pub async fn live_page(State(p): State<Panel>, Extension(a): Extension<Authed>, Query(q): Query<LiveQuery>) -> Response {
+    let mut body = String::new();
+    if let Some(d) = q.done.as_deref() {
+        body.push_str(&notice("ok", &format!("Done: {d}.")));
+    }
+    if let Some(e) = q.error.as_deref() {
+        body.push_str(&notice("error", e));
+    }
+    body.push_str("<section class=\"gates\">");
+    let buttons: &[(&str, &str, &str, Perm)] = &[
+        ("open", "Open once", "ok", Perm::GateOpen),
+        ("hold", "Hold open", "warn", Perm::GateHold),
+        ("release", "Release", "", Perm::GateHold),
+        ("lockdown", "Lockdown", "danger", Perm::GateLockdown),
+        ("unlock", "Unlock", "", Perm::GateLockdown),
+    ];
+    for g in &p.deps.gates {
+        let name = esc(g.handle.name());
+        let (state, class) = if g.handle.in_lockdown() {
+            ("LOCKDOWN", "locked")
+        } else if g.handle.is_open() {
+            ("OPEN", "open")
+        } else {
+            ("closed", "")
+        };
+        let mut b = String::new();
+        for (cmd, label, class, perm) in buttons {
+            if a.role.may(*perm) {
+                b.push_str(&format!(
+                    "<button class=\"{class}\" id=\"{cmd}-{name}\" formaction=\"/gate/{name}/{cmd}\">{label}</button>"
+                ));
+            }
+        }
+        body.push_str(&format!(
+            "<div class=\"gate\"><div>Gate <strong>{name}</strong>{}: <span id=\"state-{name}\" class=\"state {class}\">{state}</span></div>\
+             <form class=\"row\" method=\"post\" action=\"/gate/{name}/open\">\
+             <input type=\"hidden\" name=\"event\" value=\"\">\
+             <input name=\"reason\" id=\"reason-{name}\" placeholder=\"Reason (required)\" required minlength=\"3\" maxlength=\"200\">\
+             <span class=\"for-event muted\"></span>{b}</form></div>",
+            g.lane.as_deref().map(|l| format!(" (lane {})", esc(l))).unwrap_or_default(),
+        ));
+    }
+    body.push_str(
+        "</section><p class=\"muted\">Newest first. Select a vehicle to act for it. <span id=\"updated\"></span></p>\
+         <section id=\"events\" aria-live=\"polite\"></section>",
+    );
+    page("Live", Some(&a), &body).into_response()
+}
+
+#[derive(Deserialize)]
+pub struct AfterQuery {
+    #[serde(default)]
+    after: u64,
+}
+
+pub async fn live_api(State(p): State<Panel>, Query(q): Query<AfterQuery>) -> Response {
+    let events: Vec<serde_json::Value> = p
+        .deps
+        .live
+        .since(q.after, 50)
+        .into_iter()
+        .map(|e| {
+            let img = e.crop.as_ref().map(|_| p.image_url(&e.id));
+            let mut v = serde_json::to_value(&e).unwrap_or_default();
+            v["img"] = serde_json::json!(img);
+            v
+        })
+        .collect();
+    let gates: Vec<serde_json::Value> = p
+        .deps
+        .gates
+        .iter()
+        .map(|g| serde_json::json!({"name": g.handle.name(), "open": g.handle.is_open(), "lockdown": g.handle.in_lockdown()}))
+        .collect();
+    Json(serde_json::json!({"events": events, "gates": gates, "now": p.now()})).into_response()
+}
+
+#[derive(Deserialize)]
+pub struct Signed {
+    exp: i64,
+    sig: String,
+}
+
+/// A plate crop, only with a valid, unexpired signature (and a session allowed to watch the lanes).
+pub async fn image(State(p): State<Panel>, Path(id): Path<String>, Query(s): Query<Signed>) -> Result<Response, Failure> {
+    if !p.verify_image(&id, s.exp, &s.sig) {
+        return Err(Failure::Forbidden);
+    }
+    let bytes = match p.deps.live.get(&id).and_then(|e| e.crop) {
+        Some(b) => b.to_vec(),
+        None => {
+            let lookup = id.clone();
+            let path: Option<String> = p
+                .db(move |c| {
+                    use rusqlite::OptionalExtension;
+                    c.query_row("SELECT crop_path FROM events WHERE id = ?1", [&lookup], |r| r.get(0))
+                        .optional()
+                        .map(Option::flatten)
+                })
+                .await?;
+            let path = path.ok_or(Failure::NotFound)?;
+            tokio::fs::read(&path).await.map_err(|_| Failure::NotFound)?
+        }
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/jpeg"),
+            (header::CACHE_CONTROL, "private, max-age=60"),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+pub struct GateForm {
+    reason: String,
+    #[serde(default)]
+    event: String,
+}
+
+async fn command(p: Panel, a: Authed, relay: String, f: GateForm, kind: &'static str) -> Response {
+    let Some(gate) = p.deps.gates.iter().find(|g| g.handle.name() == relay) else {
+        return Failure::NotFound.into_response();
+    };
+    let reason = f.reason.trim().to_string();
+    let back = |q: String| Redirect::to(&format!("/live?{q}")).into_response();
+    if !(3..=200).contains(&reason.chars().count()) {
+        return back("error=State+a+reason+(3+to+200+characters)".into());
+    }
+    let actor = Actor::Guard(a.user.clone());
+    let cmd = match kind {
+        "open" => GateCommand::Open { actor, reason: reason.clone() },
+        "hold" => GateCommand::HoldOpen { actor, reason: reason.clone() },
+        "release" => GateCommand::Release { actor, reason: reason.clone() },
+        "lockdown" => GateCommand::Lockdown { actor, reason: reason.clone() },
+        _ => GateCommand::Unlock { actor, reason: reason.clone() },
+    };
+    let refused = kind != "release" && kind != "unlock" && kind != "lockdown" && gate.handle.in_lockdown();
+    let result = gate.handle.try_command(cmd);
+    let action = format!("gate.{kind}");
+    let event = p.deps.live.get(f.event.trim()).filter(|_| !f.event.trim().is_empty());
+    let target = Some(match &event {
+        Some(e) => format!("{relay} for event {}", e.id),
+        None => relay.clone(),
+    });
+    if let Err(e) = result {
+        p.audit(&a.who(), &format!("{action}.failed"), target, None, Some(format!("{reason} ({e})"))).await;
+        return back(format!("error={}", urlencode(&format!("The gate did not take the command: {e}"))));
+    }
+    p.audit(&a.who(), &action, target, None, Some(reason.clone())).await;
+    if refused {
+        return back("error=The+gate+is+in+lockdown%3A+it+will+not+open".into());
+    }
+    if matches!(kind, "open" | "hold") {
+        record_override(&p, &a, gate.lane.as_deref().unwrap_or(gate.handle.name()), kind, &reason, event).await;
+    }
+    back(format!("done={}", urlencode(&format!("{kind} {relay}"))))
+}
+
+/// A guard's opening is a gate event like any other (stored, uploaded, shown live), naming the guard.
+async fn record_override(p: &Panel, a: &Authed, lane: &str, kind: &str, reason: &str, about: Option<LiveEvent>) {
+    let now = p.now();
+    let plate = about.as_ref().and_then(|e| e.plate.clone()).unwrap_or_default();
+    let e = GateEvent {
+        id: GateEvent::new_id(now),
+        lane: lane.into(),
+        at: now,
+        first_seen: now,
+        plate,
+        confidence: about.as_ref().map(|e| e.confidence).unwrap_or(0.0),
+        chars: Vec::new(),
+        alternatives: Vec::new(),
+        reads: 0,
+        decision: Decision {
+            action: Action::Open,
+            alert: false,
+            reason: Reason::GuardOverride,
+            matched: None,
+        },
+        crop_jpeg: Vec::new(),
+        guard_action: Some(format!("{kind} by {}: {reason}", a.user)),
+        gate_result: Some("command queued".into()),
+    };
+    p.deps.live.publish(LiveEvent::from_event(&e));
+    if let Some(sink) = &p.deps.sink {
+        match tokio::time::timeout(Duration::from_secs(2), sink.send(e)).await {
+            Ok(Ok(())) => {}
+            _ => tracing::error!("guard override could not be queued for the event store (in the audit log)"),
+        }
+    }
+}
+
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
+            b' ' => "+".into(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+macro_rules! gate_route {
+    ($name:ident, $kind:literal) => {
+        pub async fn $name(
+            State(p): State<Panel>,
+            Extension(a): Extension<Authed>,
+            Path(relay): Path<String>,
+            Form(f): Form<GateForm>,
+        ) -> Response {
+            command(p, a, relay, f, $kind).await
+        }
+    };
+}
+
+gate_route!(open, "open");
+gate_route!(hold, "hold");
+gate_route!(release, "release");
+gate_route!(lockdown, "lockdown");
+gate_route!(unlock, "unlock");

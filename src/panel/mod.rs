@@ -1,0 +1,278 @@
+//! The guards' web panel: HTTPS (TLS 1.3 only), served by the daemon on its own thread and runtime so
+//! no panel request can slow the decision path. Reads the live feed and the database; writes gate
+//! commands (`try_send`, never waiting), visitor passes, accounts and sessions, and an audit entry for
+//! every action.
+//!
+//! - [`server`]: TLS listener and connection limits; [`tls`]: the certificate (site's, or self-signed)
+//! - [`routes`]: every route with who may use it; [`security`]: headers and cross-origin refusal
+//! - [`auth`]: login, second factor, sessions, the per-route check; [`lockout`], [`password`], [`totp`]
+//! - pages: [`lanes`] (live view, gate controls, crops), [`search`], [`passes`], [`admin`], [`account`]
+
+pub mod account;
+pub mod admin;
+pub mod auth;
+pub mod html;
+pub mod lanes;
+pub mod live;
+pub mod lockout;
+pub mod passes;
+pub mod password;
+pub mod roles;
+pub mod routes;
+pub mod search;
+pub mod security;
+pub mod server;
+pub mod store;
+pub mod tls;
+pub mod totp;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use rusqlite::Connection;
+
+use crate::clock::SharedClock;
+use crate::config::PanelConfig;
+use crate::events::EventSink;
+use crate::gate::GateHandle;
+
+pub use live::{LiveEvent, LiveHub};
+pub use roles::{Perm, Role};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PanelError {
+    #[error("panel database: {0}")]
+    Db(#[from] crate::db::DbError),
+    #[error("panel: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("panel audit key: {0}")]
+    Audit(#[from] crate::audit::AuditError),
+    #[error("panel certificate {path}: {reason}")]
+    Cert { path: String, reason: String },
+    #[error("panel cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("panel: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Fills a buffer from the OS's random source.
+pub fn random_bytes(buf: &mut [u8]) {
+    if getrandom::fill(buf).is_err() {
+        // getrandom fails only without any OS entropy source; refuse to go on with weak ids.
+        panic!("no OS random source: cannot make session ids or secrets");
+    }
+}
+
+/// A summary of the daemon for the system page.
+pub type StatusFn = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+
+/// One gate the panel can command, and the lane whose events it belongs to.
+#[derive(Clone)]
+pub struct GateInfo {
+    pub handle: GateHandle,
+    pub lane: Option<String>,
+}
+
+/// What the panel is given by the daemon.
+pub struct PanelDeps {
+    pub db_path: PathBuf,
+    pub data_dir: PathBuf,
+    pub clock: SharedClock,
+    pub site: String,
+    pub timezone: chrono_tz::Tz,
+    pub gates: Vec<GateInfo>,
+    pub live: LiveHub,
+    /// Guards' openings become gate events (uploaded like any other).
+    pub sink: Option<EventSink>,
+    pub status: StatusFn,
+}
+
+/// The panel's shared state; cheap to clone.
+#[derive(Clone)]
+pub struct Panel(Arc<Inner>);
+
+pub struct Inner {
+    pub cfg: PanelConfig,
+    pub deps: PanelDeps,
+    db: Arc<Mutex<Connection>>,
+    pub lockout: lockout::Lockout,
+    image_key: [u8; 32],
+    audit_key: ed25519_dalek::SigningKey,
+}
+
+impl std::ops::Deref for Panel {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// A request that failed, as the browser sees it: generic pages, details only in the log.
+#[derive(Debug)]
+pub enum Failure {
+    /// Not logged in: API callers get 401, pages a redirect to the login.
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    BadRequest(String),
+    Internal(String),
+}
+
+impl From<rusqlite::Error> for Failure {
+    fn from(e: rusqlite::Error) -> Self {
+        Failure::Internal(e.to_string())
+    }
+}
+
+impl From<crate::access::AccessError> for Failure {
+    fn from(e: crate::access::AccessError) -> Self {
+        Failure::Internal(e.to_string())
+    }
+}
+
+impl From<crate::events::EventError> for Failure {
+    fn from(e: crate::events::EventError) -> Self {
+        Failure::Internal(e.to_string())
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let (status, text) = match self {
+            Failure::Unauthorized => (StatusCode::UNAUTHORIZED, "Please log in.".to_string()),
+            Failure::Forbidden => (StatusCode::FORBIDDEN, "Your role does not allow this.".to_string()),
+            Failure::NotFound => (StatusCode::NOT_FOUND, "Not found.".to_string()),
+            Failure::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+            Failure::Internal(detail) => {
+                tracing::error!(error = %detail, "panel request failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong; it has been logged.".to_string(),
+                )
+            }
+        };
+        let body = html::page(
+            status.canonical_reason().unwrap_or("Error"),
+            None,
+            &format!("{}<p><a href=\"/\">Back</a></p>", html::notice("error", &text)),
+        );
+        (status, body).into_response()
+    }
+}
+
+/// Who did something, for the audit log.
+pub struct Who<'a> {
+    pub actor: &'a str,
+    pub role: &'a str,
+    pub session: Option<&'a str>,
+    pub source: IpAddr,
+}
+
+impl Panel {
+    pub fn new(cfg: PanelConfig, deps: PanelDeps) -> Result<Self, PanelError> {
+        let conn = crate::db::open(&deps.db_path)?;
+        let audit_key = crate::audit::device_key(&deps.data_dir.join("audit-device.key"))?;
+        let mut image_key = [0u8; 32];
+        random_bytes(&mut image_key);
+        let lockout = lockout::Lockout::new(
+            cfg.lockout_failures,
+            chrono::Duration::from_std(cfg.lockout_period).unwrap_or(chrono::Duration::minutes(15)),
+            cfg.login_per_minute,
+        );
+        Ok(Self(Arc::new(Inner {
+            cfg,
+            deps,
+            db: Arc::new(Mutex::new(conn)),
+            lockout,
+            image_key,
+            audit_key,
+        })))
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.deps.clock.now()
+    }
+
+    /// Runs database work off the async runtime.
+    pub async fn db<T: Send + 'static, E: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, Failure>
+    where
+        Failure: From<E>,
+    {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut c = db.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut c)
+        })
+        .await
+        .map_err(|e| Failure::Internal(e.to_string()))?
+        .map_err(Failure::from)
+    }
+
+    /// Appends to the audit log and signs a checkpoint of the new head. A failure is logged: the action
+    /// itself has happened and is also in the journal.
+    pub async fn audit(&self, who: &Who<'_>, action: &str, target: Option<String>, before: Option<String>, after: Option<String>) {
+        let a = crate::audit::Action {
+            actor: who.actor.to_string(),
+            role: who.role.to_string(),
+            session: who.session.map(str::to_string),
+            source: Some(who.source.to_string()),
+            action: action.to_string(),
+            target,
+            before,
+            after,
+        };
+        let (now, key) = (self.now(), self.audit_key.clone());
+        let db = self.db.clone();
+        let res = tokio::task::spawn_blocking(move || {
+            let mut c = db.lock().unwrap_or_else(|p| p.into_inner());
+            crate::audit::append(&mut c, &a, now)?;
+            crate::audit::checkpoint(&c, &key, "device", now)
+        })
+        .await;
+        match res {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, action, "audit entry could not be written"),
+            Err(e) => tracing::error!(error = %e, action, "audit task failed"),
+        }
+    }
+
+    /// A crop URL valid for the configured minutes.
+    pub fn image_url(&self, event_id: &str) -> String {
+        let exp = self.now().timestamp() + self.cfg.image_url_ttl.as_secs() as i64;
+        format!("/img/{event_id}?exp={exp}&sig={}", self.image_sig(event_id, exp))
+    }
+
+    pub fn image_sig(&self, event_id: &str, exp: i64) -> String {
+        use hmac::Mac;
+        let mut mac = match hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.image_key) {
+            Ok(m) => m,
+            Err(_) => return String::new(),
+        };
+        mac.update(format!("{event_id}|{exp}").as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    pub fn verify_image(&self, event_id: &str, exp: i64, sig: &str) -> bool {
+        use hmac::Mac;
+        if exp < self.now().timestamp() {
+            return false;
+        }
+        let Ok(sig) = hex::decode(sig) else { return false };
+        let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.image_key) else {
+            return false;
+        };
+        mac.update(format!("{event_id}|{exp}").as_bytes());
+        mac.verify_slice(&sig).is_ok()
+    }
+}
