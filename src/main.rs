@@ -80,6 +80,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Allowlist { config, action } => cli::allowlist(&config, action),
         Command::Keys { action } => cli::keys(action),
         Command::Audit { config, action } => cli::audit_cmd(&config, action),
+        Command::User { config, action } => cli::user(&config, action),
+        Command::Panel {
+            action: cli::PanelAction::Cert { dir, hosts },
+        } => cli::panel_cert(&dir, &hosts),
         Command::PrivacyPolicy { config } => {
             let cfg = config::load(&config)?;
             print!(

@@ -19,6 +19,8 @@ mod durability;
 mod eval_cli;
 /// The Debian package installed into a throwaway root.
 mod package;
+/// The guard panel: route x role matrix, TOTP replay, lockout, sessions, signed image URLs, CSRF, TLS.
+mod panel;
 /// Privacy: DSAR export/delete, legal holds and the access log.
 mod privacy;
 /// Allowlist signing and applying from the command line, with the configured trust store.

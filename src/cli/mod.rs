@@ -8,6 +8,7 @@ mod events;
 mod models;
 mod recognize;
 mod sync;
+mod user;
 
 use std::path::PathBuf;
 
@@ -20,6 +21,7 @@ pub use events::events;
 pub use models::{default_manifest, VERSION};
 pub use recognize::{eval, recognize, speed};
 pub use sync::status as sync_status;
+pub use user::{panel_cert, user};
 
 pub const DEFAULT_CONFIG: &str = "/etc/gatehouse/gatehouse.toml";
 
@@ -115,6 +117,18 @@ pub enum Command {
         config: PathBuf,
         #[command(subcommand)]
         action: SyncAction,
+    },
+    /// Panel accounts: the first admin, a lost password.
+    User {
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: UserAction,
+    },
+    /// The panel's TLS certificate.
+    Panel {
+        #[command(subcommand)]
+        action: PanelAction,
     },
     /// Look at recorded gate events.
     Events {
@@ -220,6 +234,36 @@ pub enum AllowlistAction {
     },
     /// Print the list.
     List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserAction {
+    /// Add a user; the password is read from stdin (typed twice on a terminal). Admins and installers get
+    /// a second factor at once: its key and recovery codes are printed.
+    Add {
+        name: String,
+        /// guard, supervisor, admin or installer
+        #[arg(long)]
+        role: String,
+        /// Also give a guard or supervisor a second factor now.
+        #[arg(long)]
+        totp: bool,
+    },
+    List,
+    /// Set a new password (read from stdin), re-enable the account and end its sessions.
+    Passwd { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PanelAction {
+    /// Make a self-signed certificate and key (panel-cert.pem, panel-key.pem) in DIR.
+    Cert {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Host names (and addresses) the tablets use to reach the panel; repeatable.
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
