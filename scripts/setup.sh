@@ -8,7 +8,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 APT_PACKAGES=(clang libclang-dev libopencv-dev pkg-config ffmpeg libsqlite3-dev ca-certificates python3-pip
-  mosquitto openssl)
+  mosquitto openssl curl chromium chromium-driver)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

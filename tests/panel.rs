@@ -493,7 +493,7 @@ async fn every_response_carries_the_security_headers() {
         assert!(get("strict-transport-security").starts_with("max-age="), "{path}");
         assert!(get("content-security-policy").contains("default-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"));
         assert_eq!(get("x-content-type-options"), "nosniff");
-        assert_eq!(get("referrer-policy"), "no-referrer");
+        assert_eq!(get("referrer-policy"), "same-origin");
     }
     // Generic error pages: no internals.
     let r = h.call(Call::get("/nowhere")).await;

@@ -21,6 +21,8 @@ mod eval_cli;
 mod package;
 /// The guard panel: route x role matrix, TOTP replay, lockout, sessions, signed image URLs, CSRF, TLS.
 mod panel;
+/// The guard panel in headless Chromium against the daemon on the demo video.
+mod panel_browser;
 /// Privacy: DSAR export/delete, legal holds and the access log.
 mod privacy;
 /// Allowlist signing and applying from the command line, with the configured trust store.

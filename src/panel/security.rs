@@ -29,7 +29,8 @@ pub async fn headers_and_origin(req: Request, next: Next) -> Response {
     set(h, header::STRICT_TRANSPORT_SECURITY, "max-age=31536000");
     set(h, header::CONTENT_SECURITY_POLICY, CSP);
     set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
-    set(h, header::REFERRER_POLICY, "no-referrer");
+    // Not "no-referrer": with it, Chromium sends `Origin: null` on same-origin form posts.
+    set(h, header::REFERRER_POLICY, "same-origin");
     set(h, header::X_FRAME_OPTIONS, "DENY");
     set(h, header::HeaderName::from_static("cross-origin-opener-policy"), "same-origin");
     set(h, header::HeaderName::from_static("permissions-policy"), "camera=(), microphone=(), geolocation=()");
