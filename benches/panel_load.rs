@@ -67,7 +67,10 @@ fn pct(ns: &mut [u64], q: f64) -> f64 {
 
 fn line(name: &str, ns: &mut [u64]) -> (f64, f64, f64) {
     let (p50, p99, max) = (pct(ns, 0.5), pct(ns, 0.99), pct(ns, 1.0));
-    println!("{name:<46} n={:<6} p50 {p50:>8.1} us   p99 {p99:>8.1} us   max {max:>9.1} us", ns.len());
+    println!(
+        "{name:<46} n={:<6} p50 {p50:>8.1} us   p99 {p99:>8.1} us   max {max:>9.1} us",
+        ns.len()
+    );
     (p50, p99, max)
 }
 
@@ -122,9 +125,15 @@ fn decide_for(
 }
 
 async fn request(connector: &tokio_rustls::TlsConnector, port: u16, req: &str) -> bool {
-    let Ok(tcp) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else { return false };
-    let Ok(name) = rustls::pki_types::ServerName::try_from("localhost") else { return false };
-    let Ok(mut tls) = connector.connect(name, tcp).await else { return false };
+    let Ok(tcp) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return false;
+    };
+    let Ok(name) = rustls::pki_types::ServerName::try_from("localhost") else {
+        return false;
+    };
+    let Ok(mut tls) = connector.connect(name, tcp).await else {
+        return false;
+    };
     if tls.write_all(req.as_bytes()).await.is_err() {
         return false;
     }
@@ -144,7 +153,18 @@ fn main() {
             .iter()
             .step_by(37)
             .take(2000)
-            .map(|p| (p.clone(), p.chars().map(|ch| CharRead { ch, conf: 0.99, alt: None }).collect()))
+            .map(|p| {
+                (
+                    p.clone(),
+                    p.chars()
+                        .map(|ch| CharRead {
+                            ch,
+                            conf: 0.99,
+                            alt: None,
+                        })
+                        .collect(),
+                )
+            })
             .collect(),
     );
 
@@ -207,14 +227,18 @@ fn main() {
         clock: Arc::new(gatehouse::clock::SystemClock),
         site: "bench".into(),
         timezone: chrono_tz::UTC,
-        gates: vec![GateInfo { handle: handle.clone(), lane: Some("entry".into()) }],
+        gates: vec![GateInfo {
+            handle: handle.clone(),
+            lane: Some("entry".into()),
+        }],
         live: LiveHub::default(),
         sink: None,
         status: Arc::new(|| serde_json::json!({})),
     };
     let panel_cancel = CancellationToken::new();
-    let (panel_thread, addr) = gatehouse::panel::server::spawn(Panel::new(pc, deps).expect("panel"), tls, panel_cancel.clone())
-        .expect("panel");
+    let (panel_thread, addr) =
+        gatehouse::panel::server::spawn(Panel::new(pc, deps).expect("panel"), tls, panel_cancel.clone())
+            .expect("panel");
 
     println!("decision path: 100,000-entry snapshot, one read every 2 ms, real gate controller");
     let secs = 6;
@@ -230,15 +254,20 @@ fn main() {
         for c in rustls::pki_types::CertificateDer::pem_file_iter(&cert).expect("pem") {
             roots.add(c.expect("cert")).expect("root");
         }
-        let client = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .expect("versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let client =
+            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+                .with_protocol_versions(&[&rustls::version::TLS13])
+                .expect("versions")
+                .with_root_certificates(roots)
+                .with_no_client_auth();
         let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
         let port = addr.port();
         std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("rt");
             rt.block_on(async move {
                 let mut tasks = Vec::new();
                 for w in 0..32u64 {
@@ -287,8 +316,18 @@ fn main() {
         "panel under load: {rate:.0} requests/s served ({} failed); 32 clients, new TLS 1.3 connection each",
         failed.load(Ordering::Relaxed)
     );
-    println!("ratio loaded/quiet, command queued:  p50 {:.2}  p99 {:.2}  max {:.2}", lq50 / q50, lq99 / q99, lqmax / qmax);
-    println!("ratio loaded/quiet, relay energised: p50 {:.2}  p99 {:.2}  max {:.2}", lr50 / r50, lr99 / r99, lrmax / rmax);
+    println!(
+        "ratio loaded/quiet, command queued:  p50 {:.2}  p99 {:.2}  max {:.2}",
+        lq50 / q50,
+        lq99 / q99,
+        lqmax / qmax
+    );
+    println!(
+        "ratio loaded/quiet, relay energised: p50 {:.2}  p99 {:.2}  max {:.2}",
+        lr50 / r50,
+        lr99 / r99,
+        lrmax / rmax
+    );
     panel_cancel.cancel();
     let _ = panel_thread.join();
     cancel.cancel();

@@ -97,3 +97,25 @@ fn check_config_prints_the_effective_retention_and_why() {
     );
     assert!(out.contains("retention of plate images: 60 days"), "{out}");
 }
+
+#[test]
+fn panel_mistakes_are_named_with_their_fix() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let p = write_config(dir.path(), &dir.path().join("v.avi"), "stop");
+    let mut t = std::fs::read_to_string(&p).expect("read");
+    t.push_str("\n[panel]\nlisten = \"everywhere\"\ncert = \"site.pem\"\nidle_minutes = 0\nimage_url_seconds = 86400\nlockout_failures = 1\n");
+    std::fs::write(&p, t).expect("write");
+    let o = gatehouse(&["check-config", p.to_str().expect("utf8")]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(78), "{out}");
+    for path in [
+        "panel.listen",
+        "panel.cert",
+        "panel.idle_minutes",
+        "panel.image_url_seconds",
+        "panel.lockout_failures",
+    ] {
+        assert!(out.contains(path), "missing {path} in:\n{out}");
+    }
+    assert!(out.contains("cert and key must be given together"), "{out}");
+}

@@ -154,7 +154,8 @@ impl Harness {
             None => Body::empty(),
         };
         let mut req = b.body(body).expect("request");
-        req.extensions_mut().insert(Source(c.source.parse::<IpAddr>().expect("ip")));
+        req.extensions_mut()
+            .insert(Source(c.source.parse::<IpAddr>().expect("ip")));
         self.router.clone().oneshot(req).await.expect("infallible")
     }
 
@@ -164,8 +165,15 @@ impl Harness {
         let phc = gatehouse::panel::password::hash(password).expect("hash");
         let secret = with_totp.then(totp::new_secret);
         let (_, hashes) = totp::new_recovery_codes();
-        store::add_user(&conn, name, role, &phc, secret.as_deref().map(|s| (s, hashes.as_slice())), Utc::now())
-            .expect("add user");
+        store::add_user(
+            &conn,
+            name,
+            role,
+            &phc,
+            secret.as_deref().map(|s| (s, hashes.as_slice())),
+            Utc::now(),
+        )
+        .expect("add user");
         secret
     }
 
@@ -192,7 +200,12 @@ impl Harness {
     }
 
     pub fn pulses(&self) -> usize {
-        self.transitions.lock().expect("lock").iter().filter(|t| t.energized).count()
+        self.transitions
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|t| t.energized)
+            .count()
     }
 }
 
@@ -201,7 +214,10 @@ pub fn set_cookie(r: &Response) -> Option<String> {
         .get_all(header::SET_COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .find_map(|v| v.strip_prefix("__Host-gh_session=").map(|rest| rest.split(';').next().unwrap_or("").to_string()))
+        .find_map(|v| {
+            v.strip_prefix("__Host-gh_session=")
+                .map(|rest| rest.split(';').next().unwrap_or("").to_string())
+        })
         .filter(|v| !v.is_empty())
 }
 
@@ -217,12 +233,20 @@ pub fn location(r: &Response) -> String {
 async fn login(h: &Harness, user: &str, pw: &str, code: Option<&str>, from: &str) -> (StatusCode, Option<String>) {
     let form = format!("user={user}&password={pw}");
     let r = h.call(Call::post("/login", &form).from(from)).await;
-    let Some(cookie) = set_cookie(&r) else { return (r.status(), None) };
+    let Some(cookie) = set_cookie(&r) else {
+        return (r.status(), None);
+    };
     match code {
         None => (r.status(), Some(cookie)),
         Some(code) => {
             assert_eq!(location(&r), "/login/totp");
-            let r = h.call(Call::post("/login/totp", &format!("code={code}")).cookie(&cookie).from(from)).await;
+            let r = h
+                .call(
+                    Call::post("/login/totp", &format!("code={code}"))
+                        .cookie(&cookie)
+                        .from(from),
+                )
+                .await;
             (r.status(), set_cookie(&r))
         }
     }
@@ -304,7 +328,11 @@ async fn every_route_for_every_role_allowed_and_denied() {
                     "{role:?} should reach {method} {pattern}, got {status}"
                 );
             } else {
-                assert_eq!(status, StatusCode::FORBIDDEN, "{role:?} must be refused {method} {pattern}");
+                assert_eq!(
+                    status,
+                    StatusCode::FORBIDDEN,
+                    "{role:?} must be refused {method} {pattern}"
+                );
             }
             cells += 1;
         }
@@ -316,7 +344,10 @@ async fn every_route_for_every_role_allowed_and_denied() {
         };
         let r = h.call(call).await;
         if PUBLIC.contains(&path.as_str()) {
-            assert!(r.status().is_success() || r.status() == StatusCode::UNPROCESSABLE_ENTITY, "{method} {pattern}");
+            assert!(
+                r.status().is_success() || r.status() == StatusCode::UNPROCESSABLE_ENTITY,
+                "{method} {pattern}"
+            );
         } else if *method == "POST" && path == "/login" {
             assert_ne!(r.status(), StatusCode::FORBIDDEN);
         } else {
@@ -336,13 +367,18 @@ async fn every_route_for_every_role_allowed_and_denied() {
 #[tokio::test]
 async fn a_totp_code_works_once() {
     let h = harness();
-    let secret = h.user("ann", Role::Admin, "blue harbour lantern", true).expect("secret");
+    let secret = h
+        .user("ann", Role::Admin, "blue harbour lantern", true)
+        .expect("secret");
     use gatehouse::clock::Clock;
     let code = totp::code(&secret, h.clock.now()).expect("code");
     let (status, cookie) = login(&h, "ann", "blue+harbour+lantern", Some(&code), "10.0.0.5").await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     let cookie = cookie.expect("logged in");
-    assert_eq!(h.call(Call::get("/users").cookie(&cookie)).await.status(), StatusCode::OK);
+    assert_eq!(
+        h.call(Call::get("/users").cookie(&cookie)).await.status(),
+        StatusCode::OK
+    );
     // Same code again (same 30 s window): refused.
     let (status, cookie2) = login(&h, "ann", "blue+harbour+lantern", Some(&code), "10.0.0.5").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -375,8 +411,12 @@ async fn five_failures_lock_the_account_from_that_source_for_15_minutes() {
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert!(c.is_some());
     h.clock.advance(chrono::Duration::minutes(14));
-    assert_eq!(login(&h, "bob", "night+shift+coffee", None, "10.9.9.9").await.0, StatusCode::TOO_MANY_REQUESTS);
-    h.clock.advance(chrono::Duration::minutes(1) + chrono::Duration::seconds(1));
+    assert_eq!(
+        login(&h, "bob", "night+shift+coffee", None, "10.9.9.9").await.0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    h.clock
+        .advance(chrono::Duration::minutes(1) + chrono::Duration::seconds(1));
     let (status, c) = login(&h, "bob", "night+shift+coffee", None, "10.9.9.9").await;
     assert_eq!(status, StatusCode::SEE_OTHER, "released after 15 minutes");
     assert!(c.is_some());
@@ -394,7 +434,12 @@ async fn session_id_changes_at_login_and_logout_ends_it_on_the_server() {
         .await;
     let first = set_cookie(&r).expect("cookie");
     assert_ne!(first, planted);
-    let attrs = r.headers().get(header::SET_COOKIE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let attrs = r
+        .headers()
+        .get(header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     for a in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
         assert!(attrs.contains(a), "cookie lacks {a}: {attrs}");
     }
@@ -404,12 +449,21 @@ async fn session_id_changes_at_login_and_logout_ends_it_on_the_server() {
         .await;
     let second = set_cookie(&r).expect("cookie");
     assert_ne!(second, first);
-    assert_eq!(h.call(Call::get("/api/live").cookie(&first)).await.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(h.call(Call::get("/api/live").cookie(&second)).await.status(), StatusCode::OK);
+    assert_eq!(
+        h.call(Call::get("/api/live").cookie(&first)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        h.call(Call::get("/api/live").cookie(&second)).await.status(),
+        StatusCode::OK
+    );
     // Logout: the same cookie replayed afterwards is refused.
     let r = h.call(Call::post("/logout", "").cookie(&second)).await;
     assert_eq!(location(&r), "/login?m=out");
-    assert_eq!(h.call(Call::get("/api/live").cookie(&second)).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        h.call(Call::get("/api/live").cookie(&second)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
     let r = h.call(Call::get("/live").cookie(&second)).await;
     assert_eq!(location(&r), "/login");
 }
@@ -439,21 +493,41 @@ async fn signed_image_urls_expire_and_cannot_be_forged() {
     let url = h.panel.image_url(&e.id);
     let r = h.call(Call::get(&url).cookie(&cookie)).await;
     assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(r.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()), Some("image/jpeg"));
+    assert_eq!(
+        r.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()),
+        Some("image/jpeg")
+    );
     // The live feed hands out such URLs.
     let r = h.call(Call::get("/api/live?after=0").cookie(&cookie)).await;
     let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.expect("body");
     let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
-    assert!(v["events"][0]["img"].as_str().is_some_and(|s| s.starts_with("/img/")), "{v}");
+    assert!(
+        v["events"][0]["img"].as_str().is_some_and(|s| s.starts_with("/img/")),
+        "{v}"
+    );
     // Tampered: another event id, or a later expiry, under the same signature.
     let forged = url.replace("0001?", "0002?");
-    assert_eq!(h.call(Call::get(&forged).cookie(&cookie)).await.status(), StatusCode::FORBIDDEN);
-    let exp: i64 = url.split("exp=").nth(1).and_then(|s| s.split('&').next()).and_then(|s| s.parse().ok()).expect("exp");
+    assert_eq!(
+        h.call(Call::get(&forged).cookie(&cookie)).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    let exp: i64 = url
+        .split("exp=")
+        .nth(1)
+        .and_then(|s| s.split('&').next())
+        .and_then(|s| s.parse().ok())
+        .expect("exp");
     let later = url.replace(&format!("exp={exp}"), &format!("exp={}", exp + 3600));
-    assert_eq!(h.call(Call::get(&later).cookie(&cookie)).await.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        h.call(Call::get(&later).cookie(&cookie)).await.status(),
+        StatusCode::FORBIDDEN
+    );
     // Expired after the configured two minutes.
     h.clock.advance(chrono::Duration::seconds(121));
-    assert_eq!(h.call(Call::get(&url).cookie(&cookie)).await.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        h.call(Call::get(&url).cookie(&cookie)).await.status(),
+        StatusCode::FORBIDDEN
+    );
     // And never without a session.
     let fresh = h.panel.image_url(&e.id);
     assert_eq!(h.call(Call::get(&fresh)).await.status(), StatusCode::UNAUTHORIZED);
@@ -465,7 +539,11 @@ async fn cross_origin_posts_are_refused_and_same_origin_opens_the_gate() {
     let cookie = h.session(Role::Guard);
     for origin in [Some("https://evil.example"), Some("http://gate.test"), None] {
         let r = h
-            .call(Call::post("/gate/main/open", "reason=let+me+in").cookie(&cookie).origin(origin))
+            .call(
+                Call::post("/gate/main/open", "reason=let+me+in")
+                    .cookie(&cookie)
+                    .origin(origin),
+            )
             .await;
         assert_eq!(r.status(), StatusCode::FORBIDDEN, "origin {origin:?}");
     }
@@ -489,9 +567,16 @@ async fn every_response_carries_the_security_headers() {
     let h = harness();
     for path in ["/login", "/nowhere", "/static/app.js"] {
         let r = h.call(Call::get(path)).await;
-        let get = |k: &str| r.headers().get(k).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        let get = |k: &str| {
+            r.headers()
+                .get(k)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string()
+        };
         assert!(get("strict-transport-security").starts_with("max-age="), "{path}");
-        assert!(get("content-security-policy").contains("default-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"));
+        assert!(get("content-security-policy")
+            .contains("default-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"));
         assert_eq!(get("x-content-type-options"), "nosniff");
         assert_eq!(get("referrer-policy"), "same-origin");
     }
@@ -508,7 +593,10 @@ async fn admin_role_needs_a_second_factor_before_anything_else() {
     let cookie = cookie.expect("cookie");
     let r = h.call(Call::get("/users").cookie(&cookie)).await;
     assert_eq!(location(&r), "/account/totp", "enrollment first");
-    assert_eq!(h.call(Call::get("/account/totp").cookie(&cookie)).await.status(), StatusCode::OK);
+    assert_eq!(
+        h.call(Call::get("/account/totp").cookie(&cookie)).await.status(),
+        StatusCode::OK
+    );
 }
 
 #[test]
@@ -522,13 +610,24 @@ fn tls_1_2_is_refused_and_tls_1_3_served() {
     let (thread, addr) = gatehouse::panel::server::spawn(h.panel.clone(), tls, cancel.clone()).expect("serve");
     let handshake = |version: &str| {
         std::process::Command::new("openssl")
-            .args(["s_client", "-connect", &addr.to_string(), version, "-servername", "localhost"])
+            .args([
+                "s_client",
+                "-connect",
+                &addr.to_string(),
+                version,
+                "-servername",
+                "localhost",
+            ])
             .stdin(std::process::Stdio::null())
             .output()
             .expect("openssl s_client")
     };
     let old = handshake("-tls1_2");
-    assert!(!old.status.success(), "TLS 1.2 handshake must fail: {}", String::from_utf8_lossy(&old.stdout));
+    assert!(
+        !old.status.success(),
+        "TLS 1.2 handshake must fail: {}",
+        String::from_utf8_lossy(&old.stdout)
+    );
     let new = handshake("-tls1_3");
     assert!(
         new.status.success() && String::from_utf8_lossy(&new.stdout).contains("TLSv1.3"),
@@ -537,12 +636,24 @@ fn tls_1_2_is_refused_and_tls_1_3_served() {
     );
     // An HTTPS request end to end, the certificate checked against itself.
     let out = std::process::Command::new("curl")
-        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code} %{ssl_verify_result}", "--cacert"])
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{ssl_verify_result}",
+            "--cacert",
+        ])
         .arg(&cert)
         .arg(format!("https://localhost:{}/login", addr.port()))
         .output()
         .expect("curl");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "200 0", "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "200 0",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     cancel.cancel();
     thread.join().expect("join");
 }

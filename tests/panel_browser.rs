@@ -29,14 +29,25 @@ fn wait_port(port: u16, what: &str, child: &mut Child) {
         if let Ok(Some(status)) = child.try_wait() {
             panic!("{what} exited early ({status})");
         }
-        assert!(start.elapsed() < Duration::from_secs(90), "{what} did not listen on {port}");
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "{what} did not listen on {port}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
 
 fn add_user(cfg: &Path, name: &str, role: &str, password: &str) -> String {
     let mut child = Command::new(bin())
-        .args(["user", "--config", cfg.to_str().expect("utf8"), "add", name, "--role", role])
+        .args([
+            "user",
+            "--config",
+            cfg.to_str().expect("utf8"),
+            "add",
+            name,
+            "--role",
+            role,
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -98,7 +109,10 @@ async fn wait_path(c: &Client, prefix: &str) -> String {
         if p.starts_with(prefix) && c.find(Locator::Css("main")).await.is_ok() {
             return p;
         }
-        assert!(start.elapsed() < Duration::from_secs(10), "expected {prefix}, still at {p}");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "expected {prefix}, still at {p}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -121,7 +135,10 @@ async fn wait_for_text(c: &Client, css: &str, needle: &str, within: Duration) ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_logs_in_with_totp_watches_a_pass_opens_the_gate_and_a_guard_is_kept_out() {
     require_models();
-    let (chromium, driver) = (PathBuf::from("/usr/bin/chromium"), PathBuf::from("/usr/bin/chromedriver"));
+    let (chromium, driver) = (
+        PathBuf::from("/usr/bin/chromium"),
+        PathBuf::from("/usr/bin/chromedriver"),
+    );
     assert!(
         chromium.exists() && driver.exists(),
         "chromium and chromium-driver are missing: run scripts/setup.sh first"
@@ -135,7 +152,9 @@ async fn admin_logs_in_with_totp_watches_a_pass_opens_the_gate_and_a_guard_is_ke
     let cfg = write_config(dir.path(), &video, "loop");
     let port = free_port();
     let mut text_cfg = std::fs::read_to_string(&cfg).expect("cfg");
-    text_cfg.push_str(&format!("\n[panel]\nlisten = \"127.0.0.1:{port}\"\nhostnames = [\"localhost\"]\n"));
+    text_cfg.push_str(&format!(
+        "\n[panel]\nlisten = \"127.0.0.1:{port}\"\nhostnames = [\"localhost\"]\n"
+    ));
     std::fs::write(&cfg, text_cfg).expect("cfg");
 
     let out = add_user(&cfg, "alex", "admin", "quiet river morning");
@@ -214,7 +233,10 @@ async fn admin_logs_in_with_totp_watches_a_pass_opens_the_gate_and_a_guard_is_ke
     wait_path(&c, "/live?done=").await;
     let start = Instant::now();
     while relay_pulses(&dir.path().join("data")) <= before {
-        assert!(start.elapsed() < Duration::from_secs(5), "the simulated relay did not pulse");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the simulated relay did not pulse"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(
@@ -223,16 +245,38 @@ async fn admin_logs_in_with_totp_watches_a_pass_opens_the_gate_and_a_guard_is_ke
     );
     shot(&c, &shots, "live-after-open").await;
     c.goto(&format!("{base}/audit")).await.expect("goto");
-    let audit = c.find(Locator::Css("#audit")).await.expect("audit table").text().await.expect("text");
-    assert!(audit.contains("gate.open") && audit.contains("delivery, resident confirmed by phone"), "{audit}");
-    let status = c.find(Locator::Css("#audit-status")).await.expect("status").text().await.expect("text");
+    let audit = c
+        .find(Locator::Css("#audit"))
+        .await
+        .expect("audit table")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        audit.contains("gate.open") && audit.contains("delivery, resident confirmed by phone"),
+        "{audit}"
+    );
+    let status = c
+        .find(Locator::Css("#audit-status"))
+        .await
+        .expect("status")
+        .text()
+        .await
+        .expect("text");
     assert!(status.starts_with("Chain intact"), "{status}");
     shot(&c, &shots, "audit").await;
-    for (page, name) in [("/users", "users"), ("/passes", "passes"), ("/sessions", "sessions"), ("/system", "system")] {
+    for (page, name) in [
+        ("/users", "users"),
+        ("/passes", "passes"),
+        ("/sessions", "sessions"),
+        ("/system", "system"),
+    ] {
         c.goto(&format!("{base}{page}")).await.expect("goto");
         shot(&c, &shots, name).await;
     }
-    c.goto(&format!("{base}/events?plate=MWK&purpose=screenshot+for+the+manual")).await.expect("goto");
+    c.goto(&format!("{base}/events?plate=MWK&purpose=screenshot+for+the+manual"))
+        .await
+        .expect("goto");
     assert!(wait_for_text(&c, "#results", "MWK3974", Duration::from_secs(1)).await);
     shot(&c, &shots, "search").await;
     click(&c, "#logout").await;
@@ -243,12 +287,27 @@ async fn admin_logs_in_with_totp_watches_a_pass_opens_the_gate_and_a_guard_is_ke
     fill(&c, "#password", "booth lamp at night").await;
     click(&c, "#login").await;
     wait_path(&c, "/live").await;
-    let menu = c.find(Locator::Css("nav")).await.expect("nav").text().await.expect("text");
+    let menu = c
+        .find(Locator::Css("nav"))
+        .await
+        .expect("nav")
+        .text()
+        .await
+        .expect("text");
     assert!(!menu.contains("Users") && !menu.contains("Audit"), "guard menu: {menu}");
     for page in ["/users", "/system", "/audit", "/passes"] {
         c.goto(&format!("{base}{page}")).await.expect("goto");
-        let body = c.find(Locator::Css("main")).await.expect("main").text().await.expect("text");
-        assert!(body.contains("Your role does not allow this."), "guard reached {page}: {body}");
+        let body = c
+            .find(Locator::Css("main"))
+            .await
+            .expect("main")
+            .text()
+            .await
+            .expect("text");
+        assert!(
+            body.contains("Your role does not allow this."),
+            "guard reached {page}: {body}"
+        );
     }
     shot(&c, &shots, "guard-refused").await;
     c.close().await.expect("close");

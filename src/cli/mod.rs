@@ -251,7 +251,9 @@ pub enum UserAction {
     },
     List,
     /// Set a new password (read from stdin), re-enable the account and end its sessions.
-    Passwd { name: String },
+    Passwd {
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

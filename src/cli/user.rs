@@ -52,7 +52,11 @@ pub fn user(config: &Path, action: UserAction) -> anyhow::Result<()> {
     let cfg = crate::config::load(config)?;
     let conn = crate::db::open(&cfg.site.database_path())?;
     match action {
-        UserAction::Add { name, role, totp: want_totp } => {
+        UserAction::Add {
+            name,
+            role,
+            totp: want_totp,
+        } => {
             let name = name.trim().to_lowercase();
             if !store::valid_name(&name) {
                 bail!("user name {name:?}: use 2-32 of a-z, 0-9, '.', '_', '-'");

@@ -301,6 +301,22 @@ impl Config {
                 }
             }
         }
+        match &self.panel {
+            Some(p) => s.push_str(&format!(
+                "guard panel: https://{} (TLS 1.3), certificate {}, sessions end after {} min idle or {} h, \
+                 lockout after {} failures for {} min per account and device\n",
+                p.listen,
+                match &p.cert {
+                    Some(c) => c.display().to_string(),
+                    None => format!("self-signed for {}", p.hostnames.join(", ")),
+                },
+                p.idle.num_minutes(),
+                p.absolute.num_hours(),
+                p.lockout_failures,
+                p.lockout_period.as_secs() / 60
+            )),
+            None => s.push_str("guard panel: off (no [panel] section)\n"),
+        }
         if let Some(a) = &self.privacy.counsel_acknowledged {
             s.push_str(&format!("counsel acknowledgement: {a}\n"));
         }

@@ -20,7 +20,10 @@ pub struct Msg {
 
 async fn show(p: Panel, a: Authed, error: Option<String>) -> Result<Response, Failure> {
     let name = a.user.clone();
-    let u = p.db(move |c| store::user(c, &name)).await?.ok_or(Failure::Unauthorized)?;
+    let u = p
+        .db(move |c| store::user(c, &name))
+        .await?
+        .ok_or(Failure::Unauthorized)?;
     let mut body = notice("error", error.as_deref().unwrap_or(""));
     body.push_str(
         "<h2>Password</h2><form class=\"stack\" method=\"post\" action=\"/account/password\">\
@@ -30,10 +33,7 @@ async fn show(p: Panel, a: Authed, error: Option<String>) -> Result<Response, Fa
          <button>Change password</button></form><p class=\"muted\">Changing it logs you out everywhere.</p><h2>Second factor</h2>",
     );
     if u.totp_secret.is_some() {
-        body.push_str(&format!(
-            "<p>On; {} recovery code(s) left.</p>",
-            u.recovery.len()
-        ));
+        body.push_str(&format!("<p>On; {} recovery code(s) left.</p>", u.recovery.len()));
         if !u.role.requires_totp() {
             body.push_str(
                 "<form class=\"stack\" method=\"post\" action=\"/account/totp/disable\">\
@@ -48,7 +48,11 @@ async fn show(p: Panel, a: Authed, error: Option<String>) -> Result<Response, Fa
     Ok(page("Account", Some(&a), &body).into_response())
 }
 
-pub async fn account(State(p): State<Panel>, Extension(a): Extension<Authed>, Query(q): Query<Msg>) -> Result<Response, Failure> {
+pub async fn account(
+    State(p): State<Panel>,
+    Extension(a): Extension<Authed>,
+    Query(q): Query<Msg>,
+) -> Result<Response, Failure> {
     show(p, a, q.error).await
 }
 
@@ -74,9 +78,20 @@ pub struct PasswordForm {
     again: String,
 }
 
-pub async fn change_password(State(p): State<Panel>, Extension(a): Extension<Authed>, Form(f): Form<PasswordForm>) -> Result<Response, Failure> {
+pub async fn change_password(
+    State(p): State<Panel>,
+    Extension(a): Extension<Authed>,
+    Form(f): Form<PasswordForm>,
+) -> Result<Response, Failure> {
     if !current_password_ok(&p, &a.user, f.current).await? {
-        p.audit(&a.who(), "password.change_refused", Some(a.user.clone()), None, Some("wrong current password".into())).await;
+        p.audit(
+            &a.who(),
+            "password.change_refused",
+            Some(a.user.clone()),
+            None,
+            Some("wrong current password".into()),
+        )
+        .await;
         return Ok(back("The current password is wrong."));
     }
     if f.new != f.again {
@@ -93,7 +108,14 @@ pub async fn change_password(State(p): State<Panel>, Extension(a): Extension<Aut
     let (name, now) = (a.user.clone(), p.now());
     p.db(move |c| store::set_password(c, &name, &phc, now)).await?;
     let ended = end_all_sessions(&p, &a.user).await?;
-    p.audit(&a.who(), "password.change", Some(a.user.clone()), None, Some(format!("{ended} session(s) ended"))).await;
+    p.audit(
+        &a.who(),
+        "password.change",
+        Some(a.user.clone()),
+        None,
+        Some(format!("{ended} session(s) ended")),
+    )
+    .await;
     Ok(logged_out_redirect())
 }
 
@@ -125,9 +147,18 @@ fn enroll_form(p: &Panel, a: &Authed, secret: &str, error: &str) -> String {
     )
 }
 
-pub async fn totp_page(State(p): State<Panel>, Extension(a): Extension<Authed>, Query(q): Query<EnrollQuery>) -> Response {
+pub async fn totp_page(
+    State(p): State<Panel>,
+    Extension(a): Extension<Authed>,
+    Query(q): Query<EnrollQuery>,
+) -> Response {
     let secret = totp::new_secret();
-    page("Second factor", Some(&a), &enroll_form(&p, &a, &secret, q.error.as_deref().unwrap_or(""))).into_response()
+    page(
+        "Second factor",
+        Some(&a),
+        &enroll_form(&p, &a, &secret, q.error.as_deref().unwrap_or("")),
+    )
+    .into_response()
 }
 
 #[derive(Deserialize)]
@@ -137,17 +168,30 @@ pub struct EnableForm {
     code: String,
 }
 
-pub async fn totp_enable(State(p): State<Panel>, Extension(a): Extension<Authed>, Form(f): Form<EnableForm>) -> Result<Response, Failure> {
+pub async fn totp_enable(
+    State(p): State<Panel>,
+    Extension(a): Extension<Authed>,
+    Form(f): Form<EnableForm>,
+) -> Result<Response, Failure> {
     let retry = |msg: &str| Redirect::to(&format!("/account/totp?error={}", urlencode(msg))).into_response();
     if totp::base32_decode(&f.secret).is_none_or(|k| k.len() < 16) {
         return Ok(retry("The key was damaged; start again."));
     }
     if !current_password_ok(&p, &a.user, f.current).await? {
-        p.audit(&a.who(), "totp.enable_refused", Some(a.user.clone()), None, Some("wrong current password".into())).await;
+        p.audit(
+            &a.who(),
+            "totp.enable_refused",
+            Some(a.user.clone()),
+            None,
+            Some("wrong current password".into()),
+        )
+        .await;
         return Ok(retry("The current password is wrong."));
     }
     let Some(step) = totp::check(&f.secret, &f.code, p.now(), 0) else {
-        return Ok(retry("That code does not match; check the phone's clock and try the next code."));
+        return Ok(retry(
+            "That code does not match; check the phone's clock and try the next code.",
+        ));
     };
     let (codes, hashes) = totp::new_recovery_codes();
     let (name, secret) = (a.user.clone(), f.secret.clone());
@@ -157,7 +201,14 @@ pub async fn totp_enable(State(p): State<Panel>, Extension(a): Extension<Authed>
     })
     .await?;
     let ended = end_all_sessions(&p, &a.user).await?;
-    p.audit(&a.who(), "totp.enable", Some(a.user.clone()), None, Some(format!("{ended} session(s) ended"))).await;
+    p.audit(
+        &a.who(),
+        "totp.enable",
+        Some(a.user.clone()),
+        None,
+        Some(format!("{ended} session(s) ended")),
+    )
+    .await;
     let list: String = codes.iter().map(|c| format!("<li>{}</li>", esc(c))).collect();
     let body = format!(
         "<p class=\"notice ok\">The second factor is on.</p><p>Recovery codes: each works once if the phone is lost. \
@@ -177,7 +228,11 @@ pub struct DisableForm {
     current: String,
 }
 
-pub async fn totp_disable(State(p): State<Panel>, Extension(a): Extension<Authed>, Form(f): Form<DisableForm>) -> Result<Response, Failure> {
+pub async fn totp_disable(
+    State(p): State<Panel>,
+    Extension(a): Extension<Authed>,
+    Form(f): Form<DisableForm>,
+) -> Result<Response, Failure> {
     if a.role.requires_totp() {
         return Ok(back("Your role needs a second factor."));
     }
@@ -187,6 +242,13 @@ pub async fn totp_disable(State(p): State<Panel>, Extension(a): Extension<Authed
     let name = a.user.clone();
     p.db(move |c| store::set_totp(c, &name, None)).await?;
     let ended = end_all_sessions(&p, &a.user).await?;
-    p.audit(&a.who(), "totp.disable", Some(a.user.clone()), None, Some(format!("{ended} session(s) ended"))).await;
+    p.audit(
+        &a.who(),
+        "totp.disable",
+        Some(a.user.clone()),
+        None,
+        Some(format!("{ended} session(s) ended")),
+    )
+    .await;
     Ok(logged_out_redirect())
 }

@@ -34,7 +34,11 @@ fn role_options(selected: Role) -> String {
         .collect()
 }
 
-pub async fn users(State(p): State<Panel>, Extension(a): Extension<Authed>, Query(q): Query<Msg>) -> Result<Response, Failure> {
+pub async fn users(
+    State(p): State<Panel>,
+    Extension(a): Extension<Authed>,
+    Query(q): Query<Msg>,
+) -> Result<Response, Failure> {
     let users = p.db(|c| store::users(c)).await?;
     let mut body = msgs(&q);
     body.push_str(&format!(
@@ -74,7 +78,11 @@ pub struct NewUser {
     password: String,
 }
 
-pub async fn add_user(State(p): State<Panel>, Extension(a): Extension<Authed>, Form(f): Form<NewUser>) -> Result<Response, Failure> {
+pub async fn add_user(
+    State(p): State<Panel>,
+    Extension(a): Extension<Authed>,
+    Form(f): Form<NewUser>,
+) -> Result<Response, Failure> {
     let name = f.name.trim().to_lowercase();
     if !store::valid_name(&name) {
         return Ok(back("error", "User names are 2-32 of a-z, 0-9, dot, dash, underscore."));
@@ -103,7 +111,14 @@ pub async fn add_user(State(p): State<Panel>, Extension(a): Extension<Authed>, F
     if !added {
         return Ok(back("error", &format!("{name} already exists.")));
     }
-    p.audit(&a.who(), "user.create", Some(name.clone()), None, Some(format!("role {role}"))).await;
+    p.audit(
+        &a.who(),
+        "user.create",
+        Some(name.clone()),
+        None,
+        Some(format!("role {role}")),
+    )
+    .await;
     Ok(back("done", &format!("{name} added as {role}")))
 }
 
@@ -131,7 +146,9 @@ pub async fn set_role(
     let n = name.clone();
     let before = p
         .db(move |c| {
-            let Some(u) = store::user(c, &n)? else { return Ok::<_, rusqlite::Error>(Err("No such user.")) };
+            let Some(u) = store::user(c, &n)? else {
+                return Ok::<_, rusqlite::Error>(Err("No such user."));
+            };
             if u.role == Role::Admin && role != Role::Admin && !other_admin(c, &n)? {
                 return Ok(Err("That would leave no admin."));
             }
@@ -143,8 +160,18 @@ pub async fn set_role(
     match before {
         Err(e) => Ok(back("error", e)),
         Ok(old) => {
-            p.audit(&a.who(), "user.role", Some(name.clone()), Some(old.to_string()), Some(role.to_string())).await;
-            Ok(back("done", &format!("{name} is now {role}; their sessions were ended")))
+            p.audit(
+                &a.who(),
+                "user.role",
+                Some(name.clone()),
+                Some(old.to_string()),
+                Some(role.to_string()),
+            )
+            .await;
+            Ok(back(
+                "done",
+                &format!("{name} is now {role}; their sessions were ended"),
+            ))
         }
     }
 }
@@ -153,7 +180,9 @@ async fn set_disabled(p: Panel, a: Authed, name: String, disabled: bool) -> Resu
     let n = name.clone();
     let outcome = p
         .db(move |c| {
-            let Some(u) = store::user(c, &n)? else { return Ok::<_, rusqlite::Error>(Err("No such user.")) };
+            let Some(u) = store::user(c, &n)? else {
+                return Ok::<_, rusqlite::Error>(Err("No such user."));
+            };
             if disabled && u.role == Role::Admin && !other_admin(c, &n)? {
                 return Ok(Err("That would leave no admin."));
             }
@@ -167,18 +196,33 @@ async fn set_disabled(p: Panel, a: Authed, name: String, disabled: bool) -> Resu
     }
     let action = if disabled { "user.disable" } else { "user.enable" };
     p.audit(&a.who(), action, Some(name.clone()), None, None).await;
-    Ok(back("done", &format!("{name} {}", if disabled { "disabled" } else { "enabled" })))
+    Ok(back(
+        "done",
+        &format!("{name} {}", if disabled { "disabled" } else { "enabled" }),
+    ))
 }
 
-pub async fn disable(State(p): State<Panel>, Extension(a): Extension<Authed>, Path(name): Path<String>) -> Result<Response, Failure> {
+pub async fn disable(
+    State(p): State<Panel>,
+    Extension(a): Extension<Authed>,
+    Path(name): Path<String>,
+) -> Result<Response, Failure> {
     set_disabled(p, a, name, true).await
 }
 
-pub async fn enable(State(p): State<Panel>, Extension(a): Extension<Authed>, Path(name): Path<String>) -> Result<Response, Failure> {
+pub async fn enable(
+    State(p): State<Panel>,
+    Extension(a): Extension<Authed>,
+    Path(name): Path<String>,
+) -> Result<Response, Failure> {
     set_disabled(p, a, name, false).await
 }
 
-pub async fn reset_totp(State(p): State<Panel>, Extension(a): Extension<Authed>, Path(name): Path<String>) -> Result<Response, Failure> {
+pub async fn reset_totp(
+    State(p): State<Panel>,
+    Extension(a): Extension<Authed>,
+    Path(name): Path<String>,
+) -> Result<Response, Failure> {
     let n = name.clone();
     let found = p
         .db(move |c| {
@@ -190,11 +234,19 @@ pub async fn reset_totp(State(p): State<Panel>, Extension(a): Extension<Authed>,
     if !found {
         return Ok(back("error", "No such user."));
     }
-    p.audit(&a.who(), "user.reset_2fa", Some(name.clone()), None, None).await;
-    Ok(back("done", &format!("{name}'s second factor was reset; they set it up again at their next login")))
+    p.audit(&a.who(), "user.reset_2fa", Some(name.clone()), None, None)
+        .await;
+    Ok(back(
+        "done",
+        &format!("{name}'s second factor was reset; they set it up again at their next login"),
+    ))
 }
 
-pub async fn sessions(State(p): State<Panel>, Extension(a): Extension<Authed>, Query(q): Query<Msg>) -> Result<Response, Failure> {
+pub async fn sessions(
+    State(p): State<Panel>,
+    Extension(a): Extension<Authed>,
+    Query(q): Query<Msg>,
+) -> Result<Response, Failure> {
     let all = a.role.may(Perm::ManageUsers);
     let user = (!all).then(|| a.user.clone());
     let list = p.db(move |c| store::sessions(c, user.as_deref())).await?;
@@ -204,7 +256,11 @@ pub async fn sessions(State(p): State<Panel>, Extension(a): Extension<Authed>, Q
         if all { "Everyone's sessions." } else { "Your sessions." }
     ));
     for s in &list {
-        let this = if s.handle == a.handle { " <strong>(this one)</strong>" } else { "" };
+        let this = if s.handle == a.handle {
+            " <strong>(this one)</strong>"
+        } else {
+            ""
+        };
         body.push_str(&format!(
             "<tr><td>{}{this}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"muted\">{}</td><td>\
              <form method=\"post\" action=\"/sessions/revoke\"><input type=\"hidden\" name=\"handle\" value=\"{}\">\
@@ -226,7 +282,11 @@ pub struct RevokeForm {
     handle: String,
 }
 
-pub async fn revoke_session(State(p): State<Panel>, Extension(a): Extension<Authed>, Form(f): Form<RevokeForm>) -> Result<Response, Failure> {
+pub async fn revoke_session(
+    State(p): State<Panel>,
+    Extension(a): Extension<Authed>,
+    Form(f): Form<RevokeForm>,
+) -> Result<Response, Failure> {
     let only = (!a.role.may(Perm::ManageUsers)).then(|| a.user.clone());
     let handle = f.handle.trim().to_string();
     let h = handle.clone();
@@ -279,7 +339,10 @@ pub async fn audit(State(p): State<Panel>, Extension(a): Extension<Authed>) -> R
     for (seq, at, actor, role, source, action, target, before, after) in rows {
         body.push_str(&format!(
             "<tr><td>{seq}</td><td>{}</td><td>{} ({})</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            local(chrono::DateTime::from_timestamp_millis(at).unwrap_or_default(), p.deps.timezone),
+            local(
+                chrono::DateTime::from_timestamp_millis(at).unwrap_or_default(),
+                p.deps.timezone
+            ),
             esc(&actor),
             esc(&role),
             esc(source.as_deref().unwrap_or("")),

@@ -48,7 +48,8 @@ impl Authed {
 }
 
 pub fn source_of(ext: Option<Extension<Source>>) -> IpAddr {
-    ext.map(|Extension(Source(ip))| ip).unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+    ext.map(|Extension(Source(ip))| ip)
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
 }
 
 /// The session id the browser sent, if any.
@@ -203,10 +204,14 @@ pub async fn login(
     };
     if !p.lockout.allow_attempt(source, now) {
         tracing::warn!(%source, "login rate limit reached");
-        return refused(StatusCode::TOO_MANY_REQUESTS, "Too many login attempts from this device; wait a minute.");
+        return refused(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many login attempts from this device; wait a minute.",
+        );
     }
     if let Some(until) = p.lockout.locked_until(&name, source, now) {
-        p.audit(&who, "login.refused_locked", Some(name.clone()), None, None).await;
+        p.audit(&who, "login.refused_locked", Some(name.clone()), None, None)
+            .await;
         return refused(
             StatusCode::TOO_MANY_REQUESTS,
             &format!(
@@ -236,7 +241,14 @@ pub async fn login(
         let locked = p.lockout.failure(&name, source, now);
         p.audit(&who, "login.failed", Some(name.clone()), None, None).await;
         if locked.is_some() {
-            p.audit(&who, "login.locked", Some(name.clone()), None, Some(format!("until {}", locked.map(|t| t.to_rfc3339()).unwrap_or_default()))).await;
+            p.audit(
+                &who,
+                "login.locked",
+                Some(name.clone()),
+                None,
+                Some(format!("until {}", locked.map(|t| t.to_rfc3339()).unwrap_or_default())),
+            )
+            .await;
         }
         return refused(StatusCode::UNAUTHORIZED, "Wrong user name or password.");
     };
@@ -272,7 +284,13 @@ pub async fn login(
 
 /// Ends the session the browser came with (if any) and starts a new one: the id changes at every login
 /// step, so an id planted before login is worth nothing after it.
-async fn start_session(p: &Panel, headers: &HeaderMap, user: &str, stage: Stage, source: IpAddr) -> Result<String, Failure> {
+async fn start_session(
+    p: &Panel,
+    headers: &HeaderMap,
+    user: &str,
+    stage: Stage,
+    source: IpAddr,
+) -> Result<String, Failure> {
     let old = session_cookie(headers);
     let agent = headers
         .get(header::USER_AGENT)
@@ -315,9 +333,13 @@ pub async fn totp_submit(
     Form(f): Form<CodeForm>,
 ) -> Response {
     let now = p.now();
-    let fail = |status, text: &str| (status, page("Second factor", None, &totp_form(&notice("error", text)))).into_response();
+    let fail =
+        |status, text: &str| (status, page("Second factor", None, &totp_form(&notice("error", text)))).into_response();
     if !p.lockout.allow_attempt(a.source, now) {
-        return fail(StatusCode::TOO_MANY_REQUESTS, "Too many attempts from this device; wait a minute.");
+        return fail(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many attempts from this device; wait a minute.",
+        );
     }
     if p.lockout.locked_until(&a.user, a.source, now).is_some() {
         let id = a.id.clone();
@@ -327,7 +349,9 @@ pub async fn totp_submit(
     let (name, code) = (a.user.clone(), f.code.trim().to_string());
     let outcome = p
         .db(move |c| {
-            let Some(u) = store::user(c, &name)? else { return Ok::<_, rusqlite::Error>(None) };
+            let Some(u) = store::user(c, &name)? else {
+                return Ok::<_, rusqlite::Error>(None);
+            };
             let Some(secret) = u.totp_secret else { return Ok(None) };
             if code.chars().any(|ch| ch.is_ascii_alphabetic()) {
                 let used = store::use_recovery(c, &name, &totp::recovery_hash(&code))?;
@@ -345,7 +369,8 @@ pub async fn totp_submit(
             let locked = p.lockout.failure(&a.user, a.source, now);
             p.audit(&a.who(), "login.totp_failed", None, None, None).await;
             if locked.is_some() {
-                p.audit(&a.who(), "login.locked", Some(a.user.clone()), None, None).await;
+                p.audit(&a.who(), "login.locked", Some(a.user.clone()), None, None)
+                    .await;
             }
             return fail(StatusCode::UNAUTHORIZED, "That code is wrong or was already used.");
         }
@@ -363,7 +388,8 @@ pub async fn totp_submit(
         session: Some(&handle),
         source: a.source,
     };
-    p.audit(&who, "login", None, None, Some(format!("password + {how}"))).await;
+    p.audit(&who, "login", None, None, Some(format!("password + {how}")))
+        .await;
     ([set_cookie(&id)], Redirect::to(a.role.home())).into_response()
 }
 

@@ -25,7 +25,11 @@ pub struct LiveQuery {
     error: Option<String>,
 }
 
-pub async fn live_page(State(p): State<Panel>, Extension(a): Extension<Authed>, Query(q): Query<LiveQuery>) -> Response {
+pub async fn live_page(
+    State(p): State<Panel>,
+    Extension(a): Extension<Authed>,
+    Query(q): Query<LiveQuery>,
+) -> Response {
     let mut body = String::new();
     if let Some(d) = q.done.as_deref() {
         body.push_str(&notice("ok", &format!("Done: {d}.")));
@@ -109,7 +113,11 @@ pub struct Signed {
 }
 
 /// A plate crop, only with a valid, unexpired signature (and a session allowed to watch the lanes).
-pub async fn image(State(p): State<Panel>, Path(id): Path<String>, Query(s): Query<Signed>) -> Result<Response, Failure> {
+pub async fn image(
+    State(p): State<Panel>,
+    Path(id): Path<String>,
+    Query(s): Query<Signed>,
+) -> Result<Response, Failure> {
     if !p.verify_image(&id, s.exp, &s.sig) {
         return Err(Failure::Forbidden);
     }
@@ -157,11 +165,26 @@ async fn command(p: Panel, a: Authed, relay: String, f: GateForm, kind: &'static
     }
     let actor = Actor::Guard(a.user.clone());
     let cmd = match kind {
-        "open" => GateCommand::Open { actor, reason: reason.clone() },
-        "hold" => GateCommand::HoldOpen { actor, reason: reason.clone() },
-        "release" => GateCommand::Release { actor, reason: reason.clone() },
-        "lockdown" => GateCommand::Lockdown { actor, reason: reason.clone() },
-        _ => GateCommand::Unlock { actor, reason: reason.clone() },
+        "open" => GateCommand::Open {
+            actor,
+            reason: reason.clone(),
+        },
+        "hold" => GateCommand::HoldOpen {
+            actor,
+            reason: reason.clone(),
+        },
+        "release" => GateCommand::Release {
+            actor,
+            reason: reason.clone(),
+        },
+        "lockdown" => GateCommand::Lockdown {
+            actor,
+            reason: reason.clone(),
+        },
+        _ => GateCommand::Unlock {
+            actor,
+            reason: reason.clone(),
+        },
     };
     let refused = kind != "release" && kind != "unlock" && kind != "lockdown" && gate.handle.in_lockdown();
     let result = gate.handle.try_command(cmd);
@@ -172,15 +195,33 @@ async fn command(p: Panel, a: Authed, relay: String, f: GateForm, kind: &'static
         None => relay.clone(),
     });
     if let Err(e) = result {
-        p.audit(&a.who(), &format!("{action}.failed"), target, None, Some(format!("{reason} ({e})"))).await;
-        return back(format!("error={}", urlencode(&format!("The gate did not take the command: {e}"))));
+        p.audit(
+            &a.who(),
+            &format!("{action}.failed"),
+            target,
+            None,
+            Some(format!("{reason} ({e})")),
+        )
+        .await;
+        return back(format!(
+            "error={}",
+            urlencode(&format!("The gate did not take the command: {e}"))
+        ));
     }
     p.audit(&a.who(), &action, target, None, Some(reason.clone())).await;
     if refused {
         return back("error=The+gate+is+in+lockdown%3A+it+will+not+open".into());
     }
     if matches!(kind, "open" | "hold") {
-        record_override(&p, &a, gate.lane.as_deref().unwrap_or(gate.handle.name()), kind, &reason, event).await;
+        record_override(
+            &p,
+            &a,
+            gate.lane.as_deref().unwrap_or(gate.handle.name()),
+            kind,
+            &reason,
+            event,
+        )
+        .await;
     }
     back(format!("done={}", urlencode(&format!("{kind} {relay}"))))
 }

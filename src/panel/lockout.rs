@@ -100,9 +100,19 @@ mod tests {
         }
         assert!(l.failure("Ann", attacker, t0 + Duration::seconds(5)).is_some());
         assert!(l.locked_until("ann", attacker, t0 + Duration::minutes(14)).is_some());
-        assert!(l.locked_until("ann", booth, t0 + Duration::minutes(1)).is_none(), "other source unaffected");
-        assert!(l.locked_until("ann", attacker, t0 + Duration::minutes(16)).is_none(), "released");
-        assert_eq!(l.failure("ann", attacker, t0 + Duration::minutes(16)), None, "count restarts");
+        assert!(
+            l.locked_until("ann", booth, t0 + Duration::minutes(1)).is_none(),
+            "other source unaffected"
+        );
+        assert!(
+            l.locked_until("ann", attacker, t0 + Duration::minutes(16)).is_none(),
+            "released"
+        );
+        assert_eq!(
+            l.failure("ann", attacker, t0 + Duration::minutes(16)),
+            None,
+            "count restarts"
+        );
     }
 
     #[test]

@@ -221,7 +221,14 @@ impl Panel {
 
     /// Appends to the audit log and signs a checkpoint of the new head. A failure is logged: the action
     /// itself has happened and is also in the journal.
-    pub async fn audit(&self, who: &Who<'_>, action: &str, target: Option<String>, before: Option<String>, after: Option<String>) {
+    pub async fn audit(
+        &self,
+        who: &Who<'_>,
+        action: &str,
+        target: Option<String>,
+        before: Option<String>,
+        after: Option<String>,
+    ) {
         let a = crate::audit::Action {
             actor: who.actor.to_string(),
             role: who.role.to_string(),

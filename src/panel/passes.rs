@@ -94,7 +94,11 @@ fn back_error(msg: &str) -> Response {
     Redirect::to(&format!("/passes?error={}", urlencode(msg))).into_response()
 }
 
-pub async fn create(State(p): State<Panel>, Extension(a): Extension<Authed>, Form(f): Form<PassForm>) -> Result<Response, Failure> {
+pub async fn create(
+    State(p): State<Panel>,
+    Extension(a): Extension<Authed>,
+    Form(f): Form<PassForm>,
+) -> Result<Response, Failure> {
     let plate = crate::plate::normalize(&f.plate);
     if let Err(e) = crate::plate::validate(&plate) {
         return Ok(back_error(&format!("Plate: {e}")));
@@ -108,7 +112,9 @@ pub async fn create(State(p): State<Panel>, Extension(a): Extension<Authed>, For
         return Ok(back_error("Give both times as date and time."));
     };
     if until <= from || until - from > chrono::Duration::days(MAX_DAYS) {
-        return Ok(back_error(&format!("The pass must end after it starts, within {MAX_DAYS} days.")));
+        return Ok(back_error(&format!(
+            "The pass must end after it starts, within {MAX_DAYS} days."
+        )));
     }
     let mut entry = Entry::new(&plate, Kind::Visitor);
     entry.host = Some(host.to_string());
@@ -129,15 +135,18 @@ pub async fn create(State(p): State<Panel>, Extension(a): Extension<Authed>, For
         })
         .await?;
     if let Err(kind) = outcome {
-        return Ok(back_error(&format!("{plate} is already on the list as {kind}; change it there.")));
+        return Ok(back_error(&format!(
+            "{plate} is already on the list as {kind}; change it there."
+        )));
     }
-    let after = format!(
-        "host {host}, {} to {}",
-        from.to_rfc3339(),
-        until.to_rfc3339()
-    );
-    p.audit(&a.who(), "pass.create", Some(plate.clone()), None, Some(after)).await;
-    Ok(Redirect::to(&format!("/passes?done={}", urlencode(&format!("Pass for {plate} created")))).into_response())
+    let after = format!("host {host}, {} to {}", from.to_rfc3339(), until.to_rfc3339());
+    p.audit(&a.who(), "pass.create", Some(plate.clone()), None, Some(after))
+        .await;
+    Ok(Redirect::to(&format!(
+        "/passes?done={}",
+        urlencode(&format!("Pass for {plate} created"))
+    ))
+    .into_response())
 }
 
 #[derive(Deserialize)]
@@ -145,7 +154,11 @@ pub struct RevokeForm {
     plate: String,
 }
 
-pub async fn revoke(State(p): State<Panel>, Extension(a): Extension<Authed>, Form(f): Form<RevokeForm>) -> Result<Response, Failure> {
+pub async fn revoke(
+    State(p): State<Panel>,
+    Extension(a): Extension<Authed>,
+    Form(f): Form<RevokeForm>,
+) -> Result<Response, Failure> {
     let plate = crate::plate::normalize(&f.plate);
     let p2 = plate.clone();
     let before = p
@@ -164,6 +177,11 @@ pub async fn revoke(State(p): State<Panel>, Extension(a): Extension<Authed>, For
     let Some(before) = before else {
         return Ok(back_error(&format!("No visitor pass for {plate}.")));
     };
-    p.audit(&a.who(), "pass.revoke", Some(plate.clone()), Some(before), None).await;
-    Ok(Redirect::to(&format!("/passes?done={}", urlencode(&format!("Pass for {plate} revoked")))).into_response())
+    p.audit(&a.who(), "pass.revoke", Some(plate.clone()), Some(before), None)
+        .await;
+    Ok(Redirect::to(&format!(
+        "/passes?done={}",
+        urlencode(&format!("Pass for {plate} revoked"))
+    ))
+    .into_response())
 }

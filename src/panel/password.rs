@@ -38,7 +38,9 @@ fn common() -> &'static HashSet<String> {
 pub fn weakness(password: &str, user: &str) -> Option<String> {
     let n = password.chars().count();
     if n < MIN_LEN {
-        return Some(format!("use at least {MIN_LEN} characters (a few words make a good one)"));
+        return Some(format!(
+            "use at least {MIN_LEN} characters (a few words make a good one)"
+        ));
     }
     if n > MAX_LEN {
         return Some(format!("use at most {MAX_LEN} characters"));
@@ -99,7 +101,11 @@ mod tests {
         assert!(weakness("Qwerty123", "ann").is_some(), "common, any case");
         assert!(weakness("aaaaaaaaaa", "ann").is_some());
         assert!(weakness("ann-at-the-gate", "ann").is_some());
-        assert_eq!(weakness("lowercase words only here", "ann"), None, "no composition rules");
+        assert_eq!(
+            weakness("lowercase words only here", "ann"),
+            None,
+            "no composition rules"
+        );
         assert_eq!(weakness(&("x".repeat(64) + "y"), "ann"), None, "64+ allowed");
         assert!(weakness(&"xy".repeat(65), "ann").is_some());
     }

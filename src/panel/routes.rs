@@ -85,8 +85,14 @@ pub fn find(method: &str, path: &str) -> Option<Access> {
 pub fn router(panel: Panel) -> Router {
     Router::new()
         .route("/", get(auth::home))
-        .route("/static/app.js", get(|| async { super::html::asset(super::html::APP_JS, "text/javascript; charset=utf-8") }))
-        .route("/static/panel.css", get(|| async { super::html::asset(super::html::PANEL_CSS, "text/css; charset=utf-8") }))
+        .route(
+            "/static/app.js",
+            get(|| async { super::html::asset(super::html::APP_JS, "text/javascript; charset=utf-8") }),
+        )
+        .route(
+            "/static/panel.css",
+            get(|| async { super::html::asset(super::html::PANEL_CSS, "text/css; charset=utf-8") }),
+        )
         .route("/login", get(auth::login_page).post(auth::login))
         .route("/login/totp", get(auth::totp_page).post(auth::totp_submit))
         .route("/logout", post(auth::logout))

@@ -45,7 +45,11 @@ fn form(q: &SearchQuery, days: u32) -> String {
     )
 }
 
-pub async fn search(State(p): State<Panel>, Extension(a): Extension<Authed>, Query(q): Query<SearchQuery>) -> Result<Response, Failure> {
+pub async fn search(
+    State(p): State<Panel>,
+    Extension(a): Extension<Authed>,
+    Query(q): Query<SearchQuery>,
+) -> Result<Response, Failure> {
     let days = q.days.unwrap_or(30).clamp(1, 3650);
     let needle = crate::plate::normalize(&q.plate);
     if q.plate.trim().is_empty() && q.purpose.trim().is_empty() {
@@ -69,7 +73,14 @@ pub async fn search(State(p): State<Panel>, Extension(a): Extension<Authed>, Que
     let (pattern, logged_query) = (format!("%{needle}%"), query.clone());
     let rows = p
         .db(move |c| {
-            crate::events::access_log::record(c, &format!("panel:{user}"), "panel.search", &logged_query, &purpose, now)?;
+            crate::events::access_log::record(
+                c,
+                &format!("panel:{user}"),
+                "panel.search",
+                &logged_query,
+                &purpose,
+                now,
+            )?;
             let mut st = c.prepare(
                 "SELECT id, lane, at, plate, action, reason, host, guard_action, crop_path IS NOT NULL
                  FROM events WHERE plate LIKE ?1 AND at >= ?2 ORDER BY at DESC LIMIT 200",
@@ -90,7 +101,14 @@ pub async fn search(State(p): State<Panel>, Extension(a): Extension<Authed>, Que
             Ok::<_, crate::events::EventError>(rows.collect::<Result<Vec<_>, _>>()?)
         })
         .await?;
-    p.audit(&a.who(), "events.search", Some(query), None, Some(q.purpose.trim().to_string())).await;
+    p.audit(
+        &a.who(),
+        "events.search",
+        Some(query),
+        None,
+        Some(q.purpose.trim().to_string()),
+    )
+    .await;
     let mut table = format!(
         "<p>{} event(s).</p><table id=\"results\"><tr><th>Time</th><th>Lane</th><th>Plate</th><th>Decision</th><th>Host</th><th>Guard</th><th>Crop</th></tr>",
         rows.len()

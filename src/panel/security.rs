@@ -16,7 +16,11 @@ pub async fn headers_and_origin(req: Request, next: Next) -> Response {
         tracing::warn!(path = %req.uri().path(), "cross-origin request refused");
         (
             StatusCode::FORBIDDEN,
-            super::html::page("Forbidden", None, &super::html::notice("error", "Cross-origin request refused.")),
+            super::html::page(
+                "Forbidden",
+                None,
+                &super::html::notice("error", "Cross-origin request refused."),
+            ),
         )
             .into_response()
     } else {
@@ -32,8 +36,16 @@ pub async fn headers_and_origin(req: Request, next: Next) -> Response {
     // Not "no-referrer": with it, Chromium sends `Origin: null` on same-origin form posts.
     set(h, header::REFERRER_POLICY, "same-origin");
     set(h, header::X_FRAME_OPTIONS, "DENY");
-    set(h, header::HeaderName::from_static("cross-origin-opener-policy"), "same-origin");
-    set(h, header::HeaderName::from_static("permissions-policy"), "camera=(), microphone=(), geolocation=()");
+    set(
+        h,
+        header::HeaderName::from_static("cross-origin-opener-policy"),
+        "same-origin",
+    );
+    set(
+        h,
+        header::HeaderName::from_static("permissions-policy"),
+        "camera=(), microphone=(), geolocation=()",
+    );
     if !h.contains_key(header::CACHE_CONTROL) {
         set(h, header::CACHE_CONTROL, "no-store");
     }
@@ -67,18 +79,36 @@ mod tests {
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.insert(header::HeaderName::from_bytes(k.as_bytes()).expect("name"), v.parse().expect("value"));
+            h.insert(
+                header::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                v.parse().expect("value"),
+            );
         }
         h
     }
 
     #[test]
     fn origin_rules() {
-        assert!(same_origin(&headers(&[("host", "gate.local:8443"), ("origin", "https://gate.local:8443")])));
-        assert!(same_origin(&headers(&[("host", "gate.local"), ("referer", "https://gate.local/live")])));
-        assert!(!same_origin(&headers(&[("host", "gate.local"), ("origin", "https://evil.example")])));
-        assert!(!same_origin(&headers(&[("host", "gate.local"), ("origin", "http://gate.local")])));
-        assert!(!same_origin(&headers(&[("host", "gate.local"), ("referer", "https://gate.local.evil/")])));
+        assert!(same_origin(&headers(&[
+            ("host", "gate.local:8443"),
+            ("origin", "https://gate.local:8443")
+        ])));
+        assert!(same_origin(&headers(&[
+            ("host", "gate.local"),
+            ("referer", "https://gate.local/live")
+        ])));
+        assert!(!same_origin(&headers(&[
+            ("host", "gate.local"),
+            ("origin", "https://evil.example")
+        ])));
+        assert!(!same_origin(&headers(&[
+            ("host", "gate.local"),
+            ("origin", "http://gate.local")
+        ])));
+        assert!(!same_origin(&headers(&[
+            ("host", "gate.local"),
+            ("referer", "https://gate.local.evil/")
+        ])));
         assert!(!same_origin(&headers(&[("host", "gate.local")])), "neither header");
         assert!(!same_origin(&headers(&[
             ("host", "gate.local"),

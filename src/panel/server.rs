@@ -49,7 +49,12 @@ pub fn spawn(
     Ok((thread, local))
 }
 
-async fn serve(listener: tokio::net::TcpListener, tls: Arc<rustls::ServerConfig>, panel: Panel, cancel: CancellationToken) {
+async fn serve(
+    listener: tokio::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    panel: Panel,
+    cancel: CancellationToken,
+) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let router = super::routes::router(panel);
     let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));

@@ -95,8 +95,12 @@ fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
 const USER_COLS: &str = "name, role, password, totp_secret, totp_last_step, recovery, disabled, created_at";
 
 pub fn user(conn: &Connection, name: &str) -> rusqlite::Result<Option<User>> {
-    conn.query_row(&format!("SELECT {USER_COLS} FROM users WHERE name = ?1"), [name], user_row)
-        .optional()
+    conn.query_row(
+        &format!("SELECT {USER_COLS} FROM users WHERE name = ?1"),
+        [name],
+        user_row,
+    )
+    .optional()
 }
 
 pub fn users(conn: &Connection) -> rusqlite::Result<Vec<User>> {
@@ -126,11 +130,17 @@ pub fn add_user(
 }
 
 pub fn set_role(conn: &Connection, name: &str, role: Role) -> rusqlite::Result<bool> {
-    Ok(conn.execute("UPDATE users SET role = ?2 WHERE name = ?1", params![name, role.as_str()])? == 1)
+    Ok(conn.execute(
+        "UPDATE users SET role = ?2 WHERE name = ?1",
+        params![name, role.as_str()],
+    )? == 1)
 }
 
 pub fn set_disabled(conn: &Connection, name: &str, disabled: bool) -> rusqlite::Result<bool> {
-    Ok(conn.execute("UPDATE users SET disabled = ?2 WHERE name = ?1", params![name, disabled as i64])? == 1)
+    Ok(conn.execute(
+        "UPDATE users SET disabled = ?2 WHERE name = ?1",
+        params![name, disabled as i64],
+    )? == 1)
 }
 
 pub fn set_password(conn: &Connection, name: &str, phc: &str, now: DateTime<Utc>) -> rusqlite::Result<bool> {
@@ -252,7 +262,11 @@ pub fn lookup(
         .optional()?;
     let Some(mut s) = s else { return Ok(None) };
     // A login half done (second factor owed) lives five minutes at most.
-    let idle = if s.stage == Stage::Full { idle } else { idle.min(Duration::minutes(5)) };
+    let idle = if s.stage == Stage::Full {
+        idle
+    } else {
+        idle.min(Duration::minutes(5))
+    };
     if now - s.last_seen > idle || now - s.created_at > absolute {
         conn.execute("DELETE FROM panel_sessions WHERE id_hash = ?1", [&h])?;
         return Ok(None);
@@ -305,10 +319,7 @@ pub fn sessions(conn: &Connection, user: Option<&str>) -> rusqlite::Result<Vec<S
 
 /// Drops sessions past their absolute age (housekeeping).
 pub fn purge_sessions(conn: &Connection, now: DateTime<Utc>, absolute: Duration) -> rusqlite::Result<usize> {
-    conn.execute(
-        "DELETE FROM panel_sessions WHERE created_at < ?1",
-        [ms(now - absolute)],
-    )
+    conn.execute("DELETE FROM panel_sessions WHERE created_at < ?1", [ms(now - absolute)])
 }
 
 #[cfg(test)]
@@ -323,21 +334,37 @@ mod tests {
         add_user(&conn, "ann", Role::Guard, "phc", None, t0).expect("user");
         let id = create_session(&conn, "ann", Stage::Full, "10.0.0.5", "test", t0).expect("session");
         let stored: i64 = conn
-            .query_row("SELECT COUNT(*) FROM panel_sessions WHERE id_hash = ?1", [&id], |r| r.get(0))
+            .query_row("SELECT COUNT(*) FROM panel_sessions WHERE id_hash = ?1", [&id], |r| {
+                r.get(0)
+            })
             .expect("q");
         assert_eq!(stored, 0, "the raw id is not stored");
         let (idle, abs) = (Duration::minutes(60), Duration::hours(12));
         let mut t = t0;
         for _ in 0..12 {
             t += Duration::minutes(59);
-            assert!(lookup(&conn, &id, t, idle, abs, true).expect("q").is_some(), "kept alive by use");
+            assert!(
+                lookup(&conn, &id, t, idle, abs, true).expect("q").is_some(),
+                "kept alive by use"
+            );
         }
         t += Duration::minutes(59);
-        assert!(lookup(&conn, &id, t, idle, abs, true).expect("q").is_none(), "absolute expiry");
+        assert!(
+            lookup(&conn, &id, t, idle, abs, true).expect("q").is_none(),
+            "absolute expiry"
+        );
         let id2 = create_session(&conn, "ann", Stage::Full, "10.0.0.5", "test", t).expect("session");
-        assert!(lookup(&conn, &id2, t + Duration::minutes(61), idle, abs, true).expect("q").is_none(), "idle");
+        assert!(
+            lookup(&conn, &id2, t + Duration::minutes(61), idle, abs, true)
+                .expect("q")
+                .is_none(),
+            "idle"
+        );
         let id3 = create_session(&conn, "ann", Stage::Full, "10.0.0.5", "test", t).expect("session");
         set_disabled(&conn, "ann", true).expect("disable");
-        assert!(lookup(&conn, &id3, t, idle, abs, true).expect("q").is_none(), "disabled user");
+        assert!(
+            lookup(&conn, &id3, t, idle, abs, true).expect("q").is_none(),
+            "disabled user"
+        );
     }
 }

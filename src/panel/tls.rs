@@ -53,9 +53,10 @@ pub fn self_signed(dir: &Path, hostnames: &[String]) -> Result<(PathBuf, PathBuf
         }
     }
     let mut params = rcgen::CertificateParams::new(names).map_err(|e| err(&cert_path, e))?;
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, hostnames.first().map(String::as_str).unwrap_or("gatehouse"));
+    params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        hostnames.first().map(String::as_str).unwrap_or("gatehouse"),
+    );
     let year = chrono::Datelike::year(&chrono::Utc::now());
     params.not_before = rcgen::date_time_ymd(year - 1, 1, 1);
     params.not_after = rcgen::date_time_ymd(year + 10, 1, 1);

@@ -61,7 +61,8 @@ pub fn code_at_step(secret_b32: &str, step: i64) -> Option<String> {
     mac.update(&(step as u64).to_be_bytes());
     let h = mac.finalize().into_bytes();
     let off = (h[19] & 0x0f) as usize;
-    let bin = ((h[off] as u32 & 0x7f) << 24) | ((h[off + 1] as u32) << 16) | ((h[off + 2] as u32) << 8) | h[off + 3] as u32;
+    let bin =
+        ((h[off] as u32 & 0x7f) << 24) | ((h[off + 1] as u32) << 16) | ((h[off + 2] as u32) << 8) | h[off + 3] as u32;
     Some(format!("{:06}", bin % 1_000_000))
 }
 
@@ -136,7 +137,12 @@ mod tests {
     fn rfc6238_sha1_vectors() {
         // RFC 6238 appendix B, secret "12345678901234567890", last six digits.
         let secret = base32(b"12345678901234567890");
-        for (t, want) in [(59, "287082"), (1111111109, "081804"), (1234567890, "005924"), (2000000000, "279037")] {
+        for (t, want) in [
+            (59, "287082"),
+            (1111111109, "081804"),
+            (1234567890, "005924"),
+            (2000000000, "279037"),
+        ] {
             let at = Utc.timestamp_opt(t, 0).single().expect("time");
             assert_eq!(code(&secret, at).as_deref(), Some(want), "t={t}");
         }
