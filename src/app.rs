@@ -573,7 +573,9 @@ fn decide_and_act(ctx: &DecisionCtx, v: VotedRead) -> GateEvent {
         guard_action: None,
         gate_result,
     };
-    ctx.live.publish(crate::panel::LiveEvent::from_event(&event));
+    if ctx.cfg.panel.is_some() {
+        ctx.live.publish(crate::panel::LiveEvent::from_event(&event));
+    }
     event
 }
 

@@ -247,6 +247,35 @@ fn a_chunked_100k_snapshot_is_applied_reported_and_used() {
     cloud.wait_for(15, "a heartbeat", |c| !c.on(&format!("{TOPIC}/heartbeat")).is_empty());
     let hb = last_json(&cloud.on(&format!("{TOPIC}/heartbeat")));
     assert_eq!(hb["allowlist_version"], 7, "{hb}");
+    // An operator action lands in the audit log; its signed checkpoint reaches the cloud, retained.
+    let o = gatehouse(&["allowlist", "--config", cfg.to_str().expect("utf8"), "add", "AUD1234"]);
+    assert!(o.status.success(), "{}", text(&o));
+    cloud.wait_for(10, "a signed audit checkpoint", |c| {
+        !c.on(&format!("{TOPIC}/audit/checkpoint")).is_empty()
+    });
+    let cp = last_json(&cloud.on(&format!("{TOPIC}/audit/checkpoint")));
+    {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let key: [u8; 32] = b64
+            .decode(cp["public_key"].as_str().expect("public key"))
+            .expect("b64")
+            .try_into()
+            .expect("32 bytes");
+        let sig = b64.decode(cp["signature"].as_str().expect("signature")).expect("b64");
+        let msg = format!(
+            "gatehouse-audit/1\n{}\n{}\n",
+            cp["seq"].as_i64().expect("seq"),
+            cp["head_hash"].as_str().expect("head")
+        );
+        let vk = ed25519_dalek::VerifyingKey::from_bytes(&key).expect("key");
+        let sig = ed25519_dalek::Signature::from_slice(&sig).expect("signature");
+        assert!(
+            vk.verify_strict(msg.as_bytes(), &sig).is_ok(),
+            "checkpoint signature: {cp}"
+        );
+        assert!(cp["seq"].as_i64().is_some_and(|s| s >= 1), "{cp}");
+    }
     let log = daemon.stop();
     assert!(log.contains("allowlist envelope applied"), "{log}");
     cloud.wait_for(10, "offline status on shutdown", |c| {

@@ -187,6 +187,8 @@ struct Link {
     need_snapshot: bool,
     last_rejection: Option<Rejection>,
     started: std::time::Instant,
+    /// The newest audit checkpoint sent this session (0: none yet; resent after each connect).
+    audit_published: i64,
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {
@@ -204,6 +206,7 @@ impl Link {
             need_snapshot: false,
             last_rejection: None,
             started: std::time::Instant::now(),
+            audit_published: 0,
             ctx,
             tls,
             trusted,
@@ -297,6 +300,8 @@ impl Link {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut next_heartbeat = tokio::time::Instant::now() + self.ctx.mqtt.heartbeat;
+        let mut next_checkpoint = tokio::time::Instant::now();
+        self.audit_published = 0;
         loop {
             tokio::select! {
                 biased;
@@ -323,6 +328,10 @@ impl Link {
                 }
                 _ = tick.tick() => {
                     self.pump(up, true);
+                    if up.connected && tokio::time::Instant::now() >= next_checkpoint {
+                        next_checkpoint = tokio::time::Instant::now() + Duration::from_secs(2);
+                        self.publish_checkpoint(up);
+                    }
                     if up.connected && tokio::time::Instant::now() >= next_heartbeat {
                         next_heartbeat = tokio::time::Instant::now() + self.ctx.mqtt.heartbeat;
                         let hb = self.heartbeat();
@@ -545,6 +554,57 @@ impl Link {
         if let Ok(s) = serde_json::to_vec(&self.state()) {
             up.publish(self.topics.state(), QoS::AtLeastOnce, true, s, Tag::Other);
         }
+    }
+
+    /// Sends the newest signed audit checkpoint (retained) when there is a newer one than last sent, so
+    /// the cloud holds a signed head the device cannot later roll back below.
+    fn publish_checkpoint(&mut self, up: &mut MqttUplink) {
+        let row = self.conn.query_row(
+            "SELECT seq, head_hash, at, key_id, signature FROM audit_checkpoints ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            },
+        );
+        let Ok((seq, head, at, key_id, signature)) = row else {
+            return;
+        };
+        if seq <= self.audit_published {
+            return;
+        }
+        let public_key = self
+            .ctx
+            .db_path
+            .parent()
+            .map(|d| d.join("audit-device.key"))
+            .and_then(|p| crate::audit::device_key(&p).ok())
+            .map(|k| {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD.encode(k.verifying_key().to_bytes())
+            });
+        let msg = serde_json::json!({
+            "format": 1,
+            "seq": seq,
+            "head_hash": head,
+            "at": DateTime::from_timestamp_millis(at).map(rfc3339),
+            "key_id": key_id,
+            "signature": signature,
+            "public_key": public_key,
+        });
+        up.publish(
+            self.topics.audit_checkpoint(),
+            QoS::AtLeastOnce,
+            true,
+            msg.to_string().into_bytes(),
+            Tag::Other,
+        );
+        self.audit_published = seq;
     }
 
     fn heartbeat(&self) -> String {

@@ -43,6 +43,11 @@ impl Topics {
         format!("{}/heartbeat", self.base)
     }
 
+    /// Device -> cloud (retained, QoS 1): the newest signed audit checkpoint.
+    pub fn audit_checkpoint(&self) -> String {
+        format!("{}/audit/checkpoint", self.base)
+    }
+
     /// What the device subscribes to.
     pub fn subscriptions(&self) -> [String; 2] {
         [self.allowlist(), self.allowlist_chunks()]

@@ -97,6 +97,7 @@ pattern write gatehouse/d/%u/allowlist/state
 pattern write gatehouse/d/%u/events
 pattern write gatehouse/d/%u/status
 pattern write gatehouse/d/%u/heartbeat
+pattern write gatehouse/d/%u/audit/checkpoint
 ";
 
 fn is_root() -> bool {
