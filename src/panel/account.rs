@@ -2,21 +2,14 @@
 //! the current password again (re-authentication) and ends every session of the account.
 
 use axum::extract::{Query, State};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Form};
 use serde::Deserialize;
 
 use super::auth::{end_all_sessions, logged_out_redirect, Authed};
-use super::html::{esc, notice, page};
-use super::lanes::urlencode;
+use super::html::{error, esc, notice, page, Flash};
 use super::store::{self, Stage};
 use super::{password, totp, Failure, Panel};
-
-#[derive(Deserialize, Default)]
-pub struct Msg {
-    #[serde(default)]
-    error: Option<String>,
-}
 
 async fn show(p: Panel, a: Authed, error: Option<String>) -> Result<Response, Failure> {
     let name = a.user.clone();
@@ -51,13 +44,13 @@ async fn show(p: Panel, a: Authed, error: Option<String>) -> Result<Response, Fa
 pub async fn account(
     State(p): State<Panel>,
     Extension(a): Extension<Authed>,
-    Query(q): Query<Msg>,
+    Query(q): Query<Flash>,
 ) -> Result<Response, Failure> {
     show(p, a, q.error).await
 }
 
 fn back(msg: &str) -> Response {
-    Redirect::to(&format!("/account?error={}", urlencode(msg))).into_response()
+    error("/account", msg)
 }
 
 /// Re-authentication: the current password, checked off the runtime.
@@ -119,12 +112,6 @@ pub async fn change_password(
     Ok(logged_out_redirect())
 }
 
-#[derive(Deserialize, Default)]
-pub struct EnrollQuery {
-    #[serde(default)]
-    error: Option<String>,
-}
-
 fn enroll_form(p: &Panel, a: &Authed, secret: &str, error: &str) -> String {
     let uri = totp::uri(&format!("Gatehouse {}", p.deps.site), &a.user, secret);
     let first = if a.stage == Stage::Enroll {
@@ -147,11 +134,7 @@ fn enroll_form(p: &Panel, a: &Authed, secret: &str, error: &str) -> String {
     )
 }
 
-pub async fn totp_page(
-    State(p): State<Panel>,
-    Extension(a): Extension<Authed>,
-    Query(q): Query<EnrollQuery>,
-) -> Response {
+pub async fn totp_page(State(p): State<Panel>, Extension(a): Extension<Authed>, Query(q): Query<Flash>) -> Response {
     let secret = totp::new_secret();
     page(
         "Second factor",
@@ -173,7 +156,7 @@ pub async fn totp_enable(
     Extension(a): Extension<Authed>,
     Form(f): Form<EnableForm>,
 ) -> Result<Response, Failure> {
-    let retry = |msg: &str| Redirect::to(&format!("/account/totp?error={}", urlencode(msg))).into_response();
+    let retry = |msg: &str| error("/account/totp", msg);
     if totp::base32_decode(&f.secret).is_none_or(|k| k.len() < 16) {
         return Ok(retry("The key was damaged; start again."));
     }

@@ -2,27 +2,14 @@
 //! verification, and the system status for installers.
 
 use axum::extract::{Path, Query, State};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Form};
 use serde::Deserialize;
 
 use super::auth::Authed;
-use super::html::{esc, local, notice, page};
-use super::lanes::urlencode;
+use super::html::{done, error, esc, local, page, Flash};
 use super::roles::{Perm, Role, ROLES};
 use super::{password, store, Failure, Panel};
-
-#[derive(Deserialize, Default)]
-pub struct Msg {
-    #[serde(default)]
-    done: Option<String>,
-    #[serde(default)]
-    error: Option<String>,
-}
-
-fn msgs(q: &Msg) -> String {
-    notice("ok", q.done.as_deref().unwrap_or("")) + &notice("error", q.error.as_deref().unwrap_or(""))
-}
 
 fn role_options(selected: Role) -> String {
     ROLES
@@ -37,10 +24,10 @@ fn role_options(selected: Role) -> String {
 pub async fn users(
     State(p): State<Panel>,
     Extension(a): Extension<Authed>,
-    Query(q): Query<Msg>,
+    Query(q): Query<Flash>,
 ) -> Result<Response, Failure> {
     let users = p.db(|c| store::users(c)).await?;
-    let mut body = msgs(&q);
+    let mut body = q.render();
     body.push_str(&format!(
         "<h2>Add a user</h2><form class=\"stack\" method=\"post\" action=\"/users\">\
          <label>User name <input name=\"name\" id=\"new-name\" required pattern=\"[a-z0-9._-]{{2,32}}\"></label>\
@@ -67,8 +54,12 @@ pub async fn users(
     Ok(page("Users", Some(&a), &body).into_response())
 }
 
-fn back(q: &str, msg: &str) -> Response {
-    Redirect::to(&format!("/users?{q}={}", urlencode(msg))).into_response()
+fn back(kind: &str, msg: &str) -> Response {
+    if kind == "done" {
+        done("/users", msg)
+    } else {
+        error("/users", msg)
+    }
 }
 
 #[derive(Deserialize)]
@@ -245,12 +236,12 @@ pub async fn reset_totp(
 pub async fn sessions(
     State(p): State<Panel>,
     Extension(a): Extension<Authed>,
-    Query(q): Query<Msg>,
+    Query(q): Query<Flash>,
 ) -> Result<Response, Failure> {
     let all = a.role.may(Perm::ManageUsers);
     let user = (!all).then(|| a.user.clone());
     let list = p.db(move |c| store::sessions(c, user.as_deref())).await?;
-    let mut body = msgs(&q);
+    let mut body = q.render();
     body.push_str(&format!(
         "<p>{}</p><table id=\"sessions\"><tr><th>User</th><th>Started</th><th>Last active</th><th>From</th><th>Browser</th><th></th></tr>",
         if all { "Everyone's sessions." } else { "Your sessions." }
@@ -292,10 +283,10 @@ pub async fn revoke_session(
     let h = handle.clone();
     let ended = p.db(move |c| store::delete_by_handle(c, &h, only.as_deref())).await?;
     if !ended {
-        return Ok(Redirect::to("/sessions?error=No+such+session").into_response());
+        return Ok(error("/sessions", "No such session."));
     }
     p.audit(&a.who(), "session.revoke", Some(handle), None, None).await;
-    Ok(Redirect::to("/sessions?done=Session+ended").into_response())
+    Ok(done("/sessions", "Session ended."))
 }
 
 pub async fn audit(State(p): State<Panel>, Extension(a): Extension<Authed>) -> Result<Response, Failure> {
@@ -354,12 +345,6 @@ pub async fn audit(State(p): State<Panel>, Extension(a): Extension<Authed>) -> R
     }
     body.push_str("</table>");
     Ok(page("Audit log", Some(&a), &body).into_response())
-}
-
-impl From<crate::audit::AuditError> for Failure {
-    fn from(e: crate::audit::AuditError) -> Self {
-        Failure::Internal(e.to_string())
-    }
 }
 
 pub async fn system(State(p): State<Panel>, Extension(a): Extension<Authed>) -> Response {

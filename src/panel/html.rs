@@ -2,7 +2,8 @@
 //! (no inline script or style anywhere, so the CSP can stay `default-src 'self'`).
 
 use axum::http::header;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use serde::Deserialize;
 
 use super::auth::Authed;
 use super::roles::Perm;
@@ -88,4 +89,39 @@ pub fn asset(body: &'static str, content_type: &'static str) -> Response {
 /// Formats a UTC time in the site's zone.
 pub fn local(t: chrono::DateTime<chrono::Utc>, tz: chrono_tz::Tz) -> String {
     t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+/// Percent-encodes everything but unreserved characters (query values, `otpauth://` labels).
+pub fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The outcome of a form post, carried to the page it redirects to (`?done=` or `?error=`).
+#[derive(Debug, Default, Deserialize)]
+pub struct Flash {
+    #[serde(default)]
+    pub done: Option<String>,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+impl Flash {
+    pub fn render(&self) -> String {
+        notice("ok", self.done.as_deref().unwrap_or("")) + &notice("error", self.error.as_deref().unwrap_or(""))
+    }
+}
+
+/// Redirects to `path` with a success message.
+pub fn done(path: &str, msg: &str) -> Response {
+    Redirect::to(&format!("{path}?done={}", percent_encode(msg))).into_response()
+}
+
+/// Redirects to `path` with an error message.
+pub fn error(path: &str, msg: &str) -> Response {
+    Redirect::to(&format!("{path}?error={}", percent_encode(msg))).into_response()
 }

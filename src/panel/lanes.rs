@@ -4,12 +4,12 @@ use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
 use axum::http::header;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Form, Json};
 use serde::Deserialize;
 
 use super::auth::Authed;
-use super::html::{esc, notice, page};
+use super::html::{done, error, esc, page, Flash};
 use super::live::LiveEvent;
 use super::roles::Perm;
 use super::{Failure, Panel};
@@ -17,26 +17,8 @@ use crate::access::{Action, Decision, Reason};
 use crate::events::GateEvent;
 use crate::gate::{Actor, GateCommand};
 
-#[derive(Deserialize)]
-pub struct LiveQuery {
-    #[serde(default)]
-    done: Option<String>,
-    #[serde(default)]
-    error: Option<String>,
-}
-
-pub async fn live_page(
-    State(p): State<Panel>,
-    Extension(a): Extension<Authed>,
-    Query(q): Query<LiveQuery>,
-) -> Response {
-    let mut body = String::new();
-    if let Some(d) = q.done.as_deref() {
-        body.push_str(&notice("ok", &format!("Done: {d}.")));
-    }
-    if let Some(e) = q.error.as_deref() {
-        body.push_str(&notice("error", e));
-    }
+pub async fn live_page(State(p): State<Panel>, Extension(a): Extension<Authed>, Query(q): Query<Flash>) -> Response {
+    let mut body = q.render();
     body.push_str("<section class=\"gates\">");
     let buttons: &[(&str, &str, &str, Perm)] = &[
         ("open", "Open once", "ok", Perm::GateOpen),
@@ -159,9 +141,8 @@ async fn command(p: Panel, a: Authed, relay: String, f: GateForm, kind: &'static
         return Failure::NotFound.into_response();
     };
     let reason = f.reason.trim().to_string();
-    let back = |q: String| Redirect::to(&format!("/live?{q}")).into_response();
     if !(3..=200).contains(&reason.chars().count()) {
-        return back("error=State+a+reason+(3+to+200+characters)".into());
+        return error("/live", "State a reason (3 to 200 characters).");
     }
     let actor = Actor::Guard(a.user.clone());
     let cmd = match kind {
@@ -203,14 +184,11 @@ async fn command(p: Panel, a: Authed, relay: String, f: GateForm, kind: &'static
             Some(format!("{reason} ({e})")),
         )
         .await;
-        return back(format!(
-            "error={}",
-            urlencode(&format!("The gate did not take the command: {e}"))
-        ));
+        return error("/live", &format!("The gate did not take the command: {e}"));
     }
     p.audit(&a.who(), &action, target, None, Some(reason.clone())).await;
     if refused {
-        return back("error=The+gate+is+in+lockdown%3A+it+will+not+open".into());
+        return error("/live", "The gate is in lockdown: it will not open.");
     }
     if matches!(kind, "open" | "hold") {
         record_override(
@@ -223,7 +201,7 @@ async fn command(p: Panel, a: Authed, relay: String, f: GateForm, kind: &'static
         )
         .await;
     }
-    back(format!("done={}", urlencode(&format!("{kind} {relay}"))))
+    done("/live", &format!("Done: {kind} {relay}."))
 }
 
 /// A guard's opening is a gate event like any other (stored, uploaded, shown live), naming the guard.
@@ -257,16 +235,6 @@ async fn record_override(p: &Panel, a: &Authed, lane: &str, kind: &str, reason: 
             _ => tracing::error!("guard override could not be queued for the event store (in the audit log)"),
         }
     }
-}
-
-pub fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
-            b' ' => "+".into(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 macro_rules! gate_route {

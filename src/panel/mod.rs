@@ -138,6 +138,12 @@ impl From<crate::access::AccessError> for Failure {
     }
 }
 
+impl From<crate::audit::AuditError> for Failure {
+    fn from(e: crate::audit::AuditError) -> Self {
+        Failure::Internal(e.to_string())
+    }
+}
+
 impl From<crate::events::EventError> for Failure {
     fn from(e: crate::events::EventError) -> Self {
         Failure::Internal(e.to_string())

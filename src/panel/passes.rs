@@ -3,39 +3,28 @@
 //! vendor or blocked is never overwritten from here.
 
 use axum::extract::State;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Form};
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use serde::Deserialize;
 
 use super::auth::Authed;
-use super::html::{esc, local, notice, page};
-use super::lanes::urlencode;
+use super::html::{done, error, esc, local, page, Flash};
 use super::{Failure, Panel};
 use crate::access::{store, Entry, Kind};
 
 /// Longest pass a supervisor can issue from the panel.
 const MAX_DAYS: i64 = 90;
 
-#[derive(Deserialize, Default)]
-pub struct ListQuery {
-    #[serde(default)]
-    done: Option<String>,
-    #[serde(default)]
-    error: Option<String>,
-}
-
 pub async fn list(
     State(p): State<Panel>,
     Extension(a): Extension<Authed>,
-    axum::extract::Query(q): axum::extract::Query<ListQuery>,
+    axum::extract::Query(q): axum::extract::Query<Flash>,
 ) -> Result<Response, Failure> {
     let entries = p.db(|c| store::of_kind(c, Kind::Visitor)).await?;
     let now = p.now();
     let tz = p.deps.timezone;
-    let mut body = String::new();
-    body.push_str(&notice("ok", q.done.as_deref().unwrap_or("")));
-    body.push_str(&notice("error", q.error.as_deref().unwrap_or("")));
+    let mut body = q.render();
     let fmt_input = |t: DateTime<Utc>| t.with_timezone(&tz).format("%Y-%m-%dT%H:%M").to_string();
     body.push_str(&format!(
         "<h2>New pass</h2><form class=\"stack\" method=\"post\" action=\"/passes\">\
@@ -91,7 +80,7 @@ fn parse_local(s: &str, tz: chrono_tz::Tz) -> Option<DateTime<Utc>> {
 }
 
 fn back_error(msg: &str) -> Response {
-    Redirect::to(&format!("/passes?error={}", urlencode(msg))).into_response()
+    error("/passes", msg)
 }
 
 pub async fn create(
@@ -142,11 +131,7 @@ pub async fn create(
     let after = format!("host {host}, {} to {}", from.to_rfc3339(), until.to_rfc3339());
     p.audit(&a.who(), "pass.create", Some(plate.clone()), None, Some(after))
         .await;
-    Ok(Redirect::to(&format!(
-        "/passes?done={}",
-        urlencode(&format!("Pass for {plate} created"))
-    ))
-    .into_response())
+    Ok(done("/passes", &format!("Pass for {plate} created")))
 }
 
 #[derive(Deserialize)]
@@ -179,9 +164,5 @@ pub async fn revoke(
     };
     p.audit(&a.who(), "pass.revoke", Some(plate.clone()), Some(before), None)
         .await;
-    Ok(Redirect::to(&format!(
-        "/passes?done={}",
-        urlencode(&format!("Pass for {plate} revoked"))
-    ))
-    .into_response())
+    Ok(done("/passes", &format!("Pass for {plate} revoked")))
 }

@@ -89,14 +89,7 @@ fn constant_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// The `otpauth://` URI an authenticator app imports.
 pub fn uri(issuer: &str, account: &str, secret_b32: &str) -> String {
-    let enc = |s: &str| -> String {
-        s.bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
-                _ => format!("%{b:02X}"),
-            })
-            .collect()
-    };
+    use crate::panel::html::percent_encode as enc;
     format!(
         "otpauth://totp/{}:{}?secret={secret_b32}&issuer={}&algorithm=SHA1&digits=6&period=30",
         enc(issuer),
