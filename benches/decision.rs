@@ -2,37 +2,21 @@
 //! the path from a voted read to the relay command. Prints p50 / p99 / max per operation.
 //! Inference is not included (see `gatehouse eval` for that).
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use gatehouse::access::{self, Allowlist, Entry, Kind, SharedAllowlist};
-use gatehouse::config::{AccessConfig, RelayConfig, RelayKind, SafeState};
-use gatehouse::gate::{self, safety::SharedRelay, Actor, GateCommand, GateError, Relay};
+use gatehouse::config::AccessConfig;
+use gatehouse::gate::{self, safety::SharedRelay, Actor, GateCommand, Relay};
 use gatehouse::recognize::CharRead;
 use tokio_util::sync::CancellationToken;
 
 const N: usize = 1_000_000;
-const CHARS: &[u8] = b"ABCDEFGHJKMNPRTUVWXY0123456789";
-
-/// Deterministic pseudo-random plates (xorshift), 7 characters.
-fn plates(n: usize, seed: u64) -> Vec<String> {
-    let mut x = seed;
-    (0..n)
-        .map(|_| {
-            (0..7)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    CHARS[(x % CHARS.len() as u64) as usize] as char
-                })
-                .collect()
-        })
-        .collect()
-}
-
 fn report(name: &str, mut ns: Vec<u64>) {
     ns.sort_unstable();
     let p = |q: f64| ns[((ns.len() - 1) as f64 * q) as usize] as f64 / 1000.0;
@@ -55,21 +39,8 @@ fn chars(text: &str) -> Vec<CharRead> {
         .collect()
 }
 
-/// A relay that flags when it is energised, to time the path up to the relay command.
-struct FlagRelay(Arc<AtomicBool>);
-
-impl Relay for FlagRelay {
-    fn set(&mut self, on: bool) -> Result<(), GateError> {
-        self.0.store(on, Ordering::Release);
-        Ok(())
-    }
-    fn name(&self) -> &str {
-        "bench"
-    }
-}
-
 fn main() {
-    let list_plates = plates(N, 0x9E37_79B9_7F4A_7C15);
+    let list_plates = common::plates(N, 0x9E37_79B9_7F4A_7C15);
     let t0 = Instant::now();
     let entries: Vec<Entry> = list_plates
         .iter()
@@ -84,7 +55,7 @@ fn main() {
     );
 
     let probes_hit: Vec<&String> = list_plates.iter().step_by(97).take(100_000).collect();
-    let probes_miss = plates(100_000, 42);
+    let probes_miss = common::plates(100_000, 42);
     let mut ns = Vec::with_capacity(100_000);
     for p in &probes_hit {
         let s = Instant::now();
@@ -129,16 +100,8 @@ fn main() {
         .build()
         .expect("runtime");
     let flag = Arc::new(AtomicBool::new(false));
-    let relay: SharedRelay = Arc::new(Mutex::new(Box::new(FlagRelay(flag.clone())) as Box<dyn Relay>));
-    let rc = RelayConfig {
-        name: "bench".into(),
-        kind: RelayKind::Simulated { log: None },
-        active_low: false,
-        pulse: Duration::from_secs(10),
-        cooldown: Duration::ZERO,
-        max_hold: Duration::from_secs(10),
-        safe_state: SafeState::Closed,
-    };
+    let relay: SharedRelay = Arc::new(Mutex::new(Box::new(common::FlagRelay(flag.clone())) as Box<dyn Relay>));
+    let rc = common::relay_config("bench");
     let cancel = CancellationToken::new();
     let (handle, fut) = {
         let _g = rt.enter();

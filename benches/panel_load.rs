@@ -9,50 +9,23 @@
 //! On a 2-core machine the load generator and the panel compete with the decision path for the CPU; the
 //! check is that nothing *waits* on the panel (ratios near 1 at p50, bounded tails).
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use gatehouse::access::{self, Allowlist, Entry, Kind, SharedAllowlist};
-use gatehouse::config::{AccessConfig, PanelConfig, RelayConfig, RelayKind, SafeState};
-use gatehouse::gate::{self, safety::SharedRelay, Actor, GateCommand, GateError, Relay};
+use gatehouse::config::{AccessConfig, PanelConfig};
+use gatehouse::gate::{self, safety::SharedRelay, Actor, GateCommand, Relay};
 use gatehouse::panel::store::{self, Stage};
 use gatehouse::panel::{GateInfo, LiveHub, Panel, PanelDeps, Role};
 use gatehouse::recognize::CharRead;
 use rustls::pki_types::pem::PemObject;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
-
-const CHARS: &[u8] = b"ABCDEFGHJKMNPRTUVWXY0123456789";
-
-fn plates(n: usize, seed: u64) -> Vec<String> {
-    let mut x = seed;
-    (0..n)
-        .map(|_| {
-            (0..7)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    CHARS[(x % CHARS.len() as u64) as usize] as char
-                })
-                .collect()
-        })
-        .collect()
-}
-
-struct FlagRelay(Arc<AtomicBool>);
-
-impl Relay for FlagRelay {
-    fn set(&mut self, on: bool) -> Result<(), GateError> {
-        self.0.store(on, Ordering::Release);
-        Ok(())
-    }
-    fn name(&self) -> &str {
-        "main"
-    }
-}
 
 #[derive(Default, Clone)]
 struct Stats {
@@ -143,7 +116,7 @@ async fn request(connector: &tokio_rustls::TlsConnector, port: u16, req: &str) -
 
 fn main() {
     let dir = tempfile::tempdir().expect("tmp");
-    let list_plates = plates(100_000, 0x9E37_79B9_7F4A_7C15);
+    let list_plates = common::plates(100_000, 0x9E37_79B9_7F4A_7C15);
     let list = SharedAllowlist::new(Allowlist::new(
         list_plates.iter().map(|p| Entry::new(p, Kind::Resident)).collect(),
         1,
@@ -174,16 +147,8 @@ fn main() {
         .build()
         .expect("runtime");
     let flag = Arc::new(AtomicBool::new(false));
-    let relay: SharedRelay = Arc::new(Mutex::new(Box::new(FlagRelay(flag.clone())) as Box<dyn Relay>));
-    let rc = RelayConfig {
-        name: "main".into(),
-        kind: RelayKind::Simulated { log: None },
-        active_low: false,
-        pulse: Duration::from_secs(10),
-        cooldown: Duration::ZERO,
-        max_hold: Duration::from_secs(10),
-        safe_state: SafeState::Closed,
-    };
+    let relay: SharedRelay = Arc::new(Mutex::new(Box::new(common::FlagRelay(flag.clone())) as Box<dyn Relay>));
+    let rc = common::relay_config("main");
     let cancel = CancellationToken::new();
     let (handle, fut) = {
         let _g = rt.enter();
@@ -197,7 +162,7 @@ fn main() {
         let conn = gatehouse::db::open(&db).expect("db");
         store::add_user(&conn, "guard", Role::Guard, "x", None, Utc::now()).expect("user");
         conn.execute_batch("BEGIN").expect("begin");
-        for (i, p) in plates(20_000, 7).iter().enumerate() {
+        for (i, p) in common::plates(20_000, 7).iter().enumerate() {
             conn.execute(
                 "INSERT INTO events (id, lane, at, plate, action, reason_code, reason) VALUES (?1, 'entry', ?2, ?3, 'deny', 'unknown', 'not on the list')",
                 rusqlite::params![format!("ev-{i}"), Utc::now().timestamp_millis() - i as i64 * 1000, p],

@@ -18,14 +18,7 @@ fn err(path: &Path, reason: impl std::fmt::Display) -> PanelError {
 }
 
 fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, PanelError> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| err(path, e))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| err(path, e))?;
-    if certs.is_empty() {
-        return Err(err(path, "no PEM certificate in it"));
-    }
-    Ok(certs)
+    crate::sync::tls::read_certs(path).map_err(|e| err(path, e))
 }
 
 /// The server configuration: TLS 1.3 only, HTTP/1.1.

@@ -189,6 +189,8 @@ struct Link {
     started: std::time::Instant,
     /// The newest audit checkpoint sent this session (0: none yet; resent after each connect).
     audit_published: i64,
+    /// The device's audit public key (base64), read once when the first checkpoint goes out.
+    audit_public_key: Option<String>,
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {
@@ -207,6 +209,7 @@ impl Link {
             last_rejection: None,
             started: std::time::Instant::now(),
             audit_published: 0,
+            audit_public_key: None,
             ctx,
             tls,
             trusted,
@@ -578,16 +581,17 @@ impl Link {
         if seq <= self.audit_published {
             return;
         }
-        let public_key = self
-            .ctx
-            .db_path
-            .parent()
-            .map(|d| d.join("audit-device.key"))
-            .and_then(|p| crate::audit::device_key(&p).ok())
-            .map(|k| {
-                use base64::Engine;
-                base64::engine::general_purpose::STANDARD.encode(k.verifying_key().to_bytes())
-            });
+        if self.audit_public_key.is_none() {
+            self.audit_public_key = self
+                .ctx
+                .db_path
+                .parent()
+                .and_then(|d| crate::audit::device_key(&d.join("audit-device.key")).ok())
+                .map(|k| {
+                    use base64::Engine;
+                    base64::engine::general_purpose::STANDARD.encode(k.verifying_key().to_bytes())
+                });
+        }
         let msg = serde_json::json!({
             "format": 1,
             "seq": seq,
@@ -595,7 +599,7 @@ impl Link {
             "at": DateTime::from_timestamp_millis(at).map(rfc3339),
             "key_id": key_id,
             "signature": signature,
-            "public_key": public_key,
+            "public_key": self.audit_public_key,
         });
         up.publish(
             self.topics.audit_checkpoint(),

@@ -8,7 +8,7 @@ pub mod chunk;
 pub mod envelope;
 pub mod keys;
 pub mod link;
-mod tls;
+pub(crate) mod tls;
 pub mod topics;
 
 pub use envelope::{Envelope, EnvelopeKind, ListBody, Verified};

@@ -14,15 +14,20 @@ fn file_err(path: &Path, reason: impl std::fmt::Display) -> SyncError {
     SyncError::Tls(format!("{}: {reason}", path.display()))
 }
 
-fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, SyncError> {
+/// Every certificate in a PEM file (at least one), or why not (shared with the panel's server side).
+pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| file_err(path, e))?
+        .map_err(|e| e.to_string())?
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| file_err(path, e))?;
+        .map_err(|e| e.to_string())?;
     if certs.is_empty() {
-        return Err(file_err(path, "no PEM certificate in it"));
+        return Err("no PEM certificate in it".into());
     }
     Ok(certs)
+}
+
+fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, SyncError> {
+    read_certs(path).map_err(|e| file_err(path, e))
 }
 
 /// Builds the client configuration from PEM files.
