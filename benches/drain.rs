@@ -99,6 +99,7 @@ fn main() {
         health: Arc::new(|| serde_json::json!({})),
         stats: Arc::new(LinkStats::default()),
         keep_reads_days: 180,
+        plate_key: gatehouse::access::PlateKey::from_bytes([1; 32]),
     };
     let cancel = CancellationToken::new();
     let t = Instant::now();

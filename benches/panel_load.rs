@@ -199,6 +199,7 @@ fn main() {
         live: LiveHub::default(),
         sink: None,
         status: Arc::new(|| serde_json::json!({})),
+        plate_key: gatehouse::access::PlateKey::from_bytes([1; 32]),
     };
     let panel_cancel = CancellationToken::new();
     let (panel_thread, addr) =

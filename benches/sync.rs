@@ -50,10 +50,11 @@ fn main() {
     let dir = tempfile::tempdir().expect("tmp");
     let mut conn = gatehouse::db::open(&dir.path().join("bench.db")).expect("db");
     let t = Instant::now();
-    let n = apply::apply(&mut conn, &v, now).expect("apply");
+    let n = apply::apply(&mut conn, &v, now, &gatehouse::access::PlateKey::from_bytes([1; 32])).expect("apply");
     let apply_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let list = gatehouse::access::load_snapshot(&conn).expect("load");
+    let list =
+        gatehouse::access::load_snapshot(&conn, &gatehouse::access::PlateKey::from_bytes([1; 32])).expect("load");
     let load_s = t.elapsed().as_secs_f64();
     println!(
         "snapshot of {N} entries, {:.1} MB on the wire",

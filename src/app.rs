@@ -86,7 +86,8 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
 
     // 1. Storage and the allowlist snapshot.
     let conn = crate::db::open(&cfg.site.database_path())?;
-    let allowlist = SharedAllowlist::new(access::load_snapshot(&conn)?);
+    let plate_key = cfg.plate_key()?;
+    let allowlist = SharedAllowlist::new(access::load_snapshot(&conn, &plate_key)?);
     drop(conn);
     tracing::info!(entries = allowlist.current().len(), "allowlist loaded");
     let (sink, writer, writer_stats) = events::spawn_writer(
@@ -106,8 +107,13 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
         move || retention_loop(path, retention, clock, cancel)
     })?;
     let reloader = std::thread::Builder::new().name("allowlist-reload".into()).spawn({
-        let (path, list, cancel) = (cfg.site.database_path(), allowlist.clone(), background_cancel.clone());
-        move || reload_allowlist(path, list, cancel)
+        let (path, list, key, cancel) = (
+            cfg.site.database_path(),
+            allowlist.clone(),
+            plate_key.clone(),
+            background_cancel.clone(),
+        );
+        move || reload_allowlist(path, list, key, cancel)
     })?;
 
     // 2. Relays and their controllers (safe state registered for the panic hook).
@@ -242,6 +248,7 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
                 live: live.clone(),
                 sink: Some(sink.clone()),
                 status: health.clone(),
+                plate_key: plate_key.clone(),
             };
             let (cert, key) = crate::panel::tls::ensure(pc, &cfg.site.data_dir).context("panel certificate")?;
             let tls = crate::panel::tls::server_config(&cert, &key).context("panel TLS")?;
@@ -273,6 +280,7 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
                 health: health.clone(),
                 stats: link_stats.clone(),
                 keep_reads_days: cfg.privacy.effective.reads.days,
+                plate_key: plate_key.clone(),
             };
             Some(crate::sync::link::spawn(ctx, link_cancel.clone()).context("cloud link")?)
         }
@@ -293,6 +301,7 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
             writer: writer_stats.clone(),
             allowlist: allowlist.clone(),
             link: link_thread.is_some().then(|| link_stats.clone()),
+            count_opted_out: cfg.privacy.count_opted_out,
         });
         let cancel = metrics_cancel.clone();
         tokio::spawn(async move {
@@ -631,7 +640,7 @@ fn retention_loop(
 
 /// Keeps the in-memory snapshot in step with the allowlist on disk: when another connection (the CLI,
 /// the cloud sync) commits, the list is reloaded off the async runtime and swapped whole.
-fn reload_allowlist(path: std::path::PathBuf, list: SharedAllowlist, cancel: CancellationToken) {
+fn reload_allowlist(path: std::path::PathBuf, list: SharedAllowlist, key: access::PlateKey, cancel: CancellationToken) {
     let conn = match crate::db::open(&path) {
         Ok(c) => c,
         Err(e) => {
@@ -648,7 +657,7 @@ fn reload_allowlist(path: std::path::PathBuf, list: SharedAllowlist, cancel: Can
             continue;
         }
         seen = now;
-        match access::load_snapshot(&conn) {
+        match access::load_snapshot(&conn, &key) {
             Ok(snapshot) => {
                 let current = list.current();
                 if snapshot.entries() != current.entries() {
@@ -674,14 +683,21 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("g.db");
         let mut conn = crate::db::open(&path).expect("db");
-        let list = SharedAllowlist::new(access::load_snapshot(&conn).expect("load"));
+        let key = access::PlateKey::from_bytes([3; 32]);
+        let list = SharedAllowlist::new(access::load_snapshot(&conn, &key).expect("load"));
         let cancel = CancellationToken::new();
         let t = {
-            let (p, l, c) = (path.clone(), list.clone(), cancel.clone());
-            std::thread::spawn(move || reload_allowlist(p, l, c))
+            let (p, l, k, c) = (path.clone(), list.clone(), key.clone(), cancel.clone());
+            std::thread::spawn(move || reload_allowlist(p, l, k, c))
         };
         std::thread::sleep(Duration::from_millis(100));
-        store::upsert(&mut conn, &[Entry::new("BLK666", Kind::Blocked)], chrono::Utc::now()).expect("upsert");
+        store::upsert(
+            &mut conn,
+            &[Entry::new("BLK666", Kind::Blocked)],
+            chrono::Utc::now(),
+            &key,
+        )
+        .expect("upsert");
         let start = std::time::Instant::now();
         while list.current().exact("BLK666").is_none() {
             assert!(

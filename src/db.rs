@@ -1,5 +1,7 @@
 //! The local SQLite database: one file, WAL journal, `synchronous = FULL` so a committed transaction
-//! survives a power cut, and schema migrations keyed by `PRAGMA user_version`.
+//! survives a power cut, `secure_delete` so deleted records (purged, DSAR-deleted, opted-out plates
+//! re-listed sealed) are overwritten rather than left in free pages, and schema migrations keyed by
+//! `PRAGMA user_version`.
 
 use std::path::Path;
 use std::time::Duration;
@@ -144,6 +146,7 @@ pub fn open(path: &Path) -> Result<Connection, DbError> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "secure_delete", "ON")?;
     migrate(&conn)?;
     Ok(conn)
 }

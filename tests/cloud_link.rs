@@ -13,25 +13,32 @@ use rusqlite::Connection;
 use crate::support::broker::{self, client_cert, Broker};
 use crate::support::*;
 
-const DEVICE: &str = "oak/gate-1";
-const TOPIC: &str = "gatehouse/d/oak.gate-1";
+pub(crate) const DEVICE: &str = "oak/gate-1";
+pub(crate) const TOPIC: &str = "gatehouse/d/oak.gate-1";
 
-struct Keys {
-    key: ed25519_dalek::SigningKey,
-    public: PathBuf,
+pub(crate) struct Keys {
+    pub(crate) key: ed25519_dalek::SigningKey,
+    pub(crate) public: PathBuf,
 }
 
-fn keys(dir: &Path, id: &str) -> Keys {
+pub(crate) fn keys(dir: &Path, id: &str) -> Keys {
     let key = gatehouse::sync::keys::generate().expect("key");
     let (_, public) = gatehouse::sync::keys::write_pair(dir, id, &key).expect("write");
     Keys { key, public }
 }
 
-fn wire(plate: &str, kind: Kind) -> WireEntry {
+pub(crate) fn wire(plate: &str, kind: Kind) -> WireEntry {
     WireEntry::from(&Entry::new(plate, kind))
 }
 
-fn envelope(body: &ListBody, audience: &str, version: u64, base: Option<u64>, key: &Keys, key_id: &str) -> Envelope {
+pub(crate) fn envelope(
+    body: &ListBody,
+    audience: &str,
+    version: u64,
+    base: Option<u64>,
+    key: &Keys,
+    key_id: &str,
+) -> Envelope {
     let now = Utc::now();
     Envelope::make(
         body,
@@ -46,18 +53,18 @@ fn envelope(body: &ListBody, audience: &str, version: u64, base: Option<u64>, ke
     .expect("make")
 }
 
-fn json(e: &Envelope) -> Vec<u8> {
+pub(crate) fn json(e: &Envelope) -> Vec<u8> {
     serde_json::to_vec(e).expect("json")
 }
 
 /// The daemon with the cloud link; stderr goes to `dir/daemon.log`.
-struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
     log: PathBuf,
 }
 
 impl Daemon {
-    fn start(cfg: &Path, dir: &Path) -> Self {
+    pub(crate) fn start(cfg: &Path, dir: &Path) -> Self {
         let log = dir.join("daemon.log");
         let f = std::fs::OpenOptions::new()
             .create(true)
@@ -74,7 +81,7 @@ impl Daemon {
         Self { child, log }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
@@ -82,7 +89,7 @@ impl Daemon {
         self.child.try_wait().expect("wait").is_none()
     }
 
-    fn stop(mut self) -> String {
+    pub(crate) fn stop(mut self) -> String {
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(self.child.id().to_string())
@@ -105,7 +112,13 @@ impl Drop for Daemon {
 }
 
 /// A device config: one lane (`source`), the cloud link to `broker`, metrics on `metrics_port`.
-fn device_config(dir: &Path, source: &str, at_end: &str, broker: &Broker, trusted: &[(&str, &Path)]) -> (PathBuf, u16) {
+pub(crate) fn device_config(
+    dir: &Path,
+    source: &str,
+    at_end: &str,
+    broker: &Broker,
+    trusted: &[(&str, &Path)],
+) -> (PathBuf, u16) {
     let cfg = write_config(dir, Path::new(source), at_end);
     let port = broker::free_port();
     let mut t = std::fs::read_to_string(&cfg).expect("cfg");
@@ -115,7 +128,7 @@ fn device_config(dir: &Path, source: &str, at_end: &str, broker: &Broker, truste
     (cfg, port)
 }
 
-fn metric(port: u16, name: &str) -> Option<f64> {
+pub(crate) fn metric(port: u16, name: &str) -> Option<f64> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .ok()?;
@@ -127,7 +140,7 @@ fn metric(port: u16, name: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-fn last_json(msgs: &[Vec<u8>]) -> serde_json::Value {
+pub(crate) fn last_json(msgs: &[Vec<u8>]) -> serde_json::Value {
     msgs.last()
         .and_then(|m| serde_json::from_slice(m).ok())
         .unwrap_or(serde_json::Value::Null)
@@ -150,7 +163,7 @@ fn db_ids(dir: &Path) -> Vec<String> {
 }
 
 /// Waits until the device's retained status says online.
-fn wait_online(cloud: &broker::Cloud) {
+pub(crate) fn wait_online(cloud: &broker::Cloud) {
     cloud.wait_for(60, "the device to come online", |c| {
         last_json(&c.on(&format!("{TOPIC}/status")))["state"] == "online"
     });

@@ -77,6 +77,7 @@ pub fn harness() -> Harness {
         live: live.clone(),
         sink: None,
         status: Arc::new(|| serde_json::json!({"ok": true})),
+        plate_key: gatehouse::access::PlateKey::from_bytes([9; 32]),
     };
     let panel = Panel::new(panel_config(), deps).expect("panel");
     Harness {

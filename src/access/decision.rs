@@ -156,7 +156,8 @@ pub fn decide(
     let conf_at = |p: usize| chars.get(p).map(|c| c.conf).unwrap_or(0.0);
     let sure_at = |positions: &[usize]| positions.iter().all(|&p| conf_at(p) >= cfg.ambiguity_confidence);
     let exact = list.exact(text);
-    let near = list.near(text);
+    let mut near = list.near(text);
+    near.extend(list.near_sealed(text, chars, cfg.ambiguity_confidence, cfg.max_confusions));
 
     // 1. Blocked plates, exact or within any number of confusions, never open.
     if let Some(e) = exact.filter(|e| e.kind == Kind::Blocked) {
@@ -192,7 +193,7 @@ pub fn decide(
     // one: a confident "8" is not read as a listed "B" (a stranger's A8C123 must not open for ABC123).
     let plausible = |n: &&crate::access::allowlist::Near<'_>| {
         n.positions.iter().all(|&p| {
-            let listed = n.entry.plate.chars().nth(p);
+            let listed = n.listed.chars().nth(p);
             let c = chars.get(p);
             conf_at(p) < cfg.ambiguity_confidence || c.and_then(|c| c.alt).map(|a| a.0) == listed
         })
@@ -379,6 +380,58 @@ mod tests {
         assert_eq!(d("VIS777", 0.99).reason, Reason::Expired);
         assert_eq!(d("FUT555", 0.99).reason, Reason::NotYetValid);
         assert_eq!(d("VEN42X", 0.99).reason, Reason::OutsideSchedule);
+    }
+
+    #[test]
+    fn opted_out_entries_kept_sealed_decide_like_plain_ones() {
+        use crate::access::PlateKey;
+        let key = PlateKey::from_bytes([4; 32]);
+        let sealed = |p: &str| {
+            let mut e = Entry::new(&key.seal(p), Kind::Resident);
+            e.do_not_log = true;
+            e
+        };
+        let entries = vec![sealed("ABC123"), sealed("XY1234"), Entry::new("XYI234", Kind::Resident)];
+        let list = Allowlist::with_key(entries.clone(), 1, Some(key.clone()));
+        let run = |text: &str, c: &[CharRead]| decide(text, c, &list, &AccessConfig::default(), now(), chrono_tz::UTC);
+        let exact = run("ABC123", &chars("ABC123", 0.99));
+        assert_eq!((exact.action, exact.reason.code()), (Action::Open, "allowed"));
+        let m = exact.matched.expect("matched");
+        assert!(
+            m.do_not_log && m.plate == key.seal("ABC123"),
+            "matched by its sealed id only"
+        );
+        let near = run("A8C123", &chars("A8C123", 0.9));
+        assert_eq!(near.action, Action::Open, "an unsure confusion of a sealed plate");
+        assert!(
+            matches!(&near.reason, Reason::AllowedConfusion { substitutions: 1, listed, .. } if *listed == key.seal("ABC123"))
+        );
+        assert_eq!(
+            run("A8C123", &chars("A8C123", 0.99)).reason,
+            Reason::Unknown,
+            "a sure 8 is not B"
+        );
+        let mut c = chars("A8C123", 0.99);
+        c[1].alt = Some(('B', 0.01));
+        assert_eq!(run("A8C123", &c).action, Action::Open, "unless B was the runner-up");
+        assert_eq!(
+            run("A8CI23", &chars("A8CI23", 0.9)).action,
+            Action::Deny,
+            "two confusions"
+        );
+        assert_eq!(run("XYL234", &chars("XYL234", 0.9)).reason.code(), "ambiguous");
+        assert_eq!(run("XY1234", &chars("XY1234", 0.9)).reason.code(), "ambiguous");
+        assert_eq!(run("XY1234", &chars("XY1234", 0.99)).action, Action::Open);
+        let keyless = Allowlist::new(entries, 1);
+        let d = decide(
+            "ABC123",
+            &chars("ABC123", 0.99),
+            &keyless,
+            &AccessConfig::default(),
+            now(),
+            chrono_tz::UTC,
+        );
+        assert_eq!(d.reason, Reason::Unknown, "sealed entries need the site's key");
     }
 
     #[test]

@@ -6,12 +6,14 @@ pub mod allowlist;
 pub mod decision;
 pub mod entry;
 pub mod schedule;
+pub mod seal;
 pub mod store;
 
 pub use allowlist::{Allowlist, SharedAllowlist};
 pub use decision::{decide, Action, Decision, Matched, Reason};
 pub use entry::{Entry, Kind};
 pub use schedule::Schedule;
+pub use seal::PlateKey;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccessError {
@@ -21,9 +23,15 @@ pub enum AccessError {
     Sql(#[from] rusqlite::Error),
     #[error(transparent)]
     Db(#[from] crate::db::DbError),
+    #[error("plate key {0}")]
+    Key(String),
 }
 
-/// Loads the snapshot from the database.
-pub fn load_snapshot(conn: &rusqlite::Connection) -> Result<Allowlist, AccessError> {
-    Ok(Allowlist::new(store::load_all(conn)?, store::version(conn)?))
+/// Loads the snapshot from the database; `key` matches its sealed (opted-out) entries.
+pub fn load_snapshot(conn: &rusqlite::Connection, key: &PlateKey) -> Result<Allowlist, AccessError> {
+    Ok(Allowlist::with_key(
+        store::load_all(conn)?,
+        store::version(conn)?,
+        Some(key.clone()),
+    ))
 }

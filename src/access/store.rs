@@ -8,6 +8,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::entry::{Entry, Kind};
 use super::schedule::Schedule;
+use super::seal::{self, PlateKey};
 use super::AccessError;
 use crate::plate;
 
@@ -24,9 +25,9 @@ pub fn load_all(conn: &Connection) -> Result<Vec<Entry>, AccessError> {
     select(conn, "", [])
 }
 
-/// One entry by its plate.
-pub fn get(conn: &Connection, plate_text: &str) -> Result<Option<Entry>, AccessError> {
-    Ok(select(conn, "WHERE plate = ?1", [plate_text])?.pop())
+/// One entry by its plate, stored plain or sealed.
+pub fn get(conn: &Connection, plate_text: &str, key: &PlateKey) -> Result<Option<Entry>, AccessError> {
+    Ok(select(conn, "WHERE plate IN (?1, ?2)", [plate_text, &key.seal(plate_text)])?.pop())
 }
 
 /// Entries of one kind.
@@ -54,7 +55,7 @@ fn select<P: rusqlite::Params>(conn: &Connection, filter: &str, params: P) -> Re
     let mut out = Vec::new();
     for row in rows {
         let (plate, kind, host, unit, vf, vu, sched, dnl, note) = row?;
-        plate::validate(&plate)
+        seal::validate_listed(&plate)
             .map_err(|e| AccessError::Invalid(format!("stored entry: {e}; fix it with gatehouse allowlist")))?;
         let kind: Kind = kind
             .parse()
@@ -93,30 +94,65 @@ pub fn version(conn: &Connection) -> Result<u64, AccessError> {
     }
 }
 
-/// Inserts or replaces entries in one transaction.
-pub fn upsert(conn: &mut Connection, entries: &[Entry], now: DateTime<Utc>) -> Result<usize, AccessError> {
+/// Inserts or replaces entries in one transaction (see [`upsert_in`]).
+pub fn upsert(
+    conn: &mut Connection,
+    entries: &[Entry],
+    now: DateTime<Utc>,
+    key: &PlateKey,
+) -> Result<usize, AccessError> {
     let tx = conn.transaction()?;
-    upsert_in(&tx, entries, now)?;
+    upsert_in(&tx, entries, now, key)?;
     tx.commit()?;
     Ok(entries.len())
 }
 
-/// Inserts or replaces entries inside a caller's transaction.
-pub fn upsert_in(tx: &rusqlite::Transaction<'_>, entries: &[Entry], now: DateTime<Utc>) -> Result<(), AccessError> {
+/// Inserts or replaces entries inside a caller's transaction. An opted-out (`do_not_log`) entry is stored
+/// under its sealed id, never its text; a plate is listed once, so opting out (or back in) replaces the
+/// other form.
+pub fn upsert_in(
+    tx: &rusqlite::Transaction<'_>,
+    entries: &[Entry],
+    now: DateTime<Utc>,
+    key: &PlateKey,
+) -> Result<(), AccessError> {
     let mut stmt = tx.prepare_cached(
         "INSERT OR REPLACE INTO allowlist (plate, kind, host, unit, valid_from, valid_until, schedule, do_not_log, note, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?;
+    let mut other_form = tx.prepare_cached("DELETE FROM allowlist WHERE plate = ?1")?;
     for e in entries {
-        plate::validate(&e.plate).map_err(AccessError::Invalid)?;
+        seal::validate_listed(&e.plate).map_err(AccessError::Invalid)?;
+        let sealed_in = seal::is_sealed(&e.plate);
+        // What an error may show: never an opted-out plate's text.
+        let shown = if e.do_not_log && !sealed_in {
+            key.seal(&e.plate)
+        } else {
+            e.plate.clone()
+        };
         if e.do_not_log && e.kind == Kind::Blocked {
             return Err(AccessError::Invalid(format!(
-                "{}: a blocked plate cannot be do_not_log",
-                e.plate
+                "{shown}: a blocked plate cannot be do_not_log"
             )));
         }
+        if sealed_in && !e.do_not_log {
+            return Err(AccessError::Invalid(format!(
+                "{shown}: a sealed id is only for a do_not_log entry"
+            )));
+        }
+        let stored = if sealed_in {
+            e.plate.clone()
+        } else {
+            let sealed = key.seal(&e.plate);
+            other_form.execute([if e.do_not_log { &e.plate } else { &sealed }])?;
+            if e.do_not_log {
+                sealed
+            } else {
+                e.plate.clone()
+            }
+        };
         stmt.execute(params![
-            e.plate,
+            stored,
             e.kind.as_str(),
             e.host,
             e.unit,
@@ -131,8 +167,14 @@ pub fn upsert_in(tx: &rusqlite::Transaction<'_>, entries: &[Entry], now: DateTim
     Ok(())
 }
 
-pub fn remove(conn: &Connection, plate_text: &str) -> Result<bool, AccessError> {
-    Ok(conn.execute("DELETE FROM allowlist WHERE plate = ?1", [plate_text])? > 0)
+/// Removes a plate's entry, plain or sealed (`plate_text` may also be a sealed id).
+pub fn remove(conn: &Connection, plate_text: &str, key: &PlateKey) -> Result<bool, AccessError> {
+    let sealed = if seal::is_sealed(plate_text) {
+        plate_text.to_string()
+    } else {
+        key.seal(plate_text)
+    };
+    Ok(conn.execute("DELETE FROM allowlist WHERE plate IN (?1, ?2)", [plate_text, &sealed])? > 0)
 }
 
 const HEADER: [&str; 9] = [
@@ -292,7 +334,7 @@ mod tests {
         assert_eq!(entries[0].plate, "ABC123");
         let dir = tempfile::tempdir().expect("tmp");
         let mut conn = crate::db::open(&dir.path().join("a.db")).expect("db");
-        upsert(&mut conn, &entries, Utc::now()).expect("upsert");
+        upsert(&mut conn, &entries, Utc::now(), &PlateKey::from_bytes([1; 32])).expect("upsert");
         let back = load_all(&conn).expect("load");
         assert_eq!(back, entries);
         let mut out = Vec::new();

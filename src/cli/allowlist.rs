@@ -43,6 +43,7 @@ pub fn allowlist(config: &Path, action: AllowlistAction) -> anyhow::Result<()> {
         expires_hours,
         csv,
         remove,
+        plate_key,
     } = action
     {
         return sign(
@@ -54,15 +55,17 @@ pub fn allowlist(config: &Path, action: AllowlistAction) -> anyhow::Result<()> {
             expires_hours,
             csv.as_deref(),
             remove,
+            plate_key.as_deref(),
         );
     }
     let cfg = crate::config::load(config)?;
     let mut conn = crate::db::open(&cfg.site.database_path())?;
+    let key = cfg.plate_key()?;
     match action {
         AllowlistAction::Import { csv } => {
             let f = std::fs::File::open(&csv).with_context(|| format!("cannot open {}", csv.display()))?;
             let entries = store::parse_csv(f)?;
-            let n = store::upsert(&mut conn, &entries, Utc::now())?;
+            let n = store::upsert(&mut conn, &entries, Utc::now(), &key)?;
             super::audit::record(
                 &cfg,
                 "allowlist.import",
@@ -111,13 +114,22 @@ pub fn allowlist(config: &Path, action: AllowlistAction) -> anyhow::Result<()> {
                 do_not_log,
                 note,
             };
-            store::upsert(&mut conn, &[entry], Utc::now())?;
-            super::audit::record(&cfg, "allowlist.add", &plate_text, Some(kind.to_string()))?;
-            println!("{plate_text}: saved as {kind}");
+            store::upsert(&mut conn, &[entry], Utc::now(), &key)?;
+            // An opted-out plate is named by its sealed id only, here as in the database.
+            let shown = if do_not_log { key.seal(&plate_text) } else { plate_text };
+            super::audit::record(&cfg, "allowlist.add", &shown, Some(kind.to_string()))?;
+            println!(
+                "{shown}: saved as {kind}{}",
+                if do_not_log { " (opted out: stored sealed)" } else { "" }
+            );
         }
         AllowlistAction::Remove { plate: p } => {
-            let plate_text = plate::normalize(&p);
-            if store::remove(&conn, &plate_text)? {
+            let plate_text = if crate::access::seal::is_sealed(p.trim()) {
+                p.trim().to_string()
+            } else {
+                plate::normalize(&p)
+            };
+            if store::remove(&conn, &plate_text, &key)? {
                 super::audit::record(&cfg, "allowlist.remove", &plate_text, None)?;
                 println!("{plate_text}: removed");
             } else {
@@ -166,7 +178,7 @@ pub fn allowlist(config: &Path, action: AllowlistAction) -> anyhow::Result<()> {
                 Utc::now(),
                 crate::sync::envelope::MAX_ENVELOPE_BYTES,
             )?;
-            let n = crate::sync::apply::apply(&mut conn, &v, Utc::now())?;
+            let n = crate::sync::apply::apply(&mut conn, &v, Utc::now(), &key)?;
             super::audit::record(
                 &cfg,
                 "allowlist.apply",
@@ -213,6 +225,7 @@ fn sign(
     expires_hours: i64,
     csv: Option<&Path>,
     remove: Vec<String>,
+    plate_key: Option<&Path>,
 ) -> anyhow::Result<()> {
     use crate::sync::envelope::{Envelope, ListBody, WireEntry};
     anyhow::ensure!(
@@ -224,10 +237,21 @@ fn sign(
         "a snapshot replaces the whole list: give it --csv (an empty snapshot would remove every entry)"
     );
     let signing = crate::sync::keys::read_signing(key)?;
+    let plate_key = plate_key
+        .map(|p| crate::access::PlateKey::parse(&std::fs::read_to_string(p)?).map_err(anyhow::Error::msg))
+        .transpose()
+        .context("--plate-key")?;
     let entries: Vec<WireEntry> = match csv {
         Some(p) => {
             let f = std::fs::File::open(p).with_context(|| format!("cannot open {}", p.display()))?;
-            store::parse_csv(f)?.iter().map(WireEntry::from).collect()
+            let mut entries = store::parse_csv(f)?;
+            for e in entries.iter_mut().filter(|e| e.do_not_log) {
+                let k = plate_key.as_ref().context(
+                    "the CSV has opted-out (do_not_log) entries: pass --plate-key with the site's key so they travel sealed",
+                )?;
+                e.plate = k.seal(&e.plate);
+            }
+            entries.iter().map(WireEntry::from).collect()
         }
         None => Vec::new(),
     };
@@ -238,7 +262,17 @@ fn sign(
         }
         Some(_) => ListBody::Delta {
             upsert: entries,
-            remove: remove.iter().map(|p| plate::normalize(p)).collect(),
+            remove: remove
+                .iter()
+                .map(|p| {
+                    let p = p.trim();
+                    if crate::access::seal::is_sealed(p) {
+                        p.to_string()
+                    } else {
+                        plate::normalize(p)
+                    }
+                })
+                .collect(),
         },
     };
     let now = Utc::now();

@@ -42,19 +42,22 @@ pub fn events(config: &Path, action: EventsAction) -> anyhow::Result<()> {
         }
         EventsAction::DsarExport { plate: p, out, purpose } => {
             let p = plate::normalize(&p);
-            access_log::record(&conn, &actor, "dsar-export", &p, &purpose, Utc::now())?;
-            let (n, crops) = dsar::export(&conn, &p, &out)?;
-            super::audit::record(&cfg, "dsar.export", &p, Some(purpose.clone()))?;
+            let key = cfg.plate_key()?;
+            let shown = logged_as(&conn, &p, &key)?;
+            access_log::record(&conn, &actor, "dsar-export", &shown, &purpose, Utc::now())?;
+            let (n, crops) = dsar::export(&conn, &p, &key.seal(&p), &out)?;
+            super::audit::record(&cfg, "dsar.export", &shown, Some(purpose.clone()))?;
             println!("exported {n} event(s) and {crops} crop(s) for {p} to {}", out.display());
         }
         EventsAction::DsarDelete { plate: p, purpose } => {
             let p = plate::normalize(&p);
-            access_log::record(&conn, &actor, "dsar-delete", &p, &purpose, Utc::now())?;
+            let shown = logged_as(&conn, &p, &cfg.plate_key()?)?;
+            access_log::record(&conn, &actor, "dsar-delete", &shown, &purpose, Utc::now())?;
             let (deleted, kept) = dsar::delete(&mut conn, &p)?;
             super::audit::record(
                 &cfg,
                 "dsar.delete",
-                &p,
+                &shown,
                 Some(format!("{deleted} deleted, {kept} held; {purpose}")),
             )?;
             println!("deleted {deleted} event(s) for {p}; {kept} kept under legal hold");
@@ -88,4 +91,13 @@ pub fn events(config: &Path, action: EventsAction) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// How a plate is named in the access and audit logs: its sealed id when it belongs to an opted-out
+/// resident (their plate text is never written), else the plate.
+fn logged_as(conn: &rusqlite::Connection, plate_text: &str, key: &crate::access::PlateKey) -> anyhow::Result<String> {
+    Ok(match crate::access::store::get(conn, plate_text, key)? {
+        Some(e) if e.do_not_log => e.plate,
+        _ => plate_text.to_string(),
+    })
 }

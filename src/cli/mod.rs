@@ -218,9 +218,13 @@ pub enum AllowlistAction {
         /// CSV of entries: the whole list (snapshot) or the entries to add or replace (delta).
         #[arg(long)]
         csv: Option<PathBuf>,
-        /// Delta: plates to remove, comma-separated.
+        /// Delta: plates (or sealed ids) to remove, comma-separated.
         #[arg(long, value_delimiter = ',')]
         remove: Vec<String>,
+        /// The site's plate key file: opted-out (do_not_log) entries travel sealed with it. Required when the
+        /// CSV has any.
+        #[arg(long)]
+        plate_key: Option<PathBuf>,
     },
     /// Verify a signed envelope and apply it to the local database (what the cloud link does).
     Apply {

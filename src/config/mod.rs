@@ -85,6 +85,9 @@ pub struct PrivacyConfig {
     pub effective: crate::privacy::Effective,
     pub counsel_acknowledged: Option<String>,
     pub contact: Option<String>,
+    /// The plate key file when set in the config (see [`Config::plate_key_path`]).
+    pub plate_key: Option<PathBuf>,
+    pub count_opted_out: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -235,6 +238,19 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
 }
 
 impl Config {
+    /// The site's plate key file: `[privacy] plate_key`, or plate.key in the data folder.
+    pub fn plate_key_path(&self) -> PathBuf {
+        self.privacy
+            .plate_key
+            .clone()
+            .unwrap_or_else(|| self.site.data_dir.join("plate.key"))
+    }
+
+    /// Reads the site's plate key, making it on first use.
+    pub fn plate_key(&self) -> Result<crate::access::PlateKey, crate::access::AccessError> {
+        crate::access::PlateKey::load_or_create(&self.plate_key_path())
+    }
+
     pub fn relay(&self, name: &str) -> Option<&RelayConfig> {
         self.relays.iter().find(|r| r.name == name)
     }

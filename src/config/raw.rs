@@ -263,6 +263,12 @@ pub struct RawPrivacy {
     /// Who residents and visitors contact about their data (for the published policy).
     #[serde(default)]
     pub contact: Option<String>,
+    /// The site's plate key (seals opted-out plates); default: plate.key in the data folder, made on first use.
+    #[serde(default)]
+    pub plate_key: Option<String>,
+    /// Keep an anonymous count of opted-out residents' passes (a metric; no plate, time or crop).
+    #[serde(default = "yes")]
+    pub count_opted_out: bool,
 }
 
 impl Default for RawPrivacy {
@@ -274,6 +280,8 @@ impl Default for RawPrivacy {
             retention_days_images: default_image_days(),
             counsel_acknowledged: None,
             contact: None,
+            plate_key: None,
+            count_opted_out: true,
         }
     }
 }

@@ -170,6 +170,8 @@ pub(super) fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
                 effective: crate::privacy::effective(&crate::privacy::Meta::builtin(), None, 180, 60),
                 counsel_acknowledged: None,
                 contact: None,
+                plate_key: None,
+                count_opted_out: true,
             }),
         }),
         _ => Err(ConfigError::Invalid(vec![ConfigIssue {
@@ -397,12 +399,33 @@ fn validate_privacy(p: RawPrivacy, base: &Path, issues: &mut Issues) -> PrivacyC
         }
     }
     let ack = p.counsel_acknowledged.filter(|a| !a.trim().is_empty());
+    let plate_key = p.plate_key.as_deref().map(|k| resolve(base, k));
+    let mk = |effective| PrivacyConfig {
+        effective,
+        counsel_acknowledged: ack.clone(),
+        contact: p.contact.clone(),
+        plate_key: plate_key.clone(),
+        count_opted_out: p.count_opted_out,
+    };
+    if let Some(k) = plate_key.as_deref().filter(|k| k.exists()) {
+        let parsed = std::fs::read_to_string(k)
+            .map_err(|e| e.to_string())
+            .and_then(|t| crate::access::PlateKey::parse(&t));
+        if let Err(e) = parsed {
+            issues.push(
+                "privacy.plate_key",
+                format!("{}: {e}", k.display()),
+                "restore the site's key file (the cloud holds a copy), or point plate_key at a new path to start a new key",
+            );
+        }
+    }
     let Some(state) = p.state.map(|s| s.trim().to_ascii_uppercase()) else {
-        return PrivacyConfig {
-            effective: effective(&Meta::builtin(), None, p.retention_days_reads, p.retention_days_images),
-            counsel_acknowledged: ack.clone(),
-            contact: p.contact.clone(),
-        };
+        return mk(effective(
+            &Meta::builtin(),
+            None,
+            p.retention_days_reads,
+            p.retention_days_images,
+        ));
     };
     let rules_path = match &p.rules {
         Some(r) => resolve(base, r),
@@ -418,11 +441,12 @@ fn validate_privacy(p: RawPrivacy, base: &Path, issues: &mut Issues) -> PrivacyC
         Ok(r) => r,
         Err(e) => {
             issues.push("privacy.rules", e, "point it at config/retention/us-states.toml");
-            return PrivacyConfig {
-                effective: effective(&Meta::builtin(), None, p.retention_days_reads, p.retention_days_images),
-                counsel_acknowledged: ack.clone(),
-                contact: p.contact.clone(),
-            };
+            return mk(effective(
+                &Meta::builtin(),
+                None,
+                p.retention_days_reads,
+                p.retention_days_images,
+            ));
         }
     };
     let Some(rule) = rules.states.get(&state) else {
@@ -431,11 +455,12 @@ fn validate_privacy(p: RawPrivacy, base: &Path, issues: &mut Issues) -> PrivacyC
             format!("unknown state {state:?}"),
             "use a two-letter US state code such as \"CA\" (or DC)",
         );
-        return PrivacyConfig {
-            effective: effective(&rules.meta, None, p.retention_days_reads, p.retention_days_images),
-            counsel_acknowledged: ack.clone(),
-            contact: p.contact.clone(),
-        };
+        return mk(effective(
+            &rules.meta,
+            None,
+            p.retention_days_reads,
+            p.retention_days_images,
+        ));
     };
     let cite = rule.citations.join("; ");
     match rule.status {
@@ -451,16 +476,12 @@ fn validate_privacy(p: RawPrivacy, base: &Path, issues: &mut Issues) -> PrivacyC
         ),
         _ => {}
     }
-    PrivacyConfig {
-        effective: effective(
-            &rules.meta,
-            Some((&state, rule)),
-            p.retention_days_reads,
-            p.retention_days_images,
-        ),
-        counsel_acknowledged: ack.clone(),
-        contact: p.contact.clone(),
-    }
+    mk(effective(
+        &rules.meta,
+        Some((&state, rule)),
+        p.retention_days_reads,
+        p.retention_days_images,
+    ))
 }
 
 fn validate_panel(p: RawPanel, base: &Path, issues: &mut Issues) -> Option<PanelConfig> {

@@ -15,16 +15,17 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> EventError + '_ {
     }
 }
 
-/// Writes `out/records.json` and `out/crops/*.jpg`; returns (events, crops) exported.
-pub fn export(conn: &Connection, plate: &str, out: &Path) -> Result<(usize, usize), EventError> {
+/// Writes `out/records.json` and `out/crops/*.jpg`; returns (events, crops) exported. `sealed` is the
+/// plate's sealed id (an opted-out resident's allowlist entry and matches are kept under it).
+pub fn export(conn: &Connection, plate: &str, sealed: &str, out: &Path) -> Result<(usize, usize), EventError> {
     std::fs::create_dir_all(out.join("crops")).map_err(io(out))?;
     let mut st = conn.prepare(
         "SELECT id, lane, at, plate, confidence, action, reason_code, reason, matched_plate, kind, host, unit, crop_path
-         FROM events WHERE plate = ?1 OR matched_plate = ?1 ORDER BY at",
+         FROM events WHERE plate = ?1 OR matched_plate IN (?1, ?2) ORDER BY at",
     )?;
     let mut events = Vec::new();
     let mut crops = 0;
-    let rows = st.query_map([plate], |r| {
+    let rows = st.query_map([plate, sealed], |r| {
         Ok((
             r.get::<_, String>(0)?,
             json!({
@@ -50,8 +51,8 @@ pub fn export(conn: &Connection, plate: &str, out: &Path) -> Result<(usize, usiz
     }
     let entry: Option<serde_json::Value> = conn
         .query_row(
-            "SELECT kind, host, unit, valid_from, valid_until, schedule, do_not_log, note FROM allowlist WHERE plate = ?1",
-            [plate],
+            "SELECT kind, host, unit, valid_from, valid_until, schedule, do_not_log, note FROM allowlist WHERE plate IN (?1, ?2)",
+            [plate, sealed],
             |r| {
                 Ok(json!({"kind": r.get::<_, String>(0)?, "host": r.get::<_, Option<String>>(1)?, "unit": r.get::<_, Option<String>>(2)?,
                     "valid_from": r.get::<_, Option<i64>>(3)?, "valid_until": r.get::<_, Option<i64>>(4)?,

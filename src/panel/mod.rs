@@ -93,6 +93,8 @@ pub struct PanelDeps {
     /// Guards' openings become gate events (uploaded like any other).
     pub sink: Option<EventSink>,
     pub status: StatusFn,
+    /// The site's plate key (passes are listed plain or sealed).
+    pub plate_key: crate::access::PlateKey,
 }
 
 /// The panel's shared state; cheap to clone.

@@ -112,14 +112,14 @@ pub async fn create(
     entry.valid_until = Some(until);
     entry.note = Some(f.note.trim().to_string()).filter(|s| !s.is_empty());
     let now = p.now();
-    let (e2, plate2) = (entry.clone(), plate.clone());
+    let (e2, plate2, key) = (entry.clone(), plate.clone(), p.deps.plate_key.clone());
     let outcome = p
         .db(move |c| {
-            let existing = store::get(c, &plate2)?;
+            let existing = store::get(c, &plate2, &key)?;
             if let Some(x) = existing.filter(|x| x.kind != Kind::Visitor) {
                 return Ok::<_, crate::access::AccessError>(Err(x.kind));
             }
-            store::upsert(c, &[e2], now)?;
+            store::upsert(c, &[e2], now, &key)?;
             Ok(Ok(()))
         })
         .await?;
@@ -145,13 +145,13 @@ pub async fn revoke(
     Form(f): Form<RevokeForm>,
 ) -> Result<Response, Failure> {
     let plate = crate::plate::normalize(&f.plate);
-    let p2 = plate.clone();
+    let (p2, key) = (plate.clone(), p.deps.plate_key.clone());
     let before = p
         .db(move |c| {
-            let Some(x) = store::get(c, &p2)?.filter(|e| e.kind == Kind::Visitor) else {
+            let Some(x) = store::get(c, &p2, &key)?.filter(|e| e.kind == Kind::Visitor) else {
                 return Ok::<_, crate::access::AccessError>(None);
             };
-            store::remove(c, &p2)?;
+            store::remove(c, &p2, &key)?;
             Ok(Some(format!(
                 "host {}, until {}",
                 x.host.unwrap_or_default(),

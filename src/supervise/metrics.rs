@@ -23,6 +23,8 @@ pub struct Metrics {
     pub allowlist: SharedAllowlist,
     /// The cloud link's figures, when a link is configured.
     pub link: Option<Arc<crate::sync::link::LinkStats>>,
+    /// Whether the anonymous count of opted-out residents' passes is kept (`[privacy] count_opted_out`).
+    pub count_opted_out: bool,
 }
 
 impl Metrics {
@@ -79,6 +81,14 @@ impl Metrics {
             "Events committed to the database.",
             vec![(String::new(), r(&self.writer.committed))],
         );
+        if self.count_opted_out {
+            family(
+                "gatehouse_opted_out_passes_total",
+                "counter",
+                "Opted-out residents' passes (nothing about them is stored; this count is all there is).",
+                vec![(String::new(), r(&self.writer.opted_out))],
+            );
+        }
         family(
             "gatehouse_events_failed_total",
             "counter",

@@ -7,14 +7,15 @@ use rusqlite::{params, Connection};
 
 use super::envelope::{EnvelopeKind, Verified};
 use super::SyncError;
-use crate::access::store;
+use crate::access::{seal, store, PlateKey};
 
 fn db<E: std::fmt::Display>(e: E) -> SyncError {
     SyncError::Db(e.to_string())
 }
 
-/// Applies `v`; returns the number of entries the list now has.
-pub fn apply(conn: &mut Connection, v: &Verified, now: DateTime<Utc>) -> Result<usize, SyncError> {
+/// Applies `v`; returns the number of entries the list now has. Opted-out entries are stored sealed with
+/// `key` (the cloud should send them sealed already: docs/protocol.md).
+pub fn apply(conn: &mut Connection, v: &Verified, now: DateTime<Utc>, key: &PlateKey) -> Result<usize, SyncError> {
     // IMMEDIATE: take the write lock first, so the checks below hold until the commit.
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -36,9 +37,22 @@ pub fn apply(conn: &mut Connection, v: &Verified, now: DateTime<Utc>) -> Result<
     if v.kind == EnvelopeKind::Snapshot {
         tx.execute("DELETE FROM allowlist", []).map_err(db)?;
     }
-    store::upsert_in(&tx, &v.upsert, now).map_err(db)?;
+    let clear = v
+        .upsert
+        .iter()
+        .filter(|e| e.do_not_log && !seal::is_sealed(&e.plate))
+        .count();
+    if clear > 0 {
+        tracing::warn!(
+            entries = clear,
+            "the cloud sent opted-out plates in clear; stored sealed (the cloud should seal them: docs/protocol.md)"
+        );
+    }
+    store::upsert_in(&tx, &v.upsert, now, key).map_err(db)?;
     for p in &v.remove {
-        tx.execute("DELETE FROM allowlist WHERE plate = ?1", [p]).map_err(db)?;
+        let sealed = if seal::is_sealed(p) { p.clone() } else { key.seal(p) };
+        tx.execute("DELETE FROM allowlist WHERE plate IN (?1, ?2)", [p, &sealed])
+            .map_err(db)?;
     }
     for (k, val) in [
         ("allowlist_version", v.version.to_string()),
@@ -66,7 +80,8 @@ mod tests {
     fn snapshot_replaces_and_delta_edits_atomically() {
         let dir = tempfile::tempdir().expect("tmp");
         let mut conn = crate::db::open(&dir.path().join("g.db")).expect("db");
-        store::upsert(&mut conn, &[Entry::new("OLD111", Kind::Resident)], Utc::now()).expect("seed");
+        let key = PlateKey::from_bytes([5; 32]);
+        store::upsert(&mut conn, &[Entry::new("OLD111", Kind::Resident)], Utc::now(), &key).expect("seed");
         let snap = Verified {
             kind: EnvelopeKind::Snapshot,
             version: 3,
@@ -78,7 +93,7 @@ mod tests {
             ],
             remove: vec![],
         };
-        assert_eq!(apply(&mut conn, &snap, Utc::now()), Ok(2));
+        assert_eq!(apply(&mut conn, &snap, Utc::now(), &key), Ok(2));
         assert_eq!(store::version(&conn).expect("v"), 3);
         let delta = Verified {
             kind: EnvelopeKind::Delta,
@@ -88,7 +103,7 @@ mod tests {
             upsert: vec![Entry::new("NEW222", Kind::Visitor)],
             remove: vec!["BLK666".into()],
         };
-        assert_eq!(apply(&mut conn, &delta, Utc::now()), Ok(2));
+        assert_eq!(apply(&mut conn, &delta, Utc::now(), &key), Ok(2));
         let plates: Vec<String> = store::load_all(&conn)
             .expect("load")
             .into_iter()
@@ -96,7 +111,7 @@ mod tests {
             .collect();
         assert_eq!(plates, vec!["ABC123", "NEW222"]);
         assert_eq!(
-            apply(&mut conn, &delta, Utc::now()),
+            apply(&mut conn, &delta, Utc::now(), &key),
             Err(SyncError::NotNewer { got: 4, applied: 4 })
         );
         // A bad entry rolls the whole envelope back.
@@ -111,7 +126,7 @@ mod tests {
             ],
             remove: vec![],
         };
-        assert!(apply(&mut conn, &bad, Utc::now()).is_err());
+        assert!(apply(&mut conn, &bad, Utc::now(), &key).is_err());
         assert_eq!(store::version(&conn).expect("v"), 4);
         assert_eq!(store::load_all(&conn).expect("load").len(), 2);
     }

@@ -10,8 +10,8 @@ use sha2::{Digest, Sha256};
 
 use super::keys::TrustedKeys;
 use super::SyncError;
+use crate::access::seal;
 use crate::access::{Entry, Kind, Schedule};
-use crate::plate;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 /// Largest envelope accepted (before chunking, which the MQTT link adds).
@@ -114,11 +114,26 @@ fn time(s: &str, what: &str) -> Result<DateTime<Utc>, SyncError> {
 
 impl WireEntry {
     fn to_entry(&self) -> Result<Entry, SyncError> {
-        let bad = |m: String| SyncError::Body(format!("entry {:?}: {m}", self.plate));
-        plate::validate(&self.plate).map_err(bad)?;
+        // An error names the entry, but never an opted-out plate's text (errors are logged).
+        let shown = if self.do_not_log && !seal::is_sealed(&self.plate) {
+            "(opted-out entry)"
+        } else {
+            self.plate.as_str()
+        };
+        let bad = |m: String| SyncError::Body(format!("entry {shown:?}: {m}"));
+        seal::validate_listed(&self.plate).map_err(|e| {
+            bad(if self.do_not_log {
+                "not a plate or sealed id".into()
+            } else {
+                e
+            })
+        })?;
         let kind: Kind = self.kind.parse().map_err(bad)?;
         if self.do_not_log && kind == Kind::Blocked {
             return Err(bad("a blocked plate cannot be do_not_log".into()));
+        }
+        if seal::is_sealed(&self.plate) && !self.do_not_log {
+            return Err(bad("a sealed id is only for a do_not_log entry".into()));
         }
         let t = |v: &Option<String>, w: &str| -> Result<Option<DateTime<Utc>>, SyncError> {
             v.as_deref()
@@ -293,7 +308,7 @@ pub fn verify(
     };
     let upsert = upsert.iter().map(WireEntry::to_entry).collect::<Result<Vec<_>, _>>()?;
     for p in &remove {
-        plate::validate(p).map_err(|e| SyncError::Body(format!("remove: {e}")))?;
+        seal::validate_listed(p).map_err(|e| SyncError::Body(format!("remove: {e}")))?;
     }
     Ok(Verified {
         kind: env.kind,

@@ -57,6 +57,8 @@ pub struct LinkCtx {
     pub stats: Arc<LinkStats>,
     /// Effective retention of reads, in days (sent with each event as its delete-after time).
     pub keep_reads_days: u32,
+    /// Seals opted-out entries the cloud sent in clear, and matches sealed ones.
+    pub plate_key: crate::access::PlateKey,
 }
 
 /// Starts the link thread; it ends (status offline, acknowledgements committed) when `cancel` fires.
@@ -491,10 +493,10 @@ impl Link {
             now,
             MAX_ENVELOPE_BYTES,
         )
-        .and_then(|v| super::apply::apply(&mut self.conn, &v, now).map(|n| (v, n)));
+        .and_then(|v| super::apply::apply(&mut self.conn, &v, now, &self.ctx.plate_key).map(|n| (v, n)));
         match result {
             Ok((v, entries)) => {
-                match access::load_snapshot(&self.conn) {
+                match access::load_snapshot(&self.conn, &self.ctx.plate_key) {
                     Ok(list) => self.ctx.allowlist.replace(list),
                     Err(e) => tracing::error!(error = %e, "allowlist applied but not loaded; the reloader will retry"),
                 }
