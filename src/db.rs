@@ -128,6 +128,13 @@ const MIGRATIONS: &[&str] = &[
         agent TEXT
     );
     CREATE INDEX panel_sessions_user ON panel_sessions(user);",
+    // 8: signed cloud commands that ran (each id runs once)
+    "CREATE TABLE commands (
+        id TEXT PRIMARY KEY,
+        action TEXT NOT NULL,
+        received_at INTEGER NOT NULL,
+        outcome TEXT NOT NULL
+    );",
 ];
 
 /// Opens (creating if needed) the database with the daemon's pragmas and brings the schema up to date.

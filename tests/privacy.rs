@@ -236,3 +236,198 @@ fn an_opted_out_plate_opens_and_is_found_nowhere_afterwards() {
         }
     }
 }
+
+/// DSAR over the cloud link: signed export and delete commands for a plate seeded over several days run
+/// once each, answer on command/result, send the export (records and crops) in chunks, keep the record
+/// under legal hold, and land in the access log with their purpose; a replayed, forged or foreign command
+/// does nothing.
+#[test]
+fn signed_dsar_commands_over_the_link_run_once_and_are_logged() {
+    use crate::cloud_link::{device_config, keys, wait_online, Daemon, DEVICE, TOPIC};
+    use crate::support::broker::Broker;
+    use gatehouse::sync::command::{Command, CommandAction};
+
+    require_models();
+    let dir = tempfile::tempdir().expect("tmp");
+    let broker = Broker::start(&dir.path().join("broker"));
+    let k = keys(dir.path(), "cloud-1");
+    let video = dir.path().join("lane.avi");
+    render_video(&video, "MWK3974", "1", "1");
+    let (cfg, _) = device_config(
+        dir.path(),
+        video.to_str().expect("utf8"),
+        "loop",
+        &broker,
+        &[("cloud-1", &k.public)],
+    );
+    let db = dir.path().join("data/gatehouse.db");
+    let crops = dir.path().join("data/crops");
+    std::fs::create_dir_all(&crops).expect("crops");
+    {
+        let conn = gatehouse::db::open(&db).expect("db");
+        for day in 0..4i64 {
+            let id = format!("evt-{day}");
+            let crop = crops.join(format!("{id}.jpg"));
+            std::fs::write(&crop, format!("\u{ff}jpeg of day {day}")).expect("crop");
+            conn.execute(
+                "INSERT INTO events (id, lane, at, plate, action, reason_code, reason, crop_path)
+                 VALUES (?1, 'entry', ?2, 'DSR123', 'deny', 'unknown', 'not on the list', ?3)",
+                // Days within the image retention (the daemon purges at start-up).
+                params![id, chrono::Utc::now().timestamp_millis() - day * 86_400_000, crop.display().to_string()],
+            )
+            .expect("insert");
+        }
+    }
+    let o = gatehouse(&[
+        "events",
+        "--config",
+        cfg.to_str().expect("utf8"),
+        "hold",
+        "--event",
+        "evt-2",
+        "--reason",
+        "subpoena 2026-44",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    let cloud = broker.client("cloud", "cloud-test", true);
+    cloud.subscribe("gatehouse/#");
+    let daemon = Daemon::start(&cfg, dir.path());
+    wait_online(&cloud);
+    let send = |action, id: &str, audience: &str, key: &ed25519_dalek::SigningKey| {
+        let now = chrono::Utc::now();
+        let c = Command::make(
+            action,
+            id,
+            audience,
+            "DSR123",
+            &format!("owner request {id}"),
+            "privacy@oak",
+            now,
+            now + chrono::Duration::hours(1),
+            "cloud-1",
+            key,
+        )
+        .expect("command");
+        cloud.publish(
+            &format!("{TOPIC}/command"),
+            serde_json::to_vec(&c).expect("json"),
+            false,
+        );
+    };
+    let result = |id: &str| {
+        let id = id.to_string();
+        let topic = format!("{TOPIC}/command/result");
+        cloud.wait_for(20, &format!("the result of {id}"), |c| {
+            c.on(&topic)
+                .iter()
+                .any(|m| serde_json::from_slice::<serde_json::Value>(m).is_ok_and(|v| v["id"] == id.as_str()))
+        });
+        cloud
+            .on(&topic)
+            .iter()
+            .filter_map(|m| serde_json::from_slice::<serde_json::Value>(m).ok())
+            .rfind(|v| v["id"] == id.as_str())
+            .expect("result")
+    };
+
+    send(CommandAction::DsarExport, "cmd-1", DEVICE, &k.key);
+    let r = result("cmd-1");
+    assert_eq!(
+        (
+            r["ok"].as_bool(),
+            r["result"]["events"].as_u64(),
+            r["result"]["crops"].as_u64()
+        ),
+        (Some(true), Some(4), Some(4)),
+        "{r}"
+    );
+    let mut asm = gatehouse::sync::chunk::Assembler::new(64 << 20);
+    let bundle = cloud
+        .on(&format!("{TOPIC}/dsar/export"))
+        .iter()
+        .find_map(|m| asm.push(m).expect("chunk"))
+        .expect("the whole export arrived");
+    let bundle: serde_json::Value = serde_json::from_slice(&bundle).expect("bundle");
+    assert_eq!(bundle["command_id"], "cmd-1");
+    assert_eq!(bundle["records"]["events"].as_array().map(Vec::len), Some(4));
+    assert_eq!(
+        bundle["crops"].as_array().map(Vec::len),
+        Some(4),
+        "every crop travels with its record"
+    );
+
+    send(CommandAction::DsarDelete, "cmd-2", "oak/*", &k.key);
+    let r = result("cmd-2");
+    assert_eq!(
+        (r["result"]["deleted"].as_u64(), r["result"]["kept_on_hold"].as_u64()),
+        (Some(3), Some(1)),
+        "{r}"
+    );
+    // Replayed, forged and foreign commands are answered with their reason and change nothing.
+    send(CommandAction::DsarDelete, "cmd-2", "oak/*", &k.key);
+    let other = gatehouse::sync::keys::generate().expect("key");
+    send(CommandAction::DsarDelete, "cmd-3", "oak/*", &other);
+    send(CommandAction::DsarDelete, "cmd-4", "elm/*", &k.key);
+    cloud.wait_for(20, "four answers", |c| {
+        c.on(&format!("{TOPIC}/command/result")).len() >= 5
+    });
+    let answers: Vec<serde_json::Value> = cloud
+        .on(&format!("{TOPIC}/command/result"))
+        .iter()
+        .filter_map(|m| serde_json::from_slice(m).ok())
+        .collect();
+    for (id, why) in [("cmd-2", "already ran"), ("cmd-3", "signature"), ("cmd-4", "is for")] {
+        assert!(
+            answers
+                .iter()
+                .any(|a| a["id"] == id && a["ok"] == false && a["error"].as_str().is_some_and(|e| e.contains(why))),
+            "{id} should be refused ({why}): {answers:?}"
+        );
+    }
+    let log = daemon.stop();
+    assert!(log.contains("cloud command rejected"), "{log}");
+
+    let conn = Connection::open(&db).expect("db");
+    let left: Vec<String> = {
+        let mut s = conn
+            .prepare("SELECT id FROM events WHERE plate = 'DSR123'")
+            .expect("stmt");
+        let r = s.query_map([], |r| r.get(0)).expect("q");
+        r.collect::<Result<_, _>>().expect("rows")
+    };
+    assert_eq!(left, vec!["evt-2"], "only the held record is left");
+    assert_eq!(
+        std::fs::read_dir(&crops).expect("crops").count(),
+        1,
+        "only the held crop is left"
+    );
+    let access: Vec<(String, String, String)> = {
+        let mut s = conn
+            .prepare("SELECT actor, action, purpose FROM access_log ORDER BY id")
+            .expect("stmt");
+        let r = s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).expect("q");
+        r.collect::<Result<_, _>>().expect("rows")
+    };
+    for (action, purpose) in [
+        ("dsar-export", "owner request cmd-1"),
+        ("dsar-delete", "owner request cmd-2"),
+    ] {
+        assert_eq!(
+            access
+                .iter()
+                .filter(|(a, x, p)| a == "cloud:privacy@oak" && x == action && p == purpose)
+                .count(),
+            1,
+            "{action} logged once with its purpose: {access:?}"
+        );
+    }
+    let audited: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM audit_log WHERE action IN ('dsar.export', 'dsar.delete')",
+            [],
+            |r| r.get(0),
+        )
+        .expect("audit");
+    assert_eq!(audited, 2);
+}

@@ -43,7 +43,7 @@ pub fn events(config: &Path, action: EventsAction) -> anyhow::Result<()> {
         EventsAction::DsarExport { plate: p, out, purpose } => {
             let p = plate::normalize(&p);
             let key = cfg.plate_key()?;
-            let shown = logged_as(&conn, &p, &key)?;
+            let shown = access_log::plate_as_logged(&conn, &p, &key)?;
             access_log::record(&conn, &actor, "dsar-export", &shown, &purpose, Utc::now())?;
             let (n, crops) = dsar::export(&conn, &p, &key.seal(&p), &out)?;
             super::audit::record(&cfg, "dsar.export", &shown, Some(purpose.clone()))?;
@@ -51,7 +51,7 @@ pub fn events(config: &Path, action: EventsAction) -> anyhow::Result<()> {
         }
         EventsAction::DsarDelete { plate: p, purpose } => {
             let p = plate::normalize(&p);
-            let shown = logged_as(&conn, &p, &cfg.plate_key()?)?;
+            let shown = access_log::plate_as_logged(&conn, &p, &cfg.plate_key()?)?;
             access_log::record(&conn, &actor, "dsar-delete", &shown, &purpose, Utc::now())?;
             let (deleted, kept) = dsar::delete(&mut conn, &p)?;
             super::audit::record(
@@ -91,13 +91,4 @@ pub fn events(config: &Path, action: EventsAction) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// How a plate is named in the access and audit logs: its sealed id when it belongs to an opted-out
-/// resident (their plate text is never written), else the plate.
-fn logged_as(conn: &rusqlite::Connection, plate_text: &str, key: &crate::access::PlateKey) -> anyhow::Result<String> {
-    Ok(match crate::access::store::get(conn, plate_text, key)? {
-        Some(e) if e.do_not_log => e.plate,
-        _ => plate_text.to_string(),
-    })
 }

@@ -25,6 +25,19 @@ pub fn record(
     Ok(())
 }
 
+/// How a plate is named in the access and audit logs: its sealed id when it belongs to an opted-out
+/// resident (their plate text is never written), else the plate.
+pub fn plate_as_logged(
+    conn: &Connection,
+    plate_text: &str,
+    key: &crate::access::PlateKey,
+) -> Result<String, crate::access::AccessError> {
+    Ok(match crate::access::store::get(conn, plate_text, key)? {
+        Some(e) if e.do_not_log => e.plate,
+        _ => plate_text.to_string(),
+    })
+}
+
 /// Who is asking (the OS user; `sudo` keeps the original one).
 pub fn current_actor() -> String {
     std::env::var("SUDO_USER")

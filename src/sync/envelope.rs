@@ -106,7 +106,7 @@ impl From<&Entry> for WireEntry {
     }
 }
 
-fn time(s: &str, what: &str) -> Result<DateTime<Utc>, SyncError> {
+pub(super) fn time(s: &str, what: &str) -> Result<DateTime<Utc>, SyncError> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| SyncError::Malformed(format!("{what} {s:?}: {e}")))
@@ -211,7 +211,7 @@ impl Envelope {
 }
 
 /// Header fields are joined with newlines for signing: a newline inside one would make it ambiguous.
-fn check_header_field(name: &str, v: &str) -> Result<(), SyncError> {
+pub(super) fn check_header_field(name: &str, v: &str) -> Result<(), SyncError> {
     if v.is_empty() || v.len() > 200 || v.chars().any(|c| c.is_control()) {
         return Err(SyncError::Malformed(format!(
             "{name} must be 1-200 printable characters"
@@ -221,7 +221,7 @@ fn check_header_field(name: &str, v: &str) -> Result<(), SyncError> {
 }
 
 /// Does the envelope's audience include this device (`site/device`)?
-fn audience_matches(envelope: &str, device: &str) -> bool {
+pub(super) fn audience_matches(envelope: &str, device: &str) -> bool {
     envelope == device
         || envelope
             .strip_suffix("/*")

@@ -466,6 +466,9 @@ impl Link {
                     None
                 }
             }
+        } else if topic == self.topics.command() {
+            self.on_command(up, payload);
+            None
         } else {
             tracing::warn!(topic, bytes = payload.len(), "message on an unexpected topic ignored");
             None
@@ -514,6 +517,51 @@ impl Link {
             }
             Err(e) => self.reject(up, &e),
         }
+    }
+
+    /// A signed cloud command (DSAR): verified, run once, answered on `command/result`; an export's
+    /// bundle goes up in chunks on `dsar/export`.
+    fn on_command(&mut self, up: &mut MqttUplink, payload: &[u8]) {
+        let now = self.now();
+        let data_dir = self.ctx.db_path.parent().map(PathBuf::from).unwrap_or_default();
+        let outcome = super::command::verify(payload, &self.trusted, &self.ctx.sync.device, now).and_then(|c| {
+            super::command::execute(&mut self.conn, &c, &self.ctx.plate_key, &data_dir, now).map(|o| (c, o))
+        });
+        let report = match outcome {
+            Ok((c, o)) => {
+                tracing::info!(id = %c.id, action = c.action.as_str(), result = %o.result, "cloud command ran");
+                if let Some(bundle) = o.export {
+                    let room = self.ctx.mqtt.max_packet_bytes.saturating_sub(4096).max(4096);
+                    for part in super::chunk::split(&bundle, room) {
+                        if !up.publish(self.topics.dsar_export(), QoS::AtLeastOnce, false, part, Tag::Other) {
+                            tracing::error!(id = %c.id, "DSAR export could not be queued whole; the cloud should ask again");
+                            break;
+                        }
+                    }
+                }
+                serde_json::json!({"format": 1, "id": c.id, "action": c.action, "ok": true, "result": o.result})
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cloud command rejected; nothing was done");
+                // The (unverified) id is echoed, shortened and printable, so the cloud can match the answer.
+                let id = serde_json::from_slice::<serde_json::Value>(payload).ok().and_then(|v| {
+                    v["id"]
+                        .as_str()
+                        .map(|s| s.chars().filter(|c| !c.is_control()).take(64).collect::<String>())
+                });
+                serde_json::json!({"format": 1, "id": id, "ok": false, "error": e.to_string()})
+            }
+        };
+        let mut report = report;
+        report["at"] = serde_json::json!(rfc3339(now));
+        up.publish(
+            self.topics.command_result(),
+            QoS::AtLeastOnce,
+            false,
+            report.to_string().into_bytes(),
+            Tag::Other,
+        );
+        self.publish_checkpoint(up);
     }
 
     fn reject(&mut self, up: &mut MqttUplink, e: &SyncError) {

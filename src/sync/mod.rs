@@ -1,10 +1,11 @@
-//! Cloud sync. So far: the signed allowlist envelope (make, verify, apply), which the MQTT link of the
-//! cloud-sync issue carries. The verifier is pure and strict: a payload is applied only if it is
+//! Cloud sync: the signed allowlist envelope (make, verify, apply) and signed DSAR commands, carried by
+//! the MQTT link. The verifier is pure and strict: a payload is applied only if it is
 //! well-formed, within size, signed by a trusted key, for this device, not expired, newer than the applied
 //! list and (for a delta) based on exactly the applied version.
 
 pub mod apply;
 pub mod chunk;
+pub mod command;
 pub mod envelope;
 pub mod keys;
 pub mod link;
@@ -41,4 +42,6 @@ pub enum SyncError {
     Db(String),
     #[error("TLS: {0}")]
     Tls(String),
+    #[error("command {0} already ran (replay)")]
+    AlreadyRan(String),
 }

@@ -48,8 +48,23 @@ impl Topics {
         format!("{}/audit/checkpoint", self.base)
     }
 
+    /// Cloud -> device (QoS 1): signed commands (DSAR export and delete), see [`super::command`].
+    pub fn command(&self) -> String {
+        format!("{}/command", self.base)
+    }
+
+    /// Device -> cloud (QoS 1): what became of each command.
+    pub fn command_result(&self) -> String {
+        format!("{}/command/result", self.base)
+    }
+
+    /// Device -> cloud (QoS 1): a DSAR export, in chunks (the allowlist chunk format).
+    pub fn dsar_export(&self) -> String {
+        format!("{}/dsar/export", self.base)
+    }
+
     /// What the device subscribes to.
-    pub fn subscriptions(&self) -> [String; 2] {
-        [self.allowlist(), self.allowlist_chunks()]
+    pub fn subscriptions(&self) -> [String; 3] {
+        [self.allowlist(), self.allowlist_chunks(), self.command()]
     }
 }

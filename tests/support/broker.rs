@@ -98,6 +98,9 @@ pattern write gatehouse/d/%u/events
 pattern write gatehouse/d/%u/status
 pattern write gatehouse/d/%u/heartbeat
 pattern write gatehouse/d/%u/audit/checkpoint
+pattern read gatehouse/d/%u/command
+pattern write gatehouse/d/%u/command/result
+pattern write gatehouse/d/%u/dsar/export
 ";
 
 fn is_root() -> bool {
