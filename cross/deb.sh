@@ -120,5 +120,9 @@ chmod 0755 "$p/DEBIAN/postinst" "$p/DEBIAN/prerm" "$p/DEBIAN/postrm"
 
 mkdir -p "$out"
 deb="$out/gatehouse_${version}_${arch}.deb"
+# Reproducible: every file dated SOURCE_DATE_EPOCH (default: the last commit's time), which dpkg-deb also
+# uses for the archive members; dpkg-deb sorts the entries itself.
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$root" log -1 --format=%ct 2>/dev/null || echo 0)}
+find "$p" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 dpkg-deb --root-owner-group -Z"${DEB_COMPRESS:-xz}" --build "$p" "$deb" >/dev/null
 echo "$deb"

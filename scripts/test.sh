@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run calls exactly this):
-# set-up (idempotent), formatting, lints, then unit and integration tests on real parts.
+# set-up (idempotent), formatting, lints, unit and integration tests on real parts, then the aarch64
+# cross build and its demo under emulation.
 # Tests that need ../shared/datasets/openalpr-bench skip with a message when it is absent.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -14,3 +15,9 @@ cargo deny --log-level error check licenses bans sources
 cargo fmt --check
 cargo clippy --release --locked --all-targets -- -D warnings
 cargo test --release --locked
+# The aarch64 build (binary and .deb) and its decisions under qemu against the x86-64 build's. Set
+# GATEHOUSE_SKIP_CROSS=1 to leave it out on a developer machine; CI always runs it.
+if [ "${GATEHOUSE_SKIP_CROSS:-0}" != 1 ]; then
+  cross/build-aarch64.sh
+  cross/qemu-demo.sh
+fi

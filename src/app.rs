@@ -150,6 +150,7 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
             roi: lane.roi,
             at_end: lane.at_end,
             realtime: lane.realtime,
+            replay: lane.replay,
             reconnect_min: lane.reconnect_min,
             reconnect_max: lane.reconnect_max,
         };
@@ -174,7 +175,8 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
         let opens = track::RecentOpens::default();
         lane_tasks.push(tokio::spawn(track::run_tracker(
             cfg.track.clone(),
-            clock.clone(),
+            // A replayed video runs on its own clock: only its reads (and its end) close a pass.
+            (!lane.replay).then(|| clock.clone()),
             reads_rx,
             voted_tx,
             opens.clone(),

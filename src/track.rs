@@ -300,11 +300,12 @@ fn vote(reads: &[PlateRead]) -> (String, Vec<CharRead>, usize) {
     (text, chars, group.len())
 }
 
-/// Drives a [`Tracker`] for one lane: reads in, voted reads out. Closes passes on idle using the clock.
-/// Ends (closing the open pass) when the recognizer closes its channel.
+/// Drives a [`Tracker`] for one lane: reads in, voted reads out. Closes passes on idle using the clock
+/// (none for a replayed video, whose time is its own). Ends (closing the open pass) when the recognizer
+/// closes its channel.
 pub async fn run_tracker(
     cfg: TrackConfig,
-    clock: SharedClock,
+    clock: Option<SharedClock>,
     mut reads: mpsc::Receiver<PlateRead>,
     voted: mpsc::Sender<VotedRead>,
     opens: RecentOpens,
@@ -317,7 +318,9 @@ pub async fn run_tracker(
                 Some(read) => tracker.on_read(read),
                 None => break,
             },
-            _ = tokio::time::sleep(tick) => tracker.on_idle(clock.now()),
+            _ = tokio::time::sleep(tick), if clock.is_some() => {
+                clock.as_ref().map(|c| tracker.on_idle(c.now())).unwrap_or_default()
+            }
         };
         forward(events, &voted).await;
     }

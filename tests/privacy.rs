@@ -273,7 +273,11 @@ fn signed_dsar_commands_over_the_link_run_once_and_are_logged() {
                 "INSERT INTO events (id, lane, at, plate, action, reason_code, reason, crop_path)
                  VALUES (?1, 'entry', ?2, 'DSR123', 'deny', 'unknown', 'not on the list', ?3)",
                 // Days within the image retention (the daemon purges at start-up).
-                params![id, chrono::Utc::now().timestamp_millis() - day * 86_400_000, crop.display().to_string()],
+                params![
+                    id,
+                    chrono::Utc::now().timestamp_millis() - day * 86_400_000,
+                    crop.display().to_string()
+                ],
             )
             .expect("insert");
         }

@@ -20,6 +20,9 @@ pub struct CaptureOptions {
     pub at_end: AtEnd,
     /// Files: pace reads at the declared frame rate.
     pub realtime: bool,
+    /// Files: hand over every frame (wait for recognition instead of dropping) and stamp each with the
+    /// video's own clock: a deterministic replay, however slow recognition is.
+    pub replay: bool,
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
 }
@@ -45,6 +48,9 @@ pub fn run_capture(
 ) {
     let mut backoff = opts.reconnect_min;
     let mut seq: u64 = 0;
+    // Replay: frame times run on the video's clock from the moment the lane started.
+    let replay_start = clock.now();
+    let mut replay_at = chrono::Duration::zero();
     'outer: while !cancel.is_cancelled() {
         stats.progress.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = source.open() {
@@ -55,7 +61,10 @@ pub fn run_capture(
             continue;
         }
         tracing::info!(lane = %opts.lane, source = %source.describe(), "camera open");
-        let period = match (opts.realtime && source.is_file(), source.fps()) {
+        let replay = opts.replay && source.is_file();
+        let frame_step = chrono::Duration::from_std(Duration::from_secs_f64(1.0 / source.fps().unwrap_or(10.0)))
+            .unwrap_or(chrono::Duration::milliseconds(100));
+        let period = match (opts.realtime && !replay && source.is_file(), source.fps()) {
             (true, Some(fps)) => Some(Duration::from_secs_f64(1.0 / fps)),
             (true, None) => Some(Duration::from_millis(100)),
             _ => None,
@@ -77,13 +86,27 @@ pub fn run_capture(
                     seq += 1;
                     stats.frames.fetch_add(1, Ordering::Relaxed);
                     let roi = opts.roi.and_then(|r| roi_pixels(r, image.cols(), image.rows()));
-                    slot.put(Frame {
+                    let at = if replay {
+                        replay_at += frame_step;
+                        replay_start + replay_at
+                    } else {
+                        clock.now()
+                    };
+                    let frame = Frame {
                         lane: opts.lane.clone(),
                         seq,
-                        at: clock.now(),
+                        at,
                         image,
                         roi,
-                    });
+                    };
+                    if replay {
+                        // Recognition feeds the watchdog per frame; a hung recogniser still starves it.
+                        if slot.put_when_taken(frame, || cancel.is_cancelled()).is_err() {
+                            break 'outer;
+                        }
+                    } else {
+                        slot.put(frame);
+                    }
                 }
                 Ok(Grab::End) => match opts.at_end {
                     AtEnd::Stop => {
@@ -145,6 +168,7 @@ mod tests {
             roi: None,
             at_end: AtEnd::Stop,
             realtime: false,
+            replay: false,
             reconnect_min: Duration::from_millis(1),
             reconnect_max: Duration::from_millis(4),
         }
@@ -181,6 +205,41 @@ mod tests {
         assert_eq!(slot.dropped(), 1);
         assert!(matches!(slot.take_timeout(Duration::ZERO), Ok(Some(f)) if f.seq == 2));
         assert!(slot.take_timeout(Duration::ZERO).is_err());
+    }
+
+    #[test]
+    fn replay_hands_over_every_frame_on_the_videos_clock() {
+        let steps = (0..5).map(|_| FakeStep::Frame(mat())).chain([FakeStep::End]).collect();
+        let slot: Arc<LatestSlot<Frame>> = Arc::new(LatestSlot::new());
+        let consumer = {
+            let slot = slot.clone();
+            std::thread::spawn(move || {
+                let mut times = Vec::new();
+                while let Ok(f) = slot.take_timeout(Duration::from_secs(5)) {
+                    if let Some(f) = f {
+                        times.push(f.at);
+                        std::thread::sleep(Duration::from_millis(30)); // slower than the video
+                    }
+                }
+                times
+            })
+        };
+        let mut o = opts();
+        o.replay = true;
+        o.realtime = true;
+        let clock = crate::clock::ManualClock::new(chrono::DateTime::UNIX_EPOCH);
+        run_capture(
+            Box::new(FakeSource::new(steps).with_fps(25.0)),
+            slot.clone(),
+            o,
+            Arc::new(clock),
+            Arc::new(CaptureStats::default()),
+            CancellationToken::new(),
+        );
+        let times = consumer.join().expect("consumer");
+        assert_eq!(slot.dropped(), 0, "no frame dropped however slow recognition is");
+        let ms: Vec<i64> = times.iter().map(|t| t.timestamp_millis()).collect();
+        assert_eq!(ms, vec![40, 80, 120, 160, 200], "frame n is stamped n / fps");
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub struct FakeSource {
     script: VecDeque<FakeStep>,
     pub opens: Arc<Mutex<u32>>,
     fail_opens: u32,
+    fps: Option<f64>,
 }
 
 impl FakeSource {
@@ -30,7 +31,14 @@ impl FakeSource {
             script: script.into(),
             opens: Arc::new(Mutex::new(0)),
             fail_opens: 0,
+            fps: None,
         }
+    }
+
+    /// Declares a frame rate, as a video file does.
+    pub fn with_fps(mut self, fps: f64) -> Self {
+        self.fps = Some(fps);
+        self
     }
 
     /// The first `n` opens fail (camera not reachable yet).
@@ -69,7 +77,7 @@ impl FrameSource for FakeSource {
     }
 
     fn fps(&self) -> Option<f64> {
-        None
+        self.fps
     }
 
     fn is_file(&self) -> bool {

@@ -1,4 +1,5 @@
-//! A one-place mailbox where the newest value wins: the frame path never blocks capture.
+//! A one-place mailbox where the newest value wins: the frame path never blocks capture (a replayed
+//! video file, which has no live scene to fall behind, may wait instead: [`LatestSlot::put_when_taken`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
@@ -13,6 +14,8 @@ struct State<T> {
 pub struct LatestSlot<T> {
     state: Mutex<State<T>>,
     ready: Condvar,
+    /// Signalled when the consumer takes a value (for [`LatestSlot::put_when_taken`]).
+    taken: Condvar,
     dropped: AtomicU64,
     delivered: AtomicU64,
 }
@@ -25,6 +28,7 @@ impl<T> Default for LatestSlot<T> {
                 closed: false,
             }),
             ready: Condvar::new(),
+            taken: Condvar::new(),
             dropped: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
         }
@@ -46,6 +50,29 @@ impl<T> LatestSlot<T> {
         self.ready.notify_one();
     }
 
+    /// Puts a value once the slot is empty (the consumer took the last one): no frame is dropped. Gives
+    /// up and returns the value when `stop` says so (checked every 100 ms) or the slot is closed.
+    pub fn put_when_taken(&self, value: T, stop: impl Fn() -> bool) -> Result<(), T> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        while st.value.is_some() && !st.closed {
+            if stop() {
+                return Err(value);
+            }
+            st = self
+                .taken
+                .wait_timeout(st, Duration::from_millis(100))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+        if st.closed {
+            return Err(value);
+        }
+        st.value = Some(value);
+        drop(st);
+        self.ready.notify_one();
+        Ok(())
+    }
+
     /// Waits up to `timeout` for a value. `Ok(None)` on timeout; `Err(())` once closed and empty.
     #[allow(clippy::result_unit_err)]
     pub fn take_timeout(&self, timeout: Duration) -> Result<Option<T>, ()> {
@@ -60,6 +87,8 @@ impl<T> LatestSlot<T> {
         match st.value.take() {
             Some(v) => {
                 self.delivered.fetch_add(1, Ordering::Relaxed);
+                drop(st);
+                self.taken.notify_all();
                 Ok(Some(v))
             }
             None if st.closed => Err(()),
@@ -103,6 +132,28 @@ mod tests {
             "values put before close are still delivered"
         );
         assert_eq!(slot.take_timeout(Duration::ZERO), Err(()));
+    }
+
+    #[test]
+    fn a_replay_producer_waits_for_the_consumer_and_drops_nothing() {
+        let slot = std::sync::Arc::new(LatestSlot::new());
+        let s2 = slot.clone();
+        let producer = std::thread::spawn(move || (0..50).all(|i| s2.put_when_taken(i, || false).is_ok()));
+        let mut got = Vec::new();
+        while got.len() < 50 {
+            if let Ok(Some(v)) = slot.take_timeout(Duration::from_secs(5)) {
+                got.push(v);
+                std::thread::sleep(Duration::from_millis(1)); // a slow consumer
+            }
+        }
+        assert_eq!(producer.join().ok(), Some(true));
+        assert_eq!(got, (0..50).collect::<Vec<_>>());
+        assert_eq!(slot.dropped(), 0);
+        // A stop request or a closed slot hands the value back instead of waiting forever.
+        slot.put(99);
+        assert_eq!(slot.put_when_taken(100, || true), Err(100));
+        slot.close();
+        assert_eq!(slot.put_when_taken(101, || false), Err(101));
     }
 
     #[test]

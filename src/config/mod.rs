@@ -213,6 +213,8 @@ pub struct LaneConfig {
     pub roi: Option<Roi>,
     pub at_end: AtEnd,
     pub realtime: bool,
+    /// Every frame recognised, timed by the video's clock (see `RawLane::replay`).
+    pub replay: bool,
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
 }

@@ -209,6 +209,10 @@ pub struct RawLane {
     /// Files only: play at the video's frame rate (true) or as fast as recognition takes frames (false).
     #[serde(default = "yes")]
     pub realtime: bool,
+    /// Files only: recognise every frame and time the lane by the video's own clock (frame number / frame
+    /// rate), whatever recognition costs: a deterministic replay of a recorded clip (tests, emulation).
+    #[serde(default)]
+    pub replay: bool,
     #[serde(default = "default_reconnect_min")]
     pub reconnect_min_ms: u64,
     #[serde(default = "default_reconnect_max")]

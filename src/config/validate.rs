@@ -919,6 +919,13 @@ fn validate_lane(l: RawLane, path: &str, base: &Path, issues: &mut Issues) -> Op
             "use 0 < reconnect_min_ms <= reconnect_max_ms",
         );
     }
+    if l.replay && !matches!(source, Some(SourceSpec::File(_))) {
+        issues.push(
+            format!("{path}.replay"),
+            "replay is only for video files",
+            "remove replay for a live camera (its frames are taken as they come)",
+        );
+    }
     Some(LaneConfig {
         name: l.name,
         source: source?,
@@ -926,6 +933,7 @@ fn validate_lane(l: RawLane, path: &str, base: &Path, issues: &mut Issues) -> Op
         roi,
         at_end,
         realtime: l.realtime,
+        replay: l.replay,
         reconnect_min: Duration::from_millis(l.reconnect_min_ms),
         reconnect_max: Duration::from_millis(l.reconnect_max_ms.max(l.reconnect_min_ms)),
     })

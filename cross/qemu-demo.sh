@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Runs the aarch64 build under qemu-aarch64 on a rendered lane video and compares its gate decisions with
+# the x86-64 build's on the same video, config and allowlist. Exits non-zero when they differ.
+#   cross/qemu-demo.sh [--arm BIN] [--x86 BIN]
+# Defaults: target/aarch64/aarch64-unknown-linux-gnu/release/gatehouse (cross/build-aarch64.sh) and
+# target/release/gatehouse. Needs root for `unshare -m`: ONNX Runtime reads /proc/cpuinfo, which under
+# user-mode qemu describes the x86 host and makes it crash, so an aarch64 cpuinfo is bind-mounted over it
+# in a private mount namespace (the host's own /proc is untouched).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+arm=target/aarch64/aarch64-unknown-linux-gnu/release/gatehouse
+x86=target/release/gatehouse
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --arm) arm=$2; shift 2 ;;
+    --x86) x86=$2; shift 2 ;;
+    *) echo "qemu-demo.sh: unknown argument $1 (see the header of $0)" >&2; exit 64 ;;
+  esac
+done
+S=$root/target/sysroot-arm64
+for f in "$arm" "$x86" "$S/lib/ld-linux-aarch64.so.1" vendor/onnxruntime-arm64/libonnxruntime.so.1 \
+  vendor/onnxruntime/libonnxruntime.so.1; do
+  [ -e "$f" ] || { echo "qemu-demo: $f is missing (cross/build-aarch64.sh, scripts/setup.sh, cargo build --release)" >&2; exit 66; }
+done
+command -v qemu-aarch64-static >/dev/null || { echo "qemu-demo: qemu-aarch64-static missing (apt-get install qemu-user-static)" >&2; exit 66; }
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+# Emulation is slow (ONNX Runtime's NEON kernels under qemu: 5-20 s a frame, ~100x native), so the lane
+# replays the video (`replay = true`: every frame recognised, timed by the video's own clock) and both
+# builds see exactly the same frames at the same video times. One frame a second keeps it short.
+"$x86" demo video "$work/lane.avi" --plates HXP4729,MWK3974,TRV8633 --fps 1 --seconds 3 --gap 2 >/dev/null
+cat > "$work/allow.csv" <<'CSV'
+plate,kind,host,unit,valid_from,valid_until
+HXP4729,resident,Ana Diaz,12B,,
+TRV8633,blocked,,,,
+CSV
+config() { # name onnxruntime-library
+  cat > "$work/$1.toml" <<EOF
+[site]
+name = "qemu comparison"
+timezone = "UTC"
+data_dir = "$work/$1"
+
+[recognize]
+manifest = "$root/models/manifest.toml"
+onnxruntime = "$root/$2"
+detector_max_side = 640
+
+[relays.main]
+kind = "simulated"
+log = "$work/$1/relay.jsonl"
+
+[[lanes]]
+name = "entry"
+source = "$work/lane.avi"
+relay = "main"
+roi = { x = 0.0, y = 0.15, width = 1.0, height = 0.85 }
+at_end = "stop"
+replay = true
+EOF
+}
+config x86 vendor/onnxruntime/libonnxruntime.so.1
+config arm vendor/onnxruntime-arm64/libonnxruntime.so.1
+
+cat > "$work/cpuinfo" <<'CPU'
+processor	: 0
+BogoMIPS	: 50.00
+Features	: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp
+CPU implementer	: 0x41
+CPU architecture: 8
+CPU variant	: 0x3
+CPU part	: 0xd0c
+CPU revision	: 1
+
+CPU
+# Runs the aarch64 binary with the given arguments under qemu, with the aarch64 cpuinfo.
+arm_run() {
+  unshare -m sh -c 's=$1; shift; mount --bind "$0" /proc/cpuinfo && exec qemu-aarch64-static -L "$s" "$@"' \
+    "$work/cpuinfo" "$S" "$arm" "$@"
+}
+
+decisions() { # name runner...
+  local name=$1; shift
+  "$@" allowlist -c "$work/$name.toml" import "$work/allow.csv" >/dev/null
+  local t0=$SECONDS
+  "$@" run -c "$work/$name.toml" > "$work/$name.log" 2>&1 || { cat "$work/$name.log" >&2; return 1; }
+  echo "qemu-demo: $name run took $((SECONDS - t0)) s" >&2
+  "$@" events -c "$work/$name.toml" list --json --limit 100 --purpose "aarch64 emulation check" \
+    | python3 -c 'import json,sys; [print(e["plate"], e["action"], e["reason_code"]) for e in sorted((json.loads(l) for l in sys.stdin if l.strip()), key=lambda e: e["at"])]'
+}
+
+echo "qemu-demo: $(file -b "$arm" | cut -d, -f1-2)" >&2
+decisions x86 "$x86" > "$work/x86.txt"
+decisions arm arm_run > "$work/arm.txt"
+echo "x86-64 decisions:"; sed 's/^/  /' "$work/x86.txt"
+echo "aarch64 (qemu) decisions:"; sed 's/^/  /' "$work/arm.txt"
+if ! [ -s "$work/x86.txt" ]; then
+  echo "qemu-demo: the x86-64 run decided nothing" >&2; exit 1
+fi
+if diff -u "$work/x86.txt" "$work/arm.txt"; then
+  echo "qemu-demo: same decisions on aarch64 as on x86-64"
+else
+  echo "qemu-demo: the aarch64 decisions differ" >&2
+  tail -20 "$work/arm.log" >&2
+  exit 1
+fi
