@@ -128,6 +128,15 @@ pub(crate) fn device_config(
     (cfg, port)
 }
 
+/// A broker the test starts, the cloud's signing key `cloud-1`, and a device config linked to both whose
+/// lane plays `source`: (broker, key, config, metrics port).
+pub(crate) fn linked(dir: &Path, source: &str, at_end: &str) -> (Broker, Keys, PathBuf, u16) {
+    let broker = Broker::start(&dir.join("broker"));
+    let k = keys(dir, "cloud-1");
+    let (cfg, port) = device_config(dir, source, at_end, &broker, &[("cloud-1", &k.public)]);
+    (broker, k, cfg, port)
+}
+
 pub(crate) fn metric(port: u16, name: &str) -> Option<f64> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -199,17 +208,9 @@ fn burst(cfg: &Path, count: usize) -> Child {
 fn a_chunked_100k_snapshot_is_applied_reported_and_used() {
     require_models();
     let dir = tempfile::tempdir().expect("tmp");
-    let broker = Broker::start(&dir.path().join("broker"));
-    let k = keys(dir.path(), "cloud-1");
     let video = dir.path().join("lane.avi");
     render_video(&video, "HXP4729", "2", "3");
-    let (cfg, mport) = device_config(
-        dir.path(),
-        video.to_str().expect("utf8"),
-        "loop",
-        &broker,
-        &[("cloud-1", &k.public)],
-    );
+    let (broker, k, cfg, mport) = linked(dir.path(), video.to_str().expect("utf8"), "loop");
     let cloud = broker.client("cloud", "cloud-test", true);
     cloud.subscribe(&format!("{TOPIC}/#"));
     let mut daemon = Daemon::start(&cfg, dir.path());
@@ -302,16 +303,8 @@ fn a_chunked_100k_snapshot_is_applied_reported_and_used() {
 fn bad_envelopes_are_rejected_logged_and_change_nothing() {
     require_models();
     let dir = tempfile::tempdir().expect("tmp");
-    let broker = Broker::start(&dir.path().join("broker"));
-    let k = keys(dir.path(), "cloud-1");
     let stranger = keys(&dir.path().join("other"), "cloud-1");
-    let (cfg, _) = device_config(
-        dir.path(),
-        "rtsp://127.0.0.1:9/down",
-        "stop",
-        &broker,
-        &[("cloud-1", &k.public)],
-    );
+    let (broker, k, cfg, _) = linked(dir.path(), "rtsp://127.0.0.1:9/down", "stop");
     let cloud = broker.client("cloud", "cloud-test", true);
     cloud.subscribe(&format!("{TOPIC}/#"));
     let mut daemon = Daemon::start(&cfg, dir.path());
@@ -464,17 +457,9 @@ fn bad_envelopes_are_rejected_logged_and_change_nothing() {
 fn broker_outage_during_a_burst_loses_no_event() {
     require_models();
     let dir = tempfile::tempdir().expect("tmp");
-    let mut broker = Broker::start(&dir.path().join("broker"));
-    let k = keys(dir.path(), "cloud-1");
     let video = dir.path().join("lane.avi");
     render_video(&video, "MWK3974,HXP4729", "2", "2");
-    let (cfg, _) = device_config(
-        dir.path(),
-        video.to_str().expect("utf8"),
-        "loop",
-        &broker,
-        &[("cloud-1", &k.public)],
-    );
+    let (mut broker, _key, cfg, _) = linked(dir.path(), video.to_str().expect("utf8"), "loop");
     // A persistent subscriber, as the cloud's ingest would be: it gets what was queued while it was away.
     let cloud = broker.client("cloud", "cloud-ingest", false);
     cloud.subscribe(&format!("{TOPIC}/events"));
@@ -535,15 +520,7 @@ fn broker_outage_during_a_burst_loses_no_event() {
 fn kill_9_during_upload_loses_no_event() {
     require_models();
     let dir = tempfile::tempdir().expect("tmp");
-    let broker = Broker::start(&dir.path().join("broker"));
-    let k = keys(dir.path(), "cloud-1");
-    let (cfg, _) = device_config(
-        dir.path(),
-        "rtsp://127.0.0.1:9/down",
-        "stop",
-        &broker,
-        &[("cloud-1", &k.public)],
-    );
+    let (broker, _key, cfg, _) = linked(dir.path(), "rtsp://127.0.0.1:9/down", "stop");
     assert!(burst(&cfg, 20_000).wait().expect("burst").success());
     let want = db_ids(dir.path());
     assert_eq!(want.len(), 20_000);

@@ -116,8 +116,7 @@ fn dsar_export_and_delete_with_purpose_in_the_access_log() {
 /// the cloud saw. An unknown plate's pass in the same run is found in each of them (the search works).
 #[test]
 fn an_opted_out_plate_opens_and_is_found_nowhere_afterwards() {
-    use crate::cloud_link::{device_config, envelope, json, keys, last_json, metric, wait_online, Daemon, TOPIC};
-    use crate::support::broker::Broker;
+    use crate::cloud_link::{envelope, json, last_json, linked, metric, wait_online, Daemon, TOPIC};
     use gatehouse::access::{Entry, Kind, PlateKey};
     use gatehouse::sync::envelope::{ListBody, WireEntry};
 
@@ -125,20 +124,12 @@ fn an_opted_out_plate_opens_and_is_found_nowhere_afterwards() {
     const STRANGER: &str = "MWK3974";
     require_models();
     let dir = tempfile::tempdir().expect("tmp");
-    let broker = Broker::start(&dir.path().join("broker"));
-    let k = keys(dir.path(), "cloud-1");
     // The lane first shows only the stranger; the resident drives up once the list is in use.
     let video = dir.path().join("lane.avi");
     render_video(&video, STRANGER, "2", "1");
     let both = dir.path().join("both.avi");
     render_video(&both, &format!("{OPTED},{STRANGER}"), "2.5", "1");
-    let (cfg, mport) = device_config(
-        dir.path(),
-        video.to_str().expect("utf8"),
-        "loop",
-        &broker,
-        &[("cloud-1", &k.public)],
-    );
+    let (broker, k, cfg, mport) = linked(dir.path(), video.to_str().expect("utf8"), "loop");
     // The site's plate key, shared with the cloud (here: made by the test, named in the config).
     let key_path = dir.path().join("plate.key");
     let key = PlateKey::from_bytes([0x5a; 32]);
@@ -243,23 +234,14 @@ fn an_opted_out_plate_opens_and_is_found_nowhere_afterwards() {
 /// does nothing.
 #[test]
 fn signed_dsar_commands_over_the_link_run_once_and_are_logged() {
-    use crate::cloud_link::{device_config, keys, wait_online, Daemon, DEVICE, TOPIC};
-    use crate::support::broker::Broker;
+    use crate::cloud_link::{linked, wait_online, Daemon, DEVICE, TOPIC};
     use gatehouse::sync::command::{Command, CommandAction};
 
     require_models();
     let dir = tempfile::tempdir().expect("tmp");
-    let broker = Broker::start(&dir.path().join("broker"));
-    let k = keys(dir.path(), "cloud-1");
     let video = dir.path().join("lane.avi");
     render_video(&video, "MWK3974", "1", "1");
-    let (cfg, _) = device_config(
-        dir.path(),
-        video.to_str().expect("utf8"),
-        "loop",
-        &broker,
-        &[("cloud-1", &k.public)],
-    );
+    let (broker, k, cfg, _) = linked(dir.path(), video.to_str().expect("utf8"), "loop");
     let db = dir.path().join("data/gatehouse.db");
     let crops = dir.path().join("data/crops");
     std::fs::create_dir_all(&crops).expect("crops");

@@ -5,7 +5,7 @@
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use ed25519_dalek::{Signature, Signer, SigningKey};
+use ed25519_dalek::{Signer, SigningKey};
 use serde::{Deserialize, Serialize};
 
 use super::envelope::{audience_matches, check_header_field, time};
@@ -137,19 +137,9 @@ pub fn verify(payload: &[u8], keys: &TrustedKeys, device: &str, now: DateTime<Ut
             c.format
         )));
     }
-    check_header_field("key_id", &c.key_id)?;
-    let key = keys
-        .get(&c.key_id)
-        .ok_or_else(|| SyncError::UnknownKey(c.key_id.clone()))?;
-    let sig: [u8; 64] = B64
-        .decode(c.signature.as_bytes())
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| SyncError::BadSignature(c.key_id.clone()))?;
     // Fields are checked before the signature so no newline can shift the signed header.
     c.check_fields()?;
-    key.verify_strict(c.signed_message().as_bytes(), &Signature::from_bytes(&sig))
-        .map_err(|_| SyncError::BadSignature(c.key_id.clone()))?;
+    keys.verify(&c.key_id, &c.signature, c.signed_message().as_bytes())?;
     if !audience_matches(&c.audience, device) {
         return Err(SyncError::WrongAudience {
             expected: device.to_string(),

@@ -4,7 +4,7 @@
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use ed25519_dalek::{Signature, Signer, SigningKey};
+use ed25519_dalek::{Signer, SigningKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -254,16 +254,7 @@ pub fn verify(
     }
     check_header_field("audience", &env.audience)?;
     check_header_field("key_id", &env.key_id)?;
-    let key = keys
-        .get(&env.key_id)
-        .ok_or_else(|| SyncError::UnknownKey(env.key_id.clone()))?;
-    let sig_bytes: [u8; 64] = B64
-        .decode(env.signature.as_bytes())
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| SyncError::BadSignature(env.key_id.clone()))?;
-    key.verify_strict(env.signed_message().as_bytes(), &Signature::from_bytes(&sig_bytes))
-        .map_err(|_| SyncError::BadSignature(env.key_id.clone()))?;
+    keys.verify(&env.key_id, &env.signature, env.signed_message().as_bytes())?;
     if hex::encode(Sha256::digest(env.body.as_bytes())) != env.body_sha256 {
         return Err(SyncError::BodyHash);
     }

@@ -90,6 +90,21 @@ impl TrustedKeys {
         self.0.get(id)
     }
 
+    /// Checks a base64 ed25519 `signature` of `message` by the trusted key `key_id` (strict verification).
+    pub fn verify(&self, key_id: &str, signature: &str, message: &[u8]) -> Result<(), SyncError> {
+        use base64::Engine;
+        let key = self
+            .get(key_id)
+            .ok_or_else(|| SyncError::UnknownKey(key_id.to_string()))?;
+        let sig: [u8; 64] = base64::engine::general_purpose::STANDARD
+            .decode(signature.as_bytes())
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| SyncError::BadSignature(key_id.to_string()))?;
+        key.verify_strict(message, &ed25519_dalek::Signature::from_bytes(&sig))
+            .map_err(|_| SyncError::BadSignature(key_id.to_string()))
+    }
+
     /// Reads every configured key file (`[sync] trusted_keys`).
     pub fn load(list: &[(String, std::path::PathBuf)]) -> Result<Self, SyncError> {
         let mut keys = Self::default();
