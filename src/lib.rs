@@ -49,6 +49,7 @@ pub mod panel;
 pub mod plate;
 pub mod privacy;
 pub mod recognize;
+pub mod secret_file;
 pub mod supervise;
 pub mod sync;
 pub mod track;

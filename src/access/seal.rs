@@ -64,7 +64,8 @@ impl PlateKey {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).map_err(|e| bad(e.to_string()))?;
                 }
-                write_private(path, &format!("{}\n", hex::encode(bytes))).map_err(|e| bad(e.to_string()))?;
+                crate::secret_file::write_new(path, format!("{}\n", hex::encode(bytes)).as_bytes())
+                    .map_err(|e| bad(e.to_string()))?;
                 tracing::info!(path = %path.display(), "created the site's plate key (share it with the cloud to sync opted-out entries)");
                 Ok(Self(bytes))
             }
@@ -101,24 +102,6 @@ pub fn validate_listed(s: &str) -> Result<(), String> {
         };
     }
     crate::plate::validate(s)
-}
-
-#[cfg(unix)]
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()
-}
-
-#[cfg(not(unix))]
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    std::fs::write(path, text)
 }
 
 #[cfg(test)]

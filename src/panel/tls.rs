@@ -55,22 +55,9 @@ pub fn self_signed(dir: &Path, hostnames: &[String]) -> Result<(PathBuf, PathBuf
     params.not_after = rcgen::date_time_ymd(year + 10, 1, 1);
     let key = rcgen::KeyPair::generate().map_err(|e| err(&key_path, e))?;
     let cert = params.self_signed(&key).map_err(|e| err(&cert_path, e))?;
-    write_private(&key_path, key.serialize_pem().as_bytes())?;
+    crate::secret_file::replace(&key_path, key.serialize_pem().as_bytes()).map_err(|e| err(&key_path, e))?;
     std::fs::write(&cert_path, cert.pem()).map_err(|e| err(&cert_path, e))?;
     Ok((cert_path, key_path))
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), PanelError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| err(path, e))?;
-    f.write_all(bytes).map_err(|e| err(path, e))
 }
 
 /// The configured certificate, or the self-signed one in `data_dir` (made when missing).

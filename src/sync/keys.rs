@@ -45,17 +45,8 @@ pub fn write_pair(dir: &Path, id: &str, key: &SigningKey) -> Result<(PathBuf, Pa
             return Err(key_err(p, "exists; refusing to overwrite a key"));
         }
     }
-    {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&private)
-            .map_err(|e| key_err(&private, e.to_string()))?;
-        writeln!(f, "{}", B64.encode(key.to_bytes())).map_err(|e| key_err(&private, e.to_string()))?;
-    }
+    crate::secret_file::write_new(&private, format!("{}\n", B64.encode(key.to_bytes())).as_bytes())
+        .map_err(|e| key_err(&private, e.to_string()))?;
     std::fs::write(&public, format!("{}\n", B64.encode(key.verifying_key().to_bytes())))
         .map_err(|e| key_err(&public, e.to_string()))?;
     Ok((private, public))
