@@ -2,6 +2,42 @@ use rusqlite::{params, Connection};
 
 use crate::support::*;
 
+/// Four events of plate DSR123 a day apart (the newest at `newest_ms`), each with a crop, in the daemon's
+/// own database under `dir/data`; returns the database and crop folder.
+fn seed_four_days(dir: &std::path::Path, newest_ms: i64) -> (std::path::PathBuf, std::path::PathBuf) {
+    let db = dir.join("data/gatehouse.db");
+    let crops = dir.join("data/crops");
+    std::fs::create_dir_all(&crops).expect("crops");
+    let conn = gatehouse::db::open(&db).expect("db");
+    for day in 0..4i64 {
+        let id = format!("evt-{day}");
+        let crop = crops.join(format!("{id}.jpg"));
+        std::fs::write(&crop, format!("\u{ff}jpeg of day {day}")).expect("crop");
+        conn.execute(
+            "INSERT INTO events (id, lane, at, plate, action, reason_code, reason, crop_path)
+             VALUES (?1, 'entry', ?2, 'DSR123', 'deny', 'unknown', 'not on the list', ?3)",
+            params![id, newest_ms - day * 86_400_000, crop.display().to_string()],
+        )
+        .expect("insert");
+    }
+    (db, crops)
+}
+
+/// Puts event `id` under legal hold through the CLI.
+fn hold(cfg: &str, id: &str) {
+    let o = gatehouse(&[
+        "events",
+        "--config",
+        cfg,
+        "hold",
+        "--event",
+        id,
+        "--reason",
+        "subpoena 2026-44",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+}
+
 /// DSAR: export holds every record and crop of a plate seeded over several days; delete leaves none but
 /// the held one; both (and the event query) are in the access log with their purpose.
 #[test]
@@ -9,23 +45,8 @@ fn dsar_export_and_delete_with_purpose_in_the_access_log() {
     let dir = tempfile::tempdir().expect("tmp");
     let cfg = write_config(dir.path(), &dir.path().join("v.avi"), "stop");
     let cfg_s = cfg.to_str().expect("utf8");
-    // The daemon's own schema and pragmas.
-    let db = dir.path().join("data/gatehouse.db");
-    drop(gatehouse::db::open(&db).expect("db"));
+    let (db, crops) = seed_four_days(dir.path(), 1_790_000_000_000);
     let conn = Connection::open(&db).expect("db");
-    let crops = dir.path().join("data/crops");
-    std::fs::create_dir_all(&crops).expect("crops");
-    for day in 0..4 {
-        let id = format!("evt-{day}");
-        let crop = crops.join(format!("{id}.jpg"));
-        std::fs::write(&crop, b"\xff\xd8jpeg\xff\xd9").expect("crop");
-        conn.execute(
-            "INSERT INTO events (id, lane, at, plate, action, reason_code, reason, crop_path)
-             VALUES (?1, 'entry', ?2, 'DSR123', 'deny', 'unknown', 'not on the list', ?3)",
-            params![id, 1_790_000_000_000i64 + day * 86_400_000, crop.display().to_string()],
-        )
-        .expect("insert");
-    }
     conn.execute(
         "INSERT INTO events (id, lane, at, plate, action, reason_code, reason) VALUES ('other', 'entry', 1, 'OTH999', 'deny', 'unknown', 'x')",
         [],
@@ -58,17 +79,7 @@ fn dsar_export_and_delete_with_purpose_in_the_access_log() {
     assert_eq!(std::fs::read_dir(out.join("crops")).expect("crops").count(), 4);
     assert!(!records.to_string().contains("OTH999"));
 
-    let o = gatehouse(&[
-        "events",
-        "--config",
-        cfg_s,
-        "hold",
-        "--event",
-        "evt-2",
-        "--reason",
-        "subpoena 2026-44",
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
+    hold(cfg_s, "evt-2");
     let o = gatehouse(&[
         "events",
         "--config",
@@ -242,39 +253,9 @@ fn signed_dsar_commands_over_the_link_run_once_and_are_logged() {
     let video = dir.path().join("lane.avi");
     render_video(&video, "MWK3974", "1", "1");
     let (broker, k, cfg, _) = linked(dir.path(), video.to_str().expect("utf8"), "loop");
-    let db = dir.path().join("data/gatehouse.db");
-    let crops = dir.path().join("data/crops");
-    std::fs::create_dir_all(&crops).expect("crops");
-    {
-        let conn = gatehouse::db::open(&db).expect("db");
-        for day in 0..4i64 {
-            let id = format!("evt-{day}");
-            let crop = crops.join(format!("{id}.jpg"));
-            std::fs::write(&crop, format!("\u{ff}jpeg of day {day}")).expect("crop");
-            conn.execute(
-                "INSERT INTO events (id, lane, at, plate, action, reason_code, reason, crop_path)
-                 VALUES (?1, 'entry', ?2, 'DSR123', 'deny', 'unknown', 'not on the list', ?3)",
-                // Days within the image retention (the daemon purges at start-up).
-                params![
-                    id,
-                    chrono::Utc::now().timestamp_millis() - day * 86_400_000,
-                    crop.display().to_string()
-                ],
-            )
-            .expect("insert");
-        }
-    }
-    let o = gatehouse(&[
-        "events",
-        "--config",
-        cfg.to_str().expect("utf8"),
-        "hold",
-        "--event",
-        "evt-2",
-        "--reason",
-        "subpoena 2026-44",
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
+    // Days within the image retention (the daemon purges at start-up).
+    let (db, crops) = seed_four_days(dir.path(), chrono::Utc::now().timestamp_millis());
+    hold(cfg.to_str().expect("utf8"), "evt-2");
 
     let cloud = broker.client("cloud", "cloud-test", true);
     cloud.subscribe("gatehouse/#");
