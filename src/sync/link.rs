@@ -527,7 +527,7 @@ impl Link {
         let outcome = super::command::verify(payload, &self.trusted, &self.ctx.sync.device, now).and_then(|c| {
             super::command::execute(&mut self.conn, &c, &self.ctx.plate_key, &data_dir, now).map(|o| (c, o))
         });
-        let report = match outcome {
+        let mut report = match outcome {
             Ok((c, o)) => {
                 tracing::info!(id = %c.id, action = c.action.as_str(), result = %o.result, "cloud command ran");
                 if let Some(bundle) = o.export {
@@ -542,7 +542,9 @@ impl Link {
                 serde_json::json!({"format": 1, "id": c.id, "action": c.action, "ok": true, "result": o.result})
             }
             Err(e) => {
-                tracing::warn!(error = %e, "cloud command rejected; nothing was done");
+                // Refused before anything ran, or (rarely) failed part-way: the id is then not recorded and a
+                // redelivery runs it again (both actions are safe to repeat).
+                tracing::warn!(error = %e, "cloud command rejected or failed");
                 // The (unverified) id is echoed, shortened and printable, so the cloud can match the answer.
                 let id = serde_json::from_slice::<serde_json::Value>(payload).ok().and_then(|v| {
                     v["id"]
@@ -552,7 +554,6 @@ impl Link {
                 serde_json::json!({"format": 1, "id": id, "ok": false, "error": e.to_string()})
             }
         };
-        let mut report = report;
         report["at"] = serde_json::json!(rfc3339(now));
         up.publish(
             self.topics.command_result(),
