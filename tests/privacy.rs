@@ -23,6 +23,15 @@ fn seed_four_days(dir: &std::path::Path, newest_ms: i64) -> (std::path::PathBuf,
     (db, crops)
 }
 
+/// The ids of plate DSR123's events still stored.
+fn events_of_dsr123(conn: &Connection) -> Vec<String> {
+    let mut s = conn
+        .prepare("SELECT id FROM events WHERE plate = 'DSR123'")
+        .expect("stmt");
+    let r = s.query_map([], |r| r.get(0)).expect("q");
+    r.collect::<Result<_, _>>().expect("rows")
+}
+
 /// Puts event `id` under legal hold through the CLI.
 fn hold(cfg: &str, id: &str) {
     let o = gatehouse(&[
@@ -95,13 +104,7 @@ fn dsar_export_and_delete_with_purpose_in_the_access_log() {
         "{}",
         text(&o)
     );
-    let left: Vec<String> = {
-        let mut s = conn
-            .prepare("SELECT id FROM events WHERE plate = 'DSR123'")
-            .expect("stmt");
-        let r = s.query_map([], |r| r.get(0)).expect("q");
-        r.collect::<Result<_, _>>().expect("rows")
-    };
+    let left = events_of_dsr123(&conn);
     assert_eq!(left, vec!["evt-2"]);
     assert_eq!(
         std::fs::read_dir(&crops).expect("crops").count(),
@@ -356,13 +359,7 @@ fn signed_dsar_commands_over_the_link_run_once_and_are_logged() {
     assert!(log.contains("cloud command rejected or failed"), "{log}");
 
     let conn = Connection::open(&db).expect("db");
-    let left: Vec<String> = {
-        let mut s = conn
-            .prepare("SELECT id FROM events WHERE plate = 'DSR123'")
-            .expect("stmt");
-        let r = s.query_map([], |r| r.get(0)).expect("q");
-        r.collect::<Result<_, _>>().expect("rows")
-    };
+    let left = events_of_dsr123(&conn);
     assert_eq!(left, vec!["evt-2"], "only the held record is left");
     assert_eq!(
         std::fs::read_dir(&crops).expect("crops").count(),
