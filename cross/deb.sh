@@ -2,7 +2,7 @@
 # Builds the Debian package an installer flashes or installs:
 #   cross/deb.sh [--bin PATH] [--arch amd64|arm64] [--ort PATH] [--out DIR]
 # Defaults: target/release/gatehouse, the build machine's architecture, vendor/onnxruntime/libonnxruntime.so.1
-# (scripts/setup.sh fetches it), dist/. Models come from models/ (setup fetches the PP-OCRv4 files).
+# (scripts/setup.sh fetches it), dist/. Models: every file models/manifest.toml names.
 # DEB_COMPRESS (xz, gzip, zstd, none) picks the compressor; tests use gzip for speed.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -54,8 +54,9 @@ sed -e 's|^manifest = .*|manifest = "/usr/share/gatehouse/models/manifest.toml"|
 chmod 0640 "$p/etc/gatehouse/gatehouse.toml"
 install -D -m 0644 config/keys/cloud-2026a.pub "$p/etc/gatehouse/keys/cloud-2026a.pub"
 cat > "$p/usr/share/doc/gatehouse/copyright" <<'COPY'
-Gatehouse: Apache-2.0. ONNX Runtime (/usr/lib/gatehouse): MIT. PP-OCRv4 models: Apache-2.0, see
-/usr/share/gatehouse/models/LICENSE-PP-OCRv4.txt. The plate detector model is the project's own (Apache-2.0).
+Gatehouse: Apache-2.0. ONNX Runtime (/usr/lib/gatehouse): MIT. The plate detector model is the project's
+own (Apache-2.0). The plate reader model is fine-tuned from PaddleOCR's PP-OCRv4 recogniser (Apache-2.0),
+see /usr/share/gatehouse/models/LICENSE-PP-OCRv4.txt.
 COPY
 
 install -d "$p/DEBIAN"

@@ -4,8 +4,54 @@ use sha2::{Digest, Sha256};
 
 use crate::support::*;
 
+/// Runs a training script under `models/train/` for a couple of steps and returns the exported model's
+/// path and sha256.
+fn train_briefly(dir: &std::path::Path, script: &str, extra: &[&str]) -> (std::path::PathBuf, String) {
+    let bench = bench_dir().expect("bench");
+    let onnx = dir.join(script.replace(".py", ".onnx"));
+    let o = Command::new("python3")
+        .arg(repo().join("models/train").join(script))
+        .args([
+            "--bench",
+            bench.to_str().expect("utf8"),
+            "--out",
+            onnx.to_str().expect("utf8"),
+        ])
+        .args(extra)
+        .args(["--steps", "2", "--no-eval"])
+        .output()
+        .expect("python3");
+    assert!(
+        o.status.success(),
+        "{script} failed (pip install -r models/train/requirements.txt?):\n{}",
+        text(&o)
+    );
+    let sha = hex::encode(Sha256::digest(std::fs::read(&onnx).expect("onnx")));
+    (onnx, sha)
+}
+
+/// `gatehouse recognize --json` on one image with the given manifest: the image's JSON object.
+fn recognize(dir: &std::path::Path, manifest: &str, image: &std::path::Path) -> serde_json::Value {
+    let mpath = dir.join("manifest.toml");
+    std::fs::write(&mpath, manifest).expect("manifest");
+    let o = gatehouse(&[
+        "recognize",
+        image.to_str().expect("utf8"),
+        "--json",
+        "--models",
+        mpath.to_str().expect("utf8"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let line = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("json line {line:?}: {e}"))
+}
+
 /// Two training steps of the plate detector, exported to ONNX, then run by the daemon's reader through a
-/// manifest: proves `models/train/` still produces a model the Rust side can load and use.
+/// manifest (with the line reader): proves `models/train/` still produces a model the Rust side can use.
 #[test]
 fn plate_detector_trains_exports_and_loads() {
     let Some(bench) = bench_dir() else {
@@ -14,24 +60,7 @@ fn plate_detector_trains_exports_and_loads() {
     };
     require_models();
     let dir = tempfile::tempdir().expect("tmp");
-    let onnx = dir.path().join("plate.onnx");
-    let o = Command::new("python3")
-        .arg(repo().join("models/train/plate_detector.py"))
-        .args([
-            "--bench",
-            bench.to_str().expect("utf8"),
-            "--out",
-            onnx.to_str().expect("utf8"),
-        ])
-        .args(["--steps", "2", "--batch", "2", "--no-eval"])
-        .output()
-        .expect("python3");
-    assert!(
-        o.status.success(),
-        "training failed (pip install -r models/train/requirements.txt?):\n{}",
-        text(&o)
-    );
-    let sha = hex::encode(Sha256::digest(std::fs::read(&onnx).expect("onnx")));
+    let (onnx, sha) = train_briefly(dir.path(), "plate_detector.py", &["--batch", "2"]);
     let m = repo().join("models");
     let manifest = format!(
         r#"
@@ -70,22 +99,49 @@ produced_by = "fetch-models.sh"
         det = m.join("ch_PP-OCRv4_det_infer.onnx").display(),
         rec = m.join("ch_PP-OCRv4_rec_infer.onnx").display(),
     );
-    let mpath = dir.path().join("manifest.toml");
-    std::fs::write(&mpath, manifest).expect("manifest");
-    let image = bench.join("endtoend/eu/eu1.jpg");
-    let o = gatehouse(&[
-        "recognize",
-        image.to_str().expect("utf8"),
-        "--json",
-        "--models",
-        mpath.to_str().expect("utf8"),
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    let line = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .to_string();
-    let v: serde_json::Value = serde_json::from_str(&line).expect("json line");
-    assert!(v["plates"].is_array(), "{line}");
+    let v = recognize(dir.path(), &manifest, &bench.join("endtoend/eu/eu1.jpg"));
+    assert!(v["plates"].is_array(), "{v}");
+}
+
+/// Two fine-tuning steps of the whole-plate reader from the PP-OCRv4 base, exported to ONNX, then used by
+/// the daemon beside the committed plate detector: the exported geometry and classes fit the Rust side.
+#[test]
+fn plate_reader_trains_exports_and_loads() {
+    let Some(bench) = bench_dir() else {
+        eprintln!("SKIP: ../shared/datasets/openalpr-bench is absent; training smoke test not run");
+        return;
+    };
+    require_models();
+    let dir = tempfile::tempdir().expect("tmp");
+    let m = repo().join("models");
+    let base = m.join("ch_PP-OCRv4_rec_infer.onnx");
+    let (onnx, sha) = train_briefly(
+        dir.path(),
+        "plate_reader.py",
+        &["--batch", "4", "--base", base.to_str().expect("utf8")],
+    );
+    let committed = std::fs::read_to_string(m.join("manifest.toml")).expect("manifest");
+    let detector = committed
+        .split("[[model]]")
+        .find(|block| block.contains("role = \"plate-detector\""))
+        .expect("the committed manifest has a plate detector");
+    let manifest = format!(
+        r#"
+[[model]]{detector}
+[[model]]
+role = "recognizer"
+kind = "plate-ctc"
+file = "{onnx}"
+sha256 = "{sha}"
+input = {{ color = "bgr", height = 48, width = 160 }}
+normalize = {{ scale = 255.0, mean = [0.5, 0.5, 0.5], std = [0.5, 0.5, 0.5] }}
+charset = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+license = "test"
+produced_by = "smoke test"
+"#,
+        detector = detector.replace("file = \"", &format!("file = \"{}/", m.display())),
+        onnx = onnx.display(),
+    );
+    let v = recognize(dir.path(), &manifest, &bench.join("endtoend/eu/eu1.jpg"));
+    assert!(v["plates"].is_array(), "{v}");
 }

@@ -90,15 +90,15 @@ def random_plate_text(rng):
     return "".join(rng.choice(letters if c == "L" else digits) for c in pattern)
 
 
-def render_plate(rng, w):
-    """A plate image (PIL RGB) of width w with an optional state line and slogan."""
+def render_plate(rng, w, text=None):
+    """A plate image (PIL RGB) of width w with an optional state line and slogan; `text` or a random one."""
     h = max(8, int(w / rng.uniform(1.8, 4.6)))
     bg = tuple(int(v) for v in rng.choice([(240, 240, 235), (250, 250, 250), (230, 235, 245), (255, 230, 120), (210, 230, 210)]))
     fg = tuple(int(v) for v in rng.choice([(20, 20, 20), (30, 40, 120), (120, 20, 20), (20, 80, 30)]))
     im = Image.new("RGB", (w, h), bg)
     d = ImageDraw.Draw(im)
     d.rectangle([0, 0, w - 1, h - 1], outline=fg, width=max(1, h // 20))
-    text = random_plate_text(rng)
+    text = text or random_plate_text(rng)
     font = ImageFont.truetype(rng.choice(FONTS), max(6, int(h * rng.uniform(0.45, 0.6))))
     tw = d.textlength(text, font=font)
     if tw > w * 0.92:

@@ -238,8 +238,8 @@ pub fn speed(dir: &Path, rounds: usize, models: &ModelArgs) -> anyhow::Result<()
     println!("{:<34} {:>8} {:>8} {:>8}", "stage", "median", "p90", "mean");
     for (name, mut v) in [
         ("decode (imread, not in eval)", decode),
-        ("detect (plates + text lines)", detect),
-        ("recognize (CTC on lines)", recog),
+        ("detect (plates; text lines if any)", detect),
+        ("recognize (CTC reader)", recog),
         ("decoded frame -> plate text", total),
     ] {
         v.sort_by(|a, b| a.total_cmp(b));

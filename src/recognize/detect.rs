@@ -33,6 +33,19 @@ pub fn input_size(w: i32, h: i32, max_side: u32, multiple: u32) -> Letterbox {
 }
 
 /// Writes a BGR 8-bit image into `out` as normalised CHW floats, resizing to `size` first.
+/// Shrinks each axis that is larger than `size` with area averaging (no aliasing; what the whole-plate
+/// reader saw in training, where images were resized with an antialiasing filter). Axes that grow are left
+/// to [`to_chw`]'s linear resize.
+pub fn shrink_smoothly(image: Mat, size: Size) -> Result<Mat, RecognizeError> {
+    let target = Size::new(image.cols().min(size.width), image.rows().min(size.height));
+    if target.width == image.cols() && target.height == image.rows() {
+        return Ok(image);
+    }
+    let mut out = Mat::default();
+    imgproc::resize(&image, &mut out, target, 0.0, 0.0, imgproc::INTER_AREA)?;
+    Ok(out)
+}
+
 pub fn to_chw(
     image: &Mat,
     size: Size,

@@ -33,8 +33,11 @@ pub enum Role {
 pub enum ModelKind {
     /// Differentiable-binarisation text map (PP-OCR detector): 1x1xHxW probabilities.
     DbText,
-    /// CTC sequence recogniser: BxTxC probabilities, class 0 = blank.
+    /// CTC sequence recogniser for text lines found by the text detector: BxTxC probabilities, class 0 = blank.
     Ctc,
+    /// CTC recogniser that reads a whole plate (the plate detector's box with a margin) at a fixed input
+    /// size: BxTxC probabilities, class 0 = blank. No text detector runs with it.
+    PlateCtc,
     /// Centre-point box detector: 1x5xH/4xW/4 = [centre heat map, log w, log h, dx, dy] at stride 4.
     CenterBox,
 }
@@ -55,9 +58,12 @@ pub struct InputSpec {
     /// Fixed input height (recogniser) or 0 for dynamic.
     #[serde(default)]
     pub height: u32,
-    /// Maximum input width (recogniser) or 0 for dynamic.
+    /// Maximum input width (line recogniser) or 0 for dynamic.
     #[serde(default)]
     pub max_width: u32,
+    /// Fixed input width (whole-plate recogniser).
+    #[serde(default)]
+    pub width: u32,
     /// Dynamic sides must be a multiple of this.
     #[serde(default = "one")]
     pub multiple_of: u32,
@@ -168,5 +174,47 @@ impl Manifest {
             })
             .collect::<Vec<_>>()
             .join(" ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_whole_plate_reader_entry_parses_with_its_fixed_size_and_inline_charset() {
+        let m: Manifest = toml::from_str(
+            r#"
+[[model]]
+role = "recognizer"
+kind = "plate-ctc"
+file = "plate_reader.onnx"
+sha256 = "00"
+input = { color = "bgr", height = 48, width = 160 }
+normalize = { scale = 255.0, mean = [0.5, 0.5, 0.5], std = [0.5, 0.5, 0.5] }
+charset = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+license = "Apache-2.0"
+produced_by = "test"
+"#,
+        )
+        .expect("parses");
+        let rec = m.model(Role::Recognizer).expect("recognizer");
+        assert_eq!(rec.kind, ModelKind::PlateCtc);
+        assert_eq!((rec.input.height, rec.input.width), (48, 160));
+        assert!(m.optional(Role::Detector).is_none());
+        let bad = toml::from_str::<Manifest>(
+            r#"
+[[model]]
+role = "recognizer"
+kind = "plate-ctc"
+file = "x.onnx"
+sha256 = "00"
+input = { height = 48, widht = 160 }
+normalize = { scale = 255.0, mean = [0.5, 0.5, 0.5], std = [0.5, 0.5, 0.5] }
+license = "x"
+produced_by = "x"
+"#,
+        );
+        assert!(bad.is_err_and(|e| e.to_string().contains("widht")));
     }
 }

@@ -1,5 +1,9 @@
-//! The real [`PlateReader`]: a text detector and a CTC recogniser run by ONNX Runtime.
-//! Buffers are reused across frames; crops are recognised in one batch.
+//! The real [`PlateReader`], run by ONNX Runtime. Two arrangements, chosen by the manifest:
+//! - plate detector + whole-plate recogniser (`plate-ctc`): each plate box, with a margin, is read in one
+//!   pass; the plates of a frame go through the recogniser as one batch;
+//! - (plate detector +) text detector + line recogniser (`ctc`): text lines are found first, then read.
+//!
+//! Buffers are reused across frames.
 
 use std::path::Path;
 use std::time::Instant;
@@ -53,9 +57,9 @@ impl Default for ReaderOptions {
 pub struct OnnxPlateReader {
     /// Optional whole-plate detector; with it, text is looked for only inside plates.
     plate: Option<(Session, ModelSpec)>,
-    det: Session,
+    /// Text-line detector; absent with a whole-plate recogniser.
+    det: Option<(Session, ModelSpec)>,
     rec: Session,
-    det_spec: ModelSpec,
     rec_spec: ModelSpec,
     kinds: Vec<ClassKind>,
     plate_classes: Vec<usize>,
@@ -73,13 +77,34 @@ impl OnnxPlateReader {
     /// Loads both models from the manifest (checksums verified) on the given ONNX Runtime library.
     pub fn new(manifest: &Manifest, library: Option<&Path>, opts: ReaderOptions) -> Result<Self, RecognizeError> {
         let env = super::runtime::environment(library)?;
-        let det_spec = manifest.model(Role::Detector)?.clone();
         let rec_spec = manifest.model(Role::Recognizer)?.clone();
-        if det_spec.kind != ModelKind::DbText || rec_spec.kind != ModelKind::Ctc {
-            return Err(RecognizeError::Manifest(
-                "detector must be kind db-text and recognizer kind ctc".into(),
-            ));
-        }
+        let det_spec = match rec_spec.kind {
+            ModelKind::Ctc => {
+                let spec = manifest.model(Role::Detector)?.clone();
+                if spec.kind != ModelKind::DbText {
+                    return Err(RecognizeError::Manifest("detector must be kind db-text".into()));
+                }
+                Some(spec)
+            }
+            ModelKind::PlateCtc => {
+                if manifest.optional(Role::PlateDetector).is_none() {
+                    return Err(RecognizeError::Manifest(
+                        "a plate-ctc recognizer reads whole plates: the manifest needs a plate-detector".into(),
+                    ));
+                }
+                if rec_spec.input.height == 0 || rec_spec.input.width == 0 {
+                    return Err(RecognizeError::Manifest(
+                        "a plate-ctc recognizer needs input.height and input.width".into(),
+                    ));
+                }
+                None
+            }
+            _ => {
+                return Err(RecognizeError::Manifest(
+                    "recognizer must be kind ctc or plate-ctc".into(),
+                ))
+            }
+        };
         let session = |spec: &ModelSpec| -> Result<Session, RecognizeError> {
             let bytes = manifest.read_verified(spec)?;
             Session::builder(&env)
@@ -100,7 +125,10 @@ impl OnnxPlateReader {
             }
             None => None,
         };
-        let det = session(&det_spec)?;
+        let det = match det_spec {
+            Some(spec) => Some((session(&spec)?, spec)),
+            None => None,
+        };
         let rec = session(&rec_spec)?;
         let labels = charset(&rec, &rec_spec)?;
         let kinds = ctc::class_kinds(&labels);
@@ -111,7 +139,6 @@ impl OnnxPlateReader {
             plate,
             det,
             rec,
-            det_spec,
             rec_spec,
             kinds,
             plate_classes,
@@ -124,17 +151,20 @@ impl OnnxPlateReader {
 
     /// Text lines in `image`, seen at the detector input size `lb`, largest first.
     fn text_boxes(&mut self, image: &Mat, lb: detect::Letterbox) -> Result<Vec<Rect>, RecognizeError> {
+        let Some((det, det_spec)) = self.det.as_mut() else {
+            return Ok(Vec::new());
+        };
         detect::to_chw(
             image,
             Size::new(lb.width, lb.height),
-            self.det_spec.input.color,
-            &self.det_spec.normalize,
+            det_spec.input.color,
+            &det_spec.normalize,
             &mut self.det_buf,
         )?;
         let shape = [1usize, 3, lb.height as usize, lb.width as usize];
         let input = TensorRef::from_array_view(ArrayView::from_shape(shape, &self.det_buf[..]).map_err(ort_err)?)
             .map_err(ort_err)?;
-        let outputs = self.det.run(ort::inputs![input]).map_err(ort_err)?;
+        let outputs = det.run(ort::inputs![input]).map_err(ort_err)?;
         let (out_shape, prob) = outputs[0].try_extract_tensor::<f32>().map_err(ort_err)?;
         let dims: Vec<i64> = out_shape.iter().copied().collect();
         let (h, w) = match dims.as_slice() {
@@ -149,9 +179,9 @@ impl OnnxPlateReader {
             prob,
             w,
             h,
-            self.det_spec.threshold.unwrap_or(0.3),
-            self.det_spec.box_threshold.unwrap_or(0.5),
-            self.det_spec.unclip_ratio.unwrap_or(1.6),
+            det_spec.threshold.unwrap_or(0.3),
+            det_spec.box_threshold.unwrap_or(0.5),
+            det_spec.unclip_ratio.unwrap_or(1.6),
         )?;
         let sx = image.cols() as f32 / w as f32;
         let sy = image.rows() as f32 / h as f32;
@@ -212,16 +242,25 @@ impl OnnxPlateReader {
             return Ok(Vec::new());
         }
         let rects: Vec<Rect> = items.iter().map(|(_, r)| *r).collect();
+        // A whole-plate reader takes every plate at its fixed size; a line reader keeps the aspect ratio.
+        let fixed = (self.rec_spec.kind == ModelKind::PlateCtc).then_some(max_w);
         let widths: Vec<i32> = rects
             .iter()
-            .map(|r| ((h as f32 * r.width as f32 / r.height.max(1) as f32).ceil() as i32).clamp(h / 2, max_w))
+            .map(|r| {
+                fixed.unwrap_or_else(|| {
+                    ((h as f32 * r.width as f32 / r.height.max(1) as f32).ceil() as i32).clamp(h / 2, max_w)
+                })
+            })
             .collect();
         let batch_w = widths.iter().copied().max().unwrap_or(max_w);
         let per = (3 * h * batch_w) as usize;
         self.rec_buf.clear();
         self.rec_buf.resize(per * rects.len(), 0.0);
         for (i, ((image, r), &w)) in items.iter().zip(&widths).enumerate() {
-            let crop = Mat::roi(*image, *r)?.try_clone()?;
+            let mut crop = Mat::roi(*image, *r)?.try_clone()?;
+            if fixed.is_some() {
+                crop = detect::shrink_smoothly(crop, Size::new(w, h))?;
+            }
             detect::to_chw(
                 &crop,
                 Size::new(w, h),
@@ -273,6 +312,18 @@ impl OnnxPlateReader {
                 d
             })
             .collect())
+    }
+}
+
+/// A candidate from a decoded read: its text, per-character reads, weakest confidence and top-N.
+fn candidate(d: ctc::Decoded, bbox: Rect, score: f32, top_n: usize) -> PlateCandidate {
+    PlateCandidate {
+        alternatives: ctc::alternatives(&d.chars, top_n),
+        text: d.chars.iter().map(|c| c.ch).collect(),
+        confidence: d.chars.iter().map(|c| c.conf).fold(1.0f32, f32::min),
+        chars: d.chars,
+        bbox,
+        score,
     }
 }
 
@@ -383,14 +434,56 @@ impl OnnxPlateReader {
             crops.push((Mat::roi(view, ex)?.try_clone()?, *r, *score, inner));
         }
         let plate_ms = t0.elapsed().as_secs_f64() * 1e3;
-        let (candidates, mut timings) = self.read_crops(crops)?;
+        let (candidates, mut timings) = self.read_plate_images(crops)?;
         timings.detect_ms += plate_ms;
         Ok((candidates, timings))
     }
 
-    /// Reads plate images (crops): text lines inside each, scaled so the plate is about 96 px high, then
+    /// Reads plate images (crop, plate box in the frame, plate score, plate box in the crop).
+    fn read_plate_images(
+        &mut self,
+        crops: Vec<(Mat, Rect, f32, Rect)>,
+    ) -> Result<(Vec<PlateCandidate>, StageTimings), RecognizeError> {
+        if self.rec_spec.kind == ModelKind::PlateCtc {
+            self.read_whole(crops)
+        } else {
+            self.read_lines(crops)
+        }
+    }
+
+    /// Whole-plate recogniser: every plate image read in one batch at the model's fixed size.
+    fn read_whole(
+        &mut self,
+        crops: Vec<(Mat, Rect, f32, Rect)>,
+    ) -> Result<(Vec<PlateCandidate>, StageTimings), RecognizeError> {
+        let t0 = Instant::now();
+        let h = self.rec_spec.input.height as i32;
+        let w = self.rec_spec.input.width as i32;
+        let items: Vec<(&Mat, Rect)> = crops
+            .iter()
+            .map(|(m, ..)| (m, Rect::new(0, 0, m.cols(), m.rows())))
+            .collect();
+        let decoded = self.recognize_batch(&items, h, w)?;
+        let (min_len, max_len, top_n) = (self.opts.min_plate_len, self.opts.max_plate_len, self.opts.top_n);
+        let mut candidates: Vec<PlateCandidate> = crops
+            .iter()
+            .zip(decoded)
+            .filter_map(|((_, rect, plate_score_v, _), d)| {
+                let score = plate_score(&d, min_len, max_len, 1.0);
+                (score > 0.0).then(|| candidate(d, *rect, score * (0.5 + 0.5 * plate_score_v), top_n))
+            })
+            .collect();
+        candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
+        let timings = StageTimings {
+            detect_ms: 0.0,
+            recognize_ms: t0.elapsed().as_secs_f64() * 1e3,
+        };
+        Ok((candidates, timings))
+    }
+
+    /// Line recogniser: text lines inside each plate image, scaled so the plate is about 96 px high, then
     /// the recogniser over the best lines of all crops in one batch.
-    fn read_crops(
+    fn read_lines(
         &mut self,
         crops: Vec<(Mat, Rect, f32, Rect)>,
     ) -> Result<(Vec<PlateCandidate>, StageTimings), RecognizeError> {
@@ -450,14 +543,7 @@ impl OnnxPlateReader {
             if best[*crop_idx].as_ref().is_some_and(|b| b.score >= score) {
                 continue;
             }
-            best[*crop_idx] = Some(PlateCandidate {
-                alternatives: ctc::alternatives(&d.chars, self.opts.top_n),
-                text: d.chars.iter().map(|c| c.ch).collect(),
-                chars: d.chars.clone(),
-                confidence: d.chars.iter().map(|c| c.conf).fold(1.0f32, f32::min),
-                bbox: *plate_rect,
-                score,
-            });
+            best[*crop_idx] = Some(candidate(d.clone(), *plate_rect, score, self.opts.top_n));
         }
         let mut candidates: Vec<PlateCandidate> = best.into_iter().flatten().collect();
         candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
@@ -475,7 +561,7 @@ impl OnnxPlateReader {
             view.cols(),
             view.rows(),
             self.opts.detector_max_side,
-            self.det_spec.input.multiple_of.max(32),
+            self.det.as_ref().map_or(32, |(_, spec)| spec.input.multiple_of.max(32)),
         );
         let rects = self.text_boxes(view, lb)?;
         let t1 = Instant::now();
@@ -495,14 +581,12 @@ impl OnnxPlateReader {
                 if score <= 0.0 {
                     return None;
                 }
-                Some(PlateCandidate {
-                    alternatives: ctc::alternatives(&d.chars, self.opts.top_n),
-                    text: d.chars.iter().map(|c| c.ch).collect(),
-                    confidence: d.chars.iter().map(|c| c.conf).fold(1.0f32, f32::min),
-                    chars: d.chars,
-                    bbox: plate_box(*r, view.cols(), view.rows()),
+                Some(candidate(
+                    d,
+                    plate_box(*r, view.cols(), view.rows()),
                     score,
-                })
+                    self.opts.top_n,
+                ))
             })
             .collect();
         candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
@@ -544,7 +628,7 @@ impl PlateReader for OnnxPlateReader {
             return self.read(image, None);
         }
         let full = Rect::new(0, 0, image.cols(), image.rows());
-        let (candidates, timings) = self.read_crops(vec![(image.try_clone()?, full, 1.0, full)])?;
+        let (candidates, timings) = self.read_plate_images(vec![(image.try_clone()?, full, 1.0, full)])?;
         Ok(FrameReads { candidates, timings })
     }
 }

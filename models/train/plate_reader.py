@@ -1,0 +1,308 @@
+"""Fine-tunes Gatehouse's plate reader (whole-plate CTC recogniser) and exports it to ONNX.
+
+    python3 models/train/plate_reader.py --bench ../shared/datasets/openalpr-bench \
+        --base models/ch_PP-OCRv4_rec_infer.onnx --out models/plate_reader.onnx [--steps 900] [--seed 7]
+
+The reader takes a whole plate (the plate detector's box with a margin), resized to 48 x 160 BGR, and
+returns [N, 20, 38] class probabilities: 0 = blank, 1-10 = 0-9, 11-36 = A-Z, 37 = space (never a target).
+It is the PP-OCRv4 mobile recogniser (Apache-2.0, from the rapidocr-onnxruntime wheel that
+scripts/fetch-models.sh pins) converted to PyTorch with onnx2torch, its 6,625-class output layer cut down to
+the plate alphabet (keeping the pretrained weights of those classes), then fine-tuned on:
+- the training split (models/train/split.py) of crops/us (whole crops) and of the end-to-end us/eu/br frames
+  (plate box with a random margin, like the detector's box plus the daemon's margin), and
+- synthetic plates rendered with Debian's DejaVu fonts (see plate_detector.render_plate),
+with geometric, blur, resolution, colour and noise augmentation. The network learns to read the
+registration and ignore state names, slogans, stickers and frames, so no text detector runs at read time.
+Prints exact-match accuracy on the validation split before and after. Seeded; CPU only.
+"""
+import argparse
+import math
+import os
+import random
+import sys
+import time
+
+import numpy as np
+import onnx
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from onnx import numpy_helper
+from PIL import Image, ImageFilter
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from plate_detector import render_plate  # noqa: E402
+from split import is_val  # noqa: E402
+
+H, W = 48, 160
+ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+# ---------------------------------------------------------------- base model
+
+def load_base(path):
+    """PP-OCRv4 rec as a torch module whose output is logits over blank + ALPHABET + space."""
+    import onnx2torch.node_converters.batch_norm as bn
+    from onnx2torch import convert
+
+    bn._BN_CLASS_FROM_SPATIAL_RANK.setdefault(-2, nn.BatchNorm2d)  # shapes unknown after reshapes
+    m = onnx.load(path)
+    meta = {p.key: p.value for p in m.metadata_props}
+    chars = meta["character"].split("\n")
+    classes = [0] + [1 + chars.index(c) for c in ALPHABET] + [len(chars) + 1]
+    nodes = []
+    for n in m.graph.node:
+        if n.op_type == "Constant" and n.attribute[0].name == "value":
+            t = onnx.TensorProto()
+            t.CopyFrom(n.attribute[0].t)
+            t.name = n.output[0]
+            m.graph.initializer.append(t)
+        else:
+            nodes.append(n)
+    # the output layer: MatMul(x, W) + b -> Softmax; keep the plate classes' columns, drop the Softmax
+    softmax = nodes[-1]
+    add = nodes[-2]
+    matmul = nodes[-3]
+    if (softmax.op_type, add.op_type, matmul.op_type) != ("Softmax", "Add", "MatMul"):
+        sys.exit("unexpected base model: it must end in MatMul, Add, Softmax")
+    inits = {t.name: t for t in m.graph.initializer}
+    for name, axis in ((matmul.input[1], 1), (add.input[1], 0)):
+        a = numpy_helper.to_array(inits[name])
+        inits[name].CopyFrom(numpy_helper.from_array(np.take(a, classes, axis=axis).copy(), name))
+    del m.graph.node[:]
+    m.graph.node.extend(nodes[:-1])
+    out = m.graph.output[0]
+    out.name = add.output[0]
+    out.type.tensor_type.shape.dim[-1].dim_value = len(classes)
+    d = m.graph.input[0].type.tensor_type.shape.dim
+    d[2].ClearField("dim_param")
+    d[2].dim_value = H
+    net = convert(onnx.shape_inference.infer_shapes(m))
+    # weights stored as constants come back as buffers: make them trainable
+    for mod in net.modules():
+        for name, buf in list(mod._buffers.items()):
+            if buf is None or not buf.is_floating_point() or buf.numel() < 2:
+                continue
+            if name in ("running_mean", "running_var"):
+                continue
+            del mod._buffers[name]
+            mod.register_parameter(name, nn.Parameter(buf.clone()))
+    return net
+
+
+class Reader(nn.Module):
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return torch.softmax(self.net(x), dim=-1)
+
+
+# ---------------------------------------------------------------- data
+
+def load_samples(bench):
+    """(split, kind, path, box or None, text) for every labelled plate of the developers' half."""
+    out = []
+    d = os.path.join(bench, "crops", "us")
+    with open(os.path.join(d, "labels.csv")) as f:
+        for line in f:
+            p = line.strip().split(",")
+            if len(p) < 3 or p[0] == "IMAGE" or p[0].lower() == "image":
+                continue
+            text = "".join(c for c in p[2].upper() if c in ALPHABET)
+            out.append(("val" if is_val("us", p[0]) else "train", "crop", os.path.join(d, p[0]), None, text))
+    for s in ("us", "eu", "br"):
+        d = os.path.join(bench, "endtoend", s)
+        with open(os.path.join(d, "labels.tsv")) as f:
+            for line in f:
+                p = line.rstrip("\n").split("\t")
+                if len(p) < 6:
+                    continue
+                box = tuple(int(v) for v in p[1:5])
+                text = "".join(c for c in p[5].upper() if c in ALPHABET)
+                out.append(("val" if is_val(s, p[0]) else "train", s, os.path.join(d, p[0]), box, text))
+    return out
+
+
+def region(sample, cache):
+    """The image around the plate (PIL RGB) and the plate's box in it; decoded once."""
+    _, kind, path, box, _ = sample
+    if path not in cache:
+        im = Image.open(path).convert("RGB")
+        if box is None:
+            cache[path] = (im, (0, 0, im.width, im.height))
+        else:
+            x, y, w, h = box
+            x0, y0 = max(0, int(x - w)), max(0, int(y - 1.5 * h))
+            x1, y1 = min(im.width, int(x + 2 * w)), min(im.height, int(y + 2.5 * h))
+            cache[path] = (im.crop((x0, y0, x1, y1)), (x - x0, y - y0, w, h))
+    return cache[path]
+
+
+def to_input(im):
+    """PIL RGB plate image -> normalised BGR CHW at H x W (as the daemon feeds it)."""
+    arr = np.asarray(im.resize((W, H), Image.BILINEAR), dtype=np.float32)[:, :, ::-1]
+    return ((arr / 255.0 - 0.5) / 0.5).transpose(2, 0, 1).astype(np.float32)
+
+
+def val_crop(sample, cache):
+    """The crop the daemon would read: the whole crop, or the plate box with a 10% / 25% margin."""
+    im, (x, y, w, h) = region(sample, cache)
+    if sample[3] is None:
+        return im
+    mx, my = w / 10, h / 4
+    return im.crop((max(0, x - mx), max(0, y - my), min(im.width, x + w + mx), min(im.height, y + h + my)))
+
+
+def augment(rng, im, box):
+    """A random view of the plate at `box` in `im`: margins, skew, resolution, blur, colour, noise."""
+    x, y, w, h = box
+    if rng.random() < 0.15:
+        # small rotation / shear around the plate (perspective-like)
+        ang = rng.uniform(-5, 5)
+        im = im.rotate(ang, resample=Image.BILINEAR, center=(x + w / 2, y + h / 2), fillcolor=(128, 128, 128))
+    l = x - w * rng.uniform(-0.03, 0.16)
+    r = x + w + w * rng.uniform(-0.03, 0.16)
+    t = y - h * rng.uniform(-0.05, 0.4)
+    b = y + h + h * rng.uniform(-0.05, 0.4)
+    crop = im.crop((int(l), int(t), int(math.ceil(r)), int(math.ceil(b))))
+    # the plate as a small camera sees it: down to 40-200 px wide, then back up
+    target_w = rng.uniform(40, 220)
+    if crop.width > target_w and rng.random() < 0.6:
+        k = target_w / crop.width
+        crop = crop.resize((max(8, int(crop.width * k)), max(4, int(crop.height * k))), Image.BILINEAR)
+    if rng.random() < 0.2:
+        crop = crop.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.3)))
+    arr = np.asarray(crop.resize((W, H), Image.BILINEAR), dtype=np.float32)
+    arr = arr * rng.uniform(0.55, 1.35) + rng.uniform(-45, 45)
+    if rng.random() < 0.2:
+        arr = arr.mean(axis=2, keepdims=True).repeat(3, axis=2)
+    if rng.random() < 0.05:
+        arr = 255.0 - arr  # retro-reflective plates under IR can invert contrast
+    arr = arr + np.random.default_rng(rng.randint(0, 1 << 30)).normal(0, rng.uniform(0, 9), arr.shape)
+    arr = np.clip(arr, 0, 255)[:, :, ::-1]
+    return ((arr / 255.0 - 0.5) / 0.5).transpose(2, 0, 1).astype(np.float32)
+
+
+def plate_text(rng):
+    """Registrations in US, EU and Brazilian (old and Mercosul) styles, vanity ones included."""
+    letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    digits = "0123456789"
+    pattern = rng.choice(["LLLDDDD", "DLLLDDD", "LLDDDD", "DDDLLL", "LLLDDD", "LLDLLDD", "DDLLDDD", "LLDDDLL",
+                          "LLLDLDD", "LLLDDDD", "DLLDDD", "LLLLDD", "DDDDLL", "LLDDLLL"])
+    if rng.random() < 0.1:
+        pattern = "".join(rng.choice("LD") for _ in range(rng.randint(2, 8)))
+    return "".join(rng.choice(letters if c == "L" else digits) for c in pattern)
+
+
+def synthetic(rng):
+    """A rendered plate with its text, placed on a random background with a margin."""
+    text = plate_text(rng)
+    plate = render_plate(rng, rng.randint(90, 260), text)
+    bg = Image.new("RGB", (int(plate.width * 1.5), int(plate.height * 2.0)), tuple(rng.randint(0, 255) for _ in range(3)))
+    x, y = (bg.width - plate.width) // 2, (bg.height - plate.height) // 2
+    bg.paste(plate, (x, y))
+    return augment(rng, bg, (x, y, plate.width, plate.height)), text
+
+
+def encode(texts):
+    flat = [1 + ALPHABET.index(c) for t in texts for c in t]
+    return torch.tensor(flat, dtype=torch.long), torch.tensor([len(t) for t in texts], dtype=torch.long)
+
+
+def greedy(probs):
+    """Best path: [N, T, C] -> strings."""
+    out = []
+    for row in probs.argmax(-1).tolist():
+        s, prev = [], 0
+        for k in row:
+            if k != prev and 0 < k <= len(ALPHABET):
+                s.append(ALPHABET[k - 1])
+            prev = k
+        out.append("".join(s))
+    return out
+
+
+def evaluate(model, val, cache):
+    model.eval()
+    per = {}
+    with torch.no_grad():
+        for i in range(0, len(val), 32):
+            chunk = val[i:i + 32]
+            x = torch.from_numpy(np.stack([to_input(val_crop(s, cache)) for s in chunk]))
+            for s, read in zip(chunk, greedy(model(x))):
+                ok, n = per.get(s[1], (0, 0))
+                per[s[1]] = (ok + (read == s[4]), n + 1)
+    model.train()
+    return {k: ok / n for k, (ok, n) in per.items()}
+
+
+def fmt(acc):
+    return " ".join(f"{k} {v:.3f}" for k, v in sorted(acc.items()))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bench", required=True)
+    ap.add_argument("--base", default="models/ch_PP-OCRv4_rec_infer.onnx")
+    ap.add_argument("--out", default="models/plate_reader.onnx")
+    ap.add_argument("--steps", type=int, default=900)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--synthetic", type=float, default=0.3, help="share of synthetic plates in a batch")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-eval", action="store_true", help="skip the validation passes (smoke tests)")
+    args = ap.parse_args()
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    rng = random.Random(args.seed)
+    samples = [s for s in load_samples(args.bench) if 1 <= len(s[4]) <= 10]
+    train = [s for s in samples if s[0] == "train"]
+    val = [s for s in samples if s[0] == "val"]
+    print(f"train plates {len(train)}, validation plates {len(val)}", flush=True)
+    model = Reader(load_base(args.base))
+    print(f"parameters: {sum(p.numel() for p in model.parameters()):,}", flush=True)
+    cache = {}
+    if not args.no_eval:
+        print(f"before: {fmt(evaluate(model, val, cache))}", flush=True)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=max(2, args.steps), pct_start=0.08)
+    ctc = nn.CTCLoss(blank=0, zero_infinity=True)
+    t0 = time.time()
+    model.train()
+    for step in range(1, args.steps + 1):
+        xs, texts = [], []
+        for _ in range(args.batch):
+            if rng.random() < args.synthetic:
+                x, text = synthetic(rng)
+            else:
+                s = rng.choice(train)
+                im, box = region(s, cache)
+                x, text = augment(rng, im, box), s[4]
+            xs.append(x)
+            texts.append(text)
+        logits = model.net(torch.from_numpy(np.stack(xs)))
+        logp = F.log_softmax(logits, dim=-1).permute(1, 0, 2)
+        targets, lengths = encode(texts)
+        loss = ctc(logp, targets, torch.full((len(xs),), logp.shape[0], dtype=torch.long), lengths)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        sched.step()
+        if step % 50 == 0:
+            print(f"step {step} loss {loss.item():.3f} {time.time() - t0:.0f}s", flush=True)
+        if not args.no_eval and step % 300 == 0 and step < args.steps:
+            print(f"step {step}: {fmt(evaluate(model, val, cache))}", flush=True)
+    if not args.no_eval:
+        print(f"after: {fmt(evaluate(model, val, cache))} ({len(val)} validation plates)", flush=True)
+    model.eval()
+    torch.onnx.export(model, torch.zeros(1, 3, H, W), args.out, input_names=["image"], output_names=["probs"],
+                      dynamic_axes={"image": {0: "n"}, "probs": {0: "n"}}, opset_version=17, dynamo=False)
+    print(f"exported {args.out} ({os.path.getsize(args.out):,} bytes); CPU time {time.time() - t0:.0f}s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
