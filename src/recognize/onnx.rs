@@ -55,7 +55,7 @@ impl Default for ReaderOptions {
 }
 
 pub struct OnnxPlateReader {
-    /// Optional whole-plate detector; with it, text is looked for only inside plates.
+    /// Optional whole-plate detector; with it, only plates are read.
     plate: Option<(Session, ModelSpec)>,
     /// Text-line detector; absent with a whole-plate recogniser.
     det: Option<(Session, ModelSpec)>,
@@ -74,7 +74,7 @@ fn ort_err<E: std::fmt::Display>(e: E) -> RecognizeError {
 }
 
 impl OnnxPlateReader {
-    /// Loads both models from the manifest (checksums verified) on the given ONNX Runtime library.
+    /// Loads the manifest's models (checksums verified) on the given ONNX Runtime library.
     pub fn new(manifest: &Manifest, library: Option<&Path>, opts: ReaderOptions) -> Result<Self, RecognizeError> {
         let env = super::runtime::environment(library)?;
         let rec_spec = manifest.model(Role::Recognizer)?.clone();
