@@ -108,7 +108,7 @@ def load_samples(bench):
     with open(os.path.join(d, "labels.csv")) as f:
         for line in f:
             p = line.strip().split(",")
-            if len(p) < 3 or p[0] == "IMAGE" or p[0].lower() == "image":
+            if len(p) < 3 or p[0].lower() == "image":
                 continue
             text = "".join(c for c in p[2].upper() if c in ALPHABET)
             out.append(("val" if is_val("us", p[0]) else "train", "crop", os.path.join(d, p[0]), None, text))
