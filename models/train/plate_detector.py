@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from split import is_val  # noqa: E402
+from split import endtoend_plates  # noqa: E402
 
 STRIDE = 4
 PATCH = 320
@@ -38,16 +38,8 @@ FONTS = [
 
 def load_frames(bench):
     frames = {"train": [], "val": []}
-    for s in ("us", "eu", "br"):
-        d = os.path.join(bench, "endtoend", s)
-        with open(os.path.join(d, "labels.tsv")) as f:
-            for line in f:
-                p = line.rstrip("\n").split("\t")
-                if len(p) < 6:
-                    continue
-                box = tuple(int(v) for v in p[1:5])
-                split = "val" if is_val(s, p[0]) else "train"
-                frames[split].append((os.path.join(d, p[0]), box))
+    for _, split, path, box, _ in endtoend_plates(bench):
+        frames[split].append((path, box))
     return frames
 
 

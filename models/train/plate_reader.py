@@ -32,7 +32,7 @@ from PIL import Image, ImageFilter
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from plate_detector import render_plate  # noqa: E402
-from split import is_val  # noqa: E402
+from split import endtoend_plates, is_val  # noqa: E402
 
 H, W = 48, 160
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -112,16 +112,8 @@ def load_samples(bench):
                 continue
             text = "".join(c for c in p[2].upper() if c in ALPHABET)
             out.append(("val" if is_val("us", p[0]) else "train", "crop", os.path.join(d, p[0]), None, text))
-    for s in ("us", "eu", "br"):
-        d = os.path.join(bench, "endtoend", s)
-        with open(os.path.join(d, "labels.tsv")) as f:
-            for line in f:
-                p = line.rstrip("\n").split("\t")
-                if len(p) < 6:
-                    continue
-                box = tuple(int(v) for v in p[1:5])
-                text = "".join(c for c in p[5].upper() if c in ALPHABET)
-                out.append(("val" if is_val(s, p[0]) else "train", s, os.path.join(d, p[0]), box, text))
+    for s, split, path, box, label in endtoend_plates(bench):
+        out.append((split, s, path, box, "".join(c for c in label.upper() if c in ALPHABET)))
     return out
 
 

@@ -7,6 +7,21 @@ from images a model was trained on.
 import hashlib
 
 
+def endtoend_plates(bench):
+    """(set, split, image path, (x, y, w, h), text) for every labelled end-to-end frame, us then eu then br."""
+    import os
+
+    for s in ("us", "eu", "br"):
+        d = os.path.join(bench, "endtoend", s)
+        with open(os.path.join(d, "labels.tsv")) as f:
+            for line in f:
+                p = line.rstrip("\n").split("\t")
+                if len(p) < 6:
+                    continue
+                box = tuple(int(v) for v in p[1:5])
+                yield s, "val" if is_val(s, p[0]) else "train", os.path.join(d, p[0]), box, p[5]
+
+
 def is_val(set_name: str, image: str) -> bool:
     h = hashlib.sha1(f"{set_name}/{image}".encode()).hexdigest()
     return int(h[:8], 16) % 5 == 0
