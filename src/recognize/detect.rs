@@ -32,7 +32,6 @@ pub fn input_size(w: i32, h: i32, max_side: u32, multiple: u32) -> Letterbox {
     }
 }
 
-/// Writes a BGR 8-bit image into `out` as normalised CHW floats, resizing to `size` first.
 /// Shrinks each axis that is larger than `size` with area averaging (no aliasing; what the whole-plate
 /// reader saw in training, where images were resized with an antialiasing filter). Axes that grow are left
 /// to [`to_chw`]'s linear resize.
@@ -46,11 +45,14 @@ pub fn shrink_smoothly(image: Mat, size: Size) -> Result<Mat, RecognizeError> {
     Ok(out)
 }
 
+/// Writes a BGR 8-bit image into `out` as normalised CHW floats, resizing to `size` first (bilinear) and,
+/// with `max_gain` > 1, stretching its contrast (see [`contrast_stretch`]).
 pub fn to_chw(
     image: &Mat,
     size: Size,
     color: ColorOrder,
     norm: &Normalize,
+    max_gain: f32,
     out: &mut Vec<f32>,
 ) -> Result<(), RecognizeError> {
     let mut resized = Mat::default();
@@ -64,8 +66,11 @@ pub fn to_chw(
     let plane = (size.width * size.height) as usize;
     out.clear();
     out.resize(plane * 3, 0.0);
+    // pixel v becomes ((v - lo) * gain) clamped to 0..255, then (x / scale - mean) / std
+    let (lo, gain) = contrast_stretch(&bytes[..plane * 3], max_gain);
     let mul: [f32; 3] = std::array::from_fn(|c| 1.0 / (norm.scale * norm.std[c]));
     let add: [f32; 3] = std::array::from_fn(|c| -norm.mean[c] / norm.std[c]);
+    let level = |v: u8| ((v as f32 - lo) * gain).clamp(0.0, 255.0);
     let (out0, rest) = out.split_at_mut(plane);
     let (out1, out2) = rest.split_at_mut(plane);
     // BGR in memory; the model wants channel c of its own order.
@@ -74,11 +79,41 @@ pub fn to_chw(
         ColorOrder::Rgb => (2, 0),
     };
     for (p, px) in bytes.chunks_exact(3).enumerate().take(plane) {
-        out0[p] = px[i0] as f32 * mul[0] + add[0];
-        out1[p] = px[1] as f32 * mul[1] + add[1];
-        out2[p] = px[i2] as f32 * mul[2] + add[2];
+        out0[p] = level(px[i0]) * mul[0] + add[0];
+        out1[p] = level(px[1]) * mul[1] + add[1];
+        out2[p] = level(px[i2]) * mul[2] + add[2];
     }
     Ok(())
+}
+
+/// Contrast stretch for packed BGR bytes: `(lo, gain)` that map the 1st..99th percentile of luminance
+/// (mean of the three channels) onto 0..255, the gain capped at `max_gain`; `(0, 1)` (identity) when
+/// `max_gain` <= 1, the image already spans the range, or it is flat.
+pub fn contrast_stretch(bgr: &[u8], max_gain: f32) -> (f32, f32) {
+    if max_gain <= 1.0 || bgr.len() < 3 {
+        return (0.0, 1.0);
+    }
+    let mut hist = [0u32; 256];
+    for px in bgr.chunks_exact(3) {
+        hist[(px[0] as usize + px[1] as usize + px[2] as usize) / 3] += 1;
+    }
+    let n = (bgr.len() / 3) as u32;
+    let percentile = |q: u32| {
+        let want = (n * q / 100).max(1);
+        let mut seen = 0;
+        hist.iter()
+            .position(|&c| {
+                seen += c;
+                seen >= want
+            })
+            .unwrap_or(255) as f32
+    };
+    let (lo, hi) = (percentile(1), percentile(99));
+    let gain = (255.0 / (hi - lo).max(1.0)).min(max_gain);
+    if hi - lo < 1.0 || gain <= 1.0 {
+        return (0.0, 1.0);
+    }
+    (lo, gain)
 }
 
 /// A text box in detector-map pixels with its mean probability.
@@ -152,6 +187,21 @@ pub fn boxes_from_map(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dim_images_are_stretched_and_bright_or_flat_ones_left_alone() {
+        // a dim plate: grey levels 20..60 -> stretched with the gain capped at 4
+        let dim: Vec<u8> = (0..300u32).flat_map(|i| [(20 + i % 41) as u8; 3]).collect();
+        let (lo, gain) = contrast_stretch(&dim, 4.0);
+        assert_eq!(lo, 20.0);
+        assert_eq!(gain, 4.0);
+        // already full range: identity
+        let full: Vec<u8> = (0..256u32).flat_map(|i| [i as u8; 3]).collect();
+        assert_eq!(contrast_stretch(&full, 4.0), (0.0, 1.0));
+        // flat image, or the stretch switched off: identity
+        assert_eq!(contrast_stretch(&[90u8; 300], 4.0), (0.0, 1.0));
+        assert_eq!(contrast_stretch(&dim, 0.0), (0.0, 1.0));
+    }
 
     #[test]
     fn input_size_keeps_multiples_and_caps_the_long_side() {

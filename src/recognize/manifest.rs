@@ -70,6 +70,10 @@ pub struct InputSpec {
     /// Longest side the model works at (detectors); 0 = the caller decides.
     #[serde(default)]
     pub max_side: u32,
+    /// Per-image contrast stretch: the 1st..99th luminance percentile is mapped onto 0..255 with at most
+    /// this gain (dim, low-contrast night plates then look like the daylight ones); 0 or 1 = off.
+    #[serde(default)]
+    pub auto_contrast: f32,
 }
 
 fn one() -> u32 {

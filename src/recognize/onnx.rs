@@ -159,6 +159,7 @@ impl OnnxPlateReader {
             Size::new(lb.width, lb.height),
             det_spec.input.color,
             &det_spec.normalize,
+            det_spec.input.auto_contrast,
             &mut self.det_buf,
         )?;
         let shape = [1usize, 3, lb.height as usize, lb.width as usize];
@@ -266,6 +267,7 @@ impl OnnxPlateReader {
                 Size::new(w, h),
                 self.rec_spec.input.color,
                 &self.rec_spec.normalize,
+                self.rec_spec.input.auto_contrast,
                 &mut self.crop_buf,
             )?;
             // copy the w-wide planes into the batch_w-wide slot (right side stays 0 = padding)
@@ -392,6 +394,7 @@ impl OnnxPlateReader {
             Size::new(lb.width, lb.height),
             spec.input.color,
             &spec.normalize,
+            spec.input.auto_contrast,
             &mut self.det_buf,
         )?;
         let shape = [1usize, 3, lb.height as usize, lb.width as usize];
