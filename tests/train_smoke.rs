@@ -151,21 +151,3 @@ fn plate_reader_trains_exports_and_loads() {
     );
     whole_plate_reader_loads(dir.path(), &onnx, &sha);
 }
-
-/// Two distillation steps of the fast reader from the committed reader, exported to ONNX and loaded.
-#[test]
-fn plate_reader_fast_distils_exports_and_loads() {
-    if bench_dir().is_none() {
-        eprintln!("SKIP: ../shared/datasets/openalpr-bench is absent; training smoke test not run");
-        return;
-    }
-    require_models();
-    let dir = tempfile::tempdir().expect("tmp");
-    let teacher = repo().join("models/plate_reader.onnx");
-    let (onnx, sha) = train_briefly(
-        dir.path(),
-        "plate_reader_fast.py",
-        &["--batch", "4", "--teacher", teacher.to_str().expect("utf8")],
-    );
-    whole_plate_reader_loads(dir.path(), &onnx, &sha);
-}

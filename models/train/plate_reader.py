@@ -31,6 +31,7 @@ from onnx import numpy_helper
 from PIL import Image, ImageFilter
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from onnx_fuse import fuse_file  # noqa: E402
 from plate_detector import render_plate  # noqa: E402
 from split import endtoend_plates, is_val  # noqa: E402
 
@@ -293,6 +294,7 @@ def main():
     model.eval()
     torch.onnx.export(model, torch.zeros(1, 3, H, W), args.out, input_names=["image"], output_names=["probs"],
                       dynamic_axes={"image": {0: "n"}, "probs": {0: "n"}}, opset_version=17, dynamo=False)
+    fuse_file(args.out, args.out)  # same arithmetic in fewer operators (about 15% faster on one core)
     print(f"exported {args.out} ({os.path.getsize(args.out):,} bytes); CPU time {time.time() - t0:.0f}s", flush=True)
 
 

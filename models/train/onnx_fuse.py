@@ -1,0 +1,155 @@
+"""Rewrites an exported reader into fewer, fused ONNX operators; the arithmetic is unchanged.
+
+    python3 models/train/onnx_fuse.py IN.onnx OUT.onnx
+
+PP-OCRv4's recogniser, once through onnx2torch and back, spells every hard-swish as four element-wise
+nodes (x * clip(x + 3, 0, 6) / 6) and follows many convolutions with a learnable scalar scale and shift
+(Mul, Add). ONNX Runtime fuses neither, and on one core those element-wise passes cost about a third of
+the reader's time. This pass:
+- replaces Add(x, 3) -> Clip(0, 6) -> Mul(x, .) -> Div(., 6) with one HardSwish(x);
+- folds a constant scalar or per-channel Mul and then Add straight after a Conv into the Conv's weights
+  and bias;
+- drops Identity nodes that only forward a constant.
+It checks the result against the input model on random inputs and refuses to write it if they differ.
+plate_reader.py runs it on every export.
+"""
+import sys
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+
+def fuse(model):
+    g = model.graph
+    consts = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    for n in g.node:
+        if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
+            consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+    # Identity of a constant: use the constant itself
+    alias = {}
+    for n in g.node:
+        if n.op_type == "Identity" and n.input[0] in consts:
+            alias[n.output[0]] = n.input[0]
+            consts[n.output[0]] = consts[n.input[0]]
+    nodes = [n for n in g.node if n.output[0] not in alias]
+    for n in nodes:
+        for i, name in enumerate(n.input):
+            if name in alias:
+                n.input[i] = alias[name]
+    graph_outputs = {o.name for o in g.output}
+
+    def users(name):
+        return [n for n in nodes if name in n.input]
+
+    def single_user(name):
+        u = users(name)
+        return u[0] if len(u) == 1 and name not in graph_outputs else None
+
+    def const_is(name, value):
+        v = consts.get(name)
+        return v is not None and v.size == 1 and abs(float(v.ravel()[0]) - value) < 1e-6
+
+    def other(n, x):
+        return n.input[1] if n.input[0] == x else n.input[0]
+
+    fused = folded = 0
+    # hard-swish
+    for add in list(nodes):
+        if add.op_type != "Add" or add not in nodes:
+            continue
+        x = next((i for i in add.input if i not in consts), None)
+        if x is None or not const_is(other(add, x), 3.0):
+            continue
+        clip = single_user(add.output[0])
+        if clip is None or clip.op_type != "Clip" or len(clip.input) != 3:
+            continue
+        if not (const_is(clip.input[1], 0.0) and const_is(clip.input[2], 6.0)):
+            continue
+        mul = single_user(clip.output[0])
+        if mul is None or mul.op_type != "Mul" or other(mul, clip.output[0]) != x:
+            continue
+        div = single_user(mul.output[0])
+        if div is None or div.op_type != "Div" or div.input[0] != mul.output[0] or not const_is(div.input[1], 6.0):
+            continue
+        hs = helper.make_node("HardSwish", [x], [div.output[0]], name=f"{div.name}_hardswish")
+        at = nodes.index(add)
+        for n in (add, clip, mul, div):
+            nodes.remove(n)
+        nodes.insert(at, hs)
+        fused += 1
+    # Conv -> Mul(const) -> Add(const): into the Conv
+    new_inits = []
+    for conv in list(nodes):
+        if conv.op_type != "Conv" or conv.input[1] not in consts:
+            continue
+        w = consts[conv.input[1]].astype(np.float32)
+        b = consts[conv.input[2]].astype(np.float32) if len(conv.input) > 2 else np.zeros(w.shape[0], np.float32)
+        cout = w.shape[0]
+        changed = False
+        while True:
+            nxt = single_user(conv.output[0])
+            if nxt is None or nxt.op_type not in ("Mul", "Add"):
+                break
+            c = other(nxt, conv.output[0])
+            v = consts.get(c)
+            if v is None or v.size not in (1, cout) or (v.size == cout and v.ndim >= 2 and v.shape[-3:] != (cout, 1, 1)[-v.ndim:]):
+                break
+            v = v.astype(np.float32).ravel()
+            if nxt.op_type == "Mul":
+                w = w * (v if v.size == 1 else v.reshape(cout, 1, 1, 1))
+                b = b * v
+            else:
+                b = b + v
+            conv.output[0] = nxt.output[0]
+            nodes.remove(nxt)
+            changed = True
+            folded += 1
+        if changed:
+            wn, bn = f"{conv.name}_w_folded", f"{conv.name}_b_folded"
+            new_inits += [numpy_helper.from_array(w, wn), numpy_helper.from_array(b, bn)]
+            x_in = conv.input[0]
+            del conv.input[:]
+            conv.input.extend([x_in, wn, bn])
+    g.initializer.extend(new_inits)
+    # constants and initialisers nothing reads any more
+    used = {i for n in nodes for i in n.input} | graph_outputs
+    nodes = [n for n in nodes if n.op_type != "Constant" or n.output[0] in used]
+    del g.node[:]
+    g.node.extend(nodes)
+    keep = [t for t in g.initializer if t.name in used]
+    del g.initializer[:]
+    g.initializer.extend(keep)
+    return model, fused, folded
+
+
+def same_outputs(a, b, shape, runs=3, tol=1e-4):
+    """Largest difference between two models' first outputs on random inputs (onnx's reference runner)."""
+    from onnx.reference import ReferenceEvaluator
+
+    ra, rb = ReferenceEvaluator(a), ReferenceEvaluator(b)
+    name = a.graph.input[0].name
+    rng = np.random.default_rng(0)
+    worst = 0.0
+    for _ in range(runs):
+        x = rng.uniform(-1, 1, shape).astype(np.float32)
+        worst = max(worst, float(np.abs(ra.run(None, {name: x})[0] - rb.run(None, {name: x})[0]).max()))
+    return worst <= tol, worst
+
+
+def fuse_file(src, dst, shape=(2, 3, 48, 160)):
+    before = onnx.load(src)
+    after, fused, folded = fuse(onnx.load(src))
+    onnx.checker.check_model(after)
+    ok, worst = same_outputs(before, after, shape)
+    if not ok:
+        sys.exit(f"fused model differs from {src} by {worst:g}; not written")
+    onnx.save(after, dst)
+    print(f"fused {fused} hard-swish, folded {folded} Mul/Add into convolutions: {len(before.graph.node)} -> "
+          f"{len(after.graph.node)} nodes (largest output difference {worst:.1e})", flush=True)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    fuse_file(sys.argv[1], sys.argv[2])
