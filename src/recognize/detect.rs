@@ -195,9 +195,14 @@ mod tests {
         let (lo, gain) = contrast_stretch(&dim, 4.0);
         assert_eq!(lo, 20.0);
         assert_eq!(gain, 4.0);
-        // already full range: identity
-        let full: Vec<u8> = (0..256u32).flat_map(|i| [i as u8; 3]).collect();
+        // already full range (black characters on a white plate): identity
+        let full: Vec<u8> = (0..300u32)
+            .flat_map(|i| [if i % 3 == 0 { 0 } else { 255 }; 3])
+            .collect();
         assert_eq!(contrast_stretch(&full, 4.0), (0.0, 1.0));
+        // an even ramp over 0..255 is barely touched (its 1st..99th percentile is 2..253)
+        let ramp: Vec<u8> = (0..256u32).flat_map(|i| [i as u8; 3]).collect();
+        assert!(contrast_stretch(&ramp, 4.0).1 < 1.03);
         // flat image, or the stretch switched off: identity
         assert_eq!(contrast_stretch(&[90u8; 300], 4.0), (0.0, 1.0));
         assert_eq!(contrast_stretch(&dim, 0.0), (0.0, 1.0));
