@@ -67,7 +67,7 @@ pub fn to_chw(
     out.clear();
     out.resize(plane * 3, 0.0);
     // pixel v becomes ((v - lo) * gain) clamped to 0..255, then (x / scale - mean) / std
-    let (lo, gain) = contrast_stretch(&bytes[..plane * 3], max_gain);
+    let (lo, gain) = contrast_stretch(&bytes[..(plane * 3).min(bytes.len())], max_gain);
     let mul: [f32; 3] = std::array::from_fn(|c| 1.0 / (norm.scale * norm.std[c]));
     let add: [f32; 3] = std::array::from_fn(|c| -norm.mean[c] / norm.std[c]);
     let level = |v: u8| ((v as f32 - lo) * gain).clamp(0.0, 255.0);

@@ -125,7 +125,24 @@ impl Manifest {
         let mut m: Manifest = toml::from_str(&text)
             .map_err(|e| RecognizeError::Manifest(format!("{}: {}", path.display(), e.message())))?;
         m.dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        m.validate()
+            .map_err(|e| RecognizeError::Manifest(format!("{}: {e}", path.display())))?;
         Ok(m)
+    }
+
+    /// Values serde cannot check, named by model file and key.
+    fn validate(&self) -> Result<(), String> {
+        for spec in &self.models {
+            let gain = spec.input.auto_contrast;
+            if !(gain == 0.0 || (1.0..=64.0).contains(&gain)) {
+                return Err(format!(
+                    "model {}: input.auto_contrast = {gain} is out of range; use 0 (off) or a gain from 1 to 64 \
+                     (8 suits plates)",
+                    spec.file
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The model for a role, if the manifest has one.
@@ -220,5 +237,33 @@ produced_by = "x"
 "#,
         );
         assert!(bad.is_err_and(|e| e.to_string().contains("widht")));
+    }
+
+    #[test]
+    fn an_out_of_range_contrast_gain_is_refused_by_name() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("manifest.toml");
+        let entry = |gain: &str| {
+            format!(
+                r#"
+[[model]]
+role = "recognizer"
+kind = "plate-ctc"
+file = "r.onnx"
+sha256 = "00"
+input = {{ height = 48, width = 160, auto_contrast = {gain} }}
+normalize = {{ scale = 255.0, mean = [0.5, 0.5, 0.5], std = [0.5, 0.5, 0.5] }}
+license = "x"
+produced_by = "x"
+"#
+            )
+        };
+        std::fs::write(&path, entry("8.0")).expect("write");
+        assert_eq!(Manifest::load(&path).expect("loads").models[0].input.auto_contrast, 8.0);
+        for bad in ["-1.0", "0.5", "nan", "1000.0"] {
+            std::fs::write(&path, entry(bad)).expect("write");
+            let err = Manifest::load(&path).expect_err(bad).to_string();
+            assert!(err.contains("input.auto_contrast") && err.contains("r.onnx"), "{err}");
+        }
     }
 }
