@@ -28,8 +28,9 @@ def fuse(model):
             consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
     # Identity of a constant: use the constant itself
     alias = {}
+    graph_outputs = {o.name for o in g.output}
     for n in g.node:
-        if n.op_type == "Identity" and n.input[0] in consts:
+        if n.op_type == "Identity" and n.input[0] in consts and n.output[0] not in graph_outputs:
             alias[n.output[0]] = n.input[0]
             consts[n.output[0]] = consts[n.input[0]]
     nodes = [n for n in g.node if n.output[0] not in alias]
@@ -37,7 +38,6 @@ def fuse(model):
         for i, name in enumerate(n.input):
             if name in alias:
                 n.input[i] = alias[name]
-    graph_outputs = {o.name for o in g.output}
 
     def users(name):
         return [n for n in nodes if name in n.input]
@@ -93,7 +93,9 @@ def fuse(model):
                 break
             c = other(nxt, conv.output[0])
             v = consts.get(c)
-            if v is None or v.size not in (1, cout) or (v.size == cout and v.ndim >= 2 and v.shape[-3:] != (cout, 1, 1)[-v.ndim:]):
+            # a scalar, or one value per output channel shaped to broadcast over N, C, H, W as [.., C, 1, 1]
+            per_channel = v is not None and v.ndim >= 3 and v.shape[-3:] == (cout, 1, 1) and v.size == cout
+            if v is None or not (v.size == 1 or per_channel):
                 break
             v = v.astype(np.float32).ravel()
             if nxt.op_type == "Mul":
