@@ -103,11 +103,23 @@ produced_by = "fetch-models.sh"
     assert!(v["plates"].is_array(), "{v}");
 }
 
-/// The committed manifest's plate detector beside a just-trained whole-plate reader, read by the daemon on
-/// one frame: the exported geometry and classes fit the Rust side.
-fn whole_plate_reader_loads(dir: &std::path::Path, onnx: &std::path::Path, sha: &str) {
-    let bench = bench_dir().expect("bench");
+/// Two fine-tuning steps of the whole-plate reader from the PP-OCRv4 base, exported to ONNX, then used by
+/// the daemon beside the committed plate detector: the exported geometry and classes fit the Rust side.
+#[test]
+fn plate_reader_trains_exports_and_loads() {
+    let Some(bench) = bench_dir() else {
+        eprintln!("SKIP: ../shared/datasets/openalpr-bench is absent; training smoke test not run");
+        return;
+    };
+    require_models();
+    let dir = tempfile::tempdir().expect("tmp");
     let m = repo().join("models");
+    let base = m.join("ch_PP-OCRv4_rec_infer.onnx");
+    let (onnx, sha) = train_briefly(
+        dir.path(),
+        "plate_reader.py",
+        &["--batch", "4", "--base", base.to_str().expect("utf8")],
+    );
     let committed = std::fs::read_to_string(m.join("manifest.toml")).expect("manifest");
     let detector = committed
         .split("[[model]]")
@@ -130,24 +142,6 @@ produced_by = "smoke test"
         detector = detector.replace("file = \"", &format!("file = \"{}/", m.display())),
         onnx = onnx.display(),
     );
-    let v = recognize(dir, &manifest, &bench.join("endtoend/eu/eu1.jpg"));
+    let v = recognize(dir.path(), &manifest, &bench.join("endtoend/eu/eu1.jpg"));
     assert!(v["plates"].is_array(), "{v}");
-}
-
-/// Two fine-tuning steps of the whole-plate reader from the PP-OCRv4 base, exported to ONNX and loaded.
-#[test]
-fn plate_reader_trains_exports_and_loads() {
-    if bench_dir().is_none() {
-        eprintln!("SKIP: ../shared/datasets/openalpr-bench is absent; training smoke test not run");
-        return;
-    }
-    require_models();
-    let dir = tempfile::tempdir().expect("tmp");
-    let base = repo().join("models/ch_PP-OCRv4_rec_infer.onnx");
-    let (onnx, sha) = train_briefly(
-        dir.path(),
-        "plate_reader.py",
-        &["--batch", "4", "--base", base.to_str().expect("utf8")],
-    );
-    whole_plate_reader_loads(dir.path(), &onnx, &sha);
 }
