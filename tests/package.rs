@@ -145,7 +145,7 @@ fn the_sbom_lists_linked_crates_runtime_and_models() {
         "ort",
         "opencv",
         "onnxruntime",
-        "plate_detector.onnx",
+        "plate_detector.int8.onnx",
     ] {
         assert!(names.contains(&want), "{want} missing from the SBOM");
     }

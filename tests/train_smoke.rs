@@ -50,8 +50,9 @@ fn recognize(dir: &std::path::Path, manifest: &str, image: &std::path::Path) -> 
     serde_json::from_str(&line).unwrap_or_else(|e| panic!("json line {line:?}: {e}"))
 }
 
-/// Two training steps of the plate detector, exported to ONNX, then run by the daemon's reader through a
-/// manifest (with the line reader): proves `models/train/` still produces a model the Rust side can use.
+/// Two training steps of the plate detector, exported to ONNX and quantized to 8 bits, then run by the
+/// daemon's reader through a manifest (with the line reader): proves `models/train/` still produces a model
+/// the Rust side can use.
 #[test]
 fn plate_detector_trains_exports_and_loads() {
     let Some(bench) = bench_dir() else {
@@ -60,7 +61,20 @@ fn plate_detector_trains_exports_and_loads() {
     };
     require_models();
     let dir = tempfile::tempdir().expect("tmp");
-    let (onnx, sha) = train_briefly(dir.path(), "plate_detector.py", &["--batch", "2"]);
+    let (float, _) = train_briefly(dir.path(), "plate_detector.py", &["--batch", "2"]);
+    // The shipped detector is the trained one quantized to 8 bits: quantize this one the same way.
+    let onnx = dir.path().join("plate_detector.int8.onnx");
+    let o = Command::new("python3")
+        .arg(repo().join("models/train/quantize.py"))
+        .args(["--bench", bench.to_str().expect("utf8"), "--frames", "2", "--no-eval"])
+        .arg("--model")
+        .arg(&float)
+        .arg("--out")
+        .arg(&onnx)
+        .output()
+        .expect("python3");
+    assert!(o.status.success(), "quantize.py failed:\n{}", text(&o));
+    let sha = hex::encode(Sha256::digest(std::fs::read(&onnx).expect("int8 onnx")));
     let m = repo().join("models");
     let manifest = format!(
         r#"
