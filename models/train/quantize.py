@@ -12,8 +12,10 @@ Before writing, it scores the float and the quantized model on the validation sp
 IoU >= 0.4, as plate_detector.py does) and refuses to write a model that loses more than --max-drop of it.
 Calibration is deterministic (fixed frames, min/max), so the same inputs give the same file.
 
-The whole-plate reader is not quantized: the same treatment cost it 3-14 points of exact reads on the
-validation split (its errors spread over all layers rather than a few that could stay in float).
+The whole-plate reader is not quantized (see models/train/README.md): every convolution in int8 cost it
+3-14 points of exact reads on the validation split; the seven heavy 1 x 1 convolutions that tolerate it best
+(chosen by a per-layer sensitivity pass on training plates) saved only 15-25% of its time and still lost a
+validation frame.
 """
 import argparse
 import os
