@@ -60,6 +60,7 @@ impl Parts {
                     max_plate_len: rc.max_plate_len,
                     detector_max_side: rc.detector_max_side,
                     prior: rc.prior.clone(),
+                    two_line_max_aspect: rc.two_line_max_aspect,
                     ..Default::default()
                 };
                 let reader = OnnxPlateReader::new(&manifest, rc.onnxruntime.as_deref(), opts)?;

@@ -31,5 +31,7 @@ mod sync_cli;
 mod systemd_unit;
 /// `models/train/`: a short training run exports an ONNX model the reader loads.
 mod train_smoke;
+/// Two-row plates read row by row with the real models.
+mod two_line;
 /// sd_notify readiness and the progress-fed watchdog (fake camera that stalls).
 mod watchdog;

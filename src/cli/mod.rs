@@ -163,6 +163,9 @@ pub struct ModelArgs {
     /// Plate format prior: us, br, eu or none (eval: from the set's folder name when not given).
     #[arg(long)]
     pub region: Option<String>,
+    /// Plates at most this wide for their height are also read as two rows (0: never).
+    #[arg(long, default_value_t = crate::recognize::DEFAULT_TWO_LINE_MAX_ASPECT)]
+    pub two_line_max_aspect: f32,
 }
 
 #[derive(Debug, Subcommand)]

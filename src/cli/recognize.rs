@@ -28,10 +28,12 @@ fn reader_factory(
         Manifest::load(&path).with_context(|| "use --models to point at models/manifest.toml".to_string())?;
     let lib = models.onnxruntime.clone();
     let side = models.detector_max_side;
+    let two_line_max_aspect = models.two_line_max_aspect;
     Ok(move || {
         let opts = ReaderOptions {
             threads: 1,
             detector_max_side: side,
+            two_line_max_aspect,
             top_n,
             prior: prior.clone(),
             ..Default::default()

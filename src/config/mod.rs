@@ -117,6 +117,7 @@ pub struct RecognizeConfig {
     pub max_plate_len: usize,
     pub detector_max_side: u32,
     pub prior: crate::recognize::prior::FormatPrior,
+    pub two_line_max_aspect: f32,
 }
 
 #[derive(Debug, Clone)]

@@ -56,6 +56,9 @@ pub struct RawRecognize {
     /// Extra plate patterns (L letter, D digit, * either), e.g. ["LLLDDDD"].
     #[serde(default)]
     pub formats: Vec<String>,
+    /// Plates at most this wide for their height are also read as two rows (0: never).
+    #[serde(default = "default_two_line")]
+    pub two_line_max_aspect: f32,
 }
 
 fn default_region() -> String {
@@ -70,6 +73,9 @@ fn default_min_len() -> usize {
 }
 fn default_max_len() -> usize {
     8
+}
+fn default_two_line() -> f32 {
+    crate::recognize::DEFAULT_TWO_LINE_MAX_ASPECT
 }
 fn default_det_side() -> u32 {
     960

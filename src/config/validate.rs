@@ -680,6 +680,13 @@ fn validate_recognize(r: RawRecognize, base: &Path, issues: &mut Issues) -> Reco
             );
         }
     }
+    if r.two_line_max_aspect != 0.0 && !(1.0..=3.0).contains(&r.two_line_max_aspect) {
+        issues.push(
+            "recognize.two_line_max_aspect",
+            format!("{} is not usable", r.two_line_max_aspect),
+            "use 0 (never read plates as two rows) or a width / height from 1 to 3, e.g. 1.6",
+        );
+    }
     prior.patterns.extend(r.formats.iter().cloned());
     RecognizeConfig {
         prior,
@@ -689,6 +696,7 @@ fn validate_recognize(r: RawRecognize, base: &Path, issues: &mut Issues) -> Reco
         min_plate_len: r.min_plate_len,
         max_plate_len: r.max_plate_len,
         detector_max_side: r.detector_max_side,
+        two_line_max_aspect: r.two_line_max_aspect,
     }
 }
 
@@ -1011,6 +1019,30 @@ relay = "main"
         let m = s.mqtt.as_ref().expect("mqtt");
         assert_eq!((m.host.as_str(), m.port, m.window), ("mqtt.example.com", 8883, 50));
         assert_eq!(s.mqtt_id(), "oak.gate-1");
+    }
+
+    #[test]
+    fn two_row_plate_setting_defaults_and_is_range_checked() {
+        let c = parse(GOOD, &base()).expect("valid");
+        assert_eq!(
+            c.recognize.two_line_max_aspect,
+            crate::recognize::DEFAULT_TWO_LINE_MAX_ASPECT
+        );
+        let off = GOOD.replace(
+            "manifest = \"Cargo.toml\"",
+            "manifest = \"Cargo.toml\"\ntwo_line_max_aspect = 0",
+        );
+        assert_eq!(
+            parse(&off, &base()).expect("0 is off").recognize.two_line_max_aspect,
+            0.0
+        );
+        let bad = GOOD.replace(
+            "manifest = \"Cargo.toml\"",
+            "manifest = \"Cargo.toml\"\ntwo_line_max_aspect = 0.5",
+        );
+        let err = parse(&bad, &base()).expect_err("invalid");
+        assert_eq!(err.issues()[0].path, "recognize.two_line_max_aspect", "{err}");
+        assert!(err.to_string().contains("e.g. 1.6"), "{err}");
     }
 
     #[test]

@@ -11,12 +11,13 @@ pub mod plate_detect;
 pub mod prior;
 pub mod runtime;
 pub mod select;
+pub mod two_line;
 
 use opencv::core::{Mat, Rect};
 
 pub use fake::FakeReader;
 pub use manifest::Manifest;
-pub use onnx::{OnnxPlateReader, ReaderOptions};
+pub use onnx::{OnnxPlateReader, ReaderOptions, DEFAULT_TWO_LINE_MAX_ASPECT};
 
 /// One character of a read.
 #[derive(Debug, Clone, PartialEq)]

@@ -20,7 +20,12 @@ use super::detect::{self, MapBox};
 use super::manifest::{Manifest, ModelKind, ModelSpec, Role};
 use super::plate_detect;
 use super::select::plate_score;
+use super::two_line;
 use super::{FrameReads, PlateCandidate, PlateReader, RecognizeError, StageTimings};
+
+/// Widest plate box (width / height) read as two rows as well: square motorcycle and Brazilian two-row
+/// plates are 1.2-1.4, one-row US plates about 2 and EU plates 4.7.
+pub const DEFAULT_TWO_LINE_MAX_ASPECT: f32 = 1.6;
 
 /// Reader settings taken from `[recognize]`.
 #[derive(Debug, Clone)]
@@ -37,6 +42,8 @@ pub struct ReaderOptions {
     pub top_n: usize,
     /// Regional format prior applied to every read.
     pub prior: super::prior::FormatPrior,
+    /// Plates whose box is at most this wide for its height are also read as two rows (0: never).
+    pub two_line_max_aspect: f32,
 }
 
 impl Default for ReaderOptions {
@@ -50,6 +57,7 @@ impl Default for ReaderOptions {
             max_plates: 2,
             top_n: 5,
             prior: Default::default(),
+            two_line_max_aspect: DEFAULT_TWO_LINE_MAX_ASPECT,
         }
     }
 }
@@ -462,17 +470,37 @@ impl OnnxPlateReader {
         let t0 = Instant::now();
         let h = self.rec_spec.input.height as i32;
         let w = self.rec_spec.input.width as i32;
-        let items: Vec<(&Mat, Rect)> = crops
+        // Every plate whole; nearly square ones also as their top and bottom rows (two-line plates).
+        let mut items: Vec<(&Mat, Rect)> = crops
             .iter()
             .map(|(m, ..)| (m, Rect::new(0, 0, m.cols(), m.rows())))
             .collect();
-        let decoded = self.recognize_batch(&items, h, w)?;
+        // Where each plate's top row sits in `rows` (the reads after the whole plates).
+        let mut rows_at: Vec<Option<usize>> = Vec::with_capacity(crops.len());
+        for (m, _, _, inner) in &crops {
+            let cut = two_line::halves(*inner, m.cols(), m.rows(), self.opts.two_line_max_aspect);
+            rows_at.push(cut.map(|(top, bottom)| {
+                items.extend([(m, top), (m, bottom)]);
+                items.len() - 2 - crops.len()
+            }));
+        }
+        let mut decoded = self.recognize_batch(&items, h, w)?;
+        let rows = decoded.split_off(crops.len());
         let (min_len, max_len, top_n) = (self.opts.min_plate_len, self.opts.max_plate_len, self.opts.top_n);
         let mut candidates: Vec<PlateCandidate> = crops
             .iter()
             .zip(decoded)
-            .filter_map(|((_, rect, plate_score_v, _), d)| {
-                let score = plate_score(&d, min_len, max_len, 1.0);
+            .zip(rows_at)
+            .filter_map(|(((_, rect, plate_score_v, _), whole), at)| {
+                let mut d = whole;
+                let mut score = plate_score(&d, min_len, max_len, 1.0);
+                if let Some((top, bottom)) = at.and_then(|i| rows.get(i).zip(rows.get(i + 1))) {
+                    let joined = two_line::join(top, bottom);
+                    let rows_score = plate_score(&joined, min_len, max_len, 1.0);
+                    if two_line::prefer_rows(score, top, bottom, rows_score) {
+                        (d, score) = (joined, rows_score);
+                    }
+                }
                 (score > 0.0).then(|| candidate(d, *rect, score * (0.5 + 0.5 * plate_score_v), top_n))
             })
             .collect();

@@ -1,0 +1,104 @@
+//! Two-line (stacked) plates: motorcycle, trailer and some regional plates carry the registration on two
+//! rows, e.g. "ABC" over "1D23". The whole-plate reader reads one row, and over two rows it interleaves
+//! their characters. So a plate whose box is nearly square is also read as its top and bottom halves, and
+//! the two halves, joined top then bottom, replace the whole read when they read more confidently.
+
+use opencv::core::Rect;
+
+use super::ctc::Decoded;
+
+/// The top and bottom halves of a plate image to read as two rows, or `None` when the plate box is too
+/// wide to hold two rows (`max_aspect` is the widest width / height that can; 0 turns this off).
+/// `inner` is the plate box inside the `cols` x `rows` image, which carries a margin around it; each half
+/// keeps the side margins and reaches a little past the plate's middle so a row's characters stay whole.
+pub fn halves(inner: Rect, cols: i32, rows: i32, max_aspect: f32) -> Option<(Rect, Rect)> {
+    if max_aspect <= 0.0 || inner.height < 8 || inner.width as f32 > inner.height as f32 * max_aspect {
+        return None;
+    }
+    let mid = inner.y + inner.height / 2;
+    let overlap = (inner.height / 12).max(1);
+    let top = Rect::new(0, 0, cols, (mid + overlap).min(rows));
+    let bottom_y = (mid - overlap).max(0);
+    let bottom = Rect::new(0, bottom_y, cols, rows - bottom_y);
+    (top.height >= 4 && bottom.height >= 4).then_some((top, bottom))
+}
+
+/// The two rows as one read: top row first, then the bottom row.
+pub fn join(top: &Decoded, bottom: &Decoded) -> Decoded {
+    Decoded {
+        chars: top.chars.iter().chain(&bottom.chars).cloned().collect(),
+        others: top.others + bottom.others,
+    }
+}
+
+/// Whether the two-row read replaces the whole-plate read: both rows read something, and the joined read
+/// scores clearly higher (a one-row plate cut in half reads worse in both halves, so it keeps its read).
+pub fn prefer_rows(whole_score: f32, top: &Decoded, bottom: &Decoded, rows_score: f32) -> bool {
+    const MARGIN: f32 = 0.02;
+    !top.chars.is_empty() && !bottom.chars.is_empty() && rows_score > whole_score + MARGIN
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recognize::CharRead;
+
+    fn read(text: &str, conf: f32) -> Decoded {
+        Decoded {
+            chars: text.chars().map(|ch| CharRead { ch, conf, alt: None }).collect(),
+            others: 0,
+        }
+    }
+
+    #[test]
+    fn a_nearly_square_plate_is_cut_into_overlapping_rows_with_its_margins() {
+        // plate 100 x 80 at (10, 20) in a 120 x 120 crop
+        let (top, bottom) = halves(Rect::new(10, 20, 100, 80), 120, 120, 1.6).expect("square enough");
+        assert_eq!((top.x, top.width, bottom.x, bottom.width), (0, 120, 0, 120));
+        assert_eq!(top.y, 0, "the top row keeps the margin above the plate");
+        assert_eq!(
+            bottom.y + bottom.height,
+            120,
+            "the bottom row keeps the margin below it"
+        );
+        let mid = 20 + 40;
+        assert!(
+            top.y + top.height > mid && bottom.y < mid,
+            "the rows overlap at the middle"
+        );
+        assert!(top.y + top.height - bottom.y <= 16, "but only a little");
+    }
+
+    #[test]
+    fn wide_plates_and_a_zero_setting_are_read_whole() {
+        assert!(
+            halves(Rect::new(0, 0, 200, 100), 220, 130, 1.6).is_none(),
+            "a US plate is 2:1"
+        );
+        assert!(
+            halves(Rect::new(0, 0, 470, 100), 500, 130, 1.6).is_none(),
+            "an EU plate is 4.7:1"
+        );
+        assert!(
+            halves(Rect::new(0, 0, 100, 80), 120, 110, 0.0).is_none(),
+            "0 turns it off"
+        );
+        assert!(halves(Rect::new(0, 0, 6, 6), 8, 8, 1.6).is_none(), "too small to cut");
+    }
+
+    #[test]
+    fn rows_join_top_first_and_replace_the_whole_read_only_when_clearly_better() {
+        let (top, bottom) = (read("ABC", 0.99), read("1D23", 0.98));
+        let joined = join(&top, &bottom);
+        assert_eq!(joined.chars.iter().map(|c| c.ch).collect::<String>(), "ABC1D23");
+        assert!(prefer_rows(0.90, &top, &bottom, 0.985));
+        assert!(
+            !prefer_rows(0.97, &top, &bottom, 0.985),
+            "within the margin the whole read stays"
+        );
+        assert!(
+            !prefer_rows(0.5, &read("", 0.0), &bottom, 0.9),
+            "an empty row is not a two-row plate"
+        );
+    }
+}
