@@ -105,6 +105,37 @@ def render_plate(rng, w, text=None):
     return im
 
 
+def render_two_row_plate(rng, w, rows=None):
+    """A nearly square two-row plate (motorcycle, trailer, Brazilian two-row style) of width w: `rows` (top,
+    bottom) or random ones, with an optional small state line above."""
+    h = max(8, int(w / rng.uniform(1.0, 1.5)))
+    bg = tuple(int(v) for v in rng.choice([(240, 240, 235), (250, 250, 250), (230, 235, 245), (255, 230, 120), (210, 230, 210)]))
+    fg = tuple(int(v) for v in rng.choice([(20, 20, 20), (30, 40, 120), (120, 20, 20), (20, 80, 30)]))
+    im = Image.new("RGB", (w, h), bg)
+    d = ImageDraw.Draw(im)
+    d.rectangle([0, 0, w - 1, h - 1], outline=fg, width=max(1, h // 20))
+    if rows is None:
+        letters, digits = "ABCDEFGHJKLMNPRSTUVWXYZ", "0123456789"
+        top = "".join(rng.choice(letters) for _ in range(rng.randint(2, 3)))
+        bottom = "".join(rng.choice(digits if rng.random() < 0.8 else letters) for _ in range(rng.randint(3, 5)))
+        rows = (top, bottom)
+    state = rng.random() < 0.3
+    y0 = 0.16 if state else 0.08
+    row_h = (0.94 - y0) / 2
+    for i, text in enumerate(rows):
+        font = ImageFont.truetype(rng.choice(FONTS), max(6, int(h * row_h * 0.8)))
+        tw = d.textlength(text, font=font)
+        if tw > w * 0.9:
+            font = ImageFont.truetype(FONTS[1], max(6, int(h * row_h * 0.8 * w * 0.9 / tw)))
+            tw = d.textlength(text, font=font)
+        d.text(((w - tw) / 2, h * (y0 + i * row_h)), text, fill=fg, font=font)
+    if state:
+        small = ImageFont.truetype(FONTS[0], max(5, int(h * 0.1)))
+        word = rng.choice(["MOTORCYCLE", "TRAILER", "TEXAS", "BRASIL", "OHIO"])
+        d.text(((w - d.textlength(word, font=small)) / 2, h * 0.03), word, fill=fg, font=small)
+    return im
+
+
 def sample(rng, frames, cache):
     path, box = rng.choice(frames)
     if path not in cache:
@@ -118,7 +149,10 @@ def sample(rng, frames, cache):
         im = im.copy()
         for _ in range(rng.randint(1, 2)):
             pw = int(rng.uniform(0.04, 0.22) * im.width)
-            plate = render_plate(rng, max(24, pw))
+            if rng.random() < 0.25:  # two-row plates are smaller: 18-23 cm against 30-52 cm
+                plate = render_two_row_plate(rng, max(24, int(pw * 0.6)))
+            else:
+                plate = render_plate(rng, max(24, pw))
             if rng.random() < 0.3:
                 plate = plate.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.2)))
             x = rng.randint(0, max(0, im.width - plate.width))
