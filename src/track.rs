@@ -122,11 +122,12 @@ impl Tracker {
         let gap = chrono_of(self.cfg.pass_gap);
         let joins = match &self.pass {
             Some(p) if read.at - p.last_at <= gap => match &p.decided {
-                // After the decision only the same plate (up to one OCR slip) belongs to this vehicle:
-                // a tailgater with a similar plate gets its own pass.
+                // After the decision only the same plate (up to one OCR slip, or a part of it cut off by
+                // a clipped box or an occlusion) in the same place belongs to this vehicle: a tailgater
+                // with a similar plate gets its own pass.
                 Some(t) => {
                     *t == read.candidate.text
-                        || (same_plate(t, &read.candidate.text)
+                        || ((same_plate(t, &read.candidate.text) || part_of(t, &read.candidate.text))
                             && crate::recognize::iou(p.last_bbox, read.candidate.bbox) > 0.3)
                 }
                 None => similar(&vote(&p.reads).0, &read.candidate.text),
@@ -243,6 +244,11 @@ fn same_plate(a: &str, b: &str) -> bool {
     levenshtein(a, b) <= 1
         || (crate::plate::pack_canonical(a).is_some()
             && crate::plate::pack_canonical(a) == crate::plate::pack_canonical(b))
+}
+
+/// `part` is a run of at least 4 characters of `plate`: what a box that clips the plate's end reads.
+fn part_of(plate: &str, part: &str) -> bool {
+    part.len() >= 4 && plate.contains(part)
 }
 
 /// Two reads belong to the same vehicle when they differ in at most a third of their characters.
@@ -476,6 +482,36 @@ mod tests {
         assert_eq!(decided(&tr.on_read(read("ABC123", 0.95, 100))), vec!["ABC123"]);
         tr.on_read(read("XBC12Z", 0.95, 300));
         assert_eq!(decided(&tr.on_read(read("XBC12Z", 0.95, 400))), vec!["XBC12Z"]);
+    }
+
+    #[test]
+    fn a_clipped_read_of_the_decided_plate_in_its_place_is_not_a_second_pass() {
+        let mut tr = Tracker::new(cfg(), RecentOpens::default());
+        tr.on_read(read("JCY4712", 0.95, 0));
+        assert_eq!(decided(&tr.on_read(read("JCY4712", 0.95, 100))), vec!["JCY4712"]);
+        // the box clips the last two characters for a few frames, then the whole plate again
+        let mut clipped = read("JCY47", 0.95, 200);
+        clipped.candidate.bbox = Rect::new(10, 10, 70, 30);
+        let mut events = tr.on_read(clipped.clone());
+        clipped.at = t(300);
+        events.extend(tr.on_read(clipped));
+        events.extend(tr.on_read(read("JCY4712", 0.95, 400)));
+        events.extend(tr.on_read(read("JCY4712", 0.95, 500)));
+        events.extend(tr.finish());
+        assert!(
+            decided(&events).is_empty(),
+            "one vehicle, one decision: {:?}",
+            decided(&events)
+        );
+        // a short fragment elsewhere in the frame is not absorbed
+        let mut tr = Tracker::new(cfg(), RecentOpens::default());
+        tr.on_read(read("JCY4712", 0.95, 0));
+        tr.on_read(read("JCY4712", 0.95, 100));
+        let mut other = read("JCY47", 0.95, 200);
+        other.candidate.bbox = Rect::new(400, 300, 100, 30);
+        tr.on_read(other.clone());
+        other.at = t(300);
+        assert_eq!(decided(&tr.on_read(other)), vec!["JCY47"]);
     }
 
     #[test]
