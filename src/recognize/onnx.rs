@@ -497,7 +497,7 @@ impl OnnxPlateReader {
                 if let Some((top, bottom)) = at.and_then(|i| rows.get(i).zip(rows.get(i + 1))) {
                     let joined = two_line::join(top, bottom);
                     let rows_score = plate_score(&joined, min_len, max_len, 1.0);
-                    if two_line::prefer_rows(score, top, bottom, rows_score) {
+                    if two_line::prefer_rows(&d, score, top, bottom, rows_score) {
                         (d, score) = (joined, rows_score);
                     }
                 }

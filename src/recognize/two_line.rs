@@ -31,11 +31,31 @@ pub fn join(top: &Decoded, bottom: &Decoded) -> Decoded {
     }
 }
 
-/// Whether the two-row read replaces the whole-plate read: both rows read something, and the joined read
-/// scores clearly higher (a one-row plate cut in half reads worse in both halves, so it keeps its read).
-pub fn prefer_rows(whole_score: f32, top: &Decoded, bottom: &Decoded, rows_score: f32) -> bool {
+/// Whether the two-row read replaces the whole-plate read. Both rows must read something, and either the
+/// joined read scores clearly higher (a one-row plate cut in half reads worse in both halves, so it keeps
+/// its read), or the whole read is exactly one of the rows and the other row adds at least two confidently
+/// read characters: read whole, a two-row plate often gives only its larger row.
+pub fn prefer_rows(whole: &Decoded, whole_score: f32, top: &Decoded, bottom: &Decoded, rows_score: f32) -> bool {
     const MARGIN: f32 = 0.02;
-    !top.chars.is_empty() && !bottom.chars.is_empty() && rows_score > whole_score + MARGIN
+    const SLACK: f32 = 0.15;
+    const OTHER_ROW_CONF: f32 = 0.7;
+    if top.chars.is_empty() || bottom.chars.is_empty() || rows_score <= 0.0 {
+        return false;
+    }
+    if rows_score > whole_score + MARGIN {
+        return true;
+    }
+    let adds = |row: &Decoded| row.chars.len() >= 2 && mean_conf(row) >= OTHER_ROW_CONF;
+    let one_row = (same_text(whole, top) && adds(bottom)) || (same_text(whole, bottom) && adds(top));
+    one_row && rows_score >= whole_score - SLACK
+}
+
+fn same_text(a: &Decoded, b: &Decoded) -> bool {
+    !a.chars.is_empty() && a.chars.iter().map(|c| c.ch).eq(b.chars.iter().map(|c| c.ch))
+}
+
+fn mean_conf(d: &Decoded) -> f32 {
+    d.chars.iter().map(|c| c.conf).sum::<f32>() / d.chars.len().max(1) as f32
 }
 
 #[cfg(test)]
@@ -91,14 +111,41 @@ mod tests {
         let (top, bottom) = (read("ABC", 0.99), read("1D23", 0.98));
         let joined = join(&top, &bottom);
         assert_eq!(joined.chars.iter().map(|c| c.ch).collect::<String>(), "ABC1D23");
-        assert!(prefer_rows(0.90, &top, &bottom, 0.985));
+        let whole = read("1ADB2C3", 0.9);
+        assert!(prefer_rows(&whole, 0.90, &top, &bottom, 0.985));
         assert!(
-            !prefer_rows(0.97, &top, &bottom, 0.985),
+            !prefer_rows(&whole, 0.97, &top, &bottom, 0.985),
             "within the margin the whole read stays"
         );
         assert!(
-            !prefer_rows(0.5, &read("", 0.0), &bottom, 0.9),
+            !prefer_rows(&whole, 0.5, &read("", 0.0), &bottom, 0.9),
             "an empty row is not a two-row plate"
+        );
+    }
+
+    #[test]
+    fn a_whole_read_that_is_only_one_row_gives_way_to_both_rows() {
+        let (top, bottom) = (read("PJ", 0.9), read("2658", 0.99));
+        let whole = read("2658", 0.99);
+        assert!(prefer_rows(&whole, 0.99, &top, &bottom, 0.95), "the top row was missed");
+        assert!(
+            !prefer_rows(&whole, 0.99, &top, &bottom, 0.80),
+            "not when the rows read much worse"
+        );
+        let faint = read("PJ", 0.5);
+        assert!(
+            !prefer_rows(&whole, 0.99, &faint, &bottom, 0.95),
+            "not for a faint extra row"
+        );
+        let short = read("P", 0.99);
+        assert!(
+            !prefer_rows(&whole, 0.99, &short, &bottom, 0.95),
+            "not for one extra character"
+        );
+        let other = read("2657", 0.99);
+        assert!(
+            !prefer_rows(&other, 0.99, &top, &bottom, 0.95),
+            "only when the whole read is that row"
         );
     }
 }
