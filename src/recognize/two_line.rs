@@ -1,7 +1,8 @@
 //! Two-line (stacked) plates: motorcycle, trailer and some regional plates carry the registration on two
 //! rows, e.g. "ABC" over "1D23". The whole-plate reader reads one row, and over two rows it interleaves
-//! their characters. So a plate whose box is nearly square is also read as its top and bottom halves, and
-//! the two halves, joined top then bottom, replace the whole read when they read more confidently.
+//! their characters or gives only its larger row. So a plate whose box is nearly square is also read as
+//! its top and bottom halves, and the two halves, joined top then bottom, replace the whole read when they
+//! read more confidently or when the whole read was just one of them (see [`prefer_rows`]).
 
 use opencv::core::Rect;
 
