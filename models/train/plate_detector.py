@@ -86,14 +86,20 @@ def random_plate_text(rng):
     return "".join(rng.choice(letters if c == "L" else digits) for c in pattern)
 
 
-def render_plate(rng, w, text=None):
-    """A plate image (PIL RGB) of width w with an optional state line and slogan; `text` or a random one."""
-    h = max(8, int(w / rng.uniform(1.8, 4.6)))
+def blank_plate(rng, w, h):
+    """An empty bordered plate w x h in a random plate colour: (image, its ImageDraw, the ink colour)."""
     bg = tuple(int(v) for v in rng.choice(PLATE_COLOURS))
     fg = tuple(int(v) for v in rng.choice(INK_COLOURS))
     im = Image.new("RGB", (w, h), bg)
     d = ImageDraw.Draw(im)
     d.rectangle([0, 0, w - 1, h - 1], outline=fg, width=max(1, h // 20))
+    return im, d, fg
+
+
+def render_plate(rng, w, text=None):
+    """A plate image (PIL RGB) of width w with an optional state line and slogan; `text` or a random one."""
+    h = max(8, int(w / rng.uniform(1.8, 4.6)))
+    im, d, fg = blank_plate(rng, w, h)
     text = text or random_plate_text(rng)
     font = ImageFont.truetype(rng.choice(FONTS), max(6, int(h * rng.uniform(0.45, 0.6))))
     tw = d.textlength(text, font=font)
@@ -113,11 +119,7 @@ def render_two_row_plate(rng, w, rows=None):
     """A nearly square two-row plate (motorcycle, trailer, Brazilian two-row style) of width w: `rows` (top,
     bottom) or random ones, with an optional small state line above."""
     h = max(8, int(w / rng.uniform(1.0, 1.5)))
-    bg = tuple(int(v) for v in rng.choice(PLATE_COLOURS))
-    fg = tuple(int(v) for v in rng.choice(INK_COLOURS))
-    im = Image.new("RGB", (w, h), bg)
-    d = ImageDraw.Draw(im)
-    d.rectangle([0, 0, w - 1, h - 1], outline=fg, width=max(1, h // 20))
+    im, d, fg = blank_plate(rng, w, h)
     if rows is None:
         letters, digits = "ABCDEFGHJKLMNPRSTUVWXYZ", "0123456789"
         top = "".join(rng.choice(letters) for _ in range(rng.randint(2, 3)))
