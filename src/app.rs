@@ -61,6 +61,7 @@ impl Parts {
                     detector_max_side: rc.detector_max_side,
                     prior: rc.prior.clone(),
                     two_line_max_aspect: rc.two_line_max_aspect,
+                    max_plates: rc.max_plates,
                     ..Default::default()
                 };
                 let reader = OnnxPlateReader::new(&manifest, rc.onnxruntime.as_deref(), opts)?;

@@ -9,6 +9,9 @@ the reader's time. This pass:
 - replaces Add(x, 3) -> Clip(0, 6) -> Mul(x, .) -> Div(., 6) with one HardSwish(x);
 - folds a constant scalar or per-channel Mul and then Add straight after a Conv into the Conv's weights
   and bias;
+- folds a constant scalar Mul and then Add straight before a Conv into that Conv: the scale always (zero
+  padding stays zero), the shift only into a Conv without padding (each output gains shift x the sum of
+  its weights), which covers the scale/shift after every depthwise convolution, read by a 1 x 1 one;
 - drops Identity nodes that only forward a constant.
 It checks the result against the input model on random inputs and refuses to write it if they differ.
 plate_reader.py runs it on every export.
@@ -110,6 +113,43 @@ def fuse(model):
         if changed:
             wn, bn = f"{conv.name}_w_folded", f"{conv.name}_b_folded"
             new_inits += [numpy_helper.from_array(w, wn), numpy_helper.from_array(b, bn)]
+            x_in = conv.input[0]
+            del conv.input[:]
+            conv.input.extend([x_in, wn, bn])
+    # Mul(const scalar) -> Add(const scalar) -> Conv: into the Conv after it. A scale always folds (zero
+    # padding stays zero); a shift only into a Conv without padding (a 1 x 1 one), where each output gains
+    # shift * the sum of its weights.
+    producer = {o: n for n in nodes for o in n.output}
+    for conv in list(nodes):
+        if conv.op_type != "Conv" or conv.input[1] not in consts or conv.input[0] in graph_outputs:
+            continue
+        pads = next((list(a.ints) for a in conv.attribute if a.name == "pads"), [])
+        auto = next((a.s for a in conv.attribute if a.name == "auto_pad"), b"NOTSET")
+        unpadded = not any(pads) and auto in (b"NOTSET", b"VALID")
+        w = consts[conv.input[1]].astype(np.float32)
+        b = consts[conv.input[2]].astype(np.float32) if len(conv.input) > 2 else np.zeros(w.shape[0], np.float32)
+        changed = False
+        while True:
+            prev = producer.get(conv.input[0])
+            if prev is None or prev.op_type not in ("Mul", "Add") or single_user(prev.output[0]) is not conv:
+                break
+            x = next((i for i in prev.input if i not in consts), None)
+            v = consts.get(other(prev, x)) if x is not None else None
+            if v is None or v.size != 1 or (prev.op_type == "Add" and not unpadded):
+                break
+            v = float(v.ravel()[0])
+            if prev.op_type == "Mul":
+                w = w * v
+            else:
+                b = b + v * w.reshape(w.shape[0], -1).sum(axis=1)
+            conv.input[0] = x
+            nodes.remove(prev)
+            changed = True
+            folded += 1
+        if changed:
+            wn, bn = f"{conv.name}_w_infolded", f"{conv.name}_b_infolded"
+            new_inits += [numpy_helper.from_array(w, wn), numpy_helper.from_array(b, bn)]
+            consts[wn], consts[bn] = w, b
             x_in = conv.input[0]
             del conv.input[:]
             conv.input.extend([x_in, wn, bn])

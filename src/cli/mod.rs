@@ -166,6 +166,9 @@ pub struct ModelArgs {
     /// Plates at most this wide for their height are also read as two rows (0: never).
     #[arg(long, default_value_t = crate::recognize::DEFAULT_TWO_LINE_MAX_ASPECT)]
     pub two_line_max_aspect: f32,
+    /// Plates read per frame, the detector's best first (1 to 8).
+    #[arg(long, default_value_t = crate::recognize::DEFAULT_MAX_PLATES, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=8))]
+    pub max_plates: usize,
 }
 
 #[derive(Debug, Subcommand)]

@@ -29,11 +29,13 @@ fn reader_factory(
     let lib = models.onnxruntime.clone();
     let side = models.detector_max_side;
     let two_line_max_aspect = models.two_line_max_aspect;
+    let max_plates = models.max_plates;
     Ok(move || {
         let opts = ReaderOptions {
             threads: 1,
             detector_max_side: side,
             two_line_max_aspect,
+            max_plates,
             top_n,
             prior: prior.clone(),
             ..Default::default()

@@ -118,6 +118,7 @@ pub struct RecognizeConfig {
     pub detector_max_side: u32,
     pub prior: crate::recognize::prior::FormatPrior,
     pub two_line_max_aspect: f32,
+    pub max_plates: usize,
 }
 
 #[derive(Debug, Clone)]

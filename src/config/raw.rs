@@ -59,6 +59,9 @@ pub struct RawRecognize {
     /// Plates at most this wide for their height are also read as two rows (0: never).
     #[serde(default = "default_two_line")]
     pub two_line_max_aspect: f32,
+    /// Plates read per frame, the detector's best first (each costs one reader pass).
+    #[serde(default = "default_max_plates")]
+    pub max_plates: usize,
 }
 
 fn default_region() -> String {
@@ -76,6 +79,9 @@ fn default_max_len() -> usize {
 }
 fn default_two_line() -> f32 {
     crate::recognize::DEFAULT_TWO_LINE_MAX_ASPECT
+}
+fn default_max_plates() -> usize {
+    crate::recognize::DEFAULT_MAX_PLATES
 }
 fn default_det_side() -> u32 {
     960

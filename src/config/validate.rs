@@ -687,6 +687,14 @@ fn validate_recognize(r: RawRecognize, base: &Path, issues: &mut Issues) -> Reco
             "use 0 (never read plates as two rows) or a width / height from 1 to 3, e.g. 1.6",
         );
     }
+    if !(1..=8).contains(&r.max_plates) {
+        issues.push(
+            "recognize.max_plates",
+            format!("{} plates per frame is not usable", r.max_plates),
+            "use 1 to 8: 1 when the lane's view holds one vehicle at a time, 2 (the default) so a tailgater's \
+             plate is read beside the first car's",
+        );
+    }
     prior.patterns.extend(r.formats.iter().cloned());
     RecognizeConfig {
         prior,
@@ -697,6 +705,7 @@ fn validate_recognize(r: RawRecognize, base: &Path, issues: &mut Issues) -> Reco
         max_plate_len: r.max_plate_len,
         detector_max_side: r.detector_max_side,
         two_line_max_aspect: r.two_line_max_aspect,
+        max_plates: r.max_plates,
     }
 }
 
@@ -1019,6 +1028,23 @@ relay = "main"
         let m = s.mqtt.as_ref().expect("mqtt");
         assert_eq!((m.host.as_str(), m.port, m.window), ("mqtt.example.com", 8883, 50));
         assert_eq!(s.mqtt_id(), "oak.gate-1");
+    }
+
+    #[test]
+    fn plates_per_frame_default_to_two_and_are_range_checked() {
+        let c = parse(GOOD, &base()).expect("valid");
+        assert_eq!(c.recognize.max_plates, 2);
+        let one = GOOD.replace("manifest = \"Cargo.toml\"", "manifest = \"Cargo.toml\"\nmax_plates = 1");
+        assert_eq!(parse(&one, &base()).expect("1 is fine").recognize.max_plates, 1);
+        for bad in ["0", "9"] {
+            let text = GOOD.replace(
+                "manifest = \"Cargo.toml\"",
+                &format!("manifest = \"Cargo.toml\"\nmax_plates = {bad}"),
+            );
+            let err = parse(&text, &base()).expect_err("invalid");
+            assert_eq!(err.issues()[0].path, "recognize.max_plates", "{err}");
+            assert!(err.to_string().contains("use 1 to 8"), "{err}");
+        }
     }
 
     #[test]

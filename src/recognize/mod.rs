@@ -17,7 +17,7 @@ use opencv::core::{Mat, Rect};
 
 pub use fake::FakeReader;
 pub use manifest::Manifest;
-pub use onnx::{OnnxPlateReader, ReaderOptions, DEFAULT_TWO_LINE_MAX_ASPECT};
+pub use onnx::{OnnxPlateReader, ReaderOptions, DEFAULT_MAX_PLATES, DEFAULT_TWO_LINE_MAX_ASPECT};
 
 /// One character of a read.
 #[derive(Debug, Clone, PartialEq)]

@@ -26,6 +26,8 @@ use super::{FrameReads, PlateCandidate, PlateReader, RecognizeError, StageTiming
 /// Widest plate box (width / height) read as two rows as well: square motorcycle and Brazilian two-row
 /// plates are 1.2-1.4, one-row US plates about 2 and EU plates 4.7.
 pub const DEFAULT_TWO_LINE_MAX_ASPECT: f32 = 1.6;
+/// Plates read per frame (the detector's best), unless configured.
+pub const DEFAULT_MAX_PLATES: usize = 2;
 
 /// Reader settings taken from `[recognize]`.
 #[derive(Debug, Clone)]
@@ -54,7 +56,7 @@ impl Default for ReaderOptions {
             max_plate_len: 8,
             detector_max_side: 960,
             max_boxes: 8,
-            max_plates: 2,
+            max_plates: DEFAULT_MAX_PLATES,
             top_n: 5,
             prior: Default::default(),
             two_line_max_aspect: DEFAULT_TWO_LINE_MAX_ASPECT,
