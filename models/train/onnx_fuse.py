@@ -81,8 +81,18 @@ def fuse(model):
             nodes.remove(n)
         nodes.insert(at, hs)
         fused += 1
-    # Conv -> Mul(const) -> Add(const): into the Conv
     new_inits = []
+
+    def set_params(conv, w, b, tag):
+        """Gives `conv` new weights and bias (kept in `consts` for the next pass)."""
+        wn, bn = f"{conv.name}_w_{tag}", f"{conv.name}_b_{tag}"
+        new_inits.extend([numpy_helper.from_array(w, wn), numpy_helper.from_array(b, bn)])
+        consts[wn], consts[bn] = w, b
+        x_in = conv.input[0]
+        del conv.input[:]
+        conv.input.extend([x_in, wn, bn])
+
+    # Conv -> Mul(const) -> Add(const): into the Conv
     for conv in list(nodes):
         if conv.op_type != "Conv" or conv.input[1] not in consts:
             continue
@@ -111,11 +121,7 @@ def fuse(model):
             changed = True
             folded += 1
         if changed:
-            wn, bn = f"{conv.name}_w_folded", f"{conv.name}_b_folded"
-            new_inits += [numpy_helper.from_array(w, wn), numpy_helper.from_array(b, bn)]
-            x_in = conv.input[0]
-            del conv.input[:]
-            conv.input.extend([x_in, wn, bn])
+            set_params(conv, w, b, "folded")
     # Mul(const scalar) -> Add(const scalar) -> Conv: into the Conv after it. A scale always folds (zero
     # padding stays zero); a shift only into a Conv without padding (a 1 x 1 one), where each output gains
     # shift * the sum of its weights.
@@ -147,12 +153,7 @@ def fuse(model):
             changed = True
             folded += 1
         if changed:
-            wn, bn = f"{conv.name}_w_infolded", f"{conv.name}_b_infolded"
-            new_inits += [numpy_helper.from_array(w, wn), numpy_helper.from_array(b, bn)]
-            consts[wn], consts[bn] = w, b
-            x_in = conv.input[0]
-            del conv.input[:]
-            conv.input.extend([x_in, wn, bn])
+            set_params(conv, w, b, "infolded")
     g.initializer.extend(new_inits)
     # constants and initialisers nothing reads any more
     used = {i for n in nodes for i in n.input} | graph_outputs
