@@ -76,7 +76,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             failures,
             models,
         } => cli::eval(&dir, json, threads, top_n, split, failures.as_deref(), &models),
-        Command::Speed { dir, rounds, models } => cli::speed(&dir, rounds, &models),
+        Command::Speed {
+            dir,
+            rounds,
+            baseline,
+            models,
+        } => cli::speed(&dir, rounds, baseline.as_deref(), &models),
         Command::Allowlist { config, action } => cli::allowlist(&config, action),
         Command::Keys { action } => cli::keys(action),
         Command::Audit { config, action } => cli::audit_cmd(&config, action),

@@ -34,3 +34,51 @@ fn eval_prints_figures_as_json_on_the_last_line() {
     // A floor well under the measured figure, to catch a broken pipeline (not a target).
     assert!(v["exact_top1"].as_f64().unwrap_or(0.0) > 0.3, "{last}");
 }
+
+/// `speed --baseline` times two manifests on the same frames and prints their ratio; a manifest that feeds
+/// the detector plain pixels when the model reads 2 x 2 blocks is refused at load, naming the key to set.
+#[test]
+fn speed_compares_against_a_baseline_and_a_mismatched_input_layout_is_named() {
+    let Some(bench) = bench_dir() else {
+        eprintln!("SKIP: ../shared/datasets/openalpr-bench is absent; speed test not run");
+        return;
+    };
+    require_models();
+    let frame = bench.join("speed/car-1.png");
+    let frame = frame.to_str().expect("utf8");
+    let shipped = repo().join("models/manifest.toml");
+    let o = gatehouse(&[
+        "speed",
+        frame,
+        "--rounds",
+        "2",
+        "--baseline",
+        shipped.to_str().expect("utf8"),
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(out.contains("baseline") && out.contains("ratio"), "{out}");
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let models = repo().join("models");
+    let manifest = std::fs::read_to_string(&shipped).expect("manifest");
+    assert!(
+        manifest.contains(", space_to_depth = 2"),
+        "the shipped detector reads pixel blocks"
+    );
+    let manifest = manifest
+        .replace(", space_to_depth = 2", "")
+        .replace("file = \"", &format!("file = \"{}/", models.display()));
+    let plain = dir.path().join("manifest.toml");
+    std::fs::write(&plain, manifest).expect("write");
+    let o = gatehouse(&[
+        "speed",
+        frame,
+        "--rounds",
+        "1",
+        "--models",
+        plain.to_str().expect("utf8"),
+    ]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("set input.space_to_depth = 2"), "{}", text(&o));
+}

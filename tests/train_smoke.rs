@@ -83,7 +83,7 @@ role = "plate-detector"
 kind = "center-box"
 file = "{onnx}"
 sha256 = "{sha}"
-input = {{ color = "bgr", multiple_of = 32, max_side = 640 }}
+input = {{ color = "bgr", multiple_of = 32, max_side = 640, space_to_depth = 2 }}
 normalize = {{ scale = 255.0, mean = [0.5, 0.5, 0.5], std = [0.5, 0.5, 0.5] }}
 license = "test"
 produced_by = "smoke test"

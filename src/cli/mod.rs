@@ -84,6 +84,10 @@ pub enum Command {
         /// Passes over the folder.
         #[arg(long, default_value_t = 3)]
         rounds: usize,
+        /// A second model manifest timed in the same process, frame by frame in alternating order, and
+        /// reported as a ratio (this machine's load affects both alike).
+        #[arg(long)]
+        baseline: Option<PathBuf>,
         #[command(flatten)]
         models: ModelArgs,
     },
@@ -149,7 +153,7 @@ pub enum Command {
     },
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct ModelArgs {
     /// Model manifest (default: models/manifest.toml here, beside the binary, or /usr/share/gatehouse).
     #[arg(long)]

@@ -204,34 +204,90 @@ pub fn eval(
     Ok(())
 }
 
-/// Per-stage timings over a folder of images (e.g. the benchmark's speed/ frames), one thread.
-pub fn speed(dir: &Path, rounds: usize, models: &ModelArgs) -> anyhow::Result<()> {
-    use crate::eval::percentile;
-    use std::time::Instant;
+/// Per-frame stage times of one reader (ms).
+#[derive(Default)]
+struct StageTimes {
+    detect: Vec<f64>,
+    recognize: Vec<f64>,
+    total: Vec<f64>,
+}
+
+impl StageTimes {
+    fn time(&mut self, reader: &mut Box<dyn PlateReader>, img: &Mat) -> anyhow::Result<()> {
+        let t = std::time::Instant::now();
+        let r = reader.read(img, None)?;
+        self.total.push(t.elapsed().as_secs_f64() * 1e3);
+        self.detect.push(r.timings.detect_ms);
+        self.recognize.push(r.timings.recognize_ms);
+        Ok(())
+    }
+
+    fn stages(&self) -> [(&'static str, &[f64]); 3] {
+        [
+            ("detect (plates; text lines if any)", &self.detect),
+            ("recognize (CTC reader)", &self.recognize),
+            ("decoded frame -> plate text", &self.total),
+        ]
+    }
+}
+
+/// (median, p90, mean) of `v`.
+fn summary(v: &[f64]) -> (f64, f64, f64) {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
+    (crate::eval::percentile(&v, 0.5), crate::eval::percentile(&v, 0.9), mean)
+}
+
+/// Per-stage timings over a folder of images (e.g. the benchmark's speed/ frames), one thread. With a
+/// baseline manifest both readers run on every decoded frame, in alternating order, and the table adds
+/// the baseline's medians and the ratio.
+pub fn speed(dir: &Path, rounds: usize, baseline: Option<&Path>, models: &ModelArgs) -> anyhow::Result<()> {
     let images = images_in(dir)?;
     if images.is_empty() {
         anyhow::bail!("no images in {}", dir.display());
     }
     let mut reader = reader_factory(models, 5, "none")?()?;
+    let mut base = match baseline {
+        Some(path) => {
+            let args = ModelArgs {
+                models: Some(path.to_path_buf()),
+                ..models.clone()
+            };
+            Some(reader_factory(&args, 5, "none").context("--baseline")?()?)
+        }
+        None => None,
+    };
     // Warm-up: the first run of a session allocates.
     if let Ok(img) = imgcodecs::imread(images[0].as_os_str(), imgcodecs::IMREAD_COLOR) {
-        let _ = reader.read(&img, None)?;
+        reader.read(&img, None)?;
+        if let Some(b) = base.as_mut() {
+            b.read(&img, None)?;
+        }
     }
-    let (mut decode, mut detect, mut recog, mut total) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut decode, mut new, mut old) = (Vec::new(), StageTimes::default(), StageTimes::default());
+    let mut turn = false;
     for _ in 0..rounds.max(1) {
         for p in &images {
-            let t0 = Instant::now();
+            let t0 = std::time::Instant::now();
             let img = imgcodecs::imread(p.as_os_str(), imgcodecs::IMREAD_COLOR)?;
-            let t1 = Instant::now();
             if img.empty() {
                 continue;
             }
-            let r = reader.read(&img, None)?;
-            let t2 = Instant::now();
-            decode.push((t1 - t0).as_secs_f64() * 1e3);
-            detect.push(r.timings.detect_ms);
-            recog.push(r.timings.recognize_ms);
-            total.push((t2 - t1).as_secs_f64() * 1e3);
+            decode.push(t0.elapsed().as_secs_f64() * 1e3);
+            match base.as_mut() {
+                Some(b) => {
+                    turn = !turn;
+                    if turn {
+                        new.time(&mut reader, &img)?;
+                        old.time(b, &img)?;
+                    } else {
+                        old.time(b, &img)?;
+                        new.time(&mut reader, &img)?;
+                    }
+                }
+                None => new.time(&mut reader, &img)?,
+            }
         }
     }
     println!(
@@ -239,21 +295,31 @@ pub fn speed(dir: &Path, rounds: usize, models: &ModelArgs) -> anyhow::Result<()
         images.len(),
         rounds.max(1)
     );
-    println!("{:<34} {:>8} {:>8} {:>8}", "stage", "median", "p90", "mean");
-    for (name, mut v) in [
-        ("decode (imread, not in eval)", decode),
-        ("detect (plates; text lines if any)", detect),
-        ("recognize (CTC reader)", recog),
-        ("decoded frame -> plate text", total),
-    ] {
-        v.sort_by(|a, b| a.total_cmp(b));
-        let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let (d50, d90, dmean) = summary(&decode);
+    if base.is_none() {
+        println!("{:<34} {:>8} {:>8} {:>8}", "stage", "median", "p90", "mean");
         println!(
-            "{name:<34} {:>8.1} {:>8.1} {:>8.1}",
-            percentile(&v, 0.5),
-            percentile(&v, 0.9),
-            mean
+            "{:<34} {d50:>8.1} {d90:>8.1} {dmean:>8.1}",
+            "decode (imread, not in eval)"
         );
+        for (name, v) in new.stages() {
+            let (m, p90, mean) = summary(v);
+            println!("{name:<34} {m:>8.1} {p90:>8.1} {mean:>8.1}");
+        }
+        return Ok(());
     }
+    println!(
+        "{:<34} {:>8} {:>8} {:>9} {:>8}",
+        "stage", "median", "p90", "baseline", "ratio"
+    );
+    println!("{:<34} {d50:>8.1} {d90:>8.1}", "decode (imread, not in eval)");
+    for ((name, v), (_, b)) in new.stages().into_iter().zip(old.stages()) {
+        let ((m, p90, _), (bm, _, _)) = (summary(v), summary(b));
+        // Median of the frame-by-frame ratios: each pair ran back to back on the same frame.
+        let ratios: Vec<f64> = v.iter().zip(b).filter(|(_, b)| **b > 0.0).map(|(a, b)| a / b).collect();
+        let (ratio, _, _) = summary(&ratios);
+        println!("{name:<34} {m:>8.1} {p90:>8.1} {bm:>9.1} {ratio:>8.2}");
+    }
+    println!("ratio: median over frames of this manifest's time / the baseline's on the same frame");
     Ok(())
 }

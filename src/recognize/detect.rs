@@ -46,15 +46,25 @@ pub fn shrink_smoothly(image: Mat, size: Size) -> Result<Mat, RecognizeError> {
 }
 
 /// Writes a BGR 8-bit image into `out` as normalised CHW floats, resizing to `size` first (bilinear) and,
-/// with `max_gain` > 1, stretching its contrast (see [`contrast_stretch`]).
+/// with `max_gain` > 1, stretching its contrast (see [`contrast_stretch`]). With `block` > 1 the planes are
+/// `block` x `block` pixel blocks instead ([3*b*b, H/b, W/b], ONNX SpaceToDepth order: channel
+/// `(dy * b + dx) * 3 + c` holds pixel `(b*y + dy, b*x + dx)` of colour `c`); `size` must divide by it.
 pub fn to_chw(
     image: &Mat,
     size: Size,
     color: ColorOrder,
     norm: &Normalize,
     max_gain: f32,
+    block: u32,
     out: &mut Vec<f32>,
 ) -> Result<(), RecognizeError> {
+    let b = block.max(1) as usize;
+    let (w, h) = (size.width.max(0) as usize, size.height.max(0) as usize);
+    if w % b != 0 || h % b != 0 {
+        return Err(RecognizeError::Inference(format!(
+            "input {w}x{h} does not divide into {b}x{b} pixel blocks"
+        )));
+    }
     let mut resized = Mat::default();
     let src = if image.cols() == size.width && image.rows() == size.height && image.is_continuous() {
         image
@@ -63,25 +73,45 @@ pub fn to_chw(
         &resized
     };
     let bytes = src.data_bytes()?;
-    let plane = (size.width * size.height) as usize;
+    let plane = w * h;
+    if bytes.len() < plane * 3 {
+        return Err(RecognizeError::Inference("image is not 8-bit BGR".into()));
+    }
     out.clear();
     out.resize(plane * 3, 0.0);
     // pixel v becomes ((v - lo) * gain) clamped to 0..255, then (x / scale - mean) / std
-    let (lo, gain) = contrast_stretch(&bytes[..(plane * 3).min(bytes.len())], max_gain);
+    let (lo, gain) = contrast_stretch(&bytes[..plane * 3], max_gain);
     let mul: [f32; 3] = std::array::from_fn(|c| 1.0 / (norm.scale * norm.std[c]));
     let add: [f32; 3] = std::array::from_fn(|c| -norm.mean[c] / norm.std[c]);
     let level = |v: u8| ((v as f32 - lo) * gain).clamp(0.0, 255.0);
-    let (out0, rest) = out.split_at_mut(plane);
-    let (out1, out2) = rest.split_at_mut(plane);
     // BGR in memory; the model wants channel c of its own order.
-    let (i0, i2) = match color {
-        ColorOrder::Bgr => (0, 2),
-        ColorOrder::Rgb => (2, 0),
+    let src_of: [usize; 3] = match color {
+        ColorOrder::Bgr => [0, 1, 2],
+        ColorOrder::Rgb => [2, 1, 0],
     };
-    for (p, px) in bytes.chunks_exact(3).enumerate().take(plane) {
-        out0[p] = level(px[i0]) * mul[0] + add[0];
-        out1[p] = level(px[1]) * mul[1] + add[1];
-        out2[p] = level(px[i2]) * mul[2] + add[2];
+    if b == 1 {
+        let (out0, rest) = out.split_at_mut(plane);
+        let (out1, out2) = rest.split_at_mut(plane);
+        for (p, px) in bytes.chunks_exact(3).enumerate().take(plane) {
+            out0[p] = level(px[src_of[0]]) * mul[0] + add[0];
+            out1[p] = level(px[1]) * mul[1] + add[1];
+            out2[p] = level(px[src_of[2]]) * mul[2] + add[2];
+        }
+        return Ok(());
+    }
+    // Pixel blocks: row y fills, for each column offset dx, a run of w/b values in 3 planes.
+    let (bw, bplane) = (w / b, plane / (b * b));
+    for (y, row) in bytes.chunks_exact(3 * w).take(h).enumerate() {
+        let (by, dy) = (y / b, y % b);
+        for dx in 0..b {
+            for c in 0..3 {
+                let start = ((dy * b + dx) * 3 + c) * bplane + by * bw;
+                let dst = &mut out[start..start + bw];
+                for (x, v) in dst.iter_mut().enumerate() {
+                    *v = level(row[(x * b + dx) * 3 + src_of[c]]) * mul[c] + add[c];
+                }
+            }
+        }
     }
     Ok(())
 }
@@ -206,6 +236,40 @@ mod tests {
         // flat image, or the stretch switched off: identity
         assert_eq!(contrast_stretch(&[90u8; 300], 4.0), (0.0, 1.0));
         assert_eq!(contrast_stretch(&dim, 0.0), (0.0, 1.0));
+    }
+
+    #[test]
+    fn pixel_blocks_hold_the_same_values_as_plain_planes() {
+        use opencv::core::{Scalar, CV_8UC3};
+        let (w, h) = (8, 6);
+        let mut img = Mat::new_rows_cols_with_default(h, w, CV_8UC3, Scalar::all(0.0)).expect("mat");
+        let bytes = img.data_bytes_mut().expect("bytes");
+        for (i, v) in bytes.iter_mut().enumerate() {
+            *v = (i * 7 % 251) as u8;
+        }
+        let norm = Normalize {
+            scale: 255.0,
+            mean: [0.5, 0.4, 0.3],
+            std: [0.5, 0.6, 0.7],
+        };
+        let size = Size::new(w, h);
+        for color in [ColorOrder::Bgr, ColorOrder::Rgb] {
+            let (mut plain, mut blocks) = (Vec::new(), Vec::new());
+            to_chw(&img, size, color, &norm, 0.0, 1, &mut plain).expect("plain");
+            to_chw(&img, size, color, &norm, 0.0, 2, &mut blocks).expect("blocks");
+            let (w, h) = (w as usize, h as usize);
+            for c in 0..3 {
+                for y in 0..h {
+                    for x in 0..w {
+                        let ch = ((y % 2) * 2 + x % 2) * 3 + c;
+                        let at = ch * (h / 2) * (w / 2) + (y / 2) * (w / 2) + x / 2;
+                        assert_eq!(blocks[at], plain[c * h * w + y * w + x], "c{c} y{y} x{x}");
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        assert!(to_chw(&img, Size::new(6, 6), ColorOrder::Bgr, &norm, 0.0, 4, &mut out).is_err());
     }
 
     #[test]

@@ -74,6 +74,17 @@ pub struct InputSpec {
     /// this gain (dim, low-contrast night plates then look like the daylight ones); 0 or 1 = off.
     #[serde(default)]
     pub auto_contrast: f32,
+    /// The model takes the image as `b` x `b` pixel blocks ([N, 3*b*b, H/b, W/b], ONNX SpaceToDepth channel
+    /// order; see models/train/space_to_depth.py); 0 or 1 = plain [N, 3, H, W]. Plate detector only.
+    #[serde(default)]
+    pub space_to_depth: u32,
+}
+
+impl InputSpec {
+    /// Side of the pixel blocks the model reads (1 = plain pixels).
+    pub fn block(&self) -> u32 {
+        self.space_to_depth.max(1)
+    }
 }
 
 fn one() -> u32 {
@@ -140,6 +151,22 @@ impl Manifest {
                      (8 suits plates)",
                     spec.file
                 ));
+            }
+            let b = spec.input.space_to_depth;
+            if b > 1 {
+                if spec.role != Role::PlateDetector || b > 4 {
+                    return Err(format!(
+                        "model {}: input.space_to_depth = {b} is not supported; it is for the plate-detector \
+                         only, with blocks of 2 to 4 pixels (0 = off)",
+                        spec.file
+                    ));
+                }
+                if spec.input.multiple_of % b != 0 {
+                    return Err(format!(
+                        "model {}: input.multiple_of = {} must be a multiple of input.space_to_depth = {b}",
+                        spec.file, spec.input.multiple_of
+                    ));
+                }
             }
         }
         Ok(())
@@ -264,6 +291,45 @@ produced_by = "x"
             std::fs::write(&path, entry(bad)).expect("write");
             let err = Manifest::load(&path).expect_err(bad).to_string();
             assert!(err.contains("input.auto_contrast") && err.contains("r.onnx"), "{err}");
+        }
+    }
+
+    #[test]
+    fn pixel_blocks_are_for_the_plate_detector_and_must_fit_its_sides() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("manifest.toml");
+        let entry = |role: &str, input: &str| {
+            format!(
+                r#"
+[[model]]
+role = "{role}"
+kind = "center-box"
+file = "d.onnx"
+sha256 = "00"
+input = {{ {input} }}
+normalize = {{ scale = 255.0, mean = [0.5, 0.5, 0.5], std = [0.5, 0.5, 0.5] }}
+license = "x"
+produced_by = "x"
+"#
+            )
+        };
+        std::fs::write(&path, entry("plate-detector", "multiple_of = 32, space_to_depth = 2")).expect("write");
+        let m = Manifest::load(&path).expect("loads");
+        assert_eq!(m.models[0].input.block(), 2);
+        std::fs::write(&path, entry("plate-detector", "multiple_of = 32")).expect("write");
+        assert_eq!(
+            Manifest::load(&path).expect("loads").models[0].input.block(),
+            1,
+            "off by default"
+        );
+        for (role, input) in [
+            ("detector", "multiple_of = 32, space_to_depth = 2"),
+            ("plate-detector", "multiple_of = 32, space_to_depth = 8"),
+            ("plate-detector", "multiple_of = 3, space_to_depth = 2"),
+        ] {
+            std::fs::write(&path, entry(role, input)).expect("write");
+            let err = Manifest::load(&path).expect_err(input).to_string();
+            assert!(err.contains("input.space_to_depth") && err.contains("d.onnx"), "{err}");
         }
     }
 }

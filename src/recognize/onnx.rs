@@ -125,6 +125,7 @@ impl OnnxPlateReader {
                 .map_err(ort_err)?
                 .commit_from_memory(&bytes)
                 .map_err(ort_err)
+                .and_then(|s| input_channels_match(s, spec))
         };
         let plate = match manifest.optional(Role::PlateDetector) {
             Some(spec) if spec.kind == ModelKind::CenterBox => Some((session(spec)?, spec.clone())),
@@ -170,6 +171,7 @@ impl OnnxPlateReader {
             det_spec.input.color,
             &det_spec.normalize,
             det_spec.input.auto_contrast,
+            1,
             &mut self.det_buf,
         )?;
         let shape = [1usize, 3, lb.height as usize, lb.width as usize];
@@ -278,6 +280,7 @@ impl OnnxPlateReader {
                 self.rec_spec.input.color,
                 &self.rec_spec.normalize,
                 self.rec_spec.input.auto_contrast,
+                1,
                 &mut self.crop_buf,
             )?;
             // copy the w-wide planes into the batch_w-wide slot (right side stays 0 = padding)
@@ -328,6 +331,31 @@ impl OnnxPlateReader {
 }
 
 /// A candidate from a decoded read: its text, per-character reads, weakest confidence and top-N.
+/// The model's declared input channels (when fixed) against what the manifest's layout feeds it.
+fn input_channels_match(session: Session, spec: &ModelSpec) -> Result<Session, RecognizeError> {
+    let b = i64::from(spec.input.block());
+    let want = 3 * b * b;
+    let got = session
+        .inputs()
+        .first()
+        .and_then(|i| i.dtype().tensor_shape())
+        .and_then(|shape| shape.get(1).copied());
+    match got {
+        Some(c) if c > 0 && c != want => {
+            let fix = match c {
+                3 => "remove input.space_to_depth".to_string(),
+                12 => "set input.space_to_depth = 2 (models/train/space_to_depth.py wrote it)".to_string(),
+                _ => "check that the file is the model this entry describes".to_string(),
+            };
+            Err(RecognizeError::Manifest(format!(
+                "model {}: takes {c} input channels but the manifest feeds it {want}; {fix}",
+                spec.file
+            )))
+        }
+        _ => Ok(session),
+    }
+}
+
 fn candidate(d: ctc::Decoded, bbox: Rect, score: f32, top_n: usize) -> PlateCandidate {
     PlateCandidate {
         alternatives: ctc::alternatives(&d.chars, top_n),
@@ -405,9 +433,11 @@ impl OnnxPlateReader {
             spec.input.color,
             &spec.normalize,
             spec.input.auto_contrast,
+            spec.input.block(),
             &mut self.det_buf,
         )?;
-        let shape = [1usize, 3, lb.height as usize, lb.width as usize];
+        let b = spec.input.block() as usize;
+        let shape = [1usize, 3 * b * b, lb.height as usize / b, lb.width as usize / b];
         let input = TensorRef::from_array_view(ArrayView::from_shape(shape, &self.det_buf[..]).map_err(ort_err)?)
             .map_err(ort_err)?;
         let outputs = session.run(ort::inputs![input]).map_err(ort_err)?;
