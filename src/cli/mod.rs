@@ -84,8 +84,8 @@ pub enum Command {
         /// Passes over the folder.
         #[arg(long, default_value_t = 3)]
         rounds: usize,
-        /// A second model manifest timed in the same process, frame by frame in alternating order, and
-        /// reported as a ratio (this machine's load affects both alike).
+        /// A second model manifest timed in the same process on the same frames, in alternating order,
+        /// with the ratio of the total times per stage (this machine's load affects both alike).
         #[arg(long)]
         baseline: Option<PathBuf>,
         #[command(flatten)]

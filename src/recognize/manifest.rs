@@ -115,12 +115,20 @@ pub struct ModelSpec {
     /// Detector: probability threshold for text pixels.
     #[serde(default)]
     pub threshold: Option<f32>,
+    /// Plate detector: the score the second and further plates of a frame need (default: `threshold`).
+    #[serde(default)]
+    pub next_threshold: Option<f32>,
     /// Detector: minimum mean probability inside a box.
     #[serde(default)]
     pub box_threshold: Option<f32>,
     /// Detector: how far boxes grow around the shrunk text kernel.
     #[serde(default)]
     pub unclip_ratio: Option<f32>,
+    /// Keep ONNX Runtime from moving this model's 8-bit convolutions to channels-last (NHWC) layout. The
+    /// plate detector is faster without it on x86-64: in NHWC its nearest-neighbour upsampling takes a slow
+    /// generic path and the layout changes add transposes (see models/train/README.md).
+    #[serde(default)]
+    pub keep_nchw: bool,
     pub license: String,
     pub produced_by: String,
     #[serde(default)]
@@ -151,6 +159,14 @@ impl Manifest {
                      (8 suits plates)",
                     spec.file
                 ));
+            }
+            for (key, v) in [("threshold", spec.threshold), ("next_threshold", spec.next_threshold)] {
+                if let Some(v) = v.filter(|v| !(*v > 0.0 && *v <= 1.0)) {
+                    return Err(format!(
+                        "model {}: {key} = {v} is out of range; use a score above 0 and at most 1",
+                        spec.file
+                    ));
+                }
             }
             let b = spec.input.space_to_depth;
             if b > 1 {
@@ -317,11 +333,22 @@ produced_by = "x"
         let m = Manifest::load(&path).expect("loads");
         assert_eq!(m.models[0].input.block(), 2);
         std::fs::write(&path, entry("plate-detector", "multiple_of = 32")).expect("write");
-        assert_eq!(
-            Manifest::load(&path).expect("loads").models[0].input.block(),
-            1,
-            "off by default"
+        let m = Manifest::load(&path).expect("loads");
+        assert_eq!(m.models[0].input.block(), 1, "off by default");
+        assert!(!m.models[0].keep_nchw, "ONNX Runtime's layout choice by default");
+        // The shipped manifest: its detector reads 2x2 blocks and keeps NCHW (models/train/README.md).
+        let shipped = Manifest::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/manifest.toml"))
+            .expect("shipped manifest loads");
+        let det = shipped.model(Role::PlateDetector).expect("plate detector");
+        assert!(det.input.block() == 2 && det.keep_nchw);
+        assert!(
+            det.next_threshold > det.threshold,
+            "further plates need more than the best one"
         );
+        let bad = entry("plate-detector", "multiple_of = 32").replace("license", "next_threshold = 1.5\nlicense");
+        std::fs::write(&path, bad).expect("write");
+        let err = Manifest::load(&path).expect_err("1.5").to_string();
+        assert!(err.contains("next_threshold = 1.5") && err.contains("d.onnx"), "{err}");
         for (role, input) in [
             ("detector", "multiple_of = 32, space_to_depth = 2"),
             ("plate-detector", "multiple_of = 32, space_to_depth = 8"),

@@ -117,12 +117,16 @@ impl OnnxPlateReader {
         };
         let session = |spec: &ModelSpec| -> Result<Session, RecognizeError> {
             let bytes = manifest.read_verified(spec)?;
-            Session::builder(&env)
+            let mut builder = Session::builder(&env)
                 .map_err(ort_err)?
                 .with_intra_threads(opts.threads.max(1))
                 .map_err(ort_err)?
                 .with_inter_threads(1)
-                .map_err(ort_err)?
+                .map_err(ort_err)?;
+            if spec.keep_nchw {
+                builder = builder.with_disabled_optimizers("NhwcTransformer").map_err(ort_err)?;
+            }
+            builder
                 .commit_from_memory(&bytes)
                 .map_err(ort_err)
                 .and_then(|s| input_channels_match(s, spec))
@@ -452,7 +456,12 @@ impl OnnxPlateReader {
             }
         };
         let stride = lb.height as f32 / h as f32;
-        let boxes = plate_detect::decode(maps, h, w, stride, spec.threshold.unwrap_or(0.3), self.opts.max_plates);
+        let first = spec.threshold.unwrap_or(0.3);
+        let th = plate_detect::Thresholds {
+            first,
+            next: spec.next_threshold.unwrap_or(first),
+        };
+        let boxes = plate_detect::decode(maps, h, w, stride, th, self.opts.max_plates);
         Ok(boxes
             .iter()
             .filter_map(|b| {

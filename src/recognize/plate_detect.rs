@@ -33,9 +33,18 @@ impl PlateBox {
     }
 }
 
-/// Peaks of the heat map (3x3 local maxima above `threshold`), decoded to boxes, best first, after NMS.
+/// Heat-map scores a plate needs: the best plate `first`, every further one `next` (a second box the
+/// detector is unsure of is more often a sign or a sticker than a plate, and each box costs a reader pass).
+#[derive(Debug, Clone, Copy)]
+pub struct Thresholds {
+    pub first: f32,
+    pub next: f32,
+}
+
+/// Peaks of the heat map (3x3 local maxima above the thresholds), decoded to boxes, best first, after NMS.
 /// `maps` is [5, h, w]: heat, log w, log h, dx, dy (sizes and offsets in units of `stride`).
-pub fn decode(maps: &[f32], h: usize, w: usize, stride: f32, threshold: f32, max_boxes: usize) -> Vec<PlateBox> {
+pub fn decode(maps: &[f32], h: usize, w: usize, stride: f32, th: Thresholds, max_boxes: usize) -> Vec<PlateBox> {
+    let threshold = th.first.min(th.next);
     let plane = h * w;
     if maps.len() < plane * 5 {
         return Vec::new();
@@ -81,7 +90,8 @@ pub fn decode(maps: &[f32], h: usize, w: usize, stride: f32, threshold: f32, max
     out.sort_by(|a, b| b.score.total_cmp(&a.score));
     let mut kept: Vec<PlateBox> = Vec::new();
     for b in out {
-        if kept.iter().all(|k| k.iou(&b) < 0.3) {
+        let needed = if kept.is_empty() { th.first } else { th.next };
+        if b.score >= needed && kept.iter().all(|k| k.iou(&b) < 0.3) {
             kept.push(b);
             if kept.len() == max_boxes {
                 break;
@@ -106,11 +116,39 @@ mod tests {
         maps[2 * h * w + i] = (8.0f32 / 4.0).ln();
         maps[3 * h * w + i] = 0.5;
         maps[4 * h * w + i] = 0.5;
-        let boxes = decode(&maps, h, w, 4.0, 0.3, 5);
+        let th = Thresholds { first: 0.3, next: 0.3 };
+        let boxes = decode(&maps, h, w, 4.0, th, 5);
         assert_eq!(boxes.len(), 1);
         let b = boxes[0];
         assert!((b.x - 8.0).abs() < 1e-4 && (b.y - 10.0).abs() < 1e-4, "{b:?}");
         assert!((b.w - 20.0).abs() < 1e-3 && (b.h - 8.0).abs() < 1e-3);
         assert_eq!(b.to_rect(0.5, 0.5, 1000, 1000), Some(Rect::new(16, 20, 40, 16)));
+    }
+
+    #[test]
+    fn further_plates_need_the_higher_threshold() {
+        let (h, w) = (8usize, 20usize);
+        let mut maps = vec![0.0f32; 5 * h * w];
+        for (x, v) in [(2, 0.8), (9, 0.45), (16, 0.6)] {
+            maps[3 * w + x] = v;
+        }
+        let scores_in = |maps: &[f32], first: f32, next: f32| -> Vec<f32> {
+            decode(maps, h, w, 4.0, Thresholds { first, next }, 5)
+                .iter()
+                .map(|b| b.score)
+                .collect()
+        };
+        let scores = |first: f32, next: f32| scores_in(&maps, first, next);
+        assert_eq!(scores(0.3, 0.3), vec![0.8, 0.6, 0.45]);
+        assert_eq!(scores(0.3, 0.5), vec![0.8, 0.6], "the 0.45 box is not a further plate");
+        assert_eq!(scores(0.9, 0.5), Vec::<f32>::new(), "no best plate, no further ones");
+        maps[3 * w + 2] = 0.35;
+        maps[3 * w + 9] = 0.0;
+        maps[3 * w + 16] = 0.4;
+        assert_eq!(
+            scores_in(&maps, 0.3, 0.5),
+            vec![0.4],
+            "the best box needs only the first threshold, the 0.35 one the next"
+        );
     }
 }
