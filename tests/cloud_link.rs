@@ -215,6 +215,10 @@ fn a_chunked_100k_snapshot_is_applied_reported_and_used() {
     cloud.subscribe(&format!("{TOPIC}/#"));
     let mut daemon = Daemon::start(&cfg, dir.path());
     wait_online(&cloud);
+    // The state follows the online status as a second message: wait for it rather than race it.
+    cloud.wait_for(30, "the first allowlist state", |c| {
+        !c.on(&format!("{TOPIC}/allowlist/state")).is_empty()
+    });
     let state = last_json(&cloud.on(&format!("{TOPIC}/allowlist/state")));
     assert_eq!(state["applied_version"], 0);
     assert_eq!(state["need_snapshot"], true, "{state}");

@@ -672,21 +672,28 @@ impl OnnxPlateReader {
 
 impl PlateReader for OnnxPlateReader {
     fn read(&mut self, image: &Mat, roi: Option<Rect>) -> Result<FrameReads, RecognizeError> {
+        // The whole frame is read in place (no copy); a region of interest is copied out once.
+        let region;
         let (view, offset) = match roi {
-            Some(r) => (Mat::roi(image, r)?.try_clone()?, (r.x, r.y)),
-            None => (image.try_clone()?, (0, 0)),
+            Some(r) => {
+                region = Mat::roi(image, r)?.try_clone()?;
+                (&region, (r.x, r.y))
+            }
+            None => (image, (0, 0)),
         };
+        let bgr;
         let view = if view.channels() == 1 {
-            let mut bgr = Mat::default();
-            imgproc::cvt_color_def(&view, &mut bgr, imgproc::COLOR_GRAY2BGR)?;
-            bgr
+            let mut m = Mat::default();
+            imgproc::cvt_color_def(view, &mut m, imgproc::COLOR_GRAY2BGR)?;
+            bgr = m;
+            &bgr
         } else {
             view
         };
         let (mut candidates, timings) = if self.plate.is_some() {
-            self.read_plates(&view)?
+            self.read_plates(view)?
         } else {
-            self.read_text(&view)?
+            self.read_text(view)?
         };
         for c in &mut candidates {
             c.bbox.x += offset.0;
