@@ -346,10 +346,12 @@ fn input_channels_match(session: Session, spec: &ModelSpec) -> Result<Session, R
         .and_then(|shape| shape.get(1).copied());
     match got {
         Some(c) if c > 0 && c != want => {
-            let fix = match c {
-                3 => "remove input.space_to_depth".to_string(),
-                12 => "set input.space_to_depth = 2 (models/train/space_to_depth.py wrote it)".to_string(),
-                _ => "check that the file is the model this entry describes".to_string(),
+            // 3 channels: plain pixels; 3*k*k: k x k blocks (models/train/space_to_depth.py writes k = 2).
+            let k = (1..=4).find(|k| 3 * k * k == c);
+            let fix = match k {
+                Some(1) => "remove input.space_to_depth".to_string(),
+                Some(k) => format!("set input.space_to_depth = {k}"),
+                None => "check that the file is the model this entry describes".to_string(),
             };
             Err(RecognizeError::Manifest(format!(
                 "model {}: takes {c} input channels but the manifest feeds it {want}; {fix}",
