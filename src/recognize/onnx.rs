@@ -544,7 +544,11 @@ impl OnnxPlateReader {
                         (d, score) = (joined, rows_score);
                     }
                 }
-                (score > 0.0).then(|| candidate(d, *rect, score * (0.5 + 0.5 * plate_score_v), top_n))
+                // Ranked by plate-likeness, its least sure character and the detector: of two plates in a
+                // frame, the one read cleanly comes first (a distant or cut-off plate has an unsure character).
+                let least_sure = d.chars.iter().map(|c| c.conf).fold(1.0f32, f32::min);
+                let rank = score * least_sure * (0.5 + 0.5 * plate_score_v);
+                (score > 0.0).then(|| candidate(d, *rect, rank, top_n))
             })
             .collect();
         candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
