@@ -52,8 +52,9 @@ def conv(cin, cout, stride=1):
 
 
 class PlateNet(nn.Module):
-    def __init__(self):
+    def __init__(self, stride=4):
         super().__init__()
+        self.stride = stride
         self.s2 = conv(3, 16, 2)
         self.s4 = nn.Sequential(conv(16, 24, 2), conv(24, 24))
         self.s8 = nn.Sequential(conv(24, 48, 2), conv(48, 48))
@@ -61,7 +62,7 @@ class PlateNet(nn.Module):
         self.s32 = nn.Sequential(conv(80, 112, 2), conv(112, 112))
         self.l16 = nn.Conv2d(80, 64, 1)
         self.l8 = nn.Conv2d(48, 64, 1)
-        self.l4 = nn.Conv2d(24, 64, 1)
+        self.l4 = nn.Conv2d(24, 64, 1) if stride == 4 else None
         self.t32 = nn.Conv2d(112, 64, 1)
         self.head = nn.Sequential(conv(64, 48), nn.Conv2d(48, 5, 1))
         self.head[-1].bias.data[0] = -2.19  # prior 0.1 for the heat map
@@ -74,7 +75,8 @@ class PlateNet(nn.Module):
         p = self.t32(c32)
         p = F.interpolate(p, scale_factor=2.0, mode="nearest") + self.l16(c16)
         p = F.interpolate(p, scale_factor=2.0, mode="nearest") + self.l8(c8)
-        p = F.interpolate(p, scale_factor=2.0, mode="nearest") + self.l4(c4)
+        if self.l4 is not None:
+            p = F.interpolate(p, scale_factor=2.0, mode="nearest") + self.l4(c4)
         out = self.head(p)
         return torch.cat([torch.sigmoid(out[:, :1]), out[:, 1:3], torch.sigmoid(out[:, 3:5])], dim=1)
 
@@ -281,14 +283,18 @@ def main():
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--stride", type=int, choices=(4, 8), default=4,
+                    help="output stride of the heat map (8: the head runs on a quarter of the cells)")
     ap.add_argument("--no-eval", action="store_true", help="skip the validation pass (smoke tests)")
     args = ap.parse_args()
+    global STRIDE
+    STRIDE = args.stride
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     rng = random.Random(args.seed)
     frames = load_frames(args.bench)
     print(f"train frames {len(frames['train'])}, validation frames {len(frames['val'])}", flush=True)
-    model = PlateNet()
+    model = PlateNet(STRIDE)
     print(f"parameters: {sum(p.numel() for p in model.parameters()):,}", flush=True)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=args.steps, pct_start=0.1)
@@ -326,7 +332,7 @@ def main():
     model.eval()
     dummy = torch.zeros(1, 3, 352, 640)
     torch.onnx.export(model, dummy, args.out, input_names=["image"], output_names=["maps"],
-                      dynamic_axes={"image": {2: "h", 3: "w"}, "maps": {2: "h4", 3: "w4"}}, opset_version=17,
+                      dynamic_axes={"image": {2: "h", 3: "w"}, "maps": {2: "hs", 3: "ws"}}, opset_version=17,
                       dynamo=False)
     print(f"exported {args.out} ({os.path.getsize(args.out):,} bytes); CPU time {time.time() - t0:.0f}s", flush=True)
 

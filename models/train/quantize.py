@@ -14,7 +14,9 @@ Calibration is deterministic (fixed frames, min/max), so the same inputs give th
 
 Last, space_to_depth.py rewrites the first convolution to read the image as 2 x 2 pixel blocks, which the
 daemon feeds directly (manifest `input.space_to_depth = 2`): bit for bit the same outputs, about 1.5 ms less
-per frame on one core. `--space-to-depth 1` writes the plain-input model instead.
+per frame on one core. `--space-to-depth 1` writes the plain-input model instead. Then uint8_input.py cuts
+off the model's QuantizeLinear so it takes 8-bit values, which the daemon computes while it lays out the
+input (exactly the same integers; `--input float` keeps the float input).
 
 The whole-plate reader is not quantized (see models/train/README.md): every convolution in int8 cost it
 3-14 points of exact reads on the validation split; the seven heavy 1 x 1 convolutions that tolerate it best
@@ -37,6 +39,7 @@ from PIL import Image
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from plate_detector import evaluate, load_frames  # noqa: E402
 from space_to_depth import convert as space_to_depth  # noqa: E402
+from uint8_input import convert as uint8_input  # noqa: E402
 
 SIDE = 640
 
@@ -97,6 +100,9 @@ def main():
     ap.add_argument("--no-eval", action="store_true", help="skip the validation pass (smoke tests)")
     ap.add_argument("--space-to-depth", type=int, choices=[1, 2], default=2,
                     help="2: the written model reads 2x2 pixel blocks (manifest input.space_to_depth = 2); 1: plain")
+    ap.add_argument("--input", choices=["uint8", "float"], default="uint8",
+                    help="uint8: the written model takes its 8-bit input values directly (uint8_input.py); "
+                         "float: it takes normalised floats and quantizes them itself")
     args = ap.parse_args()
     frames = load_frames(args.bench)
     paths = sorted({p for p, _ in frames["train"]})
@@ -127,8 +133,15 @@ def main():
         if args.space_to_depth == 2:
             # Checked on validation frames as the daemon feeds them: the outputs must not change at all.
             samples = [daemon_input(p) for p, _ in frames["val"][:4]]
-            worst = space_to_depth(staged, args.out, samples)
+            blocks = os.path.join(tmp, "s2d.onnx")
+            worst = space_to_depth(staged, blocks, samples)
             print(f"input as 2x2 pixel blocks (space_to_depth.py): largest output difference {worst}", flush=True)
+            staged = blocks
+        if args.input == "uint8":
+            b = args.space_to_depth
+            shapes = [(1, 3 * b * b, h // b, w // b) for h, w in [(352, 640), (480, 640), (64, 96)]]
+            scale, zp = uint8_input(staged, args.out, shapes)
+            print(f"8-bit input (uint8_input.py): scale {scale!r}, zero point {zp}, outputs identical", flush=True)
         else:
             with open(staged, "rb") as src, open(args.out, "wb") as dst:
                 dst.write(src.read())

@@ -45,6 +45,23 @@ pub fn shrink_smoothly(image: Mat, size: Size) -> Result<Mat, RecognizeError> {
     Ok(out)
 }
 
+/// An 8-bit model input: the value fed for a normalised pixel `x` is ONNX QuantizeLinear's
+/// `saturate(round_half_even(x / scale) + zero_point)`, computed as ONNX Runtime does (f32 division), so a
+/// model whose QuantizeLinear was cut off (models/train/uint8_input.py) sees the integers it saw before.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct InputQuant {
+    pub scale: f32,
+    pub zero_point: u8,
+}
+
+impl InputQuant {
+    pub fn quantize(&self, x: f32) -> u8 {
+        let zp = f32::from(self.zero_point);
+        // clamped first (as MLAS does), so the sum is always within 0..=255
+        ((x / self.scale).clamp(-zp, 255.0 - zp).round_ties_even() + zp) as u8
+    }
+}
+
 /// Writes a BGR 8-bit image into `out` as normalised CHW floats, resizing to `size` first (bilinear) and,
 /// with `max_gain` > 1, stretching its contrast (see [`contrast_stretch`]). With `block` > 1 the planes are
 /// `block` x `block` pixel blocks instead ([3*b*b, H/b, W/b], ONNX SpaceToDepth order: channel
@@ -57,6 +74,35 @@ pub fn to_chw(
     max_gain: f32,
     block: u32,
     out: &mut Vec<f32>,
+) -> Result<(), RecognizeError> {
+    to_planes(image, size, color, norm, max_gain, block, |x| x, out)
+}
+
+/// [`to_chw`] for a model that takes 8-bit integers: each normalised value quantized with `quant`.
+#[allow(clippy::too_many_arguments)]
+pub fn to_chw_u8(
+    image: &Mat,
+    size: Size,
+    color: ColorOrder,
+    norm: &Normalize,
+    max_gain: f32,
+    block: u32,
+    quant: InputQuant,
+    out: &mut Vec<u8>,
+) -> Result<(), RecognizeError> {
+    to_planes(image, size, color, norm, max_gain, block, |x| quant.quantize(x), out)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn to_planes<T: Copy + Default>(
+    image: &Mat,
+    size: Size,
+    color: ColorOrder,
+    norm: &Normalize,
+    max_gain: f32,
+    block: u32,
+    value: impl Fn(f32) -> T,
+    out: &mut Vec<T>,
 ) -> Result<(), RecognizeError> {
     let b = block.max(1) as usize;
     let (w, h) = (size.width.max(0) as usize, size.height.max(0) as usize);
@@ -77,13 +123,16 @@ pub fn to_chw(
     if bytes.len() < plane * 3 {
         return Err(RecognizeError::Inference("image is not 8-bit BGR".into()));
     }
-    out.clear();
-    out.resize(plane * 3, 0.0);
-    // pixel v becomes ((v - lo) * gain) clamped to 0..255, then (x / scale - mean) / std
+    // Every element is written below, so a buffer of the right size is not cleared first.
+    out.resize(plane * 3, T::default());
+    // pixel v becomes ((v - lo) * gain) clamped to 0..255, then (x / scale - mean) / std: one table per
+    // model channel over the 256 byte values
     let (lo, gain) = contrast_stretch(&bytes[..plane * 3], max_gain);
-    let mul: [f32; 3] = std::array::from_fn(|c| 1.0 / (norm.scale * norm.std[c]));
-    let add: [f32; 3] = std::array::from_fn(|c| -norm.mean[c] / norm.std[c]);
     let level = |v: u8| ((v as f32 - lo) * gain).clamp(0.0, 255.0);
+    let table: [[T; 256]; 3] = std::array::from_fn(|c| {
+        let (mul, add) = (1.0 / (norm.scale * norm.std[c]), -norm.mean[c] / norm.std[c]);
+        std::array::from_fn(|v| value(level(v as u8) * mul + add))
+    });
     // BGR in memory; the model wants channel c of its own order.
     let src_of: [usize; 3] = match color {
         ColorOrder::Bgr => [0, 1, 2],
@@ -93,9 +142,9 @@ pub fn to_chw(
         let (out0, rest) = out.split_at_mut(plane);
         let (out1, out2) = rest.split_at_mut(plane);
         for (p, px) in bytes.chunks_exact(3).enumerate().take(plane) {
-            out0[p] = level(px[src_of[0]]) * mul[0] + add[0];
-            out1[p] = level(px[1]) * mul[1] + add[1];
-            out2[p] = level(px[src_of[2]]) * mul[2] + add[2];
+            out0[p] = table[0][px[src_of[0]] as usize];
+            out1[p] = table[1][px[1] as usize];
+            out2[p] = table[2][px[src_of[2]] as usize];
         }
         return Ok(());
     }
@@ -104,11 +153,11 @@ pub fn to_chw(
     for (y, row) in bytes.chunks_exact(3 * w).take(h).enumerate() {
         let (by, dy) = (y / b, y % b);
         for dx in 0..b {
-            for c in 0..3 {
+            for (c, t) in table.iter().enumerate() {
                 let start = ((dy * b + dx) * 3 + c) * bplane + by * bw;
                 let dst = &mut out[start..start + bw];
                 for (x, v) in dst.iter_mut().enumerate() {
-                    *v = level(row[(x * b + dx) * 3 + src_of[c]]) * mul[c] + add[c];
+                    *v = t[row[(x * b + dx) * 3 + src_of[c]] as usize];
                 }
             }
         }
@@ -272,6 +321,44 @@ mod tests {
         assert!(to_chw(&img, Size::new(6, 6), ColorOrder::Bgr, &norm, 0.0, 4, &mut out).is_err());
     }
 
+    #[test]
+    fn eight_bit_input_is_quantize_linear_of_the_float_input() {
+        use opencv::core::{Scalar, CV_8UC3};
+        // what models/train/quantize.py measured for the detector: x in -1..1, scale 2/255, zero point 128
+        let q = InputQuant {
+            scale: 0.007_843_138,
+            zero_point: 128,
+        };
+        assert_eq!((q.quantize(0.0), q.quantize(0.5)), (128, 192));
+        assert_eq!((q.quantize(-5.0), q.quantize(5.0)), (0, 255), "saturates");
+        // halfway values round to even, as ONNX QuantizeLinear does
+        let half = InputQuant {
+            scale: 1.0,
+            zero_point: 10,
+        };
+        assert_eq!(
+            (half.quantize(0.5), half.quantize(1.5), half.quantize(-2.5)),
+            (10, 12, 8)
+        );
+        let (w, h) = (8, 6);
+        let mut img = Mat::new_rows_cols_with_default(h, w, CV_8UC3, Scalar::all(0.0)).expect("mat");
+        for (i, v) in img.data_bytes_mut().expect("bytes").iter_mut().enumerate() {
+            *v = (i * 37 % 256) as u8;
+        }
+        let norm = Normalize {
+            scale: 255.0,
+            mean: [0.5, 0.5, 0.5],
+            std: [0.5, 0.5, 0.5],
+        };
+        let size = Size::new(w, h);
+        for block in [1, 2] {
+            let (mut floats, mut bytes) = (Vec::new(), vec![7u8; 1000]);
+            to_chw(&img, size, ColorOrder::Bgr, &norm, 0.0, block, &mut floats).expect("floats");
+            to_chw_u8(&img, size, ColorOrder::Bgr, &norm, 0.0, block, q, &mut bytes).expect("bytes");
+            let want: Vec<u8> = floats.iter().map(|&x| q.quantize(x)).collect();
+            assert_eq!(bytes, want, "block {block}");
+        }
+    }
     #[test]
     fn input_size_keeps_multiples_and_caps_the_long_side() {
         let lb = input_size(1280, 720, 960, 32);

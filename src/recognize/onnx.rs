@@ -13,10 +13,10 @@ use opencv::core::{Mat, Rect, Size};
 use opencv::imgproc;
 use opencv::prelude::*;
 use ort::session::Session;
-use ort::value::TensorRef;
+use ort::value::{TensorElementType, TensorRef};
 
 use super::ctc::{self, ClassKind};
-use super::detect::{self, MapBox};
+use super::detect::{self, InputQuant, MapBox};
 use super::manifest::{Manifest, ModelKind, ModelSpec, Role};
 use super::plate_detect;
 use super::select::plate_score;
@@ -65,8 +65,8 @@ impl Default for ReaderOptions {
 }
 
 pub struct OnnxPlateReader {
-    /// Optional whole-plate detector; with it, only plates are read.
-    plate: Option<(Session, ModelSpec)>,
+    /// Optional whole-plate detector; with it, only plates are read. It may take 8-bit input.
+    plate: Option<(Session, ModelSpec, Option<InputQuant>)>,
     /// Text-line detector; absent with a whole-plate recogniser.
     det: Option<(Session, ModelSpec)>,
     rec: Session,
@@ -75,6 +75,7 @@ pub struct OnnxPlateReader {
     plate_classes: Vec<usize>,
     opts: ReaderOptions,
     det_buf: Vec<f32>,
+    det_buf_u8: Vec<u8>,
     rec_buf: Vec<f32>,
     crop_buf: Vec<f32>,
 }
@@ -132,7 +133,11 @@ impl OnnxPlateReader {
                 .and_then(|s| input_channels_match(s, spec))
         };
         let plate = match manifest.optional(Role::PlateDetector) {
-            Some(spec) if spec.kind == ModelKind::CenterBox => Some((session(spec)?, spec.clone())),
+            Some(spec) if spec.kind == ModelKind::CenterBox => {
+                let s = session(spec)?;
+                let quant = input_quant(&s, spec, true)?;
+                Some((s, spec.clone(), quant))
+            }
             Some(_) => {
                 return Err(RecognizeError::Manifest(
                     "plate-detector must be kind center-box".into(),
@@ -141,10 +146,15 @@ impl OnnxPlateReader {
             None => None,
         };
         let det = match det_spec {
-            Some(spec) => Some((session(&spec)?, spec)),
+            Some(spec) => {
+                let s = session(&spec)?;
+                input_quant(&s, &spec, false)?;
+                Some((s, spec))
+            }
             None => None,
         };
         let rec = session(&rec_spec)?;
+        input_quant(&rec, &rec_spec, false)?;
         let labels = charset(&rec, &rec_spec)?;
         let kinds = ctc::class_kinds(&labels);
         let plate_classes = (0..kinds.len())
@@ -159,6 +169,7 @@ impl OnnxPlateReader {
             plate_classes,
             opts,
             det_buf: Vec::new(),
+            det_buf_u8: Vec::new(),
             rec_buf: Vec::new(),
             crop_buf: Vec::new(),
         })
@@ -362,6 +373,42 @@ fn input_channels_match(session: Session, spec: &ModelSpec) -> Result<Session, R
     }
 }
 
+/// Metadata keys of an 8-bit-input model (written by models/train/uint8_input.py).
+const INPUT_SCALE_KEY: &str = "gatehouse.input_scale";
+const INPUT_ZERO_POINT_KEY: &str = "gatehouse.input_zero_point";
+
+/// How a model takes its input: floats (`None`), or 8-bit integers with the scale and zero point its
+/// metadata carries (plate detectors only, `allow_u8`).
+fn input_quant(session: &Session, spec: &ModelSpec, allow_u8: bool) -> Result<Option<InputQuant>, RecognizeError> {
+    let ty = session.inputs().first().and_then(|i| i.dtype().tensor_type());
+    match ty {
+        None | Some(TensorElementType::Float32) => Ok(None),
+        Some(TensorElementType::Uint8) if allow_u8 => {
+            let meta = session.metadata().map_err(ort_err)?;
+            let scale = meta
+                .custom(INPUT_SCALE_KEY)
+                .and_then(|s| s.trim().parse::<f32>().ok())
+                .filter(|s| s.is_finite() && *s > 0.0);
+            let zero_point = meta
+                .custom(INPUT_ZERO_POINT_KEY)
+                .and_then(|s| s.trim().parse::<u8>().ok());
+            match (scale, zero_point) {
+                (Some(scale), Some(zero_point)) => Ok(Some(InputQuant { scale, zero_point })),
+                _ => Err(RecognizeError::Manifest(format!(
+                    "model {}: takes 8-bit input but its metadata has no usable {INPUT_SCALE_KEY} and \
+                     {INPUT_ZERO_POINT_KEY}; write it with models/train/uint8_input.py, or use the float-input model",
+                    spec.file
+                ))),
+            }
+        }
+        Some(other) => Err(RecognizeError::Manifest(format!(
+            "model {}: input type {other:?} is not supported here; this role takes float32{}",
+            spec.file,
+            if allow_u8 { " or uint8" } else { "" }
+        ))),
+    }
+}
+
 fn candidate(d: ctc::Decoded, bbox: Rect, score: f32, top_n: usize) -> PlateCandidate {
     PlateCandidate {
         alternatives: ctc::alternatives(&d.chars, top_n),
@@ -424,7 +471,7 @@ fn plate_box(text: Rect, cols: i32, rows: i32) -> Rect {
 impl OnnxPlateReader {
     /// Plates in `view` (whole-plate detector), best first, in view pixels with their scores.
     fn plate_boxes(&mut self, view: &Mat) -> Result<Vec<(Rect, f32)>, RecognizeError> {
-        let Some((session, spec)) = self.plate.as_mut() else {
+        let Some((session, spec, quant)) = self.plate.as_mut() else {
             return Ok(Vec::new());
         };
         let side = if spec.input.max_side > 0 {
@@ -433,20 +480,30 @@ impl OnnxPlateReader {
             640
         };
         let lb = detect::input_size(view.cols(), view.rows(), side, spec.input.multiple_of.max(32));
-        detect::to_chw(
-            view,
-            Size::new(lb.width, lb.height),
+        let size = Size::new(lb.width, lb.height);
+        let (color, norm, gain, block) = (
             spec.input.color,
             &spec.normalize,
             spec.input.auto_contrast,
             spec.input.block(),
-            &mut self.det_buf,
-        )?;
-        let b = spec.input.block() as usize;
+        );
+        let b = block as usize;
         let shape = [1usize, 3 * b * b, lb.height as usize / b, lb.width as usize / b];
-        let input = TensorRef::from_array_view(ArrayView::from_shape(shape, &self.det_buf[..]).map_err(ort_err)?)
-            .map_err(ort_err)?;
-        let outputs = session.run(ort::inputs![input]).map_err(ort_err)?;
+        let outputs = match *quant {
+            // An 8-bit model (models/train/uint8_input.py) gets its integers directly: a quarter of the bytes
+            // to write, and no QuantizeLinear pass over them in the model.
+            Some(q) => {
+                detect::to_chw_u8(view, size, color, norm, gain, block, q, &mut self.det_buf_u8)?;
+                let array = ArrayView::from_shape(shape, &self.det_buf_u8[..]).map_err(ort_err)?;
+                session.run(ort::inputs![TensorRef::from_array_view(array).map_err(ort_err)?])
+            }
+            None => {
+                detect::to_chw(view, size, color, norm, gain, block, &mut self.det_buf)?;
+                let array = ArrayView::from_shape(shape, &self.det_buf[..]).map_err(ort_err)?;
+                session.run(ort::inputs![TensorRef::from_array_view(array).map_err(ort_err)?])
+            }
+        }
+        .map_err(ort_err)?;
         let (out_shape, maps) = outputs[0].try_extract_tensor::<f32>().map_err(ort_err)?;
         let dims: Vec<i64> = out_shape.iter().copied().collect();
         let (h, w) = match dims.as_slice() {
