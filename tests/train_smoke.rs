@@ -115,6 +115,42 @@ produced_by = "fetch-models.sh"
     );
     let v = recognize(dir.path(), &manifest, &bench.join("endtoend/eu/eu1.jpg"));
     assert!(v["plates"].is_array(), "{v}");
+
+    // quantize.py's model takes 8-bit values and says how they were quantized; without that it is refused.
+    let bare = dir.path().join("bare.int8.onnx");
+    let o = Command::new("python3")
+        .args([
+            "-c",
+            "import onnx, sys\nm = onnx.load(sys.argv[1])\nassert m.graph.input[0].type.tensor_type.elem_type == \
+             onnx.TensorProto.UINT8\ndel m.metadata_props[:]\nonnx.save(m, sys.argv[2])",
+        ])
+        .arg(&onnx)
+        .arg(&bare)
+        .output()
+        .expect("python3");
+    assert!(o.status.success(), "{}", text(&o));
+    let bare_sha = hex::encode(Sha256::digest(std::fs::read(&bare).expect("bare onnx")));
+    let mpath = dir.path().join("bare.toml");
+    std::fs::write(
+        &mpath,
+        manifest
+            .replace(&onnx.display().to_string(), &bare.display().to_string())
+            .replace(&sha, &bare_sha),
+    )
+    .expect("manifest");
+    let image = bench.join("endtoend/eu/eu1.jpg");
+    let o = gatehouse(&[
+        "recognize",
+        image.to_str().expect("utf8"),
+        "--models",
+        mpath.to_str().expect("utf8"),
+    ]);
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(
+        out.contains("gatehouse.input_scale") && out.contains("uint8_input.py") && out.contains("bare.int8.onnx"),
+        "{out}"
+    );
 }
 
 /// Two fine-tuning steps of the whole-plate reader from the PP-OCRv4 base, exported to ONNX, then used by

@@ -38,7 +38,8 @@ pub enum ModelKind {
     /// CTC recogniser that reads a whole plate (the plate detector's box with a margin) at a fixed input
     /// size: BxTxC probabilities, class 0 = blank. No text detector runs with it.
     PlateCtc,
-    /// Centre-point box detector: 1x5xH/4xW/4 = [centre heat map, log w, log h, dx, dy] at stride 4.
+    /// Centre-point box detector: 1x5x(H/s)x(W/s) = [centre heat map, log w, log h, dx, dy] at a stride s
+    /// read from the output size (the shipped detector: 8).
     CenterBox,
 }
 
