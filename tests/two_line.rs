@@ -35,7 +35,7 @@ fn plate(rows: &[&str], w: i32, h: i32) -> Mat {
     img
 }
 
-/// Writes a crops set (labels.csv) of two-row plates and one one-row plate, and returns eval's JSON with
+/// Writes a crops set (labels.csv) of two-row and one-row plates, and returns eval's JSON with
 /// the given `--two-line-max-aspect`.
 fn eval_rows(dir: &std::path::Path, max_aspect: &str) -> serde_json::Value {
     let o = gatehouse(&[
@@ -58,11 +58,14 @@ fn eval_rows(dir: &std::path::Path, max_aspect: &str) -> serde_json::Value {
 fn two_row_plates_are_read_top_row_then_bottom_row() {
     require_models();
     let dir = tempfile::tempdir().expect("tmp");
-    let plates: [(&[&str], i32, i32); 4] = [
+    // The one-row plates' crops (plate + margin) are 1.6 and 1.76 wide for their height: both may be read
+    // as rows with the default 1.8, and the whole read must stay.
+    let plates: [(&[&str], i32, i32); 5] = [
         (&["ABC", "1D23"], 200, 160),
         (&["KT", "48215"], 180, 150),
         (&["XYZ", "7895"], 190, 140),
         (&["7ABC123"], 240, 120),
+        (&["8XYZ452"], 264, 120),
     ];
     let mut labels = String::from("image,state,plate\n");
     for (i, (rows, w, h)) in plates.iter().enumerate() {
@@ -77,12 +80,12 @@ fn two_row_plates_are_read_top_row_then_bottom_row() {
         labels.push_str(&format!("{name},xx,{}\n", rows.concat()));
     }
     std::fs::write(dir.path().join("labels.csv"), labels).expect("labels");
-    let on = eval_rows(dir.path(), "1.6");
-    assert_eq!(on["frames"].as_u64(), Some(4), "{on}");
+    let on = eval_rows(dir.path(), "1.8");
+    assert_eq!(on["frames"].as_u64(), Some(5), "{on}");
     assert_eq!(on["exact_top1"].as_f64(), Some(1.0), "every plate read exactly: {on}");
     let off = eval_rows(dir.path(), "0");
     assert!(
-        off["exact_top1"].as_f64().unwrap_or(1.0) <= 0.5,
+        off["exact_top1"].as_f64().unwrap_or(1.0) <= 0.6,
         "read whole, two-row plates should not come out right: {off}"
     );
 }

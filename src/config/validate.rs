@@ -684,7 +684,7 @@ fn validate_recognize(r: RawRecognize, base: &Path, issues: &mut Issues) -> Reco
         issues.push(
             "recognize.two_line_max_aspect",
             format!("{} is not usable", r.two_line_max_aspect),
-            "use 0 (never read plates as two rows) or a width / height from 1 to 3, e.g. 1.6",
+            "use 0 (never read plates as two rows) or a width / height from 1 to 3, e.g. 1.8",
         );
     }
     if !(1..=8).contains(&r.max_plates) {
@@ -1068,7 +1068,7 @@ relay = "main"
         );
         let err = parse(&bad, &base()).expect_err("invalid");
         assert_eq!(err.issues()[0].path, "recognize.two_line_max_aspect", "{err}");
-        assert!(err.to_string().contains("e.g. 1.6"), "{err}");
+        assert!(err.to_string().contains("e.g. 1.8"), "{err}");
     }
 
     #[test]

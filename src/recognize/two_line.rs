@@ -1,8 +1,9 @@
 //! Two-line (stacked) plates: motorcycle, trailer and some regional plates carry the registration on two
 //! rows, e.g. "ABC" over "1D23". The whole-plate reader reads one row, and over two rows it interleaves
-//! their characters or gives only its larger row. So a plate whose box is nearly square is also read as
-//! its top and bottom halves, and the two halves, joined top then bottom, replace the whole read when they
-//! read more confidently or when the whole read was just one of them (see [`prefer_rows`]).
+//! their characters or gives only its larger row. So a plate whose box is nearly square and whose whole
+//! read could be such a row ([`maybe_one_row`]) is read again as its top and bottom halves, and the two
+//! halves, joined top then bottom, replace the whole read when they read more confidently or when the
+//! whole read was just one of them (see [`prefer_rows`]).
 
 use opencv::core::Rect;
 
@@ -22,6 +23,16 @@ pub fn halves(inner: Rect, cols: i32, rows: i32, max_aspect: f32) -> Option<(Rec
     let bottom_y = (mid - overlap).max(0);
     let bottom = Rect::new(0, bottom_y, cols, rows - bottom_y);
     (top.height >= 4 && bottom.height >= 4).then_some((top, bottom))
+}
+
+/// Whether a nearly square plate's whole read could be one row of a two-row plate (or their characters
+/// interleaved), so that its rows are worth reading: anything but a confident read of a full plate's
+/// length. Read whole, a two-row plate gives its larger row (often 3-5 characters) or an unsure mix; a
+/// one-row plate whose box came out squarish reads 6-8 sure characters and costs no second pass.
+pub fn maybe_one_row(whole: &Decoded) -> bool {
+    const FULL_LEN: usize = 6;
+    const SURE: f32 = 0.9;
+    whole.chars.len() < FULL_LEN || whole.chars.iter().any(|c| c.conf < SURE)
 }
 
 /// The two rows as one read: top row first, then the bottom row.
@@ -69,6 +80,15 @@ mod tests {
             chars: text.chars().map(|ch| CharRead { ch, conf, alt: None }).collect(),
             others: 0,
         }
+    }
+
+    #[test]
+    fn only_short_or_unsure_whole_reads_get_their_rows_read() {
+        assert!(maybe_one_row(&read("7953", 0.99)), "one row of a two-row plate");
+        assert!(maybe_one_row(&read("A1B2C3D", 0.6)), "an unsure mix of the rows");
+        assert!(maybe_one_row(&read("", 0.0)), "nothing read");
+        assert!(!maybe_one_row(&read("7ABC123", 0.97)), "a sure read of a full plate");
+        assert!(!maybe_one_row(&read("ABC123", 0.95)));
     }
 
     #[test]
