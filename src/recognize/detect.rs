@@ -5,7 +5,7 @@ use opencv::core::{Mat, Point, Rect, Size, Vector, CV_8UC1};
 use opencv::imgproc;
 use opencv::prelude::*;
 
-use super::manifest::{ColorOrder, Normalize};
+use super::manifest::{ColorOrder, ModelSpec, Normalize};
 use super::RecognizeError;
 
 /// How a frame was scaled into the detector input.
@@ -62,48 +62,57 @@ impl InputQuant {
     }
 }
 
-/// Writes a BGR 8-bit image into `out` as normalised CHW floats, resizing to `size` first (bilinear) and,
-/// with `max_gain` > 1, stretching its contrast (see [`contrast_stretch`]). With `block` > 1 the planes are
-/// `block` x `block` pixel blocks instead ([3*b*b, H/b, W/b], ONNX SpaceToDepth order: channel
-/// `(dy * b + dx) * 3 + c` holds pixel `(b*y + dy, b*x + dx)` of colour `c`); `size` must divide by it.
-pub fn to_chw(
-    image: &Mat,
-    size: Size,
-    color: ColorOrder,
-    norm: &Normalize,
-    max_gain: f32,
-    block: u32,
-    out: &mut Vec<f32>,
-) -> Result<(), RecognizeError> {
-    to_planes(image, size, color, norm, max_gain, block, |x| x, out)
+/// How a model takes its image: size, colour order, normalisation, contrast stretch and pixel blocks.
+#[derive(Debug, Clone, Copy)]
+pub struct Layout<'a> {
+    pub size: Size,
+    pub color: ColorOrder,
+    pub norm: &'a Normalize,
+    /// With a gain cap > 1 each image's contrast is stretched first (see [`contrast_stretch`]).
+    pub max_gain: f32,
+    /// 1: plain planes; b > 1: b x b pixel blocks (see [`to_chw`]).
+    pub block: u32,
+}
+
+impl<'a> Layout<'a> {
+    /// The layout a model's manifest entry asks for, at `size`.
+    pub fn of(spec: &'a ModelSpec, size: Size) -> Self {
+        Self {
+            size,
+            color: spec.input.color,
+            norm: &spec.normalize,
+            max_gain: spec.input.auto_contrast,
+            block: spec.input.block(),
+        }
+    }
+}
+
+/// Writes a BGR 8-bit image into `out` as normalised CHW floats, resizing to `layout.size` first (bilinear)
+/// and, with `max_gain` > 1, stretching its contrast (see [`contrast_stretch`]). With `block` > 1 the
+/// planes are `block` x `block` pixel blocks instead ([3*b*b, H/b, W/b], ONNX SpaceToDepth order: channel
+/// `(dy * b + dx) * 3 + c` holds pixel `(b*y + dy, b*x + dx)` of colour `c`); the size must divide by it.
+pub fn to_chw(image: &Mat, layout: Layout, out: &mut Vec<f32>) -> Result<(), RecognizeError> {
+    to_planes(image, layout, |x| x, out)
 }
 
 /// [`to_chw`] for a model that takes 8-bit integers: each normalised value quantized with `quant`.
-#[allow(clippy::too_many_arguments)]
-pub fn to_chw_u8(
-    image: &Mat,
-    size: Size,
-    color: ColorOrder,
-    norm: &Normalize,
-    max_gain: f32,
-    block: u32,
-    quant: InputQuant,
-    out: &mut Vec<u8>,
-) -> Result<(), RecognizeError> {
-    to_planes(image, size, color, norm, max_gain, block, |x| quant.quantize(x), out)
+pub fn to_chw_u8(image: &Mat, layout: Layout, quant: InputQuant, out: &mut Vec<u8>) -> Result<(), RecognizeError> {
+    to_planes(image, layout, |x| quant.quantize(x), out)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn to_planes<T: Copy + Default>(
     image: &Mat,
-    size: Size,
-    color: ColorOrder,
-    norm: &Normalize,
-    max_gain: f32,
-    block: u32,
+    layout: Layout,
     value: impl Fn(f32) -> T,
     out: &mut Vec<T>,
 ) -> Result<(), RecognizeError> {
+    let Layout {
+        size,
+        color,
+        norm,
+        max_gain,
+        block,
+    } = layout;
     let b = block.max(1) as usize;
     let (w, h) = (size.width.max(0) as usize, size.height.max(0) as usize);
     if w % b != 0 || h % b != 0 {
@@ -304,8 +313,15 @@ mod tests {
         let size = Size::new(w, h);
         for color in [ColorOrder::Bgr, ColorOrder::Rgb] {
             let (mut plain, mut blocks) = (Vec::new(), Vec::new());
-            to_chw(&img, size, color, &norm, 0.0, 1, &mut plain).expect("plain");
-            to_chw(&img, size, color, &norm, 0.0, 2, &mut blocks).expect("blocks");
+            let layout = |block| Layout {
+                size,
+                color,
+                norm: &norm,
+                max_gain: 0.0,
+                block,
+            };
+            to_chw(&img, layout(1), &mut plain).expect("plain");
+            to_chw(&img, layout(2), &mut blocks).expect("blocks");
             let (w, h) = (w as usize, h as usize);
             for c in 0..3 {
                 for y in 0..h {
@@ -318,7 +334,14 @@ mod tests {
             }
         }
         let mut out = Vec::new();
-        assert!(to_chw(&img, Size::new(6, 6), ColorOrder::Bgr, &norm, 0.0, 4, &mut out).is_err());
+        let odd = Layout {
+            size: Size::new(6, 6),
+            color: ColorOrder::Bgr,
+            norm: &norm,
+            max_gain: 0.0,
+            block: 4,
+        };
+        assert!(to_chw(&img, odd, &mut out).is_err());
     }
 
     #[test]
@@ -353,8 +376,15 @@ mod tests {
         let size = Size::new(w, h);
         for block in [1, 2] {
             let (mut floats, mut bytes) = (Vec::new(), vec![7u8; 1000]);
-            to_chw(&img, size, ColorOrder::Bgr, &norm, 0.0, block, &mut floats).expect("floats");
-            to_chw_u8(&img, size, ColorOrder::Bgr, &norm, 0.0, block, q, &mut bytes).expect("bytes");
+            let layout = Layout {
+                size,
+                color: ColorOrder::Bgr,
+                norm: &norm,
+                max_gain: 0.0,
+                block,
+            };
+            to_chw(&img, layout, &mut floats).expect("floats");
+            to_chw_u8(&img, layout, q, &mut bytes).expect("bytes");
             let want: Vec<u8> = floats.iter().map(|&x| q.quantize(x)).collect();
             assert_eq!(bytes, want, "block {block}");
         }

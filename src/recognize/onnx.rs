@@ -16,7 +16,7 @@ use ort::session::Session;
 use ort::value::{TensorElementType, TensorRef};
 
 use super::ctc::{self, ClassKind};
-use super::detect::{self, InputQuant, MapBox};
+use super::detect::{self, InputQuant, Layout, MapBox};
 use super::manifest::{Manifest, ModelKind, ModelSpec, Role};
 use super::plate_detect;
 use super::select::plate_score;
@@ -184,15 +184,8 @@ impl OnnxPlateReader {
         let Some((det, det_spec)) = self.det.as_mut() else {
             return Ok(Vec::new());
         };
-        detect::to_chw(
-            image,
-            Size::new(lb.width, lb.height),
-            det_spec.input.color,
-            &det_spec.normalize,
-            det_spec.input.auto_contrast,
-            1,
-            &mut self.det_buf,
-        )?;
+        let layout = Layout::of(det_spec, Size::new(lb.width, lb.height));
+        detect::to_chw(image, layout, &mut self.det_buf)?;
         let shape = [1usize, 3, lb.height as usize, lb.width as usize];
         let input = TensorRef::from_array_view(ArrayView::from_shape(shape, &self.det_buf[..]).map_err(ort_err)?)
             .map_err(ort_err)?;
@@ -293,15 +286,7 @@ impl OnnxPlateReader {
             if fixed.is_some() {
                 crop = detect::shrink_smoothly(crop, Size::new(w, h))?;
             }
-            detect::to_chw(
-                &crop,
-                Size::new(w, h),
-                self.rec_spec.input.color,
-                &self.rec_spec.normalize,
-                self.rec_spec.input.auto_contrast,
-                1,
-                &mut self.crop_buf,
-            )?;
+            detect::to_chw(&crop, Layout::of(&self.rec_spec, Size::new(w, h)), &mut self.crop_buf)?;
             // copy the w-wide planes into the batch_w-wide slot (right side stays 0 = padding)
             let dst = &mut self.rec_buf[i * per..(i + 1) * per];
             for c in 0..3usize {
@@ -484,25 +469,19 @@ impl OnnxPlateReader {
             640
         };
         let lb = detect::input_size(view.cols(), view.rows(), side, spec.input.multiple_of.max(32));
-        let size = Size::new(lb.width, lb.height);
-        let (color, norm, gain, block) = (
-            spec.input.color,
-            &spec.normalize,
-            spec.input.auto_contrast,
-            spec.input.block(),
-        );
-        let b = block as usize;
+        let layout = Layout::of(spec, Size::new(lb.width, lb.height));
+        let b = layout.block as usize;
         let shape = [1usize, 3 * b * b, lb.height as usize / b, lb.width as usize / b];
         let outputs = match *quant {
             // An 8-bit model (models/train/uint8_input.py) gets its integers directly: a quarter of the bytes
             // to write, and no QuantizeLinear pass over them in the model.
             Some(q) => {
-                detect::to_chw_u8(view, size, color, norm, gain, block, q, &mut self.det_buf_u8)?;
+                detect::to_chw_u8(view, layout, q, &mut self.det_buf_u8)?;
                 let array = ArrayView::from_shape(shape, &self.det_buf_u8[..]).map_err(ort_err)?;
                 session.run(ort::inputs![TensorRef::from_array_view(array).map_err(ort_err)?])
             }
             None => {
-                detect::to_chw(view, size, color, norm, gain, block, &mut self.det_buf)?;
+                detect::to_chw(view, layout, &mut self.det_buf)?;
                 let array = ArrayView::from_shape(shape, &self.det_buf[..]).map_err(ort_err)?;
                 session.run(ort::inputs![TensorRef::from_array_view(array).map_err(ort_err)?])
             }
