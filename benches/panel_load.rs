@@ -8,6 +8,14 @@
 //! "read -> relay energised" for the quiet and the loaded phase, their ratio, and the panel's request rate.
 //! On a 2-core machine the load generator and the panel compete with the decision path for the CPU; the
 //! check is that nothing *waits* on the panel (ratios near 1 at p50, bounded tails).
+//!
+//! `cargo bench --bench panel_load -- abuse [SECONDS]` runs the attacks of issue 20's review instead
+//! (default one minute): 1 MB and 2 KB user names (finding 1), 128 concurrent wrong logins from 128
+//! loopback addresses against a real Argon2 hash (finding 2), and 300 idle or trickling connections from
+//! one address (finding 5), while a guard logs in from another address every two seconds. It prints the
+//! process's resident memory (this process holds the panel, the decision path and the attackers) and the
+//! database's size before and after, the guard's logins, and the decision latency as a ratio to the quiet
+//! run.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -114,7 +122,156 @@ async fn request(connector: &tokio_rustls::TlsConnector, port: u16, req: &str) -
     tls.read_to_end(&mut buf).await.is_ok() || !buf.is_empty()
 }
 
+/// This process's resident and peak resident memory, in MiB.
+fn rss_mib() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb = |key: &str| -> f64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 1024.0
+    };
+    (kb("VmRSS:"), kb("VmHWM:"))
+}
+
+/// The database's size with its WAL, in MiB.
+fn db_mib(db: &std::path::Path) -> f64 {
+    ["", "-wal"]
+        .iter()
+        .filter_map(|s| std::fs::metadata(format!("{}{s}", db.display())).ok())
+        .map(|m| m.len() as f64)
+        .sum::<f64>()
+        / 1_048_576.0
+}
+
+/// One HTTPS request from a given loopback source address; the response's status code (0 when none).
+async fn request_from(connector: &tokio_rustls::TlsConnector, from: [u8; 4], port: u16, req: &[u8]) -> u16 {
+    let Ok(sock) = tokio::net::TcpSocket::new_v4() else {
+        return 0;
+    };
+    if sock.bind((std::net::Ipv4Addr::from(from), 0).into()).is_err() {
+        return 0;
+    }
+    let Ok(tcp) = sock.connect(([127, 0, 0, 1], port).into()).await else {
+        return 0;
+    };
+    let Ok(name) = rustls::pki_types::ServerName::try_from("localhost") else {
+        return 0;
+    };
+    let Ok(Ok(mut tls)) = tokio::time::timeout(Duration::from_secs(10), connector.connect(name, tcp)).await else {
+        return 0;
+    };
+    if tls.write_all(req).await.is_err() {
+        return 0;
+    }
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), tls.read_to_end(&mut buf)).await;
+    String::from_utf8_lossy(&buf)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+fn login_request(port: u16, user: &str, password: &str) -> Vec<u8> {
+    let body = format!("user={user}&password={password}");
+    format!(
+        "POST /login HTTP/1.1\r\nHost: localhost:{port}\r\nOrigin: https://localhost:{port}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// The attacks of findings 1, 2 and 5 for `secs` seconds; returns (guard logins ok, tried, attack requests).
+fn abuse(connector: tokio_rustls::TlsConnector, port: u16, secs: u64) -> (u64, u64, u64) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt");
+    rt.block_on(async move {
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
+        let mut tasks = Vec::new();
+        // Finding 2: 128 concurrent wrong logins, one loopback address each.
+        for i in 0..128u8 {
+            let (connector, stop, sent) = (connector.clone(), stop.clone(), sent.clone());
+            tasks.push(tokio::spawn(async move {
+                let req = login_request(port, "target", "wrong-password-guess");
+                while !stop.load(Ordering::Relaxed) {
+                    request_from(&connector, [127, 0, 1, i + 1], port, &req).await;
+                    sent.fetch_add(1, Ordering::Relaxed);
+                }
+            }));
+        }
+        // Finding 1: 1 MB and 2 KB user names from 16 addresses.
+        for i in 0..16u8 {
+            let (connector, stop, sent) = (connector.clone(), stop.clone(), sent.clone());
+            tasks.push(tokio::spawn(async move {
+                let big = login_request(port, &"a".repeat(1 << 20), "x");
+                let long = login_request(port, &"b".repeat(2000), "x");
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let req = if n % 2 == 0 { &big } else { &long };
+                    request_from(&connector, [127, 0, 2, i + 1], port, req).await;
+                    sent.fetch_add(1, Ordering::Relaxed);
+                }
+            }));
+        }
+        // Finding 5: 300 connections from one address, idle or trickling a handshake, reopened when closed.
+        for i in 0..300u32 {
+            let stop = stop.clone();
+            tasks.push(tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok(sock) = tokio::net::TcpSocket::new_v4() else {
+                        return;
+                    };
+                    if sock.bind(([127, 0, 4, 1], 0).into()).is_err() {
+                        return;
+                    }
+                    let Ok(mut tcp) = sock.connect(([127, 0, 0, 1], port).into()).await else {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    };
+                    if i % 3 == 0 {
+                        let _ = tcp.write_all(&[0x16, 0x03, 0x01]).await;
+                    }
+                    let mut b = [0u8; 64];
+                    // Held until the server gives up on it.
+                    let _ = tokio::time::timeout(Duration::from_secs(30), tcp.read(&mut b)).await;
+                }
+            }));
+        }
+        // The guard at the booth: another address, a login every two seconds.
+        let (mut ok, mut tried) = (0u64, 0u64);
+        let end = Instant::now() + Duration::from_secs(secs);
+        let guard = login_request(port, "guard", "night+shift+coffee");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        while Instant::now() < end {
+            tried += 1;
+            if request_from(&connector, [127, 0, 3, 1], port, &guard).await == 303 {
+                ok += 1;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        stop.store(true, Ordering::Relaxed);
+        for t in tasks {
+            t.abort();
+        }
+        (ok, tried, sent.load(Ordering::Relaxed))
+    })
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let abuse_secs = args
+        .iter()
+        .position(|a| a == "abuse")
+        .map(|i| args.get(i + 1).and_then(|s| s.parse().ok()).unwrap_or(60u64));
     let dir = tempfile::tempdir().expect("tmp");
     let list_plates = common::plates(100_000, 0x9E37_79B9_7F4A_7C15);
     let list = SharedAllowlist::new(Allowlist::new(
@@ -160,7 +317,10 @@ fn main() {
     let db = dir.path().join("gatehouse.db");
     let cookie = {
         let conn = gatehouse::db::open(&db).expect("db");
-        store::add_user(&conn, "guard", Role::Guard, "x", None, Utc::now()).expect("user");
+        let phc = gatehouse::panel::password::hash("night shift coffee").expect("hash");
+        store::add_user(&conn, "guard", Role::Guard, &phc, None, Utc::now()).expect("user");
+        let phc = gatehouse::panel::password::hash("target account password").expect("hash");
+        store::add_user(&conn, "target", Role::Guard, &phc, None, Utc::now()).expect("user");
         conn.execute_batch("BEGIN").expect("begin");
         for (i, p) in common::plates(20_000, 7).iter().enumerate() {
             conn.execute(
@@ -183,11 +343,12 @@ fn main() {
         lockout_period: Duration::from_secs(60),
         login_per_minute: 600,
         image_url_ttl: Duration::from_secs(120),
+        totp_for_all_roles: false,
     };
     let (cert, key) = gatehouse::panel::tls::self_signed(dir.path(), &pc.hostnames).expect("cert");
     let tls = gatehouse::panel::tls::server_config(&cert, &key).expect("tls");
     let deps = PanelDeps {
-        db_path: db,
+        db_path: db.clone(),
         data_dir: dir.path().to_path_buf(),
         clock: Arc::new(gatehouse::clock::SystemClock),
         site: "bench".into(),
@@ -209,13 +370,7 @@ fn main() {
     println!("decision path: 100,000-entry snapshot, one read every 2 ms, real gate controller");
     let secs = 6;
     let mut quiet = decide_for(&rt, secs, list.clone(), handle.clone(), flag.clone(), reads.clone());
-
-    // The load generator: its own thread and runtime, 32 concurrent clients.
-    let served = Arc::new(AtomicU64::new(0));
-    let failed = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let load = {
-        let (served, failed, stop) = (served.clone(), failed.clone(), stop.clone());
+    let connector = {
         let mut roots = rustls::RootCertStore::empty();
         for c in rustls::pki_types::CertificateDer::pem_file_iter(&cert).expect("pem") {
             roots.add(c.expect("cert")).expect("root");
@@ -226,7 +381,46 @@ fn main() {
                 .expect("versions")
                 .with_root_certificates(roots)
                 .with_no_client_auth();
-        let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+        tokio_rustls::TlsConnector::from(Arc::new(client))
+    };
+
+    if let Some(secs) = abuse_secs {
+        let (rss0, _) = rss_mib();
+        let db0 = db_mib(&db);
+        let port = addr.port();
+        let attack = {
+            let connector = connector.clone();
+            std::thread::spawn(move || abuse(connector, port, secs))
+        };
+        std::thread::sleep(Duration::from_secs(2));
+        let mut during = decide_for(&rt, secs.saturating_sub(4).max(1), list, handle, flag, reads);
+        let (ok, tried, sent) = attack.join().expect("attack thread");
+        let (rss1, hwm) = rss_mib();
+        let db1 = db_mib(&db);
+        println!("abuse for {secs} s: 1 MB / 2 KB user names, 128 concurrent wrong logins from 128 addresses, 300 idle connections from one");
+        println!("resident memory: {rss0:.0} MiB before, {rss1:.0} MiB after, peak {hwm:.0} MiB (panel, decision path and attackers in one process)");
+        println!("database with WAL: {db0:.2} MiB before, {db1:.2} MiB after");
+        println!("attack requests finished: {sent}; guard logins from another address: {ok} of {tried}");
+        let (q50, q99, _) = line("quiet:  read -> relay energised", &mut quiet.relayed);
+        let (a50, a99, _) = line("abuse:  read -> relay energised", &mut during.relayed);
+        println!(
+            "ratio abuse/quiet, relay energised: p50 {:.2}  p99 {:.2}",
+            a50 / q50,
+            a99 / q99
+        );
+        panel_cancel.cancel();
+        let _ = panel_thread.join();
+        cancel.cancel();
+        let _ = rt.block_on(controller);
+        return;
+    }
+
+    // The load generator: its own thread and runtime, 32 concurrent clients.
+    let served = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (served, failed, stop) = (served.clone(), failed.clone(), stop.clone());
         let port = addr.port();
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()

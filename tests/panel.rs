@@ -26,13 +26,14 @@ pub fn panel_config() -> PanelConfig {
         listen: "127.0.0.1:0".parse().expect("addr"),
         cert: None,
         key: None,
-        hostnames: vec!["localhost".into()],
+        hostnames: vec!["localhost".into(), HOST.into()],
         idle: chrono::Duration::minutes(120),
         absolute: chrono::Duration::hours(13),
         lockout_failures: 5,
         lockout_period: Duration::from_secs(15 * 60),
         login_per_minute: 1000,
         image_url_ttl: Duration::from_secs(120),
+        totp_for_all_roles: false,
     }
 }
 
@@ -47,6 +48,11 @@ pub struct Harness {
 
 /// A panel on a fresh database with one gate ("main", a real controller on a simulated relay).
 pub fn harness() -> Harness {
+    harness_with(panel_config())
+}
+
+/// The same with a panel configuration of the test's own.
+pub fn harness_with(cfg: PanelConfig) -> Harness {
     let dir = tempfile::tempdir().expect("tmp");
     let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).single().expect("t"));
     let relay = SimulatedRelay::new("main", None).expect("relay");
@@ -79,7 +85,7 @@ pub fn harness() -> Harness {
         status: Arc::new(|| serde_json::json!({"ok": true})),
         plate_key: gatehouse::access::PlateKey::from_bytes([9; 32]),
     };
-    let panel = Panel::new(panel_config(), deps).expect("panel");
+    let panel = Panel::new(cfg, deps).expect("panel");
     Harness {
         router: routes::router(panel.clone()),
         panel,
@@ -136,10 +142,34 @@ impl<'a> Call<'a> {
 
 impl Harness {
     pub async fn call(&self, c: Call<'_>) -> Response {
+        self.call_host(c, HOST).await
+    }
+
+    /// The response body as text.
+    pub async fn body(&self, c: Call<'_>) -> String {
+        let r = self.call(c).await;
+        let bytes = axum::body::to_bytes(r.into_body(), 1 << 22).await.expect("body");
+        String::from_utf8_lossy(&bytes).to_string()
+    }
+
+    /// A logged-in session for an existing user.
+    pub fn session_for(&self, name: &str) -> String {
+        let conn = gatehouse::db::open(&self.dir.path().join("gatehouse.db")).expect("db");
+        store::create_session(&conn, name, Stage::Full, "10.0.0.5", "test", self.clock_now()).expect("session")
+    }
+
+    /// A user's TOTP secret as stored.
+    pub fn secret_of(&self, name: &str) -> Option<String> {
+        let conn = gatehouse::db::open(&self.dir.path().join("gatehouse.db")).expect("db");
+        store::user(&conn, name).expect("q").and_then(|u| u.totp_secret)
+    }
+
+    /// A request with the given `Host` header.
+    pub async fn call_host(&self, c: Call<'_>, host: &str) -> Response {
         let mut b = Request::builder()
             .method(c.method)
             .uri(c.path)
-            .header(header::HOST, HOST)
+            .header(header::HOST, host)
             .header(header::USER_AGENT, "panel-test");
         if let Some(k) = c.cookie {
             b = b.header(header::COOKIE, format!("__Host-gh_session={k}"));

@@ -78,3 +78,27 @@ os.execv(sys.argv[1], sys.argv[1:])
     assert!(o.status.success(), "recognition failed under MDWE:\n{out}");
     assert!(out.contains("HXP4729"), "{out}");
 }
+
+/// The unit bounds the daemon's memory: a soft limit under a hard one (finding 2 of the panel review: a
+/// login flood must not take the box's memory).
+#[test]
+fn the_unit_bounds_memory() {
+    let unit = std::fs::read_to_string(repo().join("systemd/gatehouse.service")).expect("unit");
+    let mib = |key: &str| -> u64 {
+        let v = unit
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("the unit has no {key}="));
+        let (n, unit) = v.split_at(v.len() - 1);
+        let n: u64 = n
+            .parse()
+            .unwrap_or_else(|_| panic!("{key}={v}: want a number with M or G"));
+        match unit {
+            "M" => n,
+            "G" => n * 1024,
+            _ => panic!("{key}={v}: want M or G"),
+        }
+    };
+    let (high, max) = (mib("MemoryHigh"), mib("MemoryMax"));
+    assert!(high >= 512 && high < max, "MemoryHigh {high} MiB, MemoryMax {max} MiB");
+}

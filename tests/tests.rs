@@ -21,6 +21,8 @@ mod eval_cli;
 mod package;
 /// The guard panel: route x role matrix, TOTP replay, lockout, sessions, signed image URLs, CSRF, TLS.
 mod panel;
+/// The guard panel under abuse: bounded memory, hashing and connections; second-factor rules.
+mod panel_abuse;
 /// The guard panel in headless Chromium against the daemon on the demo video.
 mod panel_browser;
 /// Privacy: DSAR export/delete, legal holds and the access log.

@@ -70,7 +70,8 @@ pub fn user(config: &Path, action: UserAction) -> anyhow::Result<()> {
                 bail!("password refused: {why}");
             }
             let phc = password::hash(&pw).map_err(anyhow::Error::msg)?;
-            let second = (role.requires_totp() || want_totp).then(|| (totp::new_secret(), totp::new_recovery_codes()));
+            let second = (role.requires_totp(cfg.panel.as_ref().is_some_and(|p| p.totp_for_all_roles)) || want_totp)
+                .then(|| (totp::new_secret(), totp::new_recovery_codes()));
             store::add_user(
                 &conn,
                 &name,

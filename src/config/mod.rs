@@ -46,6 +46,8 @@ pub struct PanelConfig {
     pub lockout_period: Duration,
     pub login_per_minute: u32,
     pub image_url_ttl: Duration,
+    /// Guards and supervisors must use a second factor too.
+    pub totp_for_all_roles: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -392,6 +392,9 @@ pub struct RawPanel {
     /// How long a plate image link works.
     #[serde(default = "default_image_url_seconds")]
     pub image_url_seconds: u32,
+    /// Every role must use a second factor (admins and installers always must).
+    #[serde(default)]
+    pub totp_for_all_roles: bool,
 }
 
 fn default_panel_listen() -> String {

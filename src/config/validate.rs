@@ -590,6 +590,7 @@ fn validate_panel(p: RawPanel, base: &Path, issues: &mut Issues) -> Option<Panel
         lockout_period: Duration::from_secs(p.lockout_minutes as u64 * 60),
         login_per_minute: p.login_per_minute,
         image_url_ttl: Duration::from_secs(p.image_url_seconds as u64),
+        totp_for_all_roles: p.totp_for_all_roles,
     })
 }
 

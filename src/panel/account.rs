@@ -27,7 +27,7 @@ async fn show(p: Panel, a: Authed, error: Option<String>) -> Result<Response, Fa
     );
     if u.totp_secret.is_some() {
         body.push_str(&format!("<p>On; {} recovery code(s) left.</p>", u.recovery.len()));
-        if !u.role.requires_totp() {
+        if !u.role.requires_totp(p.cfg.totp_for_all_roles) {
             body.push_str(
                 "<form class=\"stack\" method=\"post\" action=\"/account/totp/disable\">\
                  <label>Current password <input name=\"current\" type=\"password\" required></label>\
@@ -53,15 +53,35 @@ fn back(msg: &str) -> Response {
     error("/account", msg)
 }
 
-/// Re-authentication: the current password, checked off the runtime.
-async fn current_password_ok(p: &Panel, user: &str, given: String) -> Result<bool, Failure> {
-    let name = user.to_string();
+/// Re-authentication: the current password, checked under the same limits as a login (the source's
+/// rate, the (account, source) lockout, the hashing permits); a wrong one counts as a failed login.
+async fn current_password_ok(p: &Panel, a: &Authed, given: String) -> Result<bool, Failure> {
+    let now = p.now();
+    if !p.lockout.allow_attempt(a.source, now) || p.lockout.locked_until(&a.user, a.source, now).is_some() {
+        tracing::warn!(user = %a.user, source = %a.source, "re-authentication refused: rate limit or lockout");
+        return Err(Failure::Busy);
+    }
+    if given.len() > 4 * password::MAX_LEN {
+        return Ok(false);
+    }
+    let name = a.user.clone();
     let Some(u) = p.db(move |c| store::user(c, &name)).await? else {
         return Ok(false);
     };
-    tokio::task::spawn_blocking(move || password::verify(&given, &u.password))
-        .await
-        .map_err(|e| Failure::Internal(e.to_string()))
+    let ok = p
+        .hash_work(a.source, move || password::verify(&given, &u.password))
+        .await?;
+    if !ok && p.lockout.failure(&a.user, a.source, now).is_some() {
+        p.audit(
+            &a.who(),
+            "login.locked",
+            Some(a.user.clone()),
+            None,
+            Some("re-authentication".into()),
+        )
+        .await;
+    }
+    Ok(ok)
 }
 
 #[derive(Deserialize)]
@@ -76,7 +96,7 @@ pub async fn change_password(
     Extension(a): Extension<Authed>,
     Form(f): Form<PasswordForm>,
 ) -> Result<Response, Failure> {
-    if !current_password_ok(&p, &a.user, f.current).await? {
+    if !current_password_ok(&p, &a, f.current).await? {
         p.audit(
             &a.who(),
             "password.change_refused",
@@ -94,9 +114,9 @@ pub async fn change_password(
         return Ok(back(&why));
     }
     let new = f.new;
-    let phc = tokio::task::spawn_blocking(move || password::hash(&new))
-        .await
-        .map_err(|e| Failure::Internal(e.to_string()))?
+    let phc = p
+        .hash_work(a.source, move || password::hash(&new))
+        .await?
         .map_err(Failure::Internal)?;
     let (name, now) = (a.user.clone(), p.now());
     p.db(move |c| store::set_password(c, &name, &phc, now)).await?;
@@ -112,42 +132,89 @@ pub async fn change_password(
     Ok(logged_out_redirect())
 }
 
-fn enroll_form(p: &Panel, a: &Authed, secret: &str, error: &str) -> String {
+/// How long a key shown for enrolment stays valid.
+const PENDING_TOTP_MINUTES: i64 = 30;
+
+fn enroll_form(p: &Panel, a: &Authed, secret: &str, replacing: bool, error: &str) -> String {
     let uri = totp::uri(&format!("Gatehouse {}", p.deps.site), &a.user, secret);
     let first = if a.stage == Stage::Enroll {
         "<p>Your role needs a second factor: set it up to continue.</p>"
     } else {
         ""
     };
+    let current_code = if replacing {
+        "<label>Code from your current authenticator (or a recovery code) \
+         <input name=\"current_code\" id=\"totp-current-code\" autocomplete=\"one-time-code\" required></label>"
+    } else {
+        ""
+    };
     format!(
         "{}{first}<p>Add this key to an authenticator app (type it in, or open the link on the phone), then enter the code it shows.</p>\
          <p>Key: <span class=\"codes\" id=\"totp-secret\">{}</span></p><p><a href=\"{}\">{}</a></p>\
-         <form class=\"stack\" method=\"post\" action=\"/account/totp\"><input type=\"hidden\" name=\"secret\" value=\"{}\">\
+         <form class=\"stack\" method=\"post\" action=\"/account/totp\">\
          <label>Current password <input name=\"current\" id=\"totp-password\" type=\"password\" required></label>\
+         {current_code}\
          <label>Code from the app <input name=\"code\" id=\"totp-code\" inputmode=\"numeric\" required></label>\
          <button id=\"enable-totp\">Turn on</button></form>",
         notice("error", error),
         esc(secret),
         esc(&uri),
         esc(&uri),
-        esc(secret),
     )
 }
 
-pub async fn totp_page(State(p): State<Panel>, Extension(a): Extension<Authed>, Query(q): Query<Flash>) -> Response {
+/// The key shown to this session for enrolment: kept on the server, never taken back from the form.
+fn pending_secret(p: &Panel, session: &str, fresh: bool) -> Option<String> {
+    let now = p.now();
+    let mut map = p.pending_totp.lock().unwrap_or_else(|e| e.into_inner());
+    let live = |at: &chrono::DateTime<chrono::Utc>| now - *at < chrono::Duration::minutes(PENDING_TOTP_MINUTES);
+    if let Some((secret, at)) = map.get(session) {
+        if live(at) {
+            return Some(secret.clone());
+        }
+    }
+    if !fresh {
+        return None;
+    }
+    if map.len() >= super::limits::MAX_TRACKED {
+        map.retain(|_, (_, at)| live(at));
+        while map.len() >= super::limits::MAX_TRACKED {
+            let Some(oldest) = map.iter().min_by_key(|(_, (_, at))| *at).map(|(k, _)| k.clone()) else {
+                break;
+            };
+            map.remove(&oldest);
+        }
+    }
     let secret = totp::new_secret();
-    page(
+    map.insert(session.to_string(), (secret.clone(), now));
+    Some(secret)
+}
+
+pub async fn totp_page(
+    State(p): State<Panel>,
+    Extension(a): Extension<Authed>,
+    Query(q): Query<Flash>,
+) -> Result<Response, Failure> {
+    let name = a.user.clone();
+    let replacing = p
+        .db(move |c| store::user(c, &name))
+        .await?
+        .is_some_and(|u| u.totp_secret.is_some());
+    let secret = pending_secret(&p, &a.id, true).unwrap_or_default();
+    Ok(page(
         "Second factor",
         Some(&a),
-        &enroll_form(&p, &a, &secret, q.error.as_deref().unwrap_or("")),
+        &enroll_form(&p, &a, &secret, replacing, q.error.as_deref().unwrap_or("")),
     )
-    .into_response()
+    .into_response())
 }
 
 #[derive(Deserialize)]
 pub struct EnableForm {
-    secret: String,
     current: String,
+    /// A code of the second factor being replaced (or one of its recovery codes).
+    #[serde(default)]
+    current_code: String,
     code: String,
 }
 
@@ -157,10 +224,10 @@ pub async fn totp_enable(
     Form(f): Form<EnableForm>,
 ) -> Result<Response, Failure> {
     let retry = |msg: &str| error("/account/totp", msg);
-    if totp::base32_decode(&f.secret).is_none_or(|k| k.len() < 16) {
-        return Ok(retry("The key was damaged; start again."));
-    }
-    if !current_password_ok(&p, &a.user, f.current).await? {
+    let Some(secret) = pending_secret(&p, &a.id, false) else {
+        return Ok(retry("The key shown was too old; here is a new one."));
+    };
+    if !current_password_ok(&p, &a, f.current).await? {
         p.audit(
             &a.who(),
             "totp.enable_refused",
@@ -171,13 +238,49 @@ pub async fn totp_enable(
         .await;
         return Ok(retry("The current password is wrong."));
     }
-    let Some(step) = totp::check(&f.secret, &f.code, p.now(), 0) else {
+    // Replacing a second factor takes a code of the one in use: a password alone (a stolen one, or a
+    // browser left logged in) must not move the account to an attacker's phone.
+    let (name, now, given) = (a.user.clone(), p.now(), f.current_code.trim().to_string());
+    let current_ok = p
+        .db(move |c| {
+            let Some(u) = store::user(c, &name)? else {
+                return Ok::<_, rusqlite::Error>(false);
+            };
+            let Some(old) = u.totp_secret else { return Ok(true) };
+            if given.is_empty() || given.len() > 64 {
+                return Ok(false);
+            }
+            if given.chars().any(|ch| ch.is_ascii_alphabetic()) {
+                return store::use_recovery(c, &name, &totp::recovery_hash(&given));
+            }
+            match totp::check(&old, &given, now, u.totp_last_step) {
+                Some(step) => store::use_totp_step(c, &name, step),
+                None => Ok(false),
+            }
+        })
+        .await?;
+    if !current_ok {
+        let _ = p.lockout.failure(&a.user, a.source, p.now());
+        p.audit(
+            &a.who(),
+            "totp.enable_refused",
+            Some(a.user.clone()),
+            None,
+            Some("no valid code of the current second factor".into()),
+        )
+        .await;
+        return Ok(retry(
+            "Enter a code from the authenticator you use now (or a recovery code) to replace it.",
+        ));
+    }
+    let Some(step) = totp::check(&secret, &f.code, p.now(), 0) else {
         return Ok(retry(
             "That code does not match; check the phone's clock and try the next code.",
         ));
     };
+    p.pending_totp.lock().unwrap_or_else(|e| e.into_inner()).remove(&a.id);
     let (codes, hashes) = totp::new_recovery_codes();
-    let (name, secret) = (a.user.clone(), f.secret.clone());
+    let name = a.user.clone();
     p.db(move |c| {
         store::set_totp(c, &name, Some((&secret, &hashes)))?;
         store::use_totp_step(c, &name, step)
@@ -216,10 +319,10 @@ pub async fn totp_disable(
     Extension(a): Extension<Authed>,
     Form(f): Form<DisableForm>,
 ) -> Result<Response, Failure> {
-    if a.role.requires_totp() {
+    if a.role.requires_totp(p.cfg.totp_for_all_roles) {
         return Ok(back("Your role needs a second factor."));
     }
-    if !current_password_ok(&p, &a.user, f.current).await? {
+    if !current_password_ok(&p, &a, f.current).await? {
         return Ok(back("The current password is wrong."));
     }
     let name = a.user.clone();

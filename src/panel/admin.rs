@@ -85,9 +85,9 @@ pub async fn add_user(
         return Ok(back("error", &format!("Password: {why}")));
     }
     let pw = f.password;
-    let phc = tokio::task::spawn_blocking(move || password::hash(&pw))
-        .await
-        .map_err(|e| Failure::Internal(e.to_string()))?
+    let phc = p
+        .hash_work(a.source, move || password::hash(&pw))
+        .await?
         .map_err(Failure::Internal)?;
     let (n, now) = (name.clone(), p.now());
     let added = p

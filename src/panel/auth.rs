@@ -81,10 +81,19 @@ fn clear_cookie() -> (header::HeaderName, HeaderValue) {
 /// The per-request check: the route's rule, the session, its stage, the role's permission.
 pub async fn authorize(State(p): State<Panel>, mut req: Request, next: Next) -> Response {
     let matched = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string());
-    let Some((path, access)) = matched.and_then(|m| routes::find(req.method().as_str(), &m).map(|a| (m, a))) else {
-        tracing::error!(path = %req.uri().path(), "route without an access rule refused");
+    let Some(matched) = matched else {
         return Failure::NotFound.into_response();
     };
+    let Some(access) = routes::find(req.method().as_str(), &matched) else {
+        if routes::has_path(&matched) {
+            // Another method on a known path: routine scanner noise, not a server fault.
+            tracing::debug!(method = %req.method(), path = %matched, "method not allowed");
+            return (StatusCode::METHOD_NOT_ALLOWED, "Method not allowed.").into_response();
+        }
+        tracing::error!(path = %matched, "route without an access rule refused");
+        return Failure::NotFound.into_response();
+    };
+    let path = matched;
     if access == Access::Public {
         return next.run(req).await;
     }
@@ -171,7 +180,10 @@ pub async fn login_page(Query(q): Query<LoginQuery>) -> Response {
     let msg = match q.m.as_deref() {
         Some("changed") => notice("ok", "Your password or second factor changed: please log in again."),
         Some("out") => notice("ok", "You are logged out."),
-        Some("expired") => notice("error", "Your login took too long; start again."),
+        Some("expired") => notice(
+            "error",
+            "Your login took too long or had too many wrong codes; start again.",
+        ),
         _ => String::new(),
     };
     page("Log in", None, &login_form(&msg)).into_response()
@@ -195,13 +207,6 @@ pub async fn login(
 ) -> Response {
     let source = source_of(src);
     let now = p.now();
-    let name = f.user.trim().to_lowercase();
-    let who = Who {
-        actor: &name,
-        role: "-",
-        session: None,
-        source,
-    };
     if !p.lockout.allow_attempt(source, now) {
         tracing::warn!(%source, "login rate limit reached");
         return refused(
@@ -209,6 +214,19 @@ pub async fn login(
             "Too many login attempts from this device; wait a minute.",
         );
     }
+    // A name no account can have is refused before the lockout table or the audit log sees it: neither
+    // may grow with what a stranger types. The log gets a shortened, escaped form.
+    let name = f.user.trim().to_lowercase();
+    if !store::valid_name(&name) || f.password.len() > 4 * password::MAX_LEN {
+        tracing::warn!(%source, user = ?super::limits::for_log(&f.user), "login refused: not a valid account name or password");
+        return refused(StatusCode::UNAUTHORIZED, "Wrong user name or password.");
+    }
+    let who = Who {
+        actor: &name,
+        role: "-",
+        session: None,
+        source,
+    };
     if let Some(until) = p.lockout.locked_until(&name, source, now) {
         p.audit(&who, "login.refused_locked", Some(name.clone()), None, None)
             .await;
@@ -227,16 +245,24 @@ pub async fn login(
         Err(e) => return e.into_response(),
     };
     let pw = f.password;
-    let checked = tokio::task::spawn_blocking(move || match user {
-        Some(u) if !u.disabled && password::verify(&pw, &u.password) => Some(u),
-        _ => {
-            password::verify_dummy(&pw);
-            None
+    let checked = match p
+        .hash_work(source, move || match user {
+            Some(u) if !u.disabled && password::verify(&pw, &u.password) => Some(u),
+            _ => {
+                password::verify_dummy(&pw);
+                None
+            }
+        })
+        .await
+    {
+        Ok(c) => c,
+        Err(_) => {
+            return refused(
+                StatusCode::TOO_MANY_REQUESTS,
+                "The panel is busy checking other logins; try again in a few seconds.",
+            )
         }
-    })
-    .await
-    .ok()
-    .flatten();
+    };
     let Some(user) = checked else {
         let locked = p.lockout.failure(&name, source, now);
         p.audit(&who, "login.failed", Some(name.clone()), None, None).await;
@@ -254,7 +280,7 @@ pub async fn login(
     };
     let stage = if user.totp_secret.is_some() {
         Stage::Totp
-    } else if user.role.requires_totp() {
+    } else if user.role.requires_totp(p.cfg.totp_for_all_roles) {
         Stage::Enroll
     } else {
         Stage::Full
@@ -341,10 +367,15 @@ pub async fn totp_submit(
             "Too many attempts from this device; wait a minute.",
         );
     }
-    if p.lockout.locked_until(&a.user, a.source, now).is_some() {
+    if p.lockout.locked_until(&a.user, a.source, now).is_some()
+        || p.lockout.second_factor_locked_until(&a.user, now).is_some()
+    {
         let id = a.id.clone();
         let _ = p.db(move |c| store::delete_session(c, &id)).await;
         return ([clear_cookie()], Redirect::to("/login?m=expired")).into_response();
+    }
+    if code_is_malformed(&f.code) {
+        return fail(StatusCode::UNAUTHORIZED, "That code is wrong or was already used.");
     }
     let (name, code) = (a.user.clone(), f.code.trim().to_string());
     let outcome = p
@@ -367,16 +398,35 @@ pub async fn totp_submit(
         Ok(Some(how)) => how,
         Ok(None) => {
             let locked = p.lockout.failure(&a.user, a.source, now);
+            let second = p.lockout.second_factor_failure(&a.user, &a.id, now);
             p.audit(&a.who(), "login.totp_failed", None, None, None).await;
             if locked.is_some() {
                 p.audit(&a.who(), "login.locked", Some(a.user.clone()), None, None)
                     .await;
+            }
+            if let Some(until) = second.account_locked_until {
+                p.audit(
+                    &a.who(),
+                    "login.totp_locked",
+                    Some(a.user.clone()),
+                    None,
+                    Some(format!("until {}", until.to_rfc3339())),
+                )
+                .await;
+            }
+            if second.end_session || second.account_locked_until.is_some() {
+                let id = a.id.clone();
+                let _ = p.db(move |c| store::delete_session(c, &id)).await;
+                p.audit(&a.who(), "login.pending_ended", Some(a.user.clone()), None, None)
+                    .await;
+                return ([clear_cookie()], Redirect::to("/login?m=expired")).into_response();
             }
             return fail(StatusCode::UNAUTHORIZED, "That code is wrong or was already used.");
         }
         Err(e) => return e.into_response(),
     };
     p.lockout.success(&a.user, a.source);
+    p.lockout.second_factor_success(&a.user, &a.id);
     let id = match start_session(&p, &headers, &a.user, Stage::Full, a.source).await {
         Ok(id) => id,
         Err(e) => return e.into_response(),
@@ -391,6 +441,12 @@ pub async fn totp_submit(
     p.audit(&who, "login", None, None, Some(format!("password + {how}")))
         .await;
     ([set_cookie(&id)], Redirect::to(a.role.home())).into_response()
+}
+
+/// A code no authenticator or recovery list could have made (it is not checked, counted or logged).
+fn code_is_malformed(code: &str) -> bool {
+    let c = code.trim();
+    c.is_empty() || c.len() > 64 || !c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == ' ')
 }
 
 pub async fn logout(State(p): State<Panel>, Extension(a): Extension<Authed>) -> Response {

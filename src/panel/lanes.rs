@@ -144,6 +144,12 @@ async fn command(p: Panel, a: Authed, relay: String, f: GateForm, kind: &'static
     if !(3..=200).contains(&reason.chars().count()) {
         return error("/live", "State a reason (3 to 200 characters).");
     }
+    if reason.chars().any(char::is_control) {
+        return error(
+            "/live",
+            "Write the reason on one line (no line breaks or control characters).",
+        );
+    }
     let actor = Actor::Guard(a.user.clone());
     let cmd = match kind {
         "open" => GateCommand::Open {
@@ -186,10 +192,19 @@ async fn command(p: Panel, a: Authed, relay: String, f: GateForm, kind: &'static
         .await;
         return error("/live", &format!("The gate did not take the command: {e}"));
     }
-    p.audit(&a.who(), &action, target, None, Some(reason.clone())).await;
     if refused {
+        // The controller refuses to open in lockdown: the audit says so, not that the gate was opened.
+        p.audit(
+            &a.who(),
+            &format!("{action}.refused"),
+            target,
+            None,
+            Some(format!("{reason} (lockdown)")),
+        )
+        .await;
         return error("/live", "The gate is in lockdown: it will not open.");
     }
+    p.audit(&a.who(), &action, target, None, Some(reason.clone())).await;
     if matches!(kind, "open" | "hold") {
         record_override(
             &p,

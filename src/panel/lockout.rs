@@ -1,27 +1,92 @@
 //! Failed-login lockout and login rate limiting, in memory, on the [`Clock`](crate::clock::Clock).
 //!
-//! After `max_failures` failures within the lock period, the pair (account, source address) is locked for
-//! the lock period. Keyed on the pair, never on the account alone: someone guessing from the network
+//! After `max_failures` failures within the lock period, the pair (account, source) is locked for the
+//! lock period. Keyed on the pair, never on the account alone: someone guessing from the network
 //! cannot lock the guards at the booth tablet out of their own accounts, and sessions already open (a
-//! guard's shift) are never ended by a lockout. Each source is also limited to `per_minute` login posts,
-//! which bounds guessing across many accounts.
+//! guard's shift) are never ended by a lockout. Each source is also limited to `per_minute` login posts
+//! (and re-authentications), which bounds guessing across many accounts. A source is an address, or an
+//! IPv6 /64 ([`source_key`]).
+//!
+//! The second factor is counted apart, by account and by pending session, whatever the source: a
+//! pending session ends after [`PENDING_MAX_FAILURES`] wrong codes, and an account whose pending
+//! sessions gave `2 x max_failures` wrong codes within the period takes no code for the rest of it
+//! (only someone who knows the password gets that far).
+//!
+//! Every table is bounded ([`MAX_TRACKED`] entries): past it, expired entries go first, then the
+//! oldest.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
 use chrono::{DateTime, Duration, Utc};
 
-/// Failures of one (account, source) pair: count, first failure, locked until.
-type Failures = HashMap<(String, IpAddr), (u32, DateTime<Utc>, Option<DateTime<Utc>>)>;
+use super::limits::{source_key, MAX_TRACKED};
+
+/// Wrong second-factor codes one pending login session may give before it is ended.
+pub const PENDING_MAX_FAILURES: u32 = 3;
+
+/// Failures of one key: count, first failure, locked until.
+type Failures<K> = HashMap<K, (u32, DateTime<Utc>, Option<DateTime<Utc>>)>;
 
 #[derive(Debug)]
 pub struct Lockout {
     max_failures: u32,
     period: Duration,
     per_minute: u32,
-    failures: Mutex<Failures>,
+    failures: Mutex<Failures<(String, IpAddr)>>,
     attempts: Mutex<HashMap<IpAddr, (DateTime<Utc>, u32)>>,
+    /// Second-factor failures by account.
+    second: Mutex<Failures<String>>,
+    /// Second-factor failures by pending session id.
+    pending: Mutex<HashMap<String, (u32, DateTime<Utc>)>>,
+}
+
+/// What a wrong second-factor code leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SecondFactorFailure {
+    /// The pending session has had its tries: end it.
+    pub end_session: bool,
+    /// The account takes no code until then (set by this failure).
+    pub account_locked_until: Option<DateTime<Utc>>,
+}
+
+/// Makes room for one more entry: drops what no longer counts, then the oldest by `age`.
+fn make_room<K: Clone + Eq + Hash, V>(
+    map: &mut HashMap<K, V>,
+    live: impl Fn(&V) -> bool,
+    age: impl Fn(&V) -> DateTime<Utc>,
+) {
+    if map.len() < MAX_TRACKED {
+        return;
+    }
+    map.retain(|_, v| live(v));
+    while map.len() >= MAX_TRACKED {
+        let Some(oldest) = map.iter().min_by_key(|(_, v)| age(v)).map(|(k, _)| k.clone()) else {
+            break;
+        };
+        map.remove(&oldest);
+    }
+}
+
+/// Counts one failure into `e` (restarting an expired count); returns the lock's end when it locks.
+fn count_failure(
+    e: &mut (u32, DateTime<Utc>, Option<DateTime<Utc>>),
+    max: u32,
+    period: Duration,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    if now - e.1 >= period || e.2.is_some_and(|u| u <= now) {
+        *e = (0, now, None);
+    }
+    e.0 += 1;
+    if e.0 >= max && e.2.is_none() {
+        let until = now + period;
+        e.2 = Some(until);
+        return Some(until);
+    }
+    None
 }
 
 impl Lockout {
@@ -32,11 +97,20 @@ impl Lockout {
             per_minute,
             failures: Mutex::default(),
             attempts: Mutex::default(),
+            second: Mutex::default(),
+            pending: Mutex::default(),
         }
     }
 
     fn key(user: &str, source: IpAddr) -> (String, IpAddr) {
-        (user.trim().to_lowercase(), source)
+        (user.trim().to_lowercase(), source_key(source))
+    }
+
+    /// Entries held in all tables together (tests, metrics).
+    pub fn tracked(&self) -> usize {
+        self.failures.lock().unwrap_or_else(|p| p.into_inner()).len()
+            + self.second.lock().unwrap_or_else(|p| p.into_inner()).len()
+            + self.pending.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     /// When the pair is locked, until when.
@@ -50,20 +124,17 @@ impl Lockout {
     /// Records a failure; returns the lock's end when this failure locked the pair.
     pub fn failure(&self, user: &str, source: IpAddr, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() > 10_000 {
-            map.retain(|_, (_, first, until)| now - *first < self.period || until.is_some_and(|u| u > now));
+        let key = Self::key(user, source);
+        if !map.contains_key(&key) {
+            let period = self.period;
+            make_room(
+                &mut map,
+                |(_, first, until)| now - *first < period || until.is_some_and(|u| u > now),
+                |(_, first, _)| *first,
+            );
         }
-        let e = map.entry(Self::key(user, source)).or_insert((0, now, None));
-        if now - e.1 >= self.period || e.2.is_some_and(|u| u <= now) {
-            *e = (0, now, None);
-        }
-        e.0 += 1;
-        if e.0 >= self.max_failures {
-            let until = now + self.period;
-            e.2 = Some(until);
-            return Some(until);
-        }
-        None
+        let e = map.entry(key).or_insert((0, now, None));
+        count_failure(e, self.max_failures, self.period, now)
     }
 
     pub fn success(&self, user: &str, source: IpAddr) {
@@ -74,15 +145,72 @@ impl Lockout {
     /// Counts a login post from a source; false when the source is over its rate.
     pub fn allow_attempt(&self, source: IpAddr, now: DateTime<Utc>) -> bool {
         let mut map = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() > 10_000 {
-            map.retain(|_, (start, _)| now - *start < Duration::minutes(1));
+        let key = source_key(source);
+        if !map.contains_key(&key) {
+            make_room(
+                &mut map,
+                |(start, _)| now - *start < Duration::minutes(1),
+                |(start, _)| *start,
+            );
         }
-        let e = map.entry(source).or_insert((now, 0));
+        let e = map.entry(key).or_insert((now, 0));
         if now - e.0 >= Duration::minutes(1) {
             *e = (now, 0);
         }
         e.1 += 1;
         e.1 <= self.per_minute
+    }
+
+    /// When the account takes no second-factor code, until when.
+    pub fn second_factor_locked_until(&self, user: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let map = self.second.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&user.trim().to_lowercase())
+            .and_then(|(_, _, until)| *until)
+            .filter(|u| *u > now)
+    }
+
+    /// Records a wrong second-factor code for an account, given in a pending session.
+    pub fn second_factor_failure(&self, user: &str, session: &str, now: DateTime<Utc>) -> SecondFactorFailure {
+        let period = self.period;
+        let account_locked_until = {
+            let mut map = self.second.lock().unwrap_or_else(|p| p.into_inner());
+            let key = user.trim().to_lowercase();
+            if !map.contains_key(&key) {
+                make_room(
+                    &mut map,
+                    |(_, first, until)| now - *first < period || until.is_some_and(|u| u > now),
+                    |(_, first, _)| *first,
+                );
+            }
+            let e = map.entry(key).or_insert((0, now, None));
+            count_failure(e, self.max_failures.saturating_mul(2), period, now)
+        };
+        let end_session = {
+            let mut map = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            if !map.contains_key(session) {
+                make_room(&mut map, |(_, first)| now - *first < period, |(_, first)| *first);
+            }
+            let e = map.entry(session.to_string()).or_insert((0, now));
+            e.0 += 1;
+            let end = e.0 >= PENDING_MAX_FAILURES;
+            if end {
+                map.remove(session);
+            }
+            end
+        };
+        SecondFactorFailure {
+            end_session,
+            account_locked_until,
+        }
+    }
+
+    /// The second factor was given: its counts start again.
+    pub fn second_factor_success(&self, user: &str, session: &str) {
+        self.second
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&user.trim().to_lowercase());
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(session);
     }
 }
 
@@ -123,5 +251,60 @@ mod tests {
         assert!((0..3).all(|_| l.allow_attempt(ip, t0)));
         assert!(!l.allow_attempt(ip, t0));
         assert!(l.allow_attempt(ip, t0 + Duration::seconds(61)));
+    }
+
+    #[test]
+    fn ipv6_sources_in_one_64_share_a_lock() {
+        let l = Lockout::new(3, Duration::minutes(15), 100);
+        let t0 = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).expect("t");
+        for i in 1..=3u16 {
+            let ip = IpAddr::from([0x2001, 0xdb8, 0, 7, i, i, i, i]);
+            let _ = l.failure("ann", ip, t0);
+        }
+        let other_host_same_64 = IpAddr::from([0x2001, 0xdb8, 0, 7, 9, 9, 9, 9]);
+        assert!(l.locked_until("ann", other_host_same_64, t0).is_some());
+        assert!(l
+            .locked_until("ann", IpAddr::from([0x2001, 0xdb8, 0, 8, 1, 1, 1, 1]), t0)
+            .is_none());
+    }
+
+    #[test]
+    fn tables_keyed_by_client_input_stay_bounded() {
+        let l = Lockout::new(5, Duration::minutes(15), 100);
+        let t0 = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).expect("t");
+        let ip: IpAddr = "10.0.0.5".parse().expect("ip");
+        for i in 0..(MAX_TRACKED + 500) {
+            let _ = l.failure(&format!("user{i}"), ip, t0);
+            let _ = l.second_factor_failure(&format!("user{i}"), &format!("s{i}"), t0);
+            let _ = l.allow_attempt(IpAddr::from([10, 1, (i / 256) as u8, (i % 256) as u8]), t0);
+        }
+        assert!(l.tracked() <= 3 * MAX_TRACKED, "{} entries", l.tracked());
+        assert!(l.attempts.lock().expect("lock").len() <= MAX_TRACKED);
+    }
+
+    #[test]
+    fn second_factor_failures_count_per_session_and_per_account() {
+        let l = Lockout::new(5, Duration::minutes(15), 100);
+        let t0 = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).expect("t");
+        let f1 = l.second_factor_failure("ann", "s1", t0);
+        let f2 = l.second_factor_failure("ann", "s1", t0);
+        assert!(!f1.end_session && !f2.end_session);
+        assert!(
+            l.second_factor_failure("ann", "s1", t0).end_session,
+            "third wrong code ends the session"
+        );
+        // New pending sessions (the password is known) keep counting against the account.
+        let mut locked = None;
+        for i in 0..7 {
+            locked = locked.or(l
+                .second_factor_failure("ann", &format!("s{}", i + 2), t0)
+                .account_locked_until);
+        }
+        assert!(locked.is_some(), "10 wrong codes lock the account's second factor");
+        assert!(l.second_factor_locked_until("ann", t0 + Duration::minutes(1)).is_some());
+        assert!(l.second_factor_locked_until("bob", t0).is_none());
+        assert!(l
+            .second_factor_locked_until("ann", t0 + Duration::minutes(16))
+            .is_none());
     }
 }

@@ -13,6 +13,7 @@ pub mod admin;
 pub mod auth;
 pub mod html;
 pub mod lanes;
+pub mod limits;
 pub mod live;
 pub mod lockout;
 pub mod passes;
@@ -106,6 +107,10 @@ pub struct Inner {
     pub deps: PanelDeps,
     db: Arc<Mutex<Connection>>,
     pub lockout: lockout::Lockout,
+    /// The global bound on password hashing ([`limits::Hashing`]).
+    pub hashing: limits::Hashing,
+    /// Second-factor keys shown for enrolment, kept here until confirmed (by session id).
+    pub pending_totp: Mutex<std::collections::HashMap<String, (String, DateTime<Utc>)>>,
     image_key: [u8; 32],
     audit_key: ed25519_dalek::SigningKey,
 }
@@ -117,6 +122,20 @@ impl std::ops::Deref for Panel {
     }
 }
 
+impl Panel {
+    /// Runs a password hash or verification under the panel's bound; "busy" becomes a 429 page.
+    pub async fn hash_work<T: Send + 'static>(
+        &self,
+        source: IpAddr,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Failure> {
+        self.hashing.run(source, f).await.map_err(|why| {
+            tracing::warn!(%source, ?why, "password check refused: hashing is at its limit");
+            Failure::Busy
+        })
+    }
+}
+
 /// A request that failed, as the browser sees it: generic pages, details only in the log.
 #[derive(Debug)]
 pub enum Failure {
@@ -125,6 +144,8 @@ pub enum Failure {
     Forbidden,
     NotFound,
     BadRequest(String),
+    /// Over a limit (password hashing busy, too many attempts): 429.
+    Busy,
     Internal(String),
 }
 
@@ -159,6 +180,10 @@ impl IntoResponse for Failure {
             Failure::Forbidden => (StatusCode::FORBIDDEN, "Your role does not allow this.".to_string()),
             Failure::NotFound => (StatusCode::NOT_FOUND, "Not found.".to_string()),
             Failure::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+            Failure::Busy => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "The panel is busy; try again in a few seconds.".to_string(),
+            ),
             Failure::Internal(detail) => {
                 tracing::error!(error = %detail, "panel request failed");
                 (
@@ -200,6 +225,8 @@ impl Panel {
             deps,
             db: Arc::new(Mutex::new(conn)),
             lockout,
+            hashing: limits::Hashing::default(),
+            pending_totp: Mutex::default(),
             image_key,
             audit_key,
         })))

@@ -51,9 +51,10 @@ impl Role {
         }
     }
 
-    /// Admins and installers change the system: they must use a second factor.
-    pub fn requires_totp(self) -> bool {
-        matches!(self, Role::Admin | Role::Installer)
+    /// Admins and installers change the system: they must use a second factor; every role must when the
+    /// site says so (`[panel] totp_for_all_roles`).
+    pub fn requires_totp(self, all_roles: bool) -> bool {
+        all_roles || matches!(self, Role::Admin | Role::Installer)
     }
 
     pub fn may(self, p: Perm) -> bool {

@@ -73,6 +73,11 @@ pub const ROUTES: &[Route] = &[
     r("GET", "/system", Perm(Perm::ViewSystem)),
 ];
 
+/// Whether the table has the path under any method (a request with another method gets 405).
+pub fn has_path(path: &str) -> bool {
+    ROUTES.iter().any(|r| r.path == path)
+}
+
 /// The rule of a matched route.
 pub fn find(method: &str, path: &str) -> Option<Access> {
     ROUTES
@@ -122,6 +127,10 @@ pub fn router(panel: Panel) -> Router {
         .route("/system", get(admin::system))
         .route_layer(axum::middleware::from_fn_with_state(panel.clone(), auth::authorize))
         .fallback(|| async { super::Failure::NotFound })
-        .layer(axum::middleware::from_fn(security::headers_and_origin))
+        .layer(axum::extract::DefaultBodyLimit::max(super::limits::MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            panel.clone(),
+            security::headers_and_origin,
+        ))
         .with_state(panel)
 }

@@ -1,8 +1,12 @@
 //! Headers on every response, and refusal of cross-origin state changes (CSRF): a POST must carry an
 //! `Origin` (or, failing that, a `Referer`) of this very host, and `Sec-Fetch-Site`, when sent, must be
 //! `same-origin`. Session cookies are also `SameSite=Strict`; this is the second lock.
+//!
+//! The `Host` header must name this panel: an IP address, `localhost`, or one of `[panel] hostnames`
+//! (421 otherwise). A page served under a stranger's DNS name (DNS rebinding) is refused before any
+//! handler runs.
 
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -10,9 +14,28 @@ use axum::response::{IntoResponse, Response};
 pub const CSP: &str =
     "default-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
-pub async fn headers_and_origin(req: Request, next: Next) -> Response {
+pub async fn headers_and_origin(State(p): State<super::Panel>, req: Request, next: Next) -> Response {
     let state_changing = !matches!(*req.method(), Method::GET | Method::HEAD);
-    let mut resp = if state_changing && !same_origin(req.headers()) {
+    let host_ok = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|h| host_allowed(h, &p.cfg.hostnames));
+    let mut resp = if !host_ok {
+        tracing::debug!(host = ?req.headers().get(header::HOST), "request for another host name refused");
+        (
+            StatusCode::MISDIRECTED_REQUEST,
+            super::html::page(
+                "Wrong address",
+                None,
+                &super::html::notice(
+                    "error",
+                    "This panel does not answer to that name. Use its address, or add the name to [panel] hostnames.",
+                ),
+            ),
+        )
+            .into_response()
+    } else if state_changing && !same_origin(req.headers()) {
         tracing::warn!(path = %req.uri().path(), "cross-origin request refused");
         (
             StatusCode::FORBIDDEN,
@@ -30,7 +53,11 @@ pub async fn headers_and_origin(req: Request, next: Next) -> Response {
     let set = |h: &mut HeaderMap, k: header::HeaderName, v: &'static str| {
         h.insert(k, HeaderValue::from_static(v));
     };
-    set(h, header::STRICT_TRANSPORT_SECURITY, "max-age=31536000");
+    set(
+        h,
+        header::STRICT_TRANSPORT_SECURITY,
+        "max-age=31536000; includeSubDomains",
+    );
     set(h, header::CONTENT_SECURITY_POLICY, CSP);
     set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     // Not "no-referrer": with it, Chromium sends `Origin: null` on same-origin form posts.
@@ -50,6 +77,29 @@ pub async fn headers_and_origin(req: Request, next: Next) -> Response {
         set(h, header::CACHE_CONTROL, "no-store");
     }
     resp
+}
+
+/// Whether a `Host` header names this panel: an IP literal, `localhost`, or a configured host name,
+/// with or without a port.
+pub fn host_allowed(host: &str, hostnames: &[String]) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        // [v6]:port
+        match rest.split_once(']') {
+            Some((v6, tail)) if tail.is_empty() || tail.starts_with(':') => {
+                return v6.parse::<std::net::Ipv6Addr>().is_ok();
+            }
+            _ => return false,
+        }
+    } else {
+        match host.rsplit_once(':') {
+            Some((n, port)) if port.bytes().all(|b| b.is_ascii_digit()) => n,
+            Some(_) => return false,
+            None => host,
+        }
+    };
+    name.parse::<std::net::Ipv4Addr>().is_ok()
+        || name.eq_ignore_ascii_case("localhost")
+        || hostnames.iter().any(|h| h.trim().eq_ignore_ascii_case(name))
 }
 
 /// Whether a state-changing request comes from a page of this panel.
@@ -85,6 +135,32 @@ mod tests {
             );
         }
         h
+    }
+
+    #[test]
+    fn host_rules() {
+        let names = vec!["gate.local".to_string()];
+        for ok in [
+            "gate.local",
+            "GATE.local:8443",
+            "10.0.0.2",
+            "10.0.0.2:8443",
+            "localhost:8443",
+            "[::1]:8443",
+            "[fe80::1]",
+        ] {
+            assert!(host_allowed(ok, &names), "{ok}");
+        }
+        for bad in [
+            "evil.example",
+            "gate.local.evil:8443",
+            "gate.local:x",
+            "[::1",
+            "[zz]:1",
+            "",
+        ] {
+            assert!(!host_allowed(bad, &names), "{bad}");
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The HTTPS listener: its own thread and runtime (a flood of panel requests cannot take time from the
-//! decision path's runtime), at most 256 connections, 10 s to finish a handshake and a request head.
+//! decision path's runtime), with the connection limits of [`super::limits`]: 256 connections in all,
+//! 16 per source, 5 s for the handshake and for each request head, 15 s for each whole request.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,9 +12,10 @@ use tokio_util::sync::CancellationToken;
 use tower::Service;
 
 use super::auth::Source;
+use super::limits::{
+    Connections, CONNECTIONS_PER_SOURCE, HANDSHAKE_TIMEOUT, HEADER_TIMEOUT, MAX_CONNECTIONS, REQUEST_TIMEOUT,
+};
 use super::{Panel, PanelError};
-
-const MAX_CONNECTIONS: usize = 256;
 
 /// Binds the address now (so a busy port fails start-up), then serves on a thread until cancelled.
 pub fn spawn(
@@ -58,6 +60,8 @@ async fn serve(
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let router = super::routes::router(panel);
     let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let per_source = Connections::default();
+    let mut refused_logged = std::time::Instant::now() - Duration::from_secs(60);
     loop {
         let (tcp, peer) = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -70,14 +74,25 @@ async fn serve(
                 }
             },
         };
+        // Refusals are logged at most once a minute: a flood must not become a flood of log lines.
+        let mut refuse = |why: &str| {
+            if refused_logged.elapsed() >= Duration::from_secs(60) {
+                tracing::warn!(%peer, "panel connection refused: {why} (logged once a minute)");
+                refused_logged = std::time::Instant::now();
+            }
+        };
+        let Some(slot) = per_source.admit(peer.ip(), CONNECTIONS_PER_SOURCE) else {
+            refuse("this source has its share open");
+            continue;
+        };
         let Ok(permit) = limit.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "panel connection refused: {MAX_CONNECTIONS} already open");
+            refuse("all connections taken");
             continue;
         };
         let (acceptor, router, cancel) = (acceptor.clone(), router.clone(), cancel.clone());
         tokio::spawn(async move {
-            let _permit = permit;
-            let stream = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+            let _held = (permit, slot);
+            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "panel TLS handshake refused");
@@ -88,11 +103,23 @@ async fn serve(
             let source = Source(peer.ip().to_canonical());
             let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                 req.extensions_mut().insert(source);
-                router.clone().call(req)
+                let call = router.clone().call(req);
+                // A whole request (its body included) gets REQUEST_TIMEOUT: a client that trickles a body
+                // in holds its connection no longer than that.
+                async move {
+                    match tokio::time::timeout(REQUEST_TIMEOUT, call).await {
+                        Ok(r) => r,
+                        Err(_) => Ok(axum::response::IntoResponse::into_response((
+                            axum::http::StatusCode::REQUEST_TIMEOUT,
+                            [(axum::http::header::CONNECTION, "close")],
+                            "Request took too long.",
+                        ))),
+                    }
+                }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
+                .header_read_timeout(HEADER_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), svc);
             tokio::pin!(conn);
             tokio::select! {
