@@ -196,8 +196,11 @@ fn abuse(connector: tokio_rustls::TlsConnector, port: u16, secs: u64) -> (u64, u
         let stop = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(AtomicU64::new(0));
         let mut tasks = Vec::new();
+        // ABUSE_ONLY=names|logins|conns runs one attack alone (to see which costs what).
+        let only = std::env::var("ABUSE_ONLY").unwrap_or_default();
+        let on = |k: &str| only.is_empty() || only == k;
         // Finding 2: 128 concurrent wrong logins, one loopback address each.
-        for i in 0..128u8 {
+        for i in 0..if on("logins") { 128u8 } else { 0 } {
             let (connector, stop, sent) = (connector.clone(), stop.clone(), sent.clone());
             tasks.push(tokio::spawn(async move {
                 let req = login_request(port, "target", "wrong-password-guess");
@@ -208,7 +211,7 @@ fn abuse(connector: tokio_rustls::TlsConnector, port: u16, secs: u64) -> (u64, u
             }));
         }
         // Finding 1: 1 MB and 2 KB user names from 16 addresses.
-        for i in 0..16u8 {
+        for i in 0..if on("names") { 16u8 } else { 0 } {
             let (connector, stop, sent) = (connector.clone(), stop.clone(), sent.clone());
             tasks.push(tokio::spawn(async move {
                 let big = login_request(port, &"a".repeat(1 << 20), "x");
@@ -223,7 +226,7 @@ fn abuse(connector: tokio_rustls::TlsConnector, port: u16, secs: u64) -> (u64, u
             }));
         }
         // Finding 5: 300 connections from one address, idle or trickling a handshake, reopened when closed.
-        for i in 0..300u32 {
+        for i in 0..if on("conns") { 300u32 } else { 0 } {
             let stop = stop.clone();
             tasks.push(tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
@@ -397,6 +400,27 @@ fn main() {
         let (ok, tried, sent) = attack.join().expect("attack thread");
         let (rss1, hwm) = rss_mib();
         let db1 = db_mib(&db);
+        if std::env::var("ABUSE_SMAPS").is_ok() {
+            let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
+            let mut sizes: std::collections::BTreeMap<u64, (u64, u64)> = Default::default();
+            let mut cur = 0u64;
+            for l in smaps.lines() {
+                if let Some(v) = l.strip_prefix("Size:") {
+                    cur = v.split_whitespace().next().and_then(|x| x.parse().ok()).unwrap_or(0) / 1024;
+                }
+                if let Some(v) = l.strip_prefix("Rss:") {
+                    let r: u64 = v.split_whitespace().next().and_then(|x| x.parse().ok()).unwrap_or(0) / 1024;
+                    let e = sizes.entry(cur).or_default();
+                    e.0 += 1;
+                    e.1 += r;
+                }
+            }
+            for (size, (n, rss)) in sizes.iter().rev().take(8) {
+                println!("mappings of {size} MiB: {n}, resident {rss} MiB");
+            }
+            let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+            println!("{}", status.lines().find(|l| l.starts_with("Threads")).unwrap_or(""));
+        }
         println!("abuse for {secs} s: 1 MB / 2 KB user names, 128 concurrent wrong logins from 128 addresses, 300 idle connections from one");
         println!("resident memory: {rss0:.0} MiB before, {rss1:.0} MiB after, peak {hwm:.0} MiB (panel, decision path and attackers in one process)");
         println!("database with WAL: {db0:.2} MiB before, {db1:.2} MiB after");

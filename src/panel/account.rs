@@ -57,10 +57,14 @@ fn back(msg: &str) -> Response {
 /// rate, the (account, source) lockout, the hashing permits); a wrong one counts as a failed login.
 async fn current_password_ok(p: &Panel, a: &Authed, given: String) -> Result<bool, Failure> {
     let now = p.now();
-    if !p.lockout.allow_attempt(a.source, now) || p.lockout.locked_until(&a.user, a.source, now).is_some() {
+    let refused = || {
         tracing::warn!(user = %a.user, source = %a.source, "re-authentication refused: rate limit or lockout");
-        return Err(Failure::Busy);
+        Failure::Busy
+    };
+    if !p.lockout.allow_attempt(a.source, now) {
+        return Err(refused());
     }
+    let locks = p.lockout.attempt(&a.user, a.source, now).map_err(|_| refused())?;
     if given.len() > 4 * password::MAX_LEN {
         return Ok(false);
     }
@@ -68,10 +72,20 @@ async fn current_password_ok(p: &Panel, a: &Authed, given: String) -> Result<boo
     let Some(u) = p.db(move |c| store::user(c, &name)).await? else {
         return Ok(false);
     };
-    let ok = p
+    let ok = match p
         .hash_work(a.source, move || password::verify(&given, &u.password))
-        .await?;
-    if !ok && p.lockout.failure(&a.user, a.source, now).is_some() {
+        .await
+    {
+        Ok(ok) => ok,
+        Err(busy) => {
+            // Not checked: not counted.
+            p.lockout.undo(&a.user, a.source);
+            return Err(busy);
+        }
+    };
+    if ok {
+        p.lockout.undo(&a.user, a.source);
+    } else if locks.is_some() {
         p.audit(
             &a.who(),
             "login.locked",

@@ -227,18 +227,20 @@ pub async fn login(
         session: None,
         source,
     };
-    if let Some(until) = p.lockout.locked_until(&name, source, now) {
-        p.audit(&who, "login.refused_locked", Some(name.clone()), None, None)
-            .await;
-        return refused(
-            StatusCode::TOO_MANY_REQUESTS,
-            &format!(
-                "Too many failed logins for this account from this device. Try again after {}, or log in from \
-                 another terminal.",
-                super::html::local(until, p.deps.timezone)
-            ),
-        );
-    }
+    let locks = match p.lockout.attempt(&name, source, now) {
+        Ok(locks) => locks,
+        Err(until) => {
+            p.audit_failure(&who, "login.refused_locked", Some(name.clone())).await;
+            return refused(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!(
+                    "Too many failed logins for this account from this device. Try again after {}, or log in from \
+                     another terminal.",
+                    super::html::local(until, p.deps.timezone)
+                ),
+            );
+        }
+    };
     let lookup = name.clone();
     let user = match p.db(move |c| store::user(c, &lookup)).await {
         Ok(u) => u,
@@ -257,15 +259,17 @@ pub async fn login(
     {
         Ok(c) => c,
         Err(_) => {
+            // Not checked: not counted.
+            p.lockout.undo(&name, source);
             return refused(
                 StatusCode::TOO_MANY_REQUESTS,
                 "The panel is busy checking other logins; try again in a few seconds.",
-            )
+            );
         }
     };
     let Some(user) = checked else {
-        let locked = p.lockout.failure(&name, source, now);
-        p.audit(&who, "login.failed", Some(name.clone()), None, None).await;
+        let locked = locks;
+        p.audit_failure(&who, "login.failed", Some(name.clone())).await;
         if locked.is_some() {
             p.audit(
                 &who,
@@ -287,6 +291,8 @@ pub async fn login(
     };
     if stage == Stage::Full {
         p.lockout.success(&name, source);
+    } else {
+        p.lockout.undo(&name, source);
     }
     let id = match start_session(&p, &headers, &user.name, stage, source).await {
         Ok(id) => id,
@@ -399,7 +405,7 @@ pub async fn totp_submit(
         Ok(None) => {
             let locked = p.lockout.failure(&a.user, a.source, now);
             let second = p.lockout.second_factor_failure(&a.user, &a.id, now);
-            p.audit(&a.who(), "login.totp_failed", None, None, None).await;
+            p.audit_failure(&a.who(), "login.totp_failed", None).await;
             if locked.is_some() {
                 p.audit(&a.who(), "login.locked", Some(a.user.clone()), None, None)
                     .await;

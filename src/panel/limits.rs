@@ -4,7 +4,8 @@
 //!   rotating addresses inside it buys nothing.
 //! - Password hashing (Argon2id, 19 MiB each) runs under a global permit count ([`Hashing`]): at most
 //!   [`HASH_PERMITS`] at once, others wait up to [`HASH_WAIT`] and then get "busy" (429); one source
-//!   has at most [`HASH_PER_SOURCE`] in flight.
+//!   has at most [`HASH_PER_SOURCE`] in flight. One of the permits is kept for sources with no recent
+//!   failed login, so a guard at the booth is not queued behind a flood of wrong guesses.
 //! - Connections: at most [`MAX_CONNECTIONS`] in all and [`CONNECTIONS_PER_SOURCE`] per source
 //!   ([`Connections`]); the handshake, the request head and each whole request are timed.
 //! - Request bodies: at most [`MAX_BODY`] bytes on every route.
@@ -35,6 +36,8 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// The largest request body any route takes (the panel's forms are a few hundred bytes).
 pub const MAX_BODY: usize = 16 * 1024;
+/// Failed or refused logins itemised in the audit log per minute; the rest are counted in one row.
+pub const FAILURE_AUDITS_PER_MINUTE: u32 = 60;
 /// Entries kept by each in-memory table keyed by client input (lockout, rate, second-factor counts).
 pub const MAX_TRACKED: usize = 4096;
 
@@ -61,7 +64,10 @@ pub enum Busy {
 /// The global bound on password hashing, and each source's share of it.
 #[derive(Debug, Clone)]
 pub struct Hashing {
+    /// Permits any source may take.
     permits: Arc<Semaphore>,
+    /// Permits only sources with no recent failure may take.
+    clean: Arc<Semaphore>,
     wait: Duration,
     per_source: Arc<Mutex<HashMap<IpAddr, usize>>>,
     /// Hashes running now, and the most ever running at once.
@@ -93,9 +99,12 @@ impl Drop for SourceSlot {
 }
 
 impl Hashing {
+    /// `permits` in all; with two or more, one of them is kept for sources with no recent failure.
     pub fn new(permits: usize, wait: Duration) -> Self {
+        let clean = usize::from(permits >= 2);
         Self {
-            permits: Arc::new(Semaphore::new(permits.max(1))),
+            permits: Arc::new(Semaphore::new(permits.max(1) - clean)),
+            clean: Arc::new(Semaphore::new(clean)),
             wait,
             per_source: Arc::default(),
             running: Arc::default(),
@@ -113,10 +122,12 @@ impl Hashing {
         m.values().sum()
     }
 
-    /// Runs `f` (an Argon2 hash or verify) on the blocking pool once a permit is free.
+    /// Runs `f` (an Argon2 hash or verify) on the blocking pool once a permit is free; `suspect` (the
+    /// source failed recently) keeps it off the permit kept for the others.
     pub async fn run<T: Send + 'static>(
         &self,
         source: IpAddr,
+        suspect: bool,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, Busy> {
         let key = source_key(source);
@@ -132,7 +143,20 @@ impl Hashing {
                 key,
             }
         };
-        let permit = match tokio::time::timeout(self.wait, self.permits.clone().acquire_owned()).await {
+        let any = self.permits.clone().acquire_owned();
+        let permit = if suspect {
+            tokio::time::timeout(self.wait, any).await
+        } else {
+            let clean = self.clean.clone().acquire_owned();
+            tokio::time::timeout(self.wait, async {
+                tokio::select! {
+                    p = any => p,
+                    p = clean => p,
+                }
+            })
+            .await
+        };
+        let permit = match permit {
             Ok(Ok(p)) => p,
             _ => return Err(Busy::Panel),
         };
@@ -249,7 +273,7 @@ mod tests {
             let (h, running, peak) = (h.clone(), running.clone(), peak.clone());
             tasks.push(tokio::spawn(async move {
                 let ip = IpAddr::from([10, 0, 1, i]);
-                h.run(ip, move || {
+                h.run(ip, i % 2 == 0, move || {
                     use std::sync::atomic::Ordering::SeqCst;
                     let now = running.fetch_add(1, SeqCst) + 1;
                     peak.fetch_max(now, SeqCst);
@@ -273,7 +297,7 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let first = {
             let h = h.clone();
-            tokio::spawn(async move { h.run(ip, move || rx.recv().is_ok()).await })
+            tokio::spawn(async move { h.run(ip, true, move || rx.recv().is_ok()).await })
         };
         // Let the first take the only permit.
         while h.in_flight() == 0 {
@@ -283,14 +307,39 @@ mod tests {
         // The same source's second waits, then the panel is busy; its third is refused at once.
         let second = {
             let h = h.clone();
-            tokio::spawn(async move { h.run(ip, || true).await })
+            tokio::spawn(async move { h.run(ip, true, || true).await })
         };
         while h.in_flight() < 2 {
             tokio::task::yield_now().await;
         }
-        assert_eq!(h.run(ip, || true).await, Err(Busy::Source));
+        assert_eq!(h.run(ip, false, || true).await, Err(Busy::Source));
         assert_eq!(second.await.expect("join"), Err(Busy::Panel));
         tx.send(()).expect("send");
         assert_eq!(first.await.expect("join"), Ok(true));
+    }
+
+    #[tokio::test]
+    async fn a_clean_source_gets_the_kept_permit_while_suspects_wait() {
+        let h = Hashing::new(2, Duration::from_millis(200));
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let hog = {
+            let h = h.clone();
+            tokio::spawn(async move {
+                h.run("10.0.0.1".parse().expect("ip"), true, move || rx.recv().is_ok())
+                    .await
+            })
+        };
+        while h.in_flight() == 0 {
+            tokio::task::yield_now().await;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        // The shared permit is taken: another suspect waits and gives up, a clean source runs at once.
+        assert_eq!(
+            h.run("10.0.0.2".parse().expect("ip"), true, || 1).await,
+            Err(Busy::Panel)
+        );
+        assert_eq!(h.run("10.0.0.3".parse().expect("ip"), false, || 2).await, Ok(2));
+        tx.send(()).expect("send");
+        assert_eq!(hog.await.expect("join"), Ok(true));
     }
 }

@@ -137,6 +137,59 @@ impl Lockout {
         count_failure(e, self.max_failures, self.period, now)
     }
 
+    /// Whether any account had a failed login from this source within the lock period.
+    pub fn source_failed_recently(&self, source: IpAddr, now: DateTime<Utc>) -> bool {
+        let key = source_key(source);
+        let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        map.iter().any(|((_, s), (_, first, until))| {
+            *s == key && (now - *first < self.period || until.is_some_and(|u| u > now))
+        })
+    }
+
+    /// Checks the pair and counts this attempt as a failure *before* the password is checked, in one
+    /// step: however many attempts run at once, no more than `max_failures` are ever checked. `Err` is
+    /// the end of a lock already in force; `Ok(Some(until))` means this attempt's count locked the pair
+    /// (if the password is wrong, this failure is the one that locks). A right password calls
+    /// [`Lockout::undo`] or [`Lockout::success`].
+    pub fn attempt(
+        &self,
+        user: &str,
+        source: IpAddr,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, DateTime<Utc>> {
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let key = Self::key(user, source);
+        if let Some(until) = map.get(&key).and_then(|e| e.2).filter(|u| *u > now) {
+            return Err(until);
+        }
+        if !map.contains_key(&key) {
+            let period = self.period;
+            make_room(
+                &mut map,
+                |(_, first, until)| now - *first < period || until.is_some_and(|u| u > now),
+                |(_, first, _)| *first,
+            );
+        }
+        let e = map.entry(key).or_insert((0, now, None));
+        Ok(count_failure(e, self.max_failures, self.period, now))
+    }
+
+    /// Takes back the count of an attempt whose password was right (a login that still owes its second
+    /// factor, a right re-entered password).
+    pub fn undo(&self, user: &str, source: IpAddr) {
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let key = Self::key(user, source);
+        if let Some(e) = map.get_mut(&key) {
+            e.0 = e.0.saturating_sub(1);
+            if e.0 < self.max_failures {
+                e.2 = None;
+            }
+            if e.0 == 0 {
+                map.remove(&key);
+            }
+        }
+    }
+
     pub fn success(&self, user: &str, source: IpAddr) {
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         map.remove(&Self::key(user, source));
@@ -251,6 +304,22 @@ mod tests {
         assert!((0..3).all(|_| l.allow_attempt(ip, t0)));
         assert!(!l.allow_attempt(ip, t0));
         assert!(l.allow_attempt(ip, t0 + Duration::seconds(61)));
+    }
+
+    #[test]
+    fn attempts_are_counted_before_the_check_and_undone_when_right() {
+        let l = Lockout::new(3, Duration::minutes(15), 100);
+        let t0 = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).expect("t");
+        let ip: IpAddr = "10.0.0.5".parse().expect("ip");
+        // Three attempts in flight at once: the third locks; a fourth is refused before any check.
+        assert_eq!(l.attempt("ann", ip, t0), Ok(None));
+        assert_eq!(l.attempt("ann", ip, t0), Ok(None));
+        assert!(matches!(l.attempt("ann", ip, t0), Ok(Some(_))));
+        assert!(l.attempt("ann", ip, t0).is_err());
+        // The third was the right password: its count is taken back and the lock with it.
+        l.undo("ann", ip);
+        assert!(l.locked_until("ann", ip, t0).is_none());
+        assert!(matches!(l.attempt("ann", ip, t0), Ok(Some(_))), "two wrong + this one");
     }
 
     #[test]

@@ -109,6 +109,8 @@ pub struct Inner {
     pub lockout: lockout::Lockout,
     /// The global bound on password hashing ([`limits::Hashing`]).
     pub hashing: limits::Hashing,
+    /// Failed-login audit rows written this minute: (minute start, written, not itemised).
+    failure_audits: Mutex<(DateTime<Utc>, u32, u64)>,
     /// Second-factor keys shown for enrolment, kept here until confirmed (by session id).
     pub pending_totp: Mutex<std::collections::HashMap<String, (String, DateTime<Utc>)>>,
     image_key: [u8; 32],
@@ -129,7 +131,8 @@ impl Panel {
         source: IpAddr,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, Failure> {
-        self.hashing.run(source, f).await.map_err(|why| {
+        let suspect = self.lockout.source_failed_recently(source, self.now());
+        self.hashing.run(source, suspect, f).await.map_err(|why| {
             tracing::warn!(%source, ?why, "password check refused: hashing is at its limit");
             Failure::Busy
         })
@@ -227,6 +230,7 @@ impl Panel {
             lockout,
             hashing: limits::Hashing::default(),
             pending_totp: Mutex::default(),
+            failure_audits: Mutex::new((DateTime::<Utc>::MIN_UTC, 0, 0)),
             image_key,
             audit_key,
         })))
@@ -286,6 +290,53 @@ impl Panel {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::error!(error = %e, action, "audit entry could not be written"),
             Err(e) => tracing::error!(error = %e, action, "audit task failed"),
+        }
+    }
+
+    /// Audits a failed or refused login, at most [`limits::FAILURE_AUDITS_PER_MINUTE`] rows a minute:
+    /// past that, failures are counted and the count is written as one `login.failures_not_itemised`
+    /// row when the next minute starts. A flood of wrong logins from many addresses cannot fill the disk
+    /// with audit rows (the audit log is never pruned).
+    pub async fn audit_failure(&self, who: &Who<'_>, action: &str, target: Option<String>) {
+        let now = self.now();
+        let (write, summary) = {
+            let mut b = self.failure_audits.lock().unwrap_or_else(|p| p.into_inner());
+            let mut summary = 0;
+            if now - b.0 >= chrono::Duration::minutes(1) {
+                summary = b.2;
+                *b = (now, 0, 0);
+            }
+            if b.1 < limits::FAILURE_AUDITS_PER_MINUTE {
+                b.1 += 1;
+                (true, summary)
+            } else {
+                b.2 += 1;
+                (false, summary)
+            }
+        };
+        if summary > 0 {
+            let system = Who {
+                actor: "system",
+                role: "-",
+                session: None,
+                source: who.source,
+            };
+            self.audit(
+                &system,
+                "login.failures_not_itemised",
+                None,
+                None,
+                Some(format!(
+                    "{summary} more failed or refused logins in the minute before (over {} a minute are counted, not itemised)",
+                    limits::FAILURE_AUDITS_PER_MINUTE
+                )),
+            )
+            .await;
+        }
+        if write {
+            self.audit(who, action, target, None, None).await;
+        } else {
+            tracing::debug!(action, "failed login counted, not itemised in the audit log");
         }
     }
 
