@@ -86,7 +86,11 @@ pub struct RunSummary {
 pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) -> anyhow::Result<RunSummary> {
     let clock = parts.clock.clone();
 
-    // 1. Storage and the allowlist snapshot.
+    // 1. Storage and the allowlist snapshot. The data folders are made with explicit modes, whatever the
+    // umask (the unit sets UMask=0027; a run outside systemd may have 0022): crops are personal data.
+    for dir in [cfg.site.data_dir.clone(), cfg.site.crops_dir()] {
+        crate::secret_file::create_dir_all(&dir, 0o750).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
     let conn = crate::db::open(&cfg.site.database_path())?;
     let plate_key = cfg.plate_key()?;
     let allowlist = SharedAllowlist::new(access::load_snapshot(&conn, &plate_key)?);
@@ -503,7 +507,7 @@ struct DecisionCtx {
 /// Decides each voted read, commands the gate (never waiting), then queues the event. The event writer is
 /// never awaited while a read is waiting: events that do not fit its queue wait in a local backlog.
 async fn decision_loop(mut ctx: DecisionCtx) {
-    let mut backlog: std::collections::VecDeque<GateEvent> = std::collections::VecDeque::new();
+    let mut backlog: std::collections::VecDeque<(GateEvent, Option<GateReply>)> = std::collections::VecDeque::new();
     let mut reads_open = true;
     while reads_open || !backlog.is_empty() {
         tokio::select! {
@@ -512,7 +516,12 @@ async fn decision_loop(mut ctx: DecisionCtx) {
                 None => reads_open = false,
             },
             permit = ctx.sink.reserve(), if !backlog.is_empty() => match (permit, backlog.pop_front()) {
-                (Ok(permit), Some(e)) => permit.send(e),
+                (Ok(permit), Some((mut e, reply))) => {
+                    if let Some(reply) = reply {
+                        e.gate_result = Some(gate_result(reply).await);
+                    }
+                    permit.send(e)
+                }
                 (Err(_), _) => {
                     tracing::error!(events = backlog.len(), "event writer has stopped; events not recorded");
                     backlog.clear();
@@ -526,7 +535,20 @@ async fn decision_loop(mut ctx: DecisionCtx) {
     }
 }
 
-fn decide_and_act(ctx: &DecisionCtx, v: VotedRead) -> GateEvent {
+/// What the gate controller will say it did with an opening (see [`gate_result`]).
+type GateReply = tokio::sync::oneshot::Receiver<gate::GateOutcome>;
+
+/// The event's record of what the relay did: the controller's answer (it answers as soon as it has set
+/// the relay, so this wait is short; the gate was commanded before it began).
+async fn gate_result(reply: GateReply) -> String {
+    match tokio::time::timeout(Duration::from_secs(2), reply).await {
+        Ok(Ok(outcome)) => outcome.to_string(),
+        Ok(Err(_)) => "gate controller stopped before it answered".to_string(),
+        Err(_) => "gate controller did not answer within 2 s".to_string(),
+    }
+}
+
+fn decide_and_act(ctx: &DecisionCtx, v: VotedRead) -> (GateEvent, Option<GateReply>) {
     let now = ctx.clock.now();
     let mut decision = decide_read(&v, &ctx.allowlist, &ctx.cfg, now);
     if decision.action == Action::Open && ctx.gate.in_lockdown() {
@@ -538,23 +560,22 @@ fn decide_and_act(ctx: &DecisionCtx, v: VotedRead) -> GateEvent {
         };
     }
     ctx.decisions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut gate_result = None;
+    let (mut gate_result, mut reply) = (None, None);
     if decision.action == Action::Open {
         ctx.opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         ctx.opens.record(&v.text, v.decided_at);
         let reason = decision.reason.to_string();
-        gate_result = Some(
-            match ctx.gate.try_command(GateCommand::Open {
-                actor: Actor::Automatic,
-                reason,
-            }) {
-                Ok(()) => "open command queued".to_string(),
-                Err(e) => {
-                    tracing::error!(lane = %v.lane, error = %e, "could not command the gate");
-                    format!("gate command failed: {e}")
-                }
-            },
-        );
+        match ctx.gate.try_command_reply(GateCommand::Open {
+            actor: Actor::Automatic,
+            reason,
+        }) {
+            // Filled in with what the relay did before the event is stored.
+            Ok(rx) => reply = Some(rx),
+            Err(e) => {
+                tracing::error!(lane = %v.lane, error = %e, "could not command the gate");
+                gate_result = Some(format!("gate command failed: {e}"));
+            }
+        }
     }
     let opted_out = decision.action == Action::Open && decision.matched.as_ref().is_some_and(|m| m.do_not_log);
     let shown = if opted_out {
@@ -589,7 +610,7 @@ fn decide_and_act(ctx: &DecisionCtx, v: VotedRead) -> GateEvent {
     if ctx.cfg.panel.is_some() {
         ctx.live.publish(crate::panel::LiveEvent::from_event(&event));
     }
-    event
+    (event, reply)
 }
 
 /// The decision for a voted read against the current snapshot. A pass with fewer agreeing reads than
