@@ -240,8 +240,10 @@ fn yes() -> bool {
 fn default_reconnect_min() -> u64 {
     500
 }
+/// A camera back after an outage waits at most this long more (a longer back-off kept a lane blind for
+/// up to 10 s after a 20 s outage).
 fn default_reconnect_max() -> u64 {
-    30_000
+    5_000
 }
 
 #[derive(Debug, Deserialize, Default)]

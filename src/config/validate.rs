@@ -987,6 +987,10 @@ relay = "main"
         assert_eq!(c.relays[0].safe_state, SafeState::Closed);
         assert_eq!(c.track.min_reads, 2);
         assert_eq!(c.site.data_dir, base().join("data"));
+        assert!(
+            c.lanes[0].reconnect_max <= Duration::from_secs(5),
+            "a camera back from an outage is probed within 5 s"
+        );
     }
 
     #[test]
