@@ -119,7 +119,8 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
             plate_key.clone(),
             background_cancel.clone(),
         );
-        move || reload_allowlist(path, list, key, cancel)
+        let age = (clock.clone(), cfg.sync.as_ref().and_then(|s| s.allowlist_max_age));
+        move || reload_allowlist(path, list, key, age, cancel)
     })?;
 
     // 2. Relays and their controllers (safe state registered for the panic hook).
@@ -207,7 +208,8 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
         capture_stats.push(stats);
     }
 
-    // A summary of the pipeline for the cloud heartbeat and the panel's system page.
+    // A summary of the pipeline for the cloud heartbeat and the panel's system page, with its alerts.
+    let allowlist_max_age = cfg.sync.as_ref().and_then(|s| s.allowlist_max_age);
     let health: crate::sync::link::HealthFn = {
         let lanes: Vec<(String, Arc<CaptureStats>)> = cfg
             .lanes
@@ -216,9 +218,14 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
             .zip(capture_stats.iter().cloned())
             .collect();
         let (decisions, opened, writer) = (decisions.clone(), opened.clone(), writer_stats.clone());
+        let (list, clock, max_age) = (allowlist.clone(), clock.clone(), allowlist_max_age);
         Arc::new(move || {
             let ld = std::sync::atomic::Ordering::Relaxed;
+            let fresh = crate::sync::freshness::freshness(&list.current(), clock.now(), max_age);
+            let alerts: Vec<String> = fresh.alert().into_iter().collect();
             serde_json::json!({
+                "alerts": alerts,
+                "allowlist": fresh,
                 "decisions": decisions.load(ld),
                 "opened": opened.load(ld),
                 "events_committed": writer.committed.load(ld),
@@ -310,6 +317,8 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
             allowlist: allowlist.clone(),
             link: link_thread.is_some().then(|| link_stats.clone()),
             count_opted_out: cfg.privacy.count_opted_out,
+            clock: clock.clone(),
+            allowlist_max_age,
         });
         let cancel = metrics_cancel.clone();
         tokio::spawn(async move {
@@ -663,9 +672,19 @@ fn retention_loop(
     }
 }
 
+/// The clock and `[sync] allowlist_max_age` the reloader warns by.
+type AgeCheck = (SharedClock, Option<chrono::Duration>);
+
 /// Keeps the in-memory snapshot in step with the allowlist on disk: when another connection (the CLI,
-/// the cloud sync) commits, the list is reloaded off the async runtime and swapped whole.
-fn reload_allowlist(path: std::path::PathBuf, list: SharedAllowlist, key: access::PlateKey, cancel: CancellationToken) {
+/// the cloud sync) commits, the list is reloaded off the async runtime and swapped whole. It also logs
+/// when the applied list grows older than its maximum age (once, and again once it is fresh).
+fn reload_allowlist(
+    path: std::path::PathBuf,
+    list: SharedAllowlist,
+    key: access::PlateKey,
+    (clock, max_age): AgeCheck,
+    cancel: CancellationToken,
+) {
     let conn = match crate::db::open(&path) {
         Ok(c) => c,
         Err(e) => {
@@ -675,8 +694,17 @@ fn reload_allowlist(path: std::path::PathBuf, list: SharedAllowlist, key: access
     };
     let version = |c: &rusqlite::Connection| c.pragma_query_value(None, "data_version", |r| r.get::<_, i64>(0)).ok();
     let mut seen = version(&conn);
+    let mut stale = false;
     while !cancel.is_cancelled() {
         std::thread::sleep(Duration::from_millis(500));
+        let fresh = crate::sync::freshness::freshness(&list.current(), clock.now(), max_age);
+        if fresh.stale != stale {
+            stale = fresh.stale;
+            match fresh.alert() {
+                Some(alert) => tracing::warn!("ALERT: {alert}"),
+                None => tracing::info!(version = fresh.version, "allowlist is fresh again"),
+            }
+        }
         let now = version(&conn);
         if now == seen {
             continue;
@@ -685,7 +713,11 @@ fn reload_allowlist(path: std::path::PathBuf, list: SharedAllowlist, key: access
         match access::load_snapshot(&conn, &key) {
             Ok(snapshot) => {
                 let current = list.current();
-                if snapshot.entries() != current.entries() {
+                // A keep-alive envelope changes no entry, only the version and issue time.
+                if snapshot.entries() != current.entries()
+                    || snapshot.version != current.version
+                    || snapshot.issued != current.issued
+                {
                     tracing::info!(
                         entries = snapshot.len(),
                         "allowlist changed on disk; new snapshot in use"
@@ -713,7 +745,8 @@ mod tests {
         let cancel = CancellationToken::new();
         let t = {
             let (p, l, k, c) = (path.clone(), list.clone(), key.clone(), cancel.clone());
-            std::thread::spawn(move || reload_allowlist(p, l, k, c))
+            let age: AgeCheck = (Arc::new(SystemClock), None);
+            std::thread::spawn(move || reload_allowlist(p, l, k, age, c))
         };
         std::thread::sleep(Duration::from_millis(100));
         store::upsert(

@@ -94,6 +94,23 @@ pub fn version(conn: &Connection) -> Result<u64, AccessError> {
     }
 }
 
+/// When the cloud signed the newest envelope applied (`None`: no envelope applied yet). A corrupt value
+/// reads as `None` with a warning: it only feeds the age alert, never the decision.
+pub fn issued(conn: &Connection) -> Result<Option<DateTime<Utc>>, AccessError> {
+    let v: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'allowlist_issued'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    Ok(v.and_then(|v| match DateTime::parse_from_rfc3339(&v) {
+        Ok(t) => Some(t.with_timezone(&Utc)),
+        Err(_) => {
+            tracing::warn!(value = ?v, "stored allowlist_issued is corrupt; the list's age is unknown until the next envelope");
+            None
+        }
+    }))
+}
+
 /// Inserts or replaces entries in one transaction (see [`upsert_in`]).
 pub fn upsert(
     conn: &mut Connection,

@@ -228,9 +228,10 @@ fn sign(
     plate_key: Option<&Path>,
 ) -> anyhow::Result<()> {
     use crate::sync::envelope::{Envelope, ListBody, WireEntry};
+    let most = crate::sync::envelope::MAX_LIFETIME_DAYS * 24;
     anyhow::ensure!(
-        (1..=8760).contains(&expires_hours),
-        "--expires-hours {expires_hours}: use 1 to 8760"
+        (1..=most).contains(&expires_hours),
+        "--expires-hours {expires_hours}: use 1 to {most} (devices refuse an envelope valid for longer)"
     );
     anyhow::ensure!(
         csv.is_some() || base.is_some(),

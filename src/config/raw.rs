@@ -311,7 +311,7 @@ fn default_image_days() -> u32 {
     60
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSync {
     /// This device's identity for the cloud, `site/device`.
@@ -323,6 +323,13 @@ pub struct RawSync {
     /// The MQTT link to the cloud (absent: signed allowlists only through the CLI).
     #[serde(default)]
     pub mqtt: Option<RawMqtt>,
+    /// Alert when the applied allowlist was signed longer ago than this (0: no alert).
+    #[serde(default = "default_allowlist_max_age")]
+    pub allowlist_max_age_hours: u32,
+}
+
+fn default_allowlist_max_age() -> u32 {
+    168
 }
 
 #[derive(Debug, Deserialize)]

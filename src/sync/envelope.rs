@@ -16,6 +16,42 @@ use crate::access::{Entry, Kind, Schedule};
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 /// Largest envelope accepted (before chunking, which the MQTT link adds).
 pub const MAX_ENVELOPE_BYTES: usize = 32 * 1024 * 1024;
+/// How far in the future `issued` may lie (the cloud's and the device's clocks differ a little).
+pub const ISSUED_SKEW: chrono::Duration = chrono::Duration::minutes(10);
+/// The longest an envelope may still be valid when it arrives (`expires - now`), in days.
+pub const MAX_LIFETIME_DAYS: i64 = 31;
+
+/// Checks a signed message's time window: issued no later than `now + ISSUED_SKEW`, not expired, and
+/// valid for at most `max_left` from now. `what` names the message in errors.
+pub(super) fn check_window(
+    what: &str,
+    issued: DateTime<Utc>,
+    expires: DateTime<Utc>,
+    expires_text: &str,
+    now: DateTime<Utc>,
+    max_left: chrono::Duration,
+) -> Result<(), SyncError> {
+    if issued > now + ISSUED_SKEW {
+        return Err(SyncError::Lifetime(format!(
+            "{what} issued at {} is in the future (this device's clock says {}; at most {} min ahead is \
+             accepted): check the signer's and this device's clocks",
+            issued.to_rfc3339(),
+            now.to_rfc3339(),
+            ISSUED_SKEW.num_minutes()
+        )));
+    }
+    if now >= expires {
+        return Err(SyncError::Expired(expires_text.to_string()));
+    }
+    if expires - now > max_left {
+        return Err(SyncError::Lifetime(format!(
+            "{what} is valid until {}, more than {} h from now: sign it with a shorter expiry",
+            expires.to_rfc3339(),
+            max_left.num_hours()
+        )));
+    }
+    Ok(())
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -86,6 +122,8 @@ pub struct Verified {
     /// Deltas: the version they apply to (checked again inside the apply transaction).
     pub base_version: Option<u64>,
     pub body_sha256: String,
+    /// When the cloud signed it: the applied list's age counts from here.
+    pub issued: DateTime<Utc>,
     pub upsert: Vec<Entry>,
     pub remove: Vec<String>,
 }
@@ -265,10 +303,15 @@ pub fn verify(
         });
     }
     let expires = time(&env.expires, "expires")?;
-    time(&env.issued, "issued")?;
-    if now >= expires {
-        return Err(SyncError::Expired(env.expires));
-    }
+    let issued = time(&env.issued, "issued")?;
+    check_window(
+        "the envelope",
+        issued,
+        expires,
+        &env.expires,
+        now,
+        chrono::Duration::days(MAX_LIFETIME_DAYS),
+    )?;
     if env.version <= applied_version {
         return Err(SyncError::NotNewer {
             got: env.version,
@@ -306,6 +349,7 @@ pub fn verify(
         version: env.version,
         base_version: env.base_version,
         body_sha256: env.body_sha256,
+        issued,
         upsert,
         remove,
     })
@@ -408,6 +452,42 @@ mod tests {
         let mut by_stranger = snapshot(&f, 5, "oak/gate-1");
         by_stranger.signature = B64.encode(stranger.sign(by_stranger.signed_message().as_bytes()).to_bytes());
         assert!(matches!(check(&f, &by_stranger, 4), Err(SyncError::BadSignature(_))));
+    }
+
+    #[test]
+    fn an_envelope_issued_in_the_future_or_valid_too_long_is_refused() {
+        let f = fixture();
+        let make = |issued, expires| {
+            Envelope::make(
+                &ListBody::Snapshot { entries: vec![] },
+                "oak/gate-1",
+                6,
+                None,
+                issued,
+                expires,
+                "cloud-1",
+                &f.key,
+            )
+            .expect("make")
+        };
+        let h = chrono::Duration::hours;
+        let future = make(f.now + h(30), f.now + h(31));
+        assert!(
+            matches!(check(&f, &future, 4), Err(SyncError::Lifetime(_))),
+            "issued in the future"
+        );
+        let slight = make(f.now + chrono::Duration::minutes(5), f.now + h(1));
+        assert!(check(&f, &slight, 4).is_ok(), "a few minutes of clock skew is fine");
+        let forever = make(f.now, f.now + chrono::Duration::days(3650));
+        assert!(
+            matches!(check(&f, &forever, 4), Err(SyncError::Lifetime(_))),
+            "no upper bound"
+        );
+        let month = make(f.now, f.now + chrono::Duration::days(MAX_LIFETIME_DAYS) - h(1));
+        assert_eq!(
+            check(&f, &month, 4).expect("within the cap").issued.timestamp(),
+            f.now.timestamp()
+        );
     }
 
     #[test]
