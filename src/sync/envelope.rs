@@ -178,7 +178,7 @@ impl WireEntry {
                 .map(|s| time(s, w).map_err(|e| bad(e.to_string())))
                 .transpose()
         };
-        Ok(Entry {
+        let entry = Entry {
             plate: self.plate.clone(),
             kind,
             host: self.host.clone(),
@@ -188,7 +188,9 @@ impl WireEntry {
             schedule: self.schedule.as_deref().map(Schedule::parse).transpose().map_err(bad)?,
             do_not_log: self.do_not_log,
             note: self.note.clone(),
-        })
+        };
+        entry.validate().map_err(bad)?;
+        Ok(entry)
     }
 }
 
@@ -341,6 +343,20 @@ pub fn verify(
         _ => return Err(SyncError::Malformed("kind and body type differ".into())),
     };
     let upsert = upsert.iter().map(WireEntry::to_entry).collect::<Result<Vec<_>, _>>()?;
+    // One entry per plate: a second would silently replace the first.
+    let mut seen = std::collections::HashSet::with_capacity(upsert.len());
+    for e in &upsert {
+        if !seen.insert(e.plate.as_str()) {
+            let shown = if e.do_not_log && !seal::is_sealed(&e.plate) {
+                "(opted-out entry)"
+            } else {
+                e.plate.as_str()
+            };
+            return Err(SyncError::Body(format!(
+                "entry {shown:?} is listed twice; send one entry per plate"
+            )));
+        }
+    }
     for p in &remove {
         seal::validate_listed(p).map_err(|e| SyncError::Body(format!("remove: {e}")))?;
     }
@@ -510,6 +526,41 @@ mod tests {
         .expect("make");
         assert!(check(&f, &d, 6).is_ok());
         assert_eq!(check(&f, &d, 5), Err(SyncError::BaseMismatch { base: 6, applied: 5 }));
+    }
+
+    #[test]
+    fn oversized_fields_and_duplicate_plates_are_rejected() {
+        let f = fixture();
+        let env = |entries: Vec<WireEntry>| {
+            Envelope::make(
+                &ListBody::Snapshot { entries },
+                "oak/gate-1",
+                5,
+                None,
+                f.now,
+                f.now + chrono::Duration::hours(1),
+                "cloud-1",
+                &f.key,
+            )
+            .expect("make")
+        };
+        let ana = WireEntry::from(&Entry::new("ABC123", Kind::Resident));
+        let huge = WireEntry {
+            host: Some("x".repeat(1 << 20)),
+            ..ana.clone()
+        };
+        let e = check(&f, &env(vec![huge]), 4);
+        assert!(matches!(&e, Err(SyncError::Body(m)) if m.contains("host")), "{e:?}");
+        let e = check(&f, &env(vec![ana.clone(), ana.clone()]), 4);
+        assert!(matches!(&e, Err(SyncError::Body(m)) if m.contains("twice")), "{e:?}");
+        let long_schedule = WireEntry {
+            schedule: Some("mon 07:00-08:00; ".repeat(1000)),
+            ..ana
+        };
+        assert!(matches!(
+            check(&f, &env(vec![long_schedule]), 4),
+            Err(SyncError::Body(_))
+        ));
     }
 
     #[test]
