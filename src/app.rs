@@ -595,11 +595,11 @@ fn decide_and_act(ctx: &DecisionCtx, v: VotedRead) -> (GateEvent, Option<GateRep
         plate::redact(&v.text)
     };
     if decision.alert {
-        tracing::warn!(lane = %v.lane, plate = %shown, reason = %decision.reason, "ALERT: guard attention needed");
+        tracing::warn!(lane = %v.lane, plate = %shown, reason = ?decision.reason.to_string(), "ALERT: guard attention needed");
     }
     tracing::info!(
         lane = %v.lane, plate = %shown, confidence = format!("{:.2}", v.confidence), reads = v.reads,
-        action = ?decision.action, reason = %decision.reason, early = v.early, "decision"
+        action = ?decision.action, reason = ?decision.reason.to_string(), early = v.early, "decision"
     );
     let event = GateEvent {
         id: GateEvent::new_id(v.decided_at),
