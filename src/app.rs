@@ -91,6 +91,10 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
     for dir in [cfg.site.data_dir.clone(), cfg.site.crops_dir()] {
         crate::secret_file::create_dir_all(&dir, 0o750).with_context(|| format!("cannot create {}", dir.display()))?;
     }
+    // crops/ made 0755 by an older version: closed to other users (it is the daemon's own folder).
+    if let Ok(true) = crate::secret_file::close_to_others(&cfg.site.crops_dir()) {
+        tracing::warn!(dir = %cfg.site.crops_dir().display(), "the crops folder was open to every user; closed to others");
+    }
     let conn = crate::db::open(&cfg.site.database_path())?;
     let plate_key = cfg.plate_key()?;
     let allowlist = SharedAllowlist::new(access::load_snapshot(&conn, &plate_key)?);

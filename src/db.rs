@@ -171,6 +171,14 @@ pub fn open(path: &Path) -> Result<Connection, DbError> {
 /// one is there; SQLite would otherwise create it with the umask's mode (0644 for root outside systemd).
 fn create_private(path: &Path) -> Result<(), DbError> {
     if std::fs::symlink_metadata(path).is_ok() {
+        // Made by an older version (0644 under root's umask): other users lose access, the group keeps it.
+        match crate::secret_file::close_to_others(path) {
+            Ok(true) => {
+                tracing::warn!(path = %path.display(), "the database was readable by every user; closed to others")
+            }
+            Ok(false) => {}
+            Err(e) => tracing::debug!(path = %path.display(), error = %e, "could not check the database's mode"),
+        }
         return Ok(());
     }
     match crate::secret_file::write_new(path, b"") {
@@ -227,5 +235,9 @@ mod tests {
             assert_eq!(mode(&wal), 0o600);
         }
         assert_eq!(mode(&dir.path().join("data")) & 0o027, 0, "folder closed to others");
+        drop(c);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        open(&p).expect("reopen");
+        assert_eq!(mode(&p), 0o640, "an old world-readable database is closed to others");
     }
 }

@@ -61,6 +61,21 @@ pub fn create_dir_all(path: &Path, mode: u32) -> io::Result<()> {
     std::fs::DirBuilder::new().recursive(true).mode(mode).create(path)
 }
 
+/// Takes every permission for other users off `path` (a file or folder made by an older version with
+/// the umask's mode), through a handle opened without following a link. Returns whether it changed.
+pub fn close_to_others(path: &Path) -> io::Result<bool> {
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    let mode = f.metadata()?.permissions().mode() & 0o7777;
+    if mode & 0o007 == 0 {
+        return Ok(false);
+    }
+    f.set_permissions(std::fs::Permissions::from_mode(mode & !0o007))?;
+    Ok(true)
+}
+
 #[derive(Clone, Copy, PartialEq)]
 enum Place {
     New,
@@ -203,6 +218,25 @@ mod tests {
             assert!(!std::fs::symlink_metadata(p).expect("meta").file_type().is_symlink());
         }
         assert_eq!(mode(&key), 0o600);
+    }
+
+    #[test]
+    fn an_old_world_readable_file_or_folder_is_closed_to_others() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let f = dir.path().join("g.db");
+        std::fs::write(&f, b"").expect("write");
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        assert!(close_to_others(&f).expect("close"));
+        assert_eq!(mode(&f), 0o640);
+        assert!(!close_to_others(&f).expect("again"), "nothing to do");
+        let d = dir.path().join("crops");
+        std::fs::create_dir(&d).expect("mkdir");
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        assert!(close_to_others(&d).expect("close"));
+        assert_eq!(mode(&d), 0o750);
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&f, &link).expect("link");
+        assert!(close_to_others(&link).is_err(), "never through a link");
     }
 
     #[test]
