@@ -80,6 +80,7 @@ fn main() {
             device: "site/dev".into(),
             trusted_keys: vec![],
             mqtt: None,
+            allowlist_max_age: None,
         },
         mqtt: MqttConfig {
             host: "localhost".into(),

@@ -86,7 +86,15 @@ pub struct RunSummary {
 pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) -> anyhow::Result<RunSummary> {
     let clock = parts.clock.clone();
 
-    // 1. Storage and the allowlist snapshot.
+    // 1. Storage and the allowlist snapshot. The data folders are made with explicit modes, whatever the
+    // umask (the unit sets UMask=0027; a run outside systemd may have 0022): crops are personal data.
+    for dir in [cfg.site.data_dir.clone(), cfg.site.crops_dir()] {
+        crate::secret_file::create_dir_all(&dir, 0o750).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    // crops/ made 0755 by an older version: closed to other users (it is the daemon's own folder).
+    if let Ok(true) = crate::secret_file::close_to_others(&cfg.site.crops_dir()) {
+        tracing::warn!(dir = %cfg.site.crops_dir().display(), "the crops folder was open to every user; closed to others");
+    }
     let conn = crate::db::open(&cfg.site.database_path())?;
     let plate_key = cfg.plate_key()?;
     let allowlist = SharedAllowlist::new(access::load_snapshot(&conn, &plate_key)?);
@@ -115,7 +123,8 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
             plate_key.clone(),
             background_cancel.clone(),
         );
-        move || reload_allowlist(path, list, key, cancel)
+        let age = (clock.clone(), cfg.sync.as_ref().and_then(|s| s.allowlist_max_age));
+        move || reload_allowlist(path, list, key, age, cancel)
     })?;
 
     // 2. Relays and their controllers (safe state registered for the panic hook).
@@ -203,7 +212,8 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
         capture_stats.push(stats);
     }
 
-    // A summary of the pipeline for the cloud heartbeat and the panel's system page.
+    // A summary of the pipeline for the cloud heartbeat and the panel's system page, with its alerts.
+    let allowlist_max_age = cfg.sync.as_ref().and_then(|s| s.allowlist_max_age);
     let health: crate::sync::link::HealthFn = {
         let lanes: Vec<(String, Arc<CaptureStats>)> = cfg
             .lanes
@@ -212,9 +222,14 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
             .zip(capture_stats.iter().cloned())
             .collect();
         let (decisions, opened, writer) = (decisions.clone(), opened.clone(), writer_stats.clone());
+        let (list, clock, max_age) = (allowlist.clone(), clock.clone(), allowlist_max_age);
         Arc::new(move || {
             let ld = std::sync::atomic::Ordering::Relaxed;
+            let fresh = crate::sync::freshness::freshness(&list.current(), clock.now(), max_age);
+            let alerts: Vec<String> = fresh.alert().into_iter().collect();
             serde_json::json!({
+                "alerts": alerts,
+                "allowlist": fresh,
                 "decisions": decisions.load(ld),
                 "opened": opened.load(ld),
                 "events_committed": writer.committed.load(ld),
@@ -306,6 +321,8 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
             allowlist: allowlist.clone(),
             link: link_thread.is_some().then(|| link_stats.clone()),
             count_opted_out: cfg.privacy.count_opted_out,
+            clock: clock.clone(),
+            allowlist_max_age,
         });
         let cancel = metrics_cancel.clone();
         tokio::spawn(async move {
@@ -503,7 +520,7 @@ struct DecisionCtx {
 /// Decides each voted read, commands the gate (never waiting), then queues the event. The event writer is
 /// never awaited while a read is waiting: events that do not fit its queue wait in a local backlog.
 async fn decision_loop(mut ctx: DecisionCtx) {
-    let mut backlog: std::collections::VecDeque<GateEvent> = std::collections::VecDeque::new();
+    let mut backlog: std::collections::VecDeque<(GateEvent, Option<GateReply>)> = std::collections::VecDeque::new();
     let mut reads_open = true;
     while reads_open || !backlog.is_empty() {
         tokio::select! {
@@ -512,7 +529,12 @@ async fn decision_loop(mut ctx: DecisionCtx) {
                 None => reads_open = false,
             },
             permit = ctx.sink.reserve(), if !backlog.is_empty() => match (permit, backlog.pop_front()) {
-                (Ok(permit), Some(e)) => permit.send(e),
+                (Ok(permit), Some((mut e, reply))) => {
+                    if let Some(reply) = reply {
+                        e.gate_result = Some(gate_result(reply).await);
+                    }
+                    permit.send(e)
+                }
                 (Err(_), _) => {
                     tracing::error!(events = backlog.len(), "event writer has stopped; events not recorded");
                     backlog.clear();
@@ -526,7 +548,20 @@ async fn decision_loop(mut ctx: DecisionCtx) {
     }
 }
 
-fn decide_and_act(ctx: &DecisionCtx, v: VotedRead) -> GateEvent {
+/// What the gate controller will say it did with an opening (see [`gate_result`]).
+type GateReply = tokio::sync::oneshot::Receiver<gate::GateOutcome>;
+
+/// The event's record of what the relay did: the controller's answer (it answers as soon as it has set
+/// the relay, so this wait is short; the gate was commanded before it began).
+async fn gate_result(reply: GateReply) -> String {
+    match tokio::time::timeout(Duration::from_secs(2), reply).await {
+        Ok(Ok(outcome)) => outcome.to_string(),
+        Ok(Err(_)) => "gate controller stopped before it answered".to_string(),
+        Err(_) => "gate controller did not answer within 2 s".to_string(),
+    }
+}
+
+fn decide_and_act(ctx: &DecisionCtx, v: VotedRead) -> (GateEvent, Option<GateReply>) {
     let now = ctx.clock.now();
     let mut decision = decide_read(&v, &ctx.allowlist, &ctx.cfg, now);
     if decision.action == Action::Open && ctx.gate.in_lockdown() {
@@ -538,23 +573,22 @@ fn decide_and_act(ctx: &DecisionCtx, v: VotedRead) -> GateEvent {
         };
     }
     ctx.decisions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut gate_result = None;
+    let (mut gate_result, mut reply) = (None, None);
     if decision.action == Action::Open {
         ctx.opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         ctx.opens.record(&v.text, v.decided_at);
         let reason = decision.reason.to_string();
-        gate_result = Some(
-            match ctx.gate.try_command(GateCommand::Open {
-                actor: Actor::Automatic,
-                reason,
-            }) {
-                Ok(()) => "open command queued".to_string(),
-                Err(e) => {
-                    tracing::error!(lane = %v.lane, error = %e, "could not command the gate");
-                    format!("gate command failed: {e}")
-                }
-            },
-        );
+        match ctx.gate.try_command_reply(GateCommand::Open {
+            actor: Actor::Automatic,
+            reason,
+        }) {
+            // Filled in with what the relay did before the event is stored.
+            Ok(rx) => reply = Some(rx),
+            Err(e) => {
+                tracing::error!(lane = %v.lane, error = %e, "could not command the gate");
+                gate_result = Some(format!("gate command failed: {e}"));
+            }
+        }
     }
     let opted_out = decision.action == Action::Open && decision.matched.as_ref().is_some_and(|m| m.do_not_log);
     let shown = if opted_out {
@@ -565,11 +599,11 @@ fn decide_and_act(ctx: &DecisionCtx, v: VotedRead) -> GateEvent {
         plate::redact(&v.text)
     };
     if decision.alert {
-        tracing::warn!(lane = %v.lane, plate = %shown, reason = %decision.reason, "ALERT: guard attention needed");
+        tracing::warn!(lane = %v.lane, plate = %shown, reason = ?decision.reason.to_string(), "ALERT: guard attention needed");
     }
     tracing::info!(
         lane = %v.lane, plate = %shown, confidence = format!("{:.2}", v.confidence), reads = v.reads,
-        action = ?decision.action, reason = %decision.reason, early = v.early, "decision"
+        action = ?decision.action, reason = ?decision.reason.to_string(), early = v.early, "decision"
     );
     let event = GateEvent {
         id: GateEvent::new_id(v.decided_at),
@@ -589,7 +623,7 @@ fn decide_and_act(ctx: &DecisionCtx, v: VotedRead) -> GateEvent {
     if ctx.cfg.panel.is_some() {
         ctx.live.publish(crate::panel::LiveEvent::from_event(&event));
     }
-    event
+    (event, reply)
 }
 
 /// The decision for a voted read against the current snapshot. A pass with fewer agreeing reads than
@@ -642,9 +676,19 @@ fn retention_loop(
     }
 }
 
+/// The clock and `[sync] allowlist_max_age` the reloader warns by.
+type AgeCheck = (SharedClock, Option<chrono::Duration>);
+
 /// Keeps the in-memory snapshot in step with the allowlist on disk: when another connection (the CLI,
-/// the cloud sync) commits, the list is reloaded off the async runtime and swapped whole.
-fn reload_allowlist(path: std::path::PathBuf, list: SharedAllowlist, key: access::PlateKey, cancel: CancellationToken) {
+/// the cloud sync) commits, the list is reloaded off the async runtime and swapped whole. It also logs
+/// when the applied list grows older than its maximum age (once, and again once it is fresh).
+fn reload_allowlist(
+    path: std::path::PathBuf,
+    list: SharedAllowlist,
+    key: access::PlateKey,
+    (clock, max_age): AgeCheck,
+    cancel: CancellationToken,
+) {
     let conn = match crate::db::open(&path) {
         Ok(c) => c,
         Err(e) => {
@@ -654,8 +698,17 @@ fn reload_allowlist(path: std::path::PathBuf, list: SharedAllowlist, key: access
     };
     let version = |c: &rusqlite::Connection| c.pragma_query_value(None, "data_version", |r| r.get::<_, i64>(0)).ok();
     let mut seen = version(&conn);
+    let mut stale = false;
     while !cancel.is_cancelled() {
         std::thread::sleep(Duration::from_millis(500));
+        let fresh = crate::sync::freshness::freshness(&list.current(), clock.now(), max_age);
+        if fresh.stale != stale {
+            stale = fresh.stale;
+            match fresh.alert() {
+                Some(alert) => tracing::warn!("ALERT: {alert}"),
+                None => tracing::info!(version = fresh.version, "allowlist is fresh again"),
+            }
+        }
         let now = version(&conn);
         if now == seen {
             continue;
@@ -664,7 +717,11 @@ fn reload_allowlist(path: std::path::PathBuf, list: SharedAllowlist, key: access
         match access::load_snapshot(&conn, &key) {
             Ok(snapshot) => {
                 let current = list.current();
-                if snapshot.entries() != current.entries() {
+                // A keep-alive envelope changes no entry, only the version and issue time.
+                if snapshot.entries() != current.entries()
+                    || snapshot.version != current.version
+                    || snapshot.issued != current.issued
+                {
                     tracing::info!(
                         entries = snapshot.len(),
                         "allowlist changed on disk; new snapshot in use"
@@ -692,7 +749,8 @@ mod tests {
         let cancel = CancellationToken::new();
         let t = {
             let (p, l, k, c) = (path.clone(), list.clone(), key.clone(), cancel.clone());
-            std::thread::spawn(move || reload_allowlist(p, l, k, c))
+            let age: AgeCheck = (Arc::new(SystemClock), None);
+            std::thread::spawn(move || reload_allowlist(p, l, k, age, c))
         };
         std::thread::sleep(Duration::from_millis(100));
         store::upsert(

@@ -18,6 +18,12 @@ pub enum DbError {
     },
     #[error("database: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error("database {path}: cannot create it: {source}")]
+    Create {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("database {path}: cannot create its folder: {source}")]
     Folder {
         path: String,
@@ -138,13 +144,16 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 /// Opens (creating if needed) the database with the daemon's pragmas and brings the schema up to date.
+/// A new database (and its folder) is created private whatever the umask: file 0600 (it holds password
+/// hashes and TOTP secrets; SQLite gives its -wal and -shm files the same mode), folder 0750.
 pub fn open(path: &Path) -> Result<Connection, DbError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| DbError::Folder {
+        crate::secret_file::create_dir_all(dir, 0o750).map_err(|source| DbError::Folder {
             path: path.display().to_string(),
             source,
         })?;
     }
+    create_private(path)?;
     let conn = Connection::open(path).map_err(|source| DbError::Open {
         path: path.display().to_string(),
         source,
@@ -156,6 +165,30 @@ pub fn open(path: &Path) -> Result<Connection, DbError> {
     conn.pragma_update(None, "secure_delete", "ON")?;
     migrate(&conn)?;
     Ok(conn)
+}
+
+/// Creates an empty database file, mode 0600 (given to the folder's owner when root makes it), unless
+/// one is there; SQLite would otherwise create it with the umask's mode (0644 for root outside systemd).
+fn create_private(path: &Path) -> Result<(), DbError> {
+    if std::fs::symlink_metadata(path).is_ok() {
+        // Made by an older version (0644 under root's umask): other users lose access, the group keeps it.
+        match crate::secret_file::close_to_others(path) {
+            Ok(true) => {
+                tracing::warn!(path = %path.display(), "the database was readable by every user; closed to others")
+            }
+            Ok(false) => {}
+            Err(e) => tracing::debug!(path = %path.display(), error = %e, "could not check the database's mode"),
+        }
+        return Ok(());
+    }
+    match crate::secret_file::write_new(path, b"") {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(DbError::Create {
+            path: path.display().to_string(),
+            source,
+        }),
+    }
 }
 
 fn migrate(conn: &Connection) -> Result<(), DbError> {
@@ -185,5 +218,26 @@ mod tests {
         let c = open(&p).expect("reopen");
         let v: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0)).expect("v");
         assert_eq!(v as usize, MIGRATIONS.len());
+    }
+
+    #[test]
+    fn a_new_database_and_its_folder_are_private_whatever_the_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("data/g.db");
+        let c = open(&p).expect("open");
+        c.execute("INSERT INTO meta (key, value) VALUES ('k', 'v')", [])
+            .expect("write");
+        let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode(&p), 0o600, "holds TOTP secrets and password hashes");
+        let wal = dir.path().join("data/g.db-wal");
+        if wal.exists() {
+            assert_eq!(mode(&wal), 0o600);
+        }
+        assert_eq!(mode(&dir.path().join("data")) & 0o027, 0, "folder closed to others");
+        drop(c);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        open(&p).expect("reopen");
+        assert_eq!(mode(&p), 0o640, "an old world-readable database is closed to others");
     }
 }

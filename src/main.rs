@@ -57,6 +57,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::CheckConfig { config } => {
             let cfg = config::load(&config)?;
+            // The models `run` loads, checked as `run` checks them (each file against its sha256).
+            gatehouse::recognize::Manifest::load(&cfg.recognize.manifest)
+                .and_then(|m| m.verify_files())
+                .map_err(|e| {
+                    ConfigError::Invalid(vec![config::ConfigIssue {
+                        path: "recognize.manifest".into(),
+                        problem: e.to_string(),
+                        fix: "re-run scripts/setup.sh to fetch the models, or correct the manifest".into(),
+                    }])
+                })?;
             print!("{}", cfg.summary());
             println!("configuration OK");
             Ok(())

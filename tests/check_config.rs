@@ -44,6 +44,44 @@ fn the_shipped_configs_are_valid() {
     }
 }
 
+#[test]
+fn a_model_that_run_would_refuse_on_its_sha256_is_not_ok() {
+    require_models();
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = write_config(dir.path(), &dir.path().join("v.avi"), "stop");
+    // The shipped manifest with absolute model paths and one checksum changed.
+    let models = repo().join("models");
+    let mut manifest = String::new();
+    let mut changed = false;
+    for line in std::fs::read_to_string(models.join("manifest.toml"))
+        .expect("manifest")
+        .lines()
+    {
+        if let Some(file) = line.strip_prefix("file = \"") {
+            manifest.push_str(&format!("file = \"{}/{}\n", models.display(), file));
+        } else if line.starts_with("sha256 = ") && !changed {
+            manifest.push_str(&format!("sha256 = \"{}\"\n", "0".repeat(64)));
+            changed = true;
+        } else {
+            manifest.push_str(line);
+            manifest.push('\n');
+        }
+    }
+    assert!(changed, "the manifest has a sha256 line");
+    let bad = dir.path().join("manifest.toml");
+    std::fs::write(&bad, manifest).expect("write");
+    let cfg_text = std::fs::read_to_string(&cfg).expect("read").replace(
+        &models.join("manifest.toml").display().to_string(),
+        &bad.display().to_string(),
+    );
+    std::fs::write(&cfg, cfg_text).expect("write");
+    let o = gatehouse(&["check-config", cfg.to_str().expect("utf8")]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(78), "{out}");
+    assert!(!out.contains("configuration OK"), "{out}");
+    assert!(out.contains("recognize.manifest") && out.contains("sha256"), "{out}");
+}
+
 fn privacy_config(dir: &std::path::Path, privacy: &str) -> std::path::PathBuf {
     let p = write_config(dir, &dir.join("v.avi"), "stop");
     let mut text = std::fs::read_to_string(&p).expect("read");

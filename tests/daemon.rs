@@ -117,6 +117,27 @@ fn allowlisted_opens_once_per_pass_and_everything_else_stays_closed() {
     );
     assert_eq!(states.last(), Some(&false), "relay left in its safe state");
     assert!(log.contains("ALERT"), "the blocked plate raised an alert");
+
+    // The opening's event records what the relay did, not that a command was queued.
+    let gate_result: Option<String> = conn
+        .query_row("SELECT gate_result FROM events WHERE action = 'open'", [], |r| r.get(0))
+        .expect("gate result");
+    assert_eq!(gate_result.as_deref(), Some("gate pulsed open"));
+    // Folders holding personal data are closed to other users whatever the umask.
+    use std::os::unix::fs::PermissionsExt;
+    for d in ["data", "data/crops"] {
+        let mode = std::fs::metadata(dir.path().join(d))
+            .expect("meta")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode & 0o027, 0, "{d} is {mode:o}");
+    }
+    let db_mode = std::fs::metadata(dir.path().join("data/gatehouse.db"))
+        .expect("meta")
+        .permissions()
+        .mode();
+    assert_eq!(db_mode & 0o777, 0o600, "the database holds TOTP secrets");
 }
 
 #[test]

@@ -41,6 +41,8 @@ pub struct Allowlist {
     key: Option<PlateKey>,
     /// Version of the list (from the cloud sync; 0 = local only).
     pub version: u64,
+    /// When the cloud signed the newest envelope applied (`None`: local only).
+    pub issued: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Allowlist {
@@ -79,6 +81,7 @@ impl Allowlist {
             sealed,
             key,
             version,
+            issued: None,
         }
     }
 

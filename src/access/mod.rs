@@ -29,9 +29,7 @@ pub enum AccessError {
 
 /// Loads the snapshot from the database; `key` matches its sealed (opted-out) entries.
 pub fn load_snapshot(conn: &rusqlite::Connection, key: &PlateKey) -> Result<Allowlist, AccessError> {
-    Ok(Allowlist::with_key(
-        store::load_all(conn)?,
-        store::version(conn)?,
-        Some(key.clone()),
-    ))
+    let mut list = Allowlist::with_key(store::load_all(conn)?, store::version(conn)?, Some(key.clone()));
+    list.issued = store::issued(conn)?;
+    Ok(list)
 }

@@ -16,6 +16,9 @@ pub struct Schedule {
     text: String,
 }
 
+/// Longest schedule text (bytes).
+pub const MAX_SCHEDULE_BYTES: usize = 200;
+
 const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
 fn day(s: &str) -> Result<u8, String> {
@@ -37,6 +40,12 @@ fn minutes(s: &str) -> Result<u16, String> {
 
 impl Schedule {
     pub fn parse(text: &str) -> Result<Self, String> {
+        if text.len() > MAX_SCHEDULE_BYTES {
+            return Err(format!(
+                "schedule is {} bytes long; at most {MAX_SCHEDULE_BYTES} are allowed (a few windows, e.g. \"mon-fri 07:00-19:00; sat 09:00-13:00\")",
+                text.len()
+            ));
+        }
         let mut windows = Vec::new();
         for part in text.split(';').map(str::trim).filter(|p| !p.is_empty()) {
             let (days_s, times_s) = part

@@ -62,10 +62,17 @@ impl PlateKey {
                 let mut bytes = [0u8; 32];
                 getrandom::fill(&mut bytes).map_err(|e| bad(format!("no OS random source: {e}")))?;
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(|e| bad(e.to_string()))?;
+                    crate::secret_file::create_dir_all(dir, 0o750).map_err(|e| bad(e.to_string()))?;
                 }
-                crate::secret_file::write_new(path, format!("{}\n", hex::encode(bytes)).as_bytes())
-                    .map_err(|e| bad(e.to_string()))?;
+                match crate::secret_file::write_new(path, format!("{}\n", hex::encode(bytes)).as_bytes()) {
+                    Ok(()) => {}
+                    // Another task made it first (atomically, so it is whole): use theirs.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+                        return Self::parse(&text).map_err(bad);
+                    }
+                    Err(e) => return Err(bad(e.to_string())),
+                }
                 tracing::info!(path = %path.display(), "created the site's plate key (share it with the cloud to sync opted-out entries)");
                 Ok(Self(bytes))
             }

@@ -1,6 +1,7 @@
 //! The allowlist on disk (SQLite) and its CSV form for installers.
 //! CSV columns: plate,kind,host,unit,valid_from,valid_until,schedule,do_not_log,note (RFC 3339 times).
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 
 use chrono::{DateTime, Utc};
@@ -94,6 +95,23 @@ pub fn version(conn: &Connection) -> Result<u64, AccessError> {
     }
 }
 
+/// When the cloud signed the newest envelope applied (`None`: no envelope applied yet). A corrupt value
+/// reads as `None` with a warning: it only feeds the age alert, never the decision.
+pub fn issued(conn: &Connection) -> Result<Option<DateTime<Utc>>, AccessError> {
+    let v: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'allowlist_issued'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    Ok(v.and_then(|v| match DateTime::parse_from_rfc3339(&v) {
+        Ok(t) => Some(t.with_timezone(&Utc)),
+        Err(_) => {
+            tracing::warn!(value = ?v, "stored allowlist_issued is corrupt; the list's age is unknown until the next envelope");
+            None
+        }
+    }))
+}
+
 /// Inserts or replaces entries in one transaction (see [`upsert_in`]).
 pub fn upsert(
     conn: &mut Connection,
@@ -122,7 +140,6 @@ pub fn upsert_in(
     )?;
     let mut other_form = tx.prepare_cached("DELETE FROM allowlist WHERE plate = ?1")?;
     for e in entries {
-        seal::validate_listed(&e.plate).map_err(AccessError::Invalid)?;
         let sealed_in = seal::is_sealed(&e.plate);
         // What an error may show: never an opted-out plate's text.
         let shown = if e.do_not_log && !sealed_in {
@@ -130,6 +147,8 @@ pub fn upsert_in(
         } else {
             e.plate.clone()
         };
+        e.validate()
+            .map_err(|m| AccessError::Invalid(format!("{shown}: {m}")))?;
         if e.do_not_log && e.kind == Kind::Blocked {
             return Err(AccessError::Invalid(format!(
                 "{shown}: a blocked plate cannot be do_not_log"
@@ -226,6 +245,8 @@ pub fn parse_csv<R: Read>(input: R) -> Result<Vec<Entry>, AccessError> {
     let idx: Vec<Option<usize>> = HEADER.iter().map(|h| col(h)).collect();
     let mut out = Vec::new();
     let mut problems = Vec::new();
+    // Normalised plate -> the line that listed it and how it was written there.
+    let mut listed: HashMap<String, (u64, String)> = HashMap::new();
     for rec in rdr.records() {
         let rec = match rec {
             Ok(r) => r,
@@ -235,6 +256,15 @@ pub fn parse_csv<R: Read>(input: R) -> Result<Vec<Entry>, AccessError> {
             }
         };
         let line = rec.position().map(|p| p.line()).unwrap_or(0);
+        if rec.len() != headers.len() {
+            problems.push(format!(
+                "line {line}: {} fields, the header has {} ({}); give every column, empty where unknown",
+                rec.len(),
+                headers.len(),
+                headers.iter().collect::<Vec<_>>().join(",")
+            ));
+            continue;
+        }
         let get = |i: usize| idx[i].and_then(|c| rec.get(c));
         let result = (|| -> Result<Entry, AccessError> {
             let raw = rec.get(plate_col).unwrap_or("");
@@ -275,7 +305,7 @@ pub fn parse_csv<R: Read>(input: R) -> Result<Vec<Entry>, AccessError> {
                     "line {line}: a blocked plate cannot be do_not_log"
                 )));
             }
-            Ok(Entry {
+            let entry = Entry {
                 plate: plate_text,
                 kind,
                 host: opt(get(2)),
@@ -285,10 +315,27 @@ pub fn parse_csv<R: Read>(input: R) -> Result<Vec<Entry>, AccessError> {
                 schedule,
                 do_not_log,
                 note: opt(get(8)),
-            })
+            };
+            entry
+                .validate()
+                .map_err(|e| AccessError::Invalid(format!("line {line}: {e}")))?;
+            Ok(entry)
         })();
         match result {
-            Ok(e) => out.push(e),
+            Ok(e) => {
+                let raw = rec.get(plate_col).unwrap_or("").to_string();
+                match listed.get(&e.plate) {
+                    // "HXP 4729" and "HXP4729" are one plate: the second would silently replace the first.
+                    Some((first, as_written)) => problems.push(format!(
+                        "line {line}: plate {raw:?} is the same plate as {as_written:?} on line {first} \
+                         (spaces and - are ignored); keep one of the two lines"
+                    )),
+                    None => {
+                        listed.insert(e.plate.clone(), (line, raw));
+                        out.push(e);
+                    }
+                }
+            }
             Err(e) => problems.push(e.to_string()),
         }
     }
@@ -340,6 +387,47 @@ mod tests {
         let mut out = Vec::new();
         write_csv(&back, &mut out).expect("csv");
         assert_eq!(parse_csv(out.as_slice()).expect("reparse"), entries);
+    }
+
+    #[test]
+    fn oversized_short_and_duplicate_rows_are_rejected_with_their_line_numbers() {
+        let big = "x".repeat(10 * 1024 * 1024);
+        let csv_in = format!(
+            "plate,kind,host,unit,valid_from,valid_until,schedule,do_not_log,note\n\
+             HXP4729,resident,Ana Diaz,12B,,,,false,\n\
+             ABC123,resident,{big},1,,,,false,\n\
+             XYZ999,visitor,Bo\n\
+             HXP 4729,visitor,Someone Else,3,,,,false,\n\
+             GOOD11,resident,Cy,4,,,,false,{}\n",
+            "n".repeat(2000)
+        );
+        let err = parse_csv(csv_in.as_bytes()).expect_err("bad").to_string();
+        assert!(
+            err.len() < 10_000,
+            "the error does not echo the huge value: {} bytes",
+            err.len()
+        );
+        assert!(err.contains("line 3: host is 10485760 characters long"), "{err}");
+        assert!(err.contains("line 4: 3 fields, the header has 9"), "{err}");
+        assert!(
+            err.contains("line 5: plate \"HXP 4729\" is the same plate as \"HXP4729\" on line 2"),
+            "{err}"
+        );
+        assert!(err.contains("line 6: note"), "{err}");
+        // A plain list of plates (one column) is still fine.
+        assert_eq!(parse_csv("plate\nABC123\nXYZ999\n".as_bytes()).expect("plain").len(), 2);
+    }
+
+    #[test]
+    fn the_store_refuses_unbounded_fields_whatever_the_way_in() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut conn = crate::db::open(&dir.path().join("a.db")).expect("db");
+        let e = Entry {
+            note: Some("x".repeat(1 << 20)),
+            ..Entry::new("ABC123", Kind::Resident)
+        };
+        assert!(upsert(&mut conn, &[e], Utc::now(), &PlateKey::from_bytes([1; 32])).is_err());
+        assert!(load_all(&conn).expect("load").is_empty());
     }
 
     #[test]

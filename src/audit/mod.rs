@@ -102,22 +102,28 @@ pub fn checkpoint(
     Ok(Some(seq))
 }
 
-/// The device's checkpoint key (created on first use, 0600).
+/// The device's checkpoint key (created on first use, 0600, with its public half beside it as `.pub`).
+/// Tasks that start together may all find it missing: it is created once, atomically (the whole file
+/// appears or none), and whoever loses that race reads the winner's key.
 pub fn device_key(path: &Path) -> Result<SigningKey, AuditError> {
     let err = |reason: String| AuditError::Key {
         path: path.display().to_string(),
         reason,
     };
-    if path.exists() {
-        return crate::sync::keys::read_signing(path).map_err(|e| err(e.to_string()));
+    let read = || crate::sync::keys::read_signing(path).map_err(|e| err(e.to_string()));
+    if std::fs::symlink_metadata(path).is_ok() {
+        return read();
     }
     let key = crate::sync::keys::generate().map_err(|e| err(e.to_string()))?;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let id = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().to_string())
-        .unwrap_or_else(|| "device".into());
-    crate::sync::keys::write_pair(dir, &id, &key).map_err(|e| err(e.to_string()))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        crate::secret_file::create_dir_all(dir, 0o750).map_err(|e| err(e.to_string()))?;
+    }
+    match crate::secret_file::write_new(path, format!("{}\n", B64.encode(key.to_bytes())).as_bytes()) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return read(),
+        Err(e) => return Err(err(e.to_string())),
+    }
+    crate::sync::keys::write_public(&path.with_extension("pub"), &key, true).map_err(|e| err(e.to_string()))?;
     Ok(key)
 }
 
@@ -239,6 +245,37 @@ mod tests {
             }
         }
         (dir, conn, key)
+    }
+
+    #[test]
+    fn tasks_starting_together_share_one_device_key() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().expect("tmp");
+            let path = dir.path().join("audit-device.key");
+            let start = std::sync::Arc::new(std::sync::Barrier::new(8));
+            let keys: Vec<_> = (0..8)
+                .map(|_| {
+                    let (path, start) = (path.clone(), start.clone());
+                    std::thread::spawn(move || {
+                        start.wait();
+                        device_key(&path).map(|k| k.to_bytes())
+                    })
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|t| t.join().expect("thread"))
+                .collect();
+            let first = keys[0].as_ref().expect("key");
+            for k in &keys {
+                assert_eq!(k.as_ref().expect("every task gets the key"), first);
+            }
+            assert_eq!(device_key(&path).expect("again").to_bytes(), *first);
+            let public = crate::sync::keys::read_verifying(&path.with_extension("pub")).expect("pub");
+            assert_eq!(
+                public.to_bytes(),
+                SigningKey::from_bytes(first).verifying_key().to_bytes()
+            );
+        }
     }
 
     fn bad(conn: &Connection, key: &SigningKey) -> Option<i64> {

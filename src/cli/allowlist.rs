@@ -65,7 +65,31 @@ pub fn allowlist(config: &Path, action: AllowlistAction) -> anyhow::Result<()> {
         AllowlistAction::Import { csv } => {
             let f = std::fs::File::open(&csv).with_context(|| format!("cannot open {}", csv.display()))?;
             let entries = store::parse_csv(f)?;
+            // Entries that replace one already listed (same normalised plate) are named, not silent.
+            let mut replaced = Vec::new();
+            for e in &entries {
+                if store::get(&conn, &e.plate, &key)?.is_some() {
+                    replaced.push(if e.do_not_log {
+                        key.seal(&e.plate)
+                    } else {
+                        e.plate.clone()
+                    });
+                }
+            }
             let n = store::upsert(&mut conn, &entries, Utc::now(), &key)?;
+            if !replaced.is_empty() {
+                let more = replaced.len().saturating_sub(10);
+                eprintln!(
+                    "{} entries replaced ones already listed: {}{}",
+                    replaced.len(),
+                    replaced[..replaced.len().min(10)].join(", "),
+                    if more > 0 {
+                        format!(" and {more} more")
+                    } else {
+                        String::new()
+                    }
+                );
+            }
             super::audit::record(
                 &cfg,
                 "allowlist.import",
@@ -114,13 +138,19 @@ pub fn allowlist(config: &Path, action: AllowlistAction) -> anyhow::Result<()> {
                 do_not_log,
                 note,
             };
+            entry.validate().map_err(anyhow::Error::msg)?;
+            let before = store::get(&conn, &plate_text, &key)?;
             store::upsert(&mut conn, &[entry], Utc::now(), &key)?;
             // An opted-out plate is named by its sealed id only, here as in the database.
             let shown = if do_not_log { key.seal(&plate_text) } else { plate_text };
             super::audit::record(&cfg, "allowlist.add", &shown, Some(kind.to_string()))?;
             println!(
-                "{shown}: saved as {kind}{}",
-                if do_not_log { " (opted out: stored sealed)" } else { "" }
+                "{shown}: saved as {kind}{}{}",
+                if do_not_log { " (opted out: stored sealed)" } else { "" },
+                match before {
+                    Some(b) => format!(", replacing the {} entry that was listed", b.kind),
+                    None => String::new(),
+                }
             );
         }
         AllowlistAction::Remove { plate: p } => {
@@ -228,9 +258,10 @@ fn sign(
     plate_key: Option<&Path>,
 ) -> anyhow::Result<()> {
     use crate::sync::envelope::{Envelope, ListBody, WireEntry};
+    let most = crate::sync::envelope::MAX_LIFETIME_DAYS * 24;
     anyhow::ensure!(
-        (1..=8760).contains(&expires_hours),
-        "--expires-hours {expires_hours}: use 1 to 8760"
+        (1..=most).contains(&expires_hours),
+        "--expires-hours {expires_hours}: use 1 to {most} (devices refuse an envelope valid for longer)"
     );
     anyhow::ensure!(
         csv.is_some() || base.is_some(),

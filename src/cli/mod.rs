@@ -223,6 +223,7 @@ pub enum AllowlistAction {
         /// Makes a delta on top of this version (otherwise a full snapshot).
         #[arg(long)]
         base: Option<u64>,
+        /// Hours the envelope stays valid (at most 744: devices refuse longer).
         #[arg(long, default_value_t = 24)]
         expires_hours: i64,
         /// CSV of entries: the whole list (snapshot) or the entries to add or replace (delta).

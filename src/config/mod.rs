@@ -58,6 +58,8 @@ pub struct SyncConfig {
     pub trusted_keys: Vec<(String, PathBuf)>,
     /// The MQTT link (absent: no live link; `gatehouse allowlist apply` still works).
     pub mqtt: Option<MqttConfig>,
+    /// Past this age (from the applied envelope's `issued`), the list is stale: an alert (`None`: off).
+    pub allowlist_max_age: Option<chrono::Duration>,
 }
 
 impl SyncConfig {
@@ -304,9 +306,13 @@ impl Config {
         if let Some(sync) = &self.sync {
             let ids: Vec<&str> = sync.trusted_keys.iter().map(|(id, _)| id.as_str()).collect();
             s.push_str(&format!(
-                "cloud sync: device {}, trusted keys: {}\n",
+                "cloud sync: device {}, trusted keys: {}, {}\n",
                 sync.device,
-                ids.join(", ")
+                ids.join(", "),
+                match sync.allowlist_max_age {
+                    Some(m) => format!("alert when the applied allowlist is older than {} h", m.num_hours()),
+                    None => "no alert for an old allowlist (allowlist_max_age_hours = 0)".to_string(),
+                }
             ));
             match &sync.mqtt {
                 Some(m) => s.push_str(&format!(

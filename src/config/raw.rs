@@ -240,8 +240,10 @@ fn yes() -> bool {
 fn default_reconnect_min() -> u64 {
     500
 }
+/// A camera back after an outage waits at most this long more (a longer back-off kept a lane blind for
+/// up to 10 s after a 20 s outage).
 fn default_reconnect_max() -> u64 {
-    30_000
+    5_000
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -309,7 +311,7 @@ fn default_image_days() -> u32 {
     60
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSync {
     /// This device's identity for the cloud, `site/device`.
@@ -321,6 +323,13 @@ pub struct RawSync {
     /// The MQTT link to the cloud (absent: signed allowlists only through the CLI).
     #[serde(default)]
     pub mqtt: Option<RawMqtt>,
+    /// Alert when the applied allowlist was signed longer ago than this (0: no alert).
+    #[serde(default = "default_allowlist_max_age")]
+    pub allowlist_max_age_hours: u32,
+}
+
+fn default_allowlist_max_age() -> u32 {
+    168
 }
 
 #[derive(Debug, Deserialize)]

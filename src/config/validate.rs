@@ -245,6 +245,9 @@ fn resolve(base: &Path, p: &str) -> PathBuf {
     }
 }
 
+/// Longest `[sync] allowlist_max_age_hours` (a year).
+const MAX_ALLOWLIST_AGE_HOURS: u32 = 8760;
+
 fn validate_sync(s: RawSync, base: &Path, issues: &mut Issues) -> Option<SyncConfig> {
     let device = match s.device {
         Some(d)
@@ -290,11 +293,22 @@ fn validate_sync(s: RawSync, base: &Path, issues: &mut Issues) -> Option<SyncCon
         }
         keys.push((id, path));
     }
+    if s.allowlist_max_age_hours > MAX_ALLOWLIST_AGE_HOURS {
+        issues.push(
+            "sync.allowlist_max_age_hours",
+            format!("{} hours is out of range", s.allowlist_max_age_hours),
+            format!(
+                "use 1 to {MAX_ALLOWLIST_AGE_HOURS} hours (longer than the cloud's keep-alive envelope interval), or 0 for no alert"
+            ),
+        );
+    }
     let mqtt = s.mqtt.and_then(|m| validate_mqtt(m, base, issues));
     Some(SyncConfig {
         device,
         trusted_keys: keys,
         mqtt,
+        allowlist_max_age: (s.allowlist_max_age_hours > 0)
+            .then(|| chrono::Duration::hours(i64::from(s.allowlist_max_age_hours))),
     })
 }
 
@@ -988,6 +1002,10 @@ relay = "main"
         assert_eq!(c.relays[0].safe_state, SafeState::Closed);
         assert_eq!(c.track.min_reads, 2);
         assert_eq!(c.site.data_dir, base().join("data"));
+        assert!(
+            c.lanes[0].reconnect_max <= Duration::from_secs(5),
+            "a camera back from an outage is probed within 5 s"
+        );
     }
 
     #[test]
@@ -1003,6 +1021,25 @@ relay = "main"
         assert!(paths.contains(&"lanes[0].relay"));
         assert!(paths.contains(&"relays.main.pulse_ms"));
         assert!(err.to_string().contains("fix:"));
+    }
+
+    #[test]
+    fn the_allowlist_maximum_age_defaults_to_a_week_and_is_range_checked() {
+        let sync = |extra: &str| {
+            format!(
+                "{GOOD}\n[sync]\ndevice = \"oak/gate-1\"\ntrusted_keys = {{ \"k\" = \"config/keys/cloud-2026a.pub\" }}\n{extra}"
+            )
+        };
+        let c = parse(&sync(""), &base()).expect("valid");
+        assert_eq!(
+            c.sync.expect("sync").allowlist_max_age,
+            Some(chrono::Duration::hours(168))
+        );
+        let off = parse(&sync("allowlist_max_age_hours = 0\n"), &base()).expect("valid");
+        assert_eq!(off.sync.expect("sync").allowlist_max_age, None);
+        let err = parse(&sync("allowlist_max_age_hours = 100000\n"), &base()).expect_err("invalid");
+        assert_eq!(err.issues()[0].path, "sync.allowlist_max_age_hours", "{err}");
+        assert!(err.issues()[0].fix.contains("0 for no alert"), "{err}");
     }
 
     #[test]

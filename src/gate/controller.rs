@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -38,11 +38,55 @@ pub enum GateCommand {
     Unlock { actor: Actor, reason: String },
 }
 
+/// What the controller did with a command: what an event records as its gate result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GateOutcome {
+    /// The relay pulsed: the gate was asked to open.
+    Pulsed,
+    /// Not pulsed: the gate was already open (a pulse or a hold under way).
+    AlreadyOpen,
+    /// Not pulsed: within the cooldown after the last pulse (a second pulse may stop or close the gate).
+    Cooldown,
+    /// Refused: the gate is in lockdown.
+    Lockdown,
+    /// The relay is held open.
+    Held,
+    /// The relay was released (or was already).
+    Released,
+    LockedDown,
+    Unlocked,
+    /// The relay did not take the change.
+    RelayFailed,
+}
+
+impl std::fmt::Display for GateOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            GateOutcome::Pulsed => "gate pulsed open",
+            GateOutcome::AlreadyOpen => "not pulsed: the gate was already open",
+            GateOutcome::Cooldown => "not pulsed: cooldown after the last pulse",
+            GateOutcome::Lockdown => "refused: lockdown",
+            GateOutcome::Held => "gate held open",
+            GateOutcome::Released => "gate released",
+            GateOutcome::LockedDown => "lockdown on",
+            GateOutcome::Unlocked => "lockdown lifted",
+            GateOutcome::RelayFailed => "relay failed: the gate was not moved",
+        })
+    }
+}
+
+/// A command and, when the sender wants to know, where to say what became of it.
+#[derive(Debug)]
+struct Request {
+    cmd: GateCommand,
+    reply: Option<oneshot::Sender<GateOutcome>>,
+}
+
 /// A cheap, cloneable way to command one gate without waiting.
 #[derive(Debug, Clone)]
 pub struct GateHandle {
     name: Arc<str>,
-    tx: mpsc::Sender<GateCommand>,
+    tx: mpsc::Sender<Request>,
     lockdown: Arc<AtomicBool>,
     energized: Arc<AtomicBool>,
 }
@@ -50,7 +94,19 @@ pub struct GateHandle {
 impl GateHandle {
     /// Queues a command; fails at once if the queue is full or the controller is gone.
     pub fn try_command(&self, cmd: GateCommand) -> Result<(), GateError> {
-        self.tx.try_send(cmd).map_err(|e| match e {
+        self.send(Request { cmd, reply: None })
+    }
+
+    /// Like [`Self::try_command`]; the receiver then says what the controller did (pulsed, or why not).
+    /// Nothing waits here: await the receiver where the answer is needed (an event's gate result).
+    pub fn try_command_reply(&self, cmd: GateCommand) -> Result<oneshot::Receiver<GateOutcome>, GateError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Request { cmd, reply: Some(tx) })?;
+        Ok(rx)
+    }
+
+    fn send(&self, r: Request) -> Result<(), GateError> {
+        self.tx.try_send(r).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => GateError::Busy(self.name.to_string()),
             mpsc::error::TrySendError::Closed(_) => GateError::Stopped(self.name.to_string()),
         })
@@ -98,7 +154,7 @@ pub fn run_controller(
 async fn controller(
     cfg: RelayConfig,
     relay: SharedRelay,
-    mut rx: mpsc::Receiver<GateCommand>,
+    mut rx: mpsc::Receiver<Request>,
     lockdown: Arc<AtomicBool>,
     energized: Arc<AtomicBool>,
     cancel: CancellationToken,
@@ -138,54 +194,68 @@ async fn controller(
                     state = State::Pulse(Instant::now() + std::time::Duration::from_millis(200));
                 }
             }
-            cmd = rx.recv() => {
-                let Some(cmd) = cmd else { break };
+            req = rx.recv() => {
+                let Some(Request { cmd, reply }) = req else { break };
                 let now = Instant::now();
                 let locked = lockdown.load(Ordering::Relaxed);
-                match cmd {
+                // Reasons are logged with Debug formatting: a newline in one cannot forge a log line.
+                let outcome = match cmd {
                     GateCommand::Open { actor, reason } => {
                         if locked {
-                            tracing::warn!(relay = %name, ?actor, %reason, "open refused: lockdown");
+                            tracing::warn!(relay = %name, ?actor, ?reason, "open refused: lockdown");
+                            GateOutcome::Lockdown
                         } else if state != State::Closed {
-                            tracing::info!(relay = %name, ?actor, "gate already open");
+                            tracing::info!(relay = %name, ?actor, ?reason, "open ignored: gate already open");
+                            GateOutcome::AlreadyOpen
                         } else if last_closed.is_some_and(|t| now - t < cfg.cooldown) {
-                            tracing::info!(relay = %name, ?actor, "open ignored: cooldown after the last pulse");
+                            tracing::info!(relay = %name, ?actor, ?reason, "open ignored: cooldown after the last pulse");
+                            GateOutcome::Cooldown
                         } else {
-                            tracing::info!(relay = %name, ?actor, %reason, "gate pulse");
-                            set(true);
+                            tracing::info!(relay = %name, ?actor, ?reason, "gate pulse");
+                            // Released at the deadline even if this write failed: the line may have moved.
                             state = State::Pulse(now + cfg.pulse);
+                            if set(true) { GateOutcome::Pulsed } else { GateOutcome::RelayFailed }
                         }
                     }
                     GateCommand::HoldOpen { actor, reason } => {
                         if locked {
-                            tracing::warn!(relay = %name, ?actor, %reason, "hold refused: lockdown");
+                            tracing::warn!(relay = %name, ?actor, ?reason, "hold refused: lockdown");
+                            GateOutcome::Lockdown
                         } else {
-                            tracing::info!(relay = %name, ?actor, %reason, "gate held open");
-                            set(true);
+                            tracing::info!(relay = %name, ?actor, ?reason, "gate held open");
                             state = State::Held(now + cfg.max_hold);
+                            if set(true) { GateOutcome::Held } else { GateOutcome::RelayFailed }
                         }
                     }
                     GateCommand::Release { actor, reason } => {
-                        tracing::info!(relay = %name, ?actor, %reason, "gate released");
+                        tracing::info!(relay = %name, ?actor, ?reason, "gate released");
+                        let mut ok = true;
                         if state != State::Closed {
-                            set(false);
+                            ok = set(false);
                             last_closed = Some(now);
                         }
                         state = State::Closed;
+                        if ok { GateOutcome::Released } else { GateOutcome::RelayFailed }
                     }
                     GateCommand::Lockdown { actor, reason } => {
-                        tracing::warn!(relay = %name, ?actor, %reason, "LOCKDOWN");
+                        tracing::warn!(relay = %name, ?actor, ?reason, "LOCKDOWN");
                         lockdown.store(true, Ordering::Relaxed);
+                        let mut ok = true;
                         if state != State::Closed {
-                            set(false);
+                            ok = set(false);
                             last_closed = Some(now);
                         }
                         state = State::Closed;
+                        if ok { GateOutcome::LockedDown } else { GateOutcome::RelayFailed }
                     }
                     GateCommand::Unlock { actor, reason } => {
-                        tracing::warn!(relay = %name, ?actor, %reason, "lockdown lifted");
+                        tracing::warn!(relay = %name, ?actor, ?reason, "lockdown lifted");
                         lockdown.store(false, Ordering::Relaxed);
+                        GateOutcome::Unlocked
                     }
+                };
+                if let Some(reply) = reply {
+                    let _ = reply.send(outcome);
                 }
             }
         }
@@ -279,6 +349,111 @@ mod tests {
         task.await.expect("task");
         // start closed, hold -> energised, exit -> safe state (open)
         assert_eq!(states(&t), vec![false, true, true]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_command_says_what_the_relay_did() {
+        let (r, t) = relay();
+        let cancel = CancellationToken::new();
+        let (h, fut) = run_controller(cfg(SafeState::Closed), r, cancel.clone());
+        let task = tokio::spawn(fut);
+        let ask = |cmd| h.try_command_reply(cmd).expect("queued");
+        assert_eq!(ask(open()).await, Ok(GateOutcome::Pulsed));
+        assert_eq!(ask(open()).await, Ok(GateOutcome::AlreadyOpen));
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        assert_eq!(ask(open()).await, Ok(GateOutcome::Cooldown));
+        tokio::time::sleep(Duration::from_millis(3000)).await;
+        assert_eq!(ask(open()).await, Ok(GateOutcome::Pulsed));
+        let lock = GateCommand::Lockdown {
+            actor: Actor::System,
+            reason: "drill".into(),
+        };
+        assert_eq!(ask(lock).await, Ok(GateOutcome::LockedDown));
+        tokio::time::sleep(Duration::from_millis(5000)).await;
+        assert_eq!(ask(open()).await, Ok(GateOutcome::Lockdown));
+        assert_eq!(
+            GateOutcome::Cooldown.to_string(),
+            "not pulsed: cooldown after the last pulse"
+        );
+        cancel.cancel();
+        task.await.expect("task");
+        assert_eq!(states(&t).iter().filter(|on| **on).count(), 2, "two pulses only");
+    }
+
+    /// Collects what a test subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_newline_in_a_reason_cannot_forge_a_log_line() {
+        let out = Captured::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .expect("rt");
+        tracing::subscriber::with_default(subscriber, || {
+            rt.block_on(async {
+                let (r, _) = relay();
+                let cancel = CancellationToken::new();
+                let (h, fut) = run_controller(cfg(SafeState::Closed), r, cancel.clone());
+                let task = tokio::spawn(fut);
+                for cmd in [
+                    GateCommand::Open {
+                        actor: Actor::Guard("g1".into()),
+                        reason: "delivery\nINFO gate: lockdown lifted by admin".into(),
+                    },
+                    GateCommand::HoldOpen {
+                        actor: Actor::Guard("g1".into()),
+                        reason: "x\r\nINFO forged".into(),
+                    },
+                ] {
+                    h.try_command(cmd).expect("queued");
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                cancel.cancel();
+                task.await.expect("task");
+            })
+        });
+        let text = String::from_utf8(out.0.lock().expect("lock").clone()).expect("utf8");
+        assert!(text.contains("delivery"), "{text}");
+        for line in text.lines() {
+            assert!(!line.starts_with("INFO"), "a forged line: {line:?}\n{text}");
+        }
+    }
+
+    #[test]
+    fn reasons_with_control_characters_are_refused_where_they_enter() {
+        assert_eq!(
+            crate::gate::validate_reason("  parcel van  ").expect("ok"),
+            "parcel van"
+        );
+        for bad in [
+            "ok\nINFO forged",
+            "tab\there",
+            "esc \u{1b}[31m",
+            "no",
+            "",
+            &"x".repeat(201),
+            "rtl \u{202e}",
+        ] {
+            assert!(crate::gate::validate_reason(bad).is_err(), "{bad:?}");
+        }
     }
 
     /// A relay whose line refuses to release a few times (a failing GPIO write).

@@ -8,7 +8,7 @@ mod gpio;
 pub mod safety;
 mod simulated;
 
-pub use controller::{run_controller, Actor, GateCommand, GateHandle};
+pub use controller::{run_controller, Actor, GateCommand, GateHandle, GateOutcome};
 pub use gpio::GpioRelay;
 pub use simulated::{SimulatedRelay, Transition};
 
@@ -22,6 +22,33 @@ pub enum GateError {
     Busy(String),
     #[error("gate {0}: controller has stopped")]
     Stopped(String),
+    #[error("reason: {0}")]
+    BadReason(String),
+}
+
+/// Shortest and longest reason a person gives for a gate command.
+pub const REASON_CHARS: std::ops::RangeInclusive<usize> = 3..=200;
+
+/// Checks a reason typed for a gate command (the panel's forms, any other entry point) and returns it
+/// trimmed: 3 to 200 characters, no control characters (a newline would start a forged line in a log or
+/// a report), no Unicode line separators or bidirectional overrides.
+pub fn validate_reason(text: &str) -> Result<String, GateError> {
+    let reason = text.trim();
+    if !REASON_CHARS.contains(&reason.chars().count()) {
+        return Err(GateError::BadReason(format!(
+            "state a reason of {} to {} characters",
+            REASON_CHARS.start(),
+            REASON_CHARS.end()
+        )));
+    }
+    if reason.chars().any(|c| {
+        c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    }) {
+        return Err(GateError::BadReason(
+            "a reason is one line of text: no line breaks, tabs or control characters".into(),
+        ));
+    }
+    Ok(reason.to_string())
 }
 
 /// The output that drives the gate operator. `energized = true` asks the gate to open.

@@ -56,7 +56,8 @@ pub fn self_signed(dir: &Path, hostnames: &[String]) -> Result<(PathBuf, PathBuf
     let key = rcgen::KeyPair::generate().map_err(|e| err(&key_path, e))?;
     let cert = params.self_signed(&key).map_err(|e| err(&cert_path, e))?;
     crate::secret_file::replace(&key_path, key.serialize_pem().as_bytes()).map_err(|e| err(&key_path, e))?;
-    std::fs::write(&cert_path, cert.pem()).map_err(|e| err(&cert_path, e))?;
+    crate::secret_file::replace_mode(&cert_path, cert.pem().as_bytes(), crate::secret_file::PUBLIC)
+        .map_err(|e| err(&cert_path, e))?;
     Ok((cert_path, key_path))
 }
 

@@ -225,6 +225,15 @@ impl Manifest {
         Ok(bytes)
     }
 
+    /// Reads every model the manifest lists and checks its sha256, as `run` does before loading them
+    /// (`check-config` calls it so a model `run` would refuse is not reported as OK).
+    pub fn verify_files(&self) -> Result<(), RecognizeError> {
+        for spec in &self.models {
+            self.read_verified(spec)?;
+        }
+        Ok(())
+    }
+
     /// Short identity for `--version` and logs: role=first 12 hex of sha256.
     pub fn fingerprint(&self) -> String {
         self.models

@@ -25,6 +25,9 @@ pub struct Metrics {
     pub link: Option<Arc<crate::sync::link::LinkStats>>,
     /// Whether the anonymous count of opted-out residents' passes is kept (`[privacy] count_opted_out`).
     pub count_opted_out: bool,
+    pub clock: crate::clock::SharedClock,
+    /// `[sync] allowlist_max_age_hours` (`None`: no alert).
+    pub allowlist_max_age: Option<chrono::Duration>,
 }
 
 impl Metrics {
@@ -143,6 +146,21 @@ impl Metrics {
             "Applied allowlist version.",
             vec![(String::new(), list.version)],
         );
+        let fresh = crate::sync::freshness::freshness(&list, self.clock.now(), self.allowlist_max_age);
+        if let Some(age) = fresh.age_s {
+            family(
+                "gatehouse_allowlist_age_seconds",
+                "gauge",
+                "Seconds since the cloud signed the applied allowlist.",
+                vec![(String::new(), age.max(0) as u64)],
+            );
+        }
+        family(
+            "gatehouse_allowlist_stale",
+            "gauge",
+            "1 when the applied allowlist is older than [sync] allowlist_max_age_hours (updates are not arriving).",
+            vec![(String::new(), fresh.stale as u64)],
+        );
         s
     }
 }
@@ -187,5 +205,33 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>, cancel: Cancellation
             );
             let _ = sock.write_all(resp.as_bytes()).await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access::Allowlist;
+
+    #[test]
+    fn an_allowlist_older_than_its_maximum_age_shows_as_stale() {
+        let mut list = Allowlist::new(vec![], 9);
+        list.issued = Some(chrono::Utc::now() - chrono::Duration::hours(200));
+        let metrics = |max_age| Metrics {
+            lanes: Vec::new(),
+            decisions: Arc::default(),
+            opened: Arc::default(),
+            writer: Arc::default(),
+            allowlist: SharedAllowlist::new(list.clone()),
+            link: None,
+            count_opted_out: false,
+            clock: Arc::new(crate::clock::SystemClock),
+            allowlist_max_age: max_age,
+        };
+        let text = metrics(Some(chrono::Duration::hours(168))).render();
+        assert!(text.contains("\ngatehouse_allowlist_stale 1\n"), "{text}");
+        assert!(text.contains("\ngatehouse_allowlist_age_seconds 720"), "{text}");
+        let text = metrics(Some(chrono::Duration::hours(240))).render();
+        assert!(text.contains("\ngatehouse_allowlist_stale 0\n"), "{text}");
     }
 }

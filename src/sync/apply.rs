@@ -57,6 +57,8 @@ pub fn apply(conn: &mut Connection, v: &Verified, now: DateTime<Utc>, key: &Plat
     for (k, val) in [
         ("allowlist_version", v.version.to_string()),
         ("allowlist_sha256", v.body_sha256.clone()),
+        // The list's age counts from when the cloud signed the newest envelope applied (sync::freshness).
+        ("allowlist_issued", v.issued.to_rfc3339()),
     ] {
         tx.execute(
             "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
@@ -87,6 +89,7 @@ mod tests {
             version: 3,
             base_version: None,
             body_sha256: "aa".into(),
+            issued: Utc::now(),
             upsert: vec![
                 Entry::new("ABC123", Kind::Resident),
                 Entry::new("BLK666", Kind::Blocked),
@@ -95,11 +98,17 @@ mod tests {
         };
         assert_eq!(apply(&mut conn, &snap, Utc::now(), &key), Ok(2));
         assert_eq!(store::version(&conn).expect("v"), 3);
+        assert_eq!(
+            store::issued(&conn).expect("issued").map(|t| t.timestamp()),
+            Some(snap.issued.timestamp()),
+            "the list's age counts from the envelope's issue time"
+        );
         let delta = Verified {
             kind: EnvelopeKind::Delta,
             version: 4,
             base_version: Some(3),
             body_sha256: "bb".into(),
+            issued: Utc::now(),
             upsert: vec![Entry::new("NEW222", Kind::Visitor)],
             remove: vec!["BLK666".into()],
         };
@@ -120,6 +129,7 @@ mod tests {
             version: 5,
             base_version: None,
             body_sha256: "cc".into(),
+            issued: Utc::now(),
             upsert: vec![
                 Entry::new("GOOD11", Kind::Resident),
                 Entry::new("bad plate", Kind::Resident),

@@ -4,9 +4,12 @@
 //! GHCHUNK/1 <sha256 of the whole envelope, hex> <index> <count>\n<bytes>
 //! ```
 //!
-//! The device keeps one transfer at a time (a chunk of a different transfer starts over), bounds its
-//! size, and hands the envelope on only when every chunk is there and the whole matches its sha256. The
-//! envelope is then verified like any other: chunking adds no trust.
+//! The device assembles up to [`MAX_TRANSFERS`] transfers at once, each bounded by the envelope size
+//! limit. A chunk of a transfer it does not hold starts a new one; when all slots are taken, the transfer
+//! that has gone longest without a new chunk gives way. A stray or foreign chunk therefore never restarts a
+//! transfer that is still arriving (it used to, so stray chunks could stall an update for ever). The
+//! envelope is handed on only when every chunk is there and the whole matches its sha256; it is then
+//! verified like any other: chunking adds no trust.
 
 use sha2::{Digest, Sha256};
 
@@ -15,6 +18,8 @@ use super::SyncError;
 const MAGIC: &str = "GHCHUNK/1";
 /// Most chunks in one transfer.
 pub const MAX_CHUNKS: usize = 4096;
+/// Transfers assembled at once (memory: at most this many times the envelope limit).
+pub const MAX_TRANSFERS: usize = 2;
 
 /// Splits `envelope` into chunk messages of at most `max_payload` bytes each (header included).
 pub fn split(envelope: &[u8], max_payload: usize) -> Vec<Vec<u8>> {
@@ -37,19 +42,26 @@ struct Transfer {
     parts: Vec<Option<Vec<u8>>>,
     have: usize,
     bytes: usize,
+    /// When it last took a new chunk (a counter of chunks pushed): the stalest gives way.
+    touched: u64,
 }
 
 /// Reassembles chunked envelopes.
 #[derive(Debug)]
 pub struct Assembler {
     limit: usize,
-    current: Option<Transfer>,
+    transfers: Vec<Transfer>,
+    pushed: u64,
 }
 
 impl Assembler {
     /// `limit`: the largest envelope accepted.
     pub fn new(limit: usize) -> Self {
-        Self { limit, current: None }
+        Self {
+            limit,
+            transfers: Vec::new(),
+            pushed: 0,
+        }
     }
 
     /// Takes one chunk message; returns the envelope once it is complete.
@@ -77,33 +89,39 @@ impl Assembler {
         if count == 0 || count > MAX_CHUNKS || index >= count {
             return Err(bad("index/count out of range"));
         }
-        if self
-            .current
-            .as_ref()
-            .is_none_or(|t| t.sha != sha || t.parts.len() != count)
+        self.pushed += 1;
+        let at = match self
+            .transfers
+            .iter()
+            .position(|t| t.sha == sha && t.parts.len() == count)
         {
-            if let Some(old) = &self.current {
-                if old.have < old.parts.len() {
+            Some(i) => i,
+            None => {
+                if self.transfers.len() >= MAX_TRANSFERS {
+                    let stalest = (0..self.transfers.len())
+                        .min_by_key(|&i| self.transfers[i].touched)
+                        .unwrap_or(0);
+                    let old = self.transfers.remove(stalest);
                     tracing::warn!(
                         dropped = %old.sha, chunks = old.have, of = old.parts.len(),
-                        "a new allowlist transfer started before the last one was complete; dropping the old one"
+                        "chunks of another allowlist transfer arrived; dropping the one that waited longest"
                     );
                 }
+                self.transfers.push(Transfer {
+                    sha: sha.to_string(),
+                    parts: vec![None; count],
+                    have: 0,
+                    bytes: 0,
+                    touched: self.pushed,
+                });
+                self.transfers.len() - 1
             }
-            self.current = Some(Transfer {
-                sha: sha.to_string(),
-                parts: vec![None; count],
-                have: 0,
-                bytes: 0,
-            });
-        }
-        let Some(t) = self.current.as_mut() else {
-            return Ok(None);
         };
+        let t = &mut self.transfers[at];
         if t.parts[index].is_none() {
             let size = t.bytes + data.len();
             if size > self.limit {
-                self.current = None;
+                self.transfers.remove(at);
                 return Err(SyncError::Oversized {
                     size,
                     limit: self.limit,
@@ -112,13 +130,12 @@ impl Assembler {
             t.bytes += data.len();
             t.have += 1;
             t.parts[index] = Some(data.to_vec());
+            t.touched = self.pushed;
         }
         if t.have < t.parts.len() {
             return Ok(None);
         }
-        let Some(t) = self.current.take() else {
-            return Ok(None);
-        };
+        let t = self.transfers.remove(at);
         let mut whole = Vec::with_capacity(t.bytes);
         for p in t.parts.into_iter().flatten() {
             whole.extend_from_slice(&p);
@@ -153,6 +170,46 @@ mod tests {
         let one = split(b"{}", 4096);
         assert_eq!(one.len(), 1);
         assert_eq!(Assembler::new(100).push(&one[0]).expect("one"), Some(b"{}".to_vec()));
+    }
+
+    #[test]
+    fn stray_chunks_of_other_transfers_do_not_restart_one_in_progress() {
+        let env: Vec<u8> = (0..20_000u32).map(|i| (i % 241) as u8).collect();
+        let chunks = split(&env, 1024);
+        assert!(chunks.len() > 10);
+        // A stale transfer's chunks keep arriving between the new one's (a retained message, a
+        // misbehaving publisher): each used to start the assembly over.
+        let stray_a = split(&vec![b'a'; 5000], 1024);
+        let stray_b = split(&vec![b'b'; 5000], 1024);
+        let mut a = Assembler::new(1 << 20);
+        let mut out = None;
+        for (i, c) in chunks.iter().enumerate() {
+            let stray = if i % 2 == 0 { &stray_a } else { &stray_b };
+            assert_eq!(a.push(&stray[i % 2]).expect("stray"), None);
+            if let Some(e) = a.push(c).expect("chunk") {
+                out = Some(e);
+            }
+        }
+        assert_eq!(out.as_deref(), Some(&env[..]), "the transfer in progress completed");
+    }
+
+    #[test]
+    fn the_transfer_waiting_longest_gives_way() {
+        let mut a = Assembler::new(1 << 20);
+        let three: Vec<Vec<Vec<u8>>> = [b'x', b'y', b'z']
+            .iter()
+            .map(|b| split(&vec![*b; 3000], 1024))
+            .collect();
+        for t in &three {
+            assert_eq!(a.push(&t[0]).expect("first"), None);
+        }
+        assert_eq!(a.transfers.len(), MAX_TRANSFERS, "memory stays bounded");
+        // x waited longest and was dropped; y and z complete.
+        for t in &three[1..] {
+            let done: Vec<_> = t[1..].iter().filter_map(|c| a.push(c).expect("chunk")).collect();
+            assert_eq!(done.len(), 1);
+        }
+        assert!(a.transfers.is_empty());
     }
 
     #[test]

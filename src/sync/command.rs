@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use ed25519_dalek::{Signer, SigningKey};
 use serde::{Deserialize, Serialize};
 
-use super::envelope::{audience_matches, check_header_field, time};
+use super::envelope::{audience_matches, check_header_field, check_window, time};
 use super::keys::TrustedKeys;
 use super::SyncError;
 use crate::plate;
@@ -148,14 +148,14 @@ pub fn verify(payload: &[u8], keys: &TrustedKeys, device: &str, now: DateTime<Ut
     }
     let issued = time(&c.issued, "issued")?;
     let expires = time(&c.expires, "expires")?;
-    if now >= expires {
-        return Err(SyncError::Expired(c.expires));
-    }
-    if expires - issued > chrono::Duration::hours(MAX_LIFETIME_HOURS) {
+    let window = chrono::Duration::hours(MAX_LIFETIME_HOURS);
+    if expires - issued > window {
         return Err(SyncError::Malformed(format!(
             "a command may live at most {MAX_LIFETIME_HOURS} hours"
         )));
     }
+    // ... counted from now, too: `issued` may not lie in the future (beyond a little clock skew).
+    check_window("the command", issued, expires, &c.expires, now, window)?;
     Ok(c)
 }
 
@@ -285,6 +285,36 @@ mod tests {
             key,
         )
         .expect("make")
+    }
+
+    #[test]
+    fn a_command_issued_in_the_future_is_refused() {
+        let (key, keys) = setup();
+        let now = Utc::now();
+        let h = chrono::Duration::hours;
+        let make = |issued, expires| {
+            let c = Command::make(
+                CommandAction::DsarExport,
+                "id-1",
+                "oak/*",
+                "ABC123",
+                "resident request",
+                "privacy@hoa",
+                issued,
+                expires,
+                "cloud-1",
+                &key,
+            )
+            .expect("make");
+            verify(&serde_json::to_vec(&c).expect("json"), &keys, "oak/gate-1", now)
+        };
+        // 72 h between issued and expires, but issued a month ahead: it would run for a month and three days.
+        let e = make(now + h(24 * 30), now + h(24 * 30 + 72));
+        assert!(matches!(e, Err(SyncError::Lifetime(_))), "{e:?}");
+        assert!(
+            make(now + chrono::Duration::minutes(2), now + h(2)).is_ok(),
+            "small clock skew"
+        );
     }
 
     #[test]

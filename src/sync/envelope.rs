@@ -16,6 +16,42 @@ use crate::access::{Entry, Kind, Schedule};
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 /// Largest envelope accepted (before chunking, which the MQTT link adds).
 pub const MAX_ENVELOPE_BYTES: usize = 32 * 1024 * 1024;
+/// How far in the future `issued` may lie (the cloud's and the device's clocks differ a little).
+pub const ISSUED_SKEW: chrono::Duration = chrono::Duration::minutes(10);
+/// The longest an envelope may still be valid when it arrives (`expires - now`), in days.
+pub const MAX_LIFETIME_DAYS: i64 = 31;
+
+/// Checks a signed message's time window: issued no later than `now + ISSUED_SKEW`, not expired, and
+/// valid for at most `max_left` from now. `what` names the message in errors.
+pub(super) fn check_window(
+    what: &str,
+    issued: DateTime<Utc>,
+    expires: DateTime<Utc>,
+    expires_text: &str,
+    now: DateTime<Utc>,
+    max_left: chrono::Duration,
+) -> Result<(), SyncError> {
+    if issued > now + ISSUED_SKEW {
+        return Err(SyncError::Lifetime(format!(
+            "{what} issued at {} is in the future (this device's clock says {}; at most {} min ahead is \
+             accepted): check the signer's and this device's clocks",
+            issued.to_rfc3339(),
+            now.to_rfc3339(),
+            ISSUED_SKEW.num_minutes()
+        )));
+    }
+    if now >= expires {
+        return Err(SyncError::Expired(expires_text.to_string()));
+    }
+    if expires - now > max_left {
+        return Err(SyncError::Lifetime(format!(
+            "{what} is valid until {}, more than {} h from now: sign it with a shorter expiry",
+            expires.to_rfc3339(),
+            max_left.num_hours()
+        )));
+    }
+    Ok(())
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -86,6 +122,8 @@ pub struct Verified {
     /// Deltas: the version they apply to (checked again inside the apply transaction).
     pub base_version: Option<u64>,
     pub body_sha256: String,
+    /// When the cloud signed it: the applied list's age counts from here.
+    pub issued: DateTime<Utc>,
     pub upsert: Vec<Entry>,
     pub remove: Vec<String>,
 }
@@ -140,7 +178,7 @@ impl WireEntry {
                 .map(|s| time(s, w).map_err(|e| bad(e.to_string())))
                 .transpose()
         };
-        Ok(Entry {
+        let entry = Entry {
             plate: self.plate.clone(),
             kind,
             host: self.host.clone(),
@@ -150,7 +188,9 @@ impl WireEntry {
             schedule: self.schedule.as_deref().map(Schedule::parse).transpose().map_err(bad)?,
             do_not_log: self.do_not_log,
             note: self.note.clone(),
-        })
+        };
+        entry.validate().map_err(bad)?;
+        Ok(entry)
     }
 }
 
@@ -265,10 +305,15 @@ pub fn verify(
         });
     }
     let expires = time(&env.expires, "expires")?;
-    time(&env.issued, "issued")?;
-    if now >= expires {
-        return Err(SyncError::Expired(env.expires));
-    }
+    let issued = time(&env.issued, "issued")?;
+    check_window(
+        "the envelope",
+        issued,
+        expires,
+        &env.expires,
+        now,
+        chrono::Duration::days(MAX_LIFETIME_DAYS),
+    )?;
     if env.version <= applied_version {
         return Err(SyncError::NotNewer {
             got: env.version,
@@ -298,6 +343,20 @@ pub fn verify(
         _ => return Err(SyncError::Malformed("kind and body type differ".into())),
     };
     let upsert = upsert.iter().map(WireEntry::to_entry).collect::<Result<Vec<_>, _>>()?;
+    // One entry per plate: a second would silently replace the first.
+    let mut seen = std::collections::HashSet::with_capacity(upsert.len());
+    for e in &upsert {
+        if !seen.insert(e.plate.as_str()) {
+            let shown = if e.do_not_log && !seal::is_sealed(&e.plate) {
+                "(opted-out entry)"
+            } else {
+                e.plate.as_str()
+            };
+            return Err(SyncError::Body(format!(
+                "entry {shown:?} is listed twice; send one entry per plate"
+            )));
+        }
+    }
     for p in &remove {
         seal::validate_listed(p).map_err(|e| SyncError::Body(format!("remove: {e}")))?;
     }
@@ -306,6 +365,7 @@ pub fn verify(
         version: env.version,
         base_version: env.base_version,
         body_sha256: env.body_sha256,
+        issued,
         upsert,
         remove,
     })
@@ -411,6 +471,42 @@ mod tests {
     }
 
     #[test]
+    fn an_envelope_issued_in_the_future_or_valid_too_long_is_refused() {
+        let f = fixture();
+        let make = |issued, expires| {
+            Envelope::make(
+                &ListBody::Snapshot { entries: vec![] },
+                "oak/gate-1",
+                6,
+                None,
+                issued,
+                expires,
+                "cloud-1",
+                &f.key,
+            )
+            .expect("make")
+        };
+        let h = chrono::Duration::hours;
+        let future = make(f.now + h(30), f.now + h(31));
+        assert!(
+            matches!(check(&f, &future, 4), Err(SyncError::Lifetime(_))),
+            "issued in the future"
+        );
+        let slight = make(f.now + chrono::Duration::minutes(5), f.now + h(1));
+        assert!(check(&f, &slight, 4).is_ok(), "a few minutes of clock skew is fine");
+        let forever = make(f.now, f.now + chrono::Duration::days(3650));
+        assert!(
+            matches!(check(&f, &forever, 4), Err(SyncError::Lifetime(_))),
+            "no upper bound"
+        );
+        let month = make(f.now, f.now + chrono::Duration::days(MAX_LIFETIME_DAYS) - h(1));
+        assert_eq!(
+            check(&f, &month, 4).expect("within the cap").issued.timestamp(),
+            f.now.timestamp()
+        );
+    }
+
+    #[test]
     fn deltas_must_build_on_the_applied_version() {
         let f = fixture();
         let body = ListBody::Delta {
@@ -430,6 +526,41 @@ mod tests {
         .expect("make");
         assert!(check(&f, &d, 6).is_ok());
         assert_eq!(check(&f, &d, 5), Err(SyncError::BaseMismatch { base: 6, applied: 5 }));
+    }
+
+    #[test]
+    fn oversized_fields_and_duplicate_plates_are_rejected() {
+        let f = fixture();
+        let env = |entries: Vec<WireEntry>| {
+            Envelope::make(
+                &ListBody::Snapshot { entries },
+                "oak/gate-1",
+                5,
+                None,
+                f.now,
+                f.now + chrono::Duration::hours(1),
+                "cloud-1",
+                &f.key,
+            )
+            .expect("make")
+        };
+        let ana = WireEntry::from(&Entry::new("ABC123", Kind::Resident));
+        let huge = WireEntry {
+            host: Some("x".repeat(1 << 20)),
+            ..ana.clone()
+        };
+        let e = check(&f, &env(vec![huge]), 4);
+        assert!(matches!(&e, Err(SyncError::Body(m)) if m.contains("host")), "{e:?}");
+        let e = check(&f, &env(vec![ana.clone(), ana.clone()]), 4);
+        assert!(matches!(&e, Err(SyncError::Body(m)) if m.contains("twice")), "{e:?}");
+        let long_schedule = WireEntry {
+            schedule: Some("mon 07:00-08:00; ".repeat(1000)),
+            ..ana
+        };
+        assert!(matches!(
+            check(&f, &env(vec![long_schedule]), 4),
+            Err(SyncError::Body(_))
+        ));
     }
 
     #[test]

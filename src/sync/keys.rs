@@ -28,7 +28,8 @@ pub fn generate() -> Result<SigningKey, SyncError> {
     Ok(SigningKey::from_bytes(&seed))
 }
 
-/// Writes `<dir>/<id>.key` (0600) and `<dir>/<id>.pub`; refuses to overwrite.
+/// Writes `<dir>/<id>.key` (0600) and `<dir>/<id>.pub` (0644); refuses to overwrite anything, a planted
+/// symbolic link included (see [`crate::secret_file`]).
 pub fn write_pair(dir: &Path, id: &str, key: &SigningKey) -> Result<(PathBuf, PathBuf), SyncError> {
     if id.is_empty()
         || !id
@@ -37,19 +38,31 @@ pub fn write_pair(dir: &Path, id: &str, key: &SigningKey) -> Result<(PathBuf, Pa
     {
         return Err(key_err(dir, format!("key id {id:?}: use letters, digits, - _ .")));
     }
-    std::fs::create_dir_all(dir).map_err(|e| key_err(dir, e.to_string()))?;
+    crate::secret_file::create_dir_all(dir, 0o750).map_err(|e| key_err(dir, e.to_string()))?;
     let private = dir.join(format!("{id}.key"));
     let public = dir.join(format!("{id}.pub"));
     for p in [&private, &public] {
-        if p.exists() {
+        // symlink_metadata: a link is "something there" even when it points nowhere.
+        if std::fs::symlink_metadata(p).is_ok() {
             return Err(key_err(p, "exists; refusing to overwrite a key"));
         }
     }
     crate::secret_file::write_new(&private, format!("{}\n", B64.encode(key.to_bytes())).as_bytes())
         .map_err(|e| key_err(&private, e.to_string()))?;
-    std::fs::write(&public, format!("{}\n", B64.encode(key.verifying_key().to_bytes())))
-        .map_err(|e| key_err(&public, e.to_string()))?;
+    write_public(&public, key, false)?;
     Ok((private, public))
+}
+
+/// Writes the public half of `key` to `path` (0644): new only, or replacing what is there (never through
+/// a symbolic link either way).
+pub fn write_public(path: &Path, key: &SigningKey, replace: bool) -> Result<(), SyncError> {
+    let text = format!("{}\n", B64.encode(key.verifying_key().to_bytes()));
+    let r = if replace {
+        crate::secret_file::replace_mode(path, text.as_bytes(), crate::secret_file::PUBLIC)
+    } else {
+        crate::secret_file::write_new_mode(path, text.as_bytes(), crate::secret_file::PUBLIC)
+    };
+    r.map_err(|e| key_err(path, e.to_string()))
 }
 
 fn read32(path: &Path) -> Result<[u8; 32], SyncError> {
@@ -103,5 +116,33 @@ impl TrustedKeys {
             keys.add(id, read_verifying(path)?);
         }
         Ok(keys)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pair_is_written_once_and_read_back() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let key = generate().expect("key");
+        let (private, public) = write_pair(dir.path(), "cloud-1", &key).expect("write");
+        assert_eq!(read_signing(&private).expect("read").to_bytes(), key.to_bytes());
+        assert_eq!(read_verifying(&public).expect("read"), key.verifying_key());
+        assert!(write_pair(dir.path(), "cloud-1", &key).is_err(), "never overwrites");
+    }
+
+    #[test]
+    fn a_link_planted_where_the_public_key_goes_is_refused_and_its_target_untouched() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let victim = dir.path().join("etc-passwd");
+        std::os::unix::fs::symlink(&victim, dir.path().join("k.pub")).expect("link");
+        let key = generate().expect("key");
+        assert!(write_pair(dir.path(), "k", &key).is_err());
+        assert!(!victim.exists(), "nothing written through the link");
+        std::fs::write(&victim, b"root:x:0:0").expect("victim");
+        assert!(write_pair(dir.path(), "k", &key).is_err());
+        assert_eq!(std::fs::read(&victim).expect("read"), b"root:x:0:0");
     }
 }

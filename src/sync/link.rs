@@ -665,7 +665,15 @@ impl Link {
     fn heartbeat(&self) -> String {
         let backlog = outbox::backlog(&self.conn).unwrap_or_default();
         let st = &self.ctx.stats;
+        let fresh = super::freshness::freshness(
+            &self.ctx.allowlist.current(),
+            self.now(),
+            self.ctx.sync.allowlist_max_age,
+        );
         serde_json::json!({
+            "allowlist_issued": fresh.issued,
+            "allowlist_age_s": fresh.age_s,
+            "allowlist_stale": fresh.stale,
             "at": rfc3339(self.now()),
             "uptime_s": self.started.elapsed().as_secs(),
             "software": crate::cli::VERSION,

@@ -1,12 +1,15 @@
 //! Cloud sync: the signed allowlist envelope (make, verify, apply) and signed DSAR commands, carried by
 //! the MQTT link. The verifier is pure and strict: a payload is applied only if it is
-//! well-formed, within size, signed by a trusted key, for this device, not expired, newer than the applied
-//! list and (for a delta) based on exactly the applied version.
+//! well-formed, within size, signed by a trusted key, for this device, issued no later than now (give or
+//! take [`envelope::ISSUED_SKEW`]), not expired and not valid for longer than its cap, newer than the
+//! applied list and (for a delta) based on exactly the applied version. [`freshness`] says when the
+//! applied list has grown older than `[sync] allowlist_max_age_hours`.
 
 pub mod apply;
 pub mod chunk;
 pub mod command;
 pub mod envelope;
+pub mod freshness;
 pub mod keys;
 pub mod link;
 pub(crate) mod tls;
@@ -28,6 +31,8 @@ pub enum SyncError {
     WrongAudience { expected: String, got: String },
     #[error("envelope expired at {0}")]
     Expired(String),
+    #[error("{0}")]
+    Lifetime(String),
     #[error("envelope version {got} is not newer than the applied version {applied} (replay or rollback)")]
     NotNewer { got: u64, applied: u64 },
     #[error("delta is based on version {base}, the applied version is {applied}: a snapshot is needed")]
