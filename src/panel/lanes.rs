@@ -140,16 +140,11 @@ async fn command(p: Panel, a: Authed, relay: String, f: GateForm, kind: &'static
     let Some(gate) = p.deps.gates.iter().find(|g| g.handle.name() == relay) else {
         return Failure::NotFound.into_response();
     };
-    let reason = f.reason.trim().to_string();
-    if !(3..=200).contains(&reason.chars().count()) {
-        return error("/live", "State a reason (3 to 200 characters).");
-    }
-    if reason.chars().any(char::is_control) {
-        return error(
-            "/live",
-            "Write the reason on one line (no line breaks or control characters).",
-        );
-    }
+    let reason = match crate::gate::validate_reason(&f.reason) {
+        Ok(r) => r,
+        Err(crate::gate::GateError::BadReason(why)) => return error("/live", &format!("Reason: {why}.")),
+        Err(e) => return error("/live", &e.to_string()),
+    };
     let actor = Actor::Guard(a.user.clone());
     let cmd = match kind {
         "open" => GateCommand::Open {
