@@ -15,7 +15,7 @@ use super::roles::Perm;
 use super::{Failure, Panel};
 use crate::access::{Action, Decision, Reason};
 use crate::events::GateEvent;
-use crate::gate::{Actor, GateCommand};
+use crate::gate::{Actor, GateCommand, GateOutcome};
 
 pub async fn live_page(State(p): State<Panel>, Extension(a): Extension<Authed>, Query(q): Query<Flash>) -> Response {
     let mut body = q.render();
@@ -168,26 +168,33 @@ async fn command(p: Panel, a: Authed, relay: String, f: GateForm, kind: &'static
             reason: reason.clone(),
         },
     };
-    let refused = kind != "release" && kind != "unlock" && kind != "lockdown" && gate.handle.in_lockdown();
-    let result = gate.handle.try_command(cmd);
+    let result = gate.handle.try_command_reply(cmd);
     let action = format!("gate.{kind}");
     let event = p.deps.live.get(f.event.trim()).filter(|_| !f.event.trim().is_empty());
     let target = Some(match &event {
         Some(e) => format!("{relay} for event {}", e.id),
         None => relay.clone(),
     });
-    if let Err(e) = result {
-        p.audit(
-            &a.who(),
-            &format!("{action}.failed"),
-            target,
-            None,
-            Some(format!("{reason} ({e})")),
-        )
-        .await;
-        return error("/live", &format!("The gate did not take the command: {e}"));
-    }
-    if refused {
+    let reply = match result {
+        Ok(reply) => reply,
+        Err(e) => {
+            p.audit(
+                &a.who(),
+                &format!("{action}.failed"),
+                target,
+                None,
+                Some(format!("{reason} ({e})")),
+            )
+            .await;
+            return error("/live", &format!("The gate did not take the command: {e}"));
+        }
+    };
+    // What the relay did (the panel has its own runtime: waiting here holds up no decision).
+    let outcome = tokio::time::timeout(Duration::from_secs(2), reply)
+        .await
+        .ok()
+        .and_then(Result::ok);
+    if outcome == Some(GateOutcome::Lockdown) {
         // The controller refuses to open in lockdown: the audit says so, not that the gate was opened.
         p.audit(
             &a.who(),
@@ -199,7 +206,11 @@ async fn command(p: Panel, a: Authed, relay: String, f: GateForm, kind: &'static
         .await;
         return error("/live", "The gate is in lockdown: it will not open.");
     }
-    p.audit(&a.who(), &action, target, None, Some(reason.clone())).await;
+    let result = outcome
+        .as_ref()
+        .map_or_else(|| "no answer from the gate within 2 s".to_string(), ToString::to_string);
+    p.audit(&a.who(), &action, target, None, Some(format!("{reason} ({result})")))
+        .await;
     if matches!(kind, "open" | "hold") {
         record_override(
             &p,
@@ -207,15 +218,27 @@ async fn command(p: Panel, a: Authed, relay: String, f: GateForm, kind: &'static
             gate.lane.as_deref().unwrap_or(gate.handle.name()),
             kind,
             &reason,
+            &result,
             event,
         )
         .await;
     }
-    done("/live", &format!("Done: {kind} {relay}."))
+    if outcome == Some(GateOutcome::RelayFailed) {
+        return error("/live", &format!("{kind} {relay}: {result}."));
+    }
+    done("/live", &format!("Done: {kind} {relay} ({result})."))
 }
 
 /// A guard's opening is a gate event like any other (stored, uploaded, shown live), naming the guard.
-async fn record_override(p: &Panel, a: &Authed, lane: &str, kind: &str, reason: &str, about: Option<LiveEvent>) {
+async fn record_override(
+    p: &Panel,
+    a: &Authed,
+    lane: &str,
+    kind: &str,
+    reason: &str,
+    gate_result: &str,
+    about: Option<LiveEvent>,
+) {
     let now = p.now();
     let plate = about.as_ref().and_then(|e| e.plate.clone()).unwrap_or_default();
     let e = GateEvent {
@@ -236,7 +259,7 @@ async fn record_override(p: &Panel, a: &Authed, lane: &str, kind: &str, reason: 
         },
         crop_jpeg: Vec::new(),
         guard_action: Some(format!("{kind} by {}: {reason}", a.user)),
-        gate_result: Some("command queued".into()),
+        gate_result: Some(gate_result.to_string()),
     };
     p.deps.live.publish(LiveEvent::from_event(&e));
     if let Some(sink) = &p.deps.sink {
