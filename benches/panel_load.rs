@@ -2,8 +2,8 @@
 //!
 //! The decision path runs as it does in the daemon: a task on a 2-worker runtime decides voted reads
 //! against a 100,000-entry snapshot and commands a real gate controller. The panel runs on its own
-//! thread and runtime over TLS 1.3. A local load generator opens 32 concurrent HTTPS clients (a new TLS
-//! connection per request): live-feed polls, event searches (access log + audit writes), page views and
+//! thread and runtime over TLS 1.3. A local load generator opens 32 concurrent HTTPS clients, each from
+//! its own loopback address (a new TLS connection per request): live-feed polls, event searches (access log + audit writes), page views and
 //! wrong-password logins (Argon2id, 19 MiB each). Prints p50 / p99 / max of "read -> command queued" and
 //! "read -> relay energised" for the quiet and the loaded phase, their ratio, and the panel's request rate.
 //! On a 2-core machine the load generator and the panel compete with the decision path for the CPU; the
@@ -103,23 +103,6 @@ fn decide_for(
         }
         st
     })
-}
-
-async fn request(connector: &tokio_rustls::TlsConnector, port: u16, req: &str) -> bool {
-    let Ok(tcp) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
-        return false;
-    };
-    let Ok(name) = rustls::pki_types::ServerName::try_from("localhost") else {
-        return false;
-    };
-    let Ok(mut tls) = connector.connect(name, tcp).await else {
-        return false;
-    };
-    if tls.write_all(req.as_bytes()).await.is_err() {
-        return false;
-    }
-    let mut buf = Vec::new();
-    tls.read_to_end(&mut buf).await.is_ok() || !buf.is_empty()
 }
 
 /// This process's resident and peak resident memory, in MiB.
@@ -256,8 +239,12 @@ fn abuse(connector: tokio_rustls::TlsConnector, port: u16, secs: u64) -> (u64, u
         tokio::time::sleep(Duration::from_secs(2)).await;
         while Instant::now() < end {
             tried += 1;
-            if request_from(&connector, [127, 0, 3, 1], port, &guard).await == 303 {
+            let t = Instant::now();
+            let code = request_from(&connector, [127, 0, 3, 1], port, &guard).await;
+            if code == 303 {
                 ok += 1;
+            } else {
+                println!("guard login: status {code} after {:.1} s", t.elapsed().as_secs_f64());
             }
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
@@ -388,6 +375,25 @@ fn main() {
     };
 
     if let Some(secs) = abuse_secs {
+        // The guard's tablet logged in before (a trusted source for the panel's hashing permits).
+        let first = {
+            let connector = connector.clone();
+            let port = addr.port();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("rt");
+            rt.block_on(async move {
+                request_from(
+                    &connector,
+                    [127, 0, 3, 1],
+                    port,
+                    &login_request(port, "guard", "night+shift+coffee"),
+                )
+                .await
+            })
+        };
+        assert_eq!(first, 303, "the guard's first login");
         let (rss0, _) = rss_mib();
         let db0 = db_mib(&db);
         let port = addr.port();
@@ -398,6 +404,7 @@ fn main() {
         std::thread::sleep(Duration::from_secs(2));
         let mut during = decide_for(&rt, secs.saturating_sub(4).max(1), list, handle, flag, reads);
         let (ok, tried, sent) = attack.join().expect("attack thread");
+        println!("(the booth tablet, 127.0.3.1, logged in once before the attack)");
         let (rss1, hwm) = rss_mib();
         let db1 = db_mib(&db);
         if std::env::var("ABUSE_SMAPS").is_ok() {
@@ -470,7 +477,8 @@ fn main() {
                                 3 => format!("GET /live HTTP/1.1\r\nHost: localhost:{port}\r\nCookie: __Host-gh_session={cookie}\r\nConnection: close\r\n\r\n"),
                                 _ => format!("GET /api/live?after=0 HTTP/1.1\r\nHost: localhost:{port}\r\nCookie: __Host-gh_session={cookie}\r\nConnection: close\r\n\r\n"),
                             };
-                            if request(&connector, port, &req).await {
+                            // Each client is its own address (a panel allows 16 connections per source).
+                            if request_from(&connector, [127, 0, 5, w as u8 + 1], port, req.as_bytes()).await != 0 {
                                 served.fetch_add(1, Ordering::Relaxed);
                             } else {
                                 failed.fetch_add(1, Ordering::Relaxed);

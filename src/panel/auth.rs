@@ -289,6 +289,7 @@ pub async fn login(
     } else {
         Stage::Full
     };
+    p.lockout.trust(source, now);
     if stage == Stage::Full {
         p.lockout.success(&name, source);
     } else {

@@ -4,8 +4,9 @@
 //!   rotating addresses inside it buys nothing.
 //! - Password hashing (Argon2id, 19 MiB each) runs under a global permit count ([`Hashing`]): at most
 //!   [`HASH_PERMITS`] at once, others wait up to [`HASH_WAIT`] and then get "busy" (429); one source
-//!   has at most [`HASH_PER_SOURCE`] in flight. One of the permits is kept for sources with no recent
-//!   failed login, so a guard at the booth is not queued behind a flood of wrong guesses.
+//!   has at most [`HASH_PER_SOURCE`] in flight. One of the permits is kept for trusted sources (a right
+//!   password came from there within [`TRUSTED_FOR`]), so the booth tablet is not queued behind a flood
+//!   of wrong guesses from addresses no one has logged in from.
 //! - Connections: at most [`MAX_CONNECTIONS`] in all and [`CONNECTIONS_PER_SOURCE`] per source
 //!   ([`Connections`]); the handshake, the request head and each whole request are timed.
 //! - Request bodies: at most [`MAX_BODY`] bytes on every route.
@@ -36,6 +37,8 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// The largest request body any route takes (the panel's forms are a few hundred bytes).
 pub const MAX_BODY: usize = 16 * 1024;
+/// How long a source stays trusted after a right password came from it.
+pub const TRUSTED_FOR: chrono::Duration = chrono::Duration::days(14);
 /// Failed or refused logins itemised in the audit log per minute; the rest are counted in one row.
 pub const FAILURE_AUDITS_PER_MINUTE: u32 = 60;
 /// Entries kept by each in-memory table keyed by client input (lockout, rate, second-factor counts).
@@ -66,7 +69,7 @@ pub enum Busy {
 pub struct Hashing {
     /// Permits any source may take.
     permits: Arc<Semaphore>,
-    /// Permits only sources with no recent failure may take.
+    /// Permits only trusted sources may take.
     clean: Arc<Semaphore>,
     wait: Duration,
     per_source: Arc<Mutex<HashMap<IpAddr, usize>>>,
@@ -99,7 +102,7 @@ impl Drop for SourceSlot {
 }
 
 impl Hashing {
-    /// `permits` in all; with two or more, one of them is kept for sources with no recent failure.
+    /// `permits` in all; with two or more, one of them is kept for trusted sources.
     pub fn new(permits: usize, wait: Duration) -> Self {
         let clean = usize::from(permits >= 2);
         Self {
@@ -122,12 +125,12 @@ impl Hashing {
         m.values().sum()
     }
 
-    /// Runs `f` (an Argon2 hash or verify) on the blocking pool once a permit is free; `suspect` (the
-    /// source failed recently) keeps it off the permit kept for the others.
+    /// Runs `f` (an Argon2 hash or verify) on the blocking pool once a permit is free; a `trusted`
+    /// source may also take the permit kept for trusted sources.
     pub async fn run<T: Send + 'static>(
         &self,
         source: IpAddr,
-        suspect: bool,
+        trusted: bool,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, Busy> {
         let key = source_key(source);
@@ -144,7 +147,7 @@ impl Hashing {
             }
         };
         let any = self.permits.clone().acquire_owned();
-        let permit = if suspect {
+        let permit = if !trusted {
             tokio::time::timeout(self.wait, any).await
         } else {
             let clean = self.clean.clone().acquire_owned();
@@ -297,7 +300,7 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let first = {
             let h = h.clone();
-            tokio::spawn(async move { h.run(ip, true, move || rx.recv().is_ok()).await })
+            tokio::spawn(async move { h.run(ip, false, move || rx.recv().is_ok()).await })
         };
         // Let the first take the only permit.
         while h.in_flight() == 0 {
@@ -307,25 +310,25 @@ mod tests {
         // The same source's second waits, then the panel is busy; its third is refused at once.
         let second = {
             let h = h.clone();
-            tokio::spawn(async move { h.run(ip, true, || true).await })
+            tokio::spawn(async move { h.run(ip, false, || true).await })
         };
         while h.in_flight() < 2 {
             tokio::task::yield_now().await;
         }
-        assert_eq!(h.run(ip, false, || true).await, Err(Busy::Source));
+        assert_eq!(h.run(ip, true, || true).await, Err(Busy::Source));
         assert_eq!(second.await.expect("join"), Err(Busy::Panel));
         tx.send(()).expect("send");
         assert_eq!(first.await.expect("join"), Ok(true));
     }
 
     #[tokio::test]
-    async fn a_clean_source_gets_the_kept_permit_while_suspects_wait() {
+    async fn a_trusted_source_gets_the_kept_permit_while_strangers_wait() {
         let h = Hashing::new(2, Duration::from_millis(200));
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let hog = {
             let h = h.clone();
             tokio::spawn(async move {
-                h.run("10.0.0.1".parse().expect("ip"), true, move || rx.recv().is_ok())
+                h.run("10.0.0.1".parse().expect("ip"), false, move || rx.recv().is_ok())
                     .await
             })
         };
@@ -333,12 +336,12 @@ mod tests {
             tokio::task::yield_now().await;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
-        // The shared permit is taken: another suspect waits and gives up, a clean source runs at once.
+        // The shared permit is taken: another stranger waits and gives up, a trusted source runs at once.
         assert_eq!(
-            h.run("10.0.0.2".parse().expect("ip"), true, || 1).await,
+            h.run("10.0.0.2".parse().expect("ip"), false, || 1).await,
             Err(Busy::Panel)
         );
-        assert_eq!(h.run("10.0.0.3".parse().expect("ip"), false, || 2).await, Ok(2));
+        assert_eq!(h.run("10.0.0.3".parse().expect("ip"), true, || 2).await, Ok(2));
         tx.send(()).expect("send");
         assert_eq!(hog.await.expect("join"), Ok(true));
     }

@@ -22,7 +22,7 @@ use std::sync::Mutex;
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::limits::{source_key, MAX_TRACKED};
+use super::limits::{source_key, MAX_TRACKED, TRUSTED_FOR};
 
 /// Wrong second-factor codes one pending login session may give before it is ended.
 pub const PENDING_MAX_FAILURES: u32 = 3;
@@ -41,6 +41,8 @@ pub struct Lockout {
     second: Mutex<Failures<String>>,
     /// Second-factor failures by pending session id.
     pending: Mutex<HashMap<String, (u32, DateTime<Utc>)>>,
+    /// Sources a right password came from, and when.
+    trusted: Mutex<HashMap<IpAddr, DateTime<Utc>>>,
 }
 
 /// What a wrong second-factor code leads to.
@@ -99,6 +101,7 @@ impl Lockout {
             attempts: Mutex::default(),
             second: Mutex::default(),
             pending: Mutex::default(),
+            trusted: Mutex::default(),
         }
     }
 
@@ -137,13 +140,20 @@ impl Lockout {
         count_failure(e, self.max_failures, self.period, now)
     }
 
-    /// Whether any account had a failed login from this source within the lock period.
-    pub fn source_failed_recently(&self, source: IpAddr, now: DateTime<Utc>) -> bool {
+    /// Whether a right password came from this source within [`TRUSTED_FOR`] (the booth tablet).
+    pub fn trusted(&self, source: IpAddr, now: DateTime<Utc>) -> bool {
+        let map = self.trusted.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&source_key(source)).is_some_and(|at| now - *at < TRUSTED_FOR)
+    }
+
+    /// A right password came from this source.
+    pub fn trust(&self, source: IpAddr, now: DateTime<Utc>) {
+        let mut map = self.trusted.lock().unwrap_or_else(|p| p.into_inner());
         let key = source_key(source);
-        let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        map.iter().any(|((_, s), (_, first, until))| {
-            *s == key && (now - *first < self.period || until.is_some_and(|u| u > now))
-        })
+        if !map.contains_key(&key) {
+            make_room(&mut map, |at| now - *at < TRUSTED_FOR, |at| *at);
+        }
+        map.insert(key, now);
     }
 
     /// Checks the pair and counts this attempt as a failure *before* the password is checked, in one

@@ -131,8 +131,8 @@ impl Panel {
         source: IpAddr,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, Failure> {
-        let suspect = self.lockout.source_failed_recently(source, self.now());
-        self.hashing.run(source, suspect, f).await.map_err(|why| {
+        let trusted = self.lockout.trusted(source, self.now());
+        self.hashing.run(source, trusted, f).await.map_err(|why| {
             tracing::warn!(%source, ?why, "password check refused: hashing is at its limit");
             Failure::Busy
         })
