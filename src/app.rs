@@ -86,18 +86,21 @@ pub struct RunSummary {
 pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) -> anyhow::Result<RunSummary> {
     let clock = parts.clock.clone();
 
-    // 1. Storage and the allowlist snapshot.
-    let conn = crate::db::open(&cfg.site.database_path())?;
+    // 1. Storage and the allowlist snapshot. A damaged, empty or foreign database, or a full disk, does not
+    //    stop the gate: the allowlist then comes from the last-good snapshot, events are held, alerts say why.
+    let alerts = crate::supervise::Alerts::default();
     let plate_key = cfg.plate_key()?;
-    let allowlist = SharedAllowlist::new(access::load_snapshot(&conn, &plate_key)?);
-    drop(conn);
-    tracing::info!(entries = allowlist.current().len(), "allowlist loaded");
-    let (sink, writer, writer_stats) = events::spawn_writer(
-        cfg.site.database_path(),
-        cfg.site.crops_dir(),
-        cfg.logging.plates,
-        cfg.site.min_free_bytes,
-    )?;
+    let (list, db_ok) = start_allowlist(&cfg, &plate_key, &alerts, &clock)?;
+    let allowlist = SharedAllowlist::new(list);
+    let (sink, writer, writer_stats) = events::spawn_writer(events::WriterOptions {
+        db_path: cfg.site.database_path(),
+        crops_dir: cfg.site.crops_dir(),
+        log_plates: cfg.logging.plates,
+        min_free: cfg.site.min_free_bytes,
+        reserve: cfg.site.db_reserve_bytes,
+        uploads: cfg.sync.as_ref().is_some_and(|s| s.mqtt.is_some()),
+        alerts: alerts.clone(),
+    })?;
     let background_cancel = CancellationToken::new();
     let retention_thread = std::thread::Builder::new().name("retention".into()).spawn({
         let (path, retention, clock, cancel) = (
@@ -109,13 +112,15 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
         move || retention_loop(path, retention, clock, cancel)
     })?;
     let reloader = std::thread::Builder::new().name("allowlist-reload".into()).spawn({
-        let (path, list, key, cancel) = (
-            cfg.site.database_path(),
-            allowlist.clone(),
-            plate_key.clone(),
-            background_cancel.clone(),
-        );
-        move || reload_allowlist(path, list, key, cancel)
+        let ctx = ReloadCtx {
+            path: cfg.site.database_path(),
+            list: allowlist.clone(),
+            key: plate_key.clone(),
+            alerts: alerts.clone(),
+            db_ok,
+        };
+        let cancel = background_cancel.clone();
+        move || reload_allowlist(ctx, cancel)
     })?;
 
     // 2. Relays and their controllers (safe state registered for the panic hook).
@@ -211,14 +216,17 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
             .map(|l| l.name.clone())
             .zip(capture_stats.iter().cloned())
             .collect();
-        let (decisions, opened, writer) = (decisions.clone(), opened.clone(), writer_stats.clone());
+        let (decisions, opened, writer, alerts) =
+            (decisions.clone(), opened.clone(), writer_stats.clone(), alerts.clone());
         Arc::new(move || {
             let ld = std::sync::atomic::Ordering::Relaxed;
             serde_json::json!({
+                "alerts": alerts.to_json(),
                 "decisions": decisions.load(ld),
                 "opened": opened.load(ld),
                 "events_committed": writer.committed.load(ld),
                 "events_failed": writer.failed.load(ld),
+                "events_unstored": writer.held.load(ld),
                 "lanes": lanes.iter().map(|(n, s)| serde_json::json!({
                     "name": n,
                     "frames": s.frames.load(ld),
@@ -306,6 +314,7 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
             allowlist: allowlist.clone(),
             link: link_thread.is_some().then(|| link_stats.clone()),
             count_opted_out: cfg.privacy.count_opted_out,
+            alerts: alerts.clone(),
         });
         let cancel = metrics_cancel.clone();
         tokio::spawn(async move {
@@ -332,11 +341,15 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
         .filter(|(_, s)| s.frames.load(std::sync::atomic::Ordering::Relaxed) == 0)
         .map(|(l, _)| l.name.as_str())
         .collect();
-    let status = if waiting.is_empty() {
+    let mut status = if waiting.is_empty() {
         format!("STATUS=running {} lane(s)", cfg.lanes.len())
     } else {
         format!("STATUS=running; no frames yet from: {}", waiting.join(", "))
     };
+    let raised: Vec<&str> = alerts.list().into_iter().map(|(name, _)| name).collect();
+    if !raised.is_empty() {
+        status.push_str(&format!("; ALERT: {}", raised.join(", ")));
+    }
     parts.notifier.notify(&format!("READY=1\n{status}"));
     let watchdog_cancel = CancellationToken::new();
     let watchdog = parts.notifier.watchdog.map(|interval| {
@@ -642,33 +655,148 @@ fn retention_loop(
     }
 }
 
+/// The allowlist at start: from the database when it opens and passes its quick check (it is then saved as
+/// the last-good snapshot beside the database); otherwise (empty, foreign or damaged file, full disk) from
+/// the last-good snapshot, with the `database` alert raised. Returns the list and whether the database was
+/// usable. Fails only when neither is usable: then the gate cannot decide and says why.
+fn start_allowlist(
+    cfg: &Config,
+    key: &access::PlateKey,
+    alerts: &crate::supervise::Alerts,
+    clock: &SharedClock,
+) -> anyhow::Result<(access::Allowlist, bool)> {
+    let path = cfg.site.database_path();
+    let last_good = access::snapshot::path_for(&path);
+    let reserve = events::storage::Reserve::new(&cfg.site.data_dir, cfg.site.db_reserve_bytes);
+    let opened = match crate::db::open_checked(&path) {
+        Err(e) if e.is_full() && reserve.release() => crate::db::open_checked(&path),
+        other => other,
+    };
+    let loaded = opened
+        .map_err(|e| e.to_string())
+        .and_then(|conn| access::load_snapshot(&conn, key).map_err(|e| e.to_string()));
+    let why = match loaded {
+        Ok(list) => {
+            if list.is_empty() {
+                tracing::warn!("allowlist loaded: it is empty, so every plate is denied until a list is applied");
+            } else {
+                tracing::info!(entries = list.len(), version = list.version, "allowlist loaded");
+            }
+            if let Err(e) = access::snapshot::write(&last_good, list.entries(), list.version, clock.now()) {
+                tracing::warn!(error = %e, "could not save the last-good allowlist");
+            }
+            return Ok((list, true));
+        }
+        Err(why) => why,
+    };
+    match access::snapshot::read(&last_good) {
+        Ok(last) => {
+            let saved = last
+                .written_at
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_else(|| "at an unknown time".into());
+            alerts.raise(
+                crate::db::ALERT_DATABASE,
+                format!(
+                    "{why}. The gate decides on the last-good allowlist ({} entries, version {}, saved {saved}) \
+                     from {}; events are held, not stored, until the database is usable again",
+                    last.entries.len(),
+                    last.version,
+                    last_good.display()
+                ),
+            );
+            Ok((
+                access::Allowlist::with_key(last.entries, last.version, Some(key.clone())),
+                false,
+            ))
+        }
+        Err(e) => anyhow::bail!(
+            "{why}; and there is no usable last-good allowlist to decide on instead ({e}). Fix the database \
+             (or free space on {}) and start again",
+            cfg.site.data_dir.display()
+        ),
+    }
+}
+
+struct ReloadCtx {
+    path: std::path::PathBuf,
+    list: SharedAllowlist,
+    key: access::PlateKey,
+    alerts: crate::supervise::Alerts,
+    /// The database was usable at start (otherwise the list in use is the last-good snapshot).
+    db_ok: bool,
+}
+
 /// Keeps the in-memory snapshot in step with the allowlist on disk: when another connection (the CLI,
-/// the cloud sync) commits, the list is reloaded off the async runtime and swapped whole.
-fn reload_allowlist(path: std::path::PathBuf, list: SharedAllowlist, key: access::PlateKey, cancel: CancellationToken) {
-    let conn = match crate::db::open(&path) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "allowlist reload disabled");
+/// the cloud sync) commits, the list is reloaded off the async runtime, swapped whole and saved as the
+/// last-good snapshot. When the database was not usable at start, it is tried every 30 s (with a quick
+/// check); once it is, its list replaces the last-good one unless it is empty (a new database: the
+/// last-good list stays until a list is applied) and the `database` alert clears.
+fn reload_allowlist(ctx: ReloadCtx, cancel: CancellationToken) {
+    let ReloadCtx {
+        path,
+        list,
+        key,
+        alerts,
+        mut db_ok,
+    } = ctx;
+    let last_good = access::snapshot::path_for(&path);
+    let sleep = |d: Duration| {
+        let until = std::time::Instant::now() + d;
+        while !cancel.is_cancelled() && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let conn = loop {
+        let opened = if db_ok {
+            crate::db::open(&path)
+        } else {
+            crate::db::open_checked(&path)
+        };
+        match opened {
+            Ok(c) => break c,
+            Err(e) if db_ok => {
+                tracing::error!(error = %e, "allowlist reload disabled");
+                return;
+            }
+            Err(_) => sleep(Duration::from_secs(30)),
+        }
+        if cancel.is_cancelled() {
             return;
         }
     };
     let version = |c: &rusqlite::Connection| c.pragma_query_value(None, "data_version", |r| r.get::<_, i64>(0)).ok();
-    let mut seen = version(&conn);
+    // Not usable at start: load at once.
+    let mut seen = if db_ok { version(&conn) } else { None };
     while !cancel.is_cancelled() {
-        std::thread::sleep(Duration::from_millis(500));
         let now = version(&conn);
         if now == seen {
+            std::thread::sleep(Duration::from_millis(500));
             continue;
         }
         seen = now;
         match access::load_snapshot(&conn, &key) {
+            Ok(snapshot) if !db_ok && snapshot.is_empty() && !list.current().is_empty() => {
+                tracing::warn!(
+                    "the database is usable again but its allowlist is empty; keeping the last-good list until one is applied"
+                );
+            }
             Ok(snapshot) => {
+                if !db_ok {
+                    db_ok = true;
+                    alerts.clear(crate::db::ALERT_DATABASE);
+                }
                 let current = list.current();
                 if snapshot.entries() != current.entries() {
                     tracing::info!(
                         entries = snapshot.len(),
                         "allowlist changed on disk; new snapshot in use"
                     );
+                    if let Err(e) =
+                        access::snapshot::write(&last_good, snapshot.entries(), snapshot.version, chrono::Utc::now())
+                    {
+                        tracing::warn!(error = %e, "could not save the last-good allowlist");
+                    }
                     list.replace(snapshot);
                 }
             }
@@ -691,8 +819,15 @@ mod tests {
         let list = SharedAllowlist::new(access::load_snapshot(&conn, &key).expect("load"));
         let cancel = CancellationToken::new();
         let t = {
-            let (p, l, k, c) = (path.clone(), list.clone(), key.clone(), cancel.clone());
-            std::thread::spawn(move || reload_allowlist(p, l, k, c))
+            let ctx = ReloadCtx {
+                path: path.clone(),
+                list: list.clone(),
+                key: key.clone(),
+                alerts: crate::supervise::Alerts::default(),
+                db_ok: true,
+            };
+            let c = cancel.clone();
+            std::thread::spawn(move || reload_allowlist(ctx, c))
         };
         std::thread::sleep(Duration::from_millis(100));
         store::upsert(

@@ -58,6 +58,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CheckConfig { config } => {
             let cfg = config::load(&config)?;
             print!("{}", cfg.summary());
+            cli::check_storage(&cfg)?;
             println!("configuration OK");
             Ok(())
         }

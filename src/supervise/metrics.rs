@@ -25,6 +25,8 @@ pub struct Metrics {
     pub link: Option<Arc<crate::sync::link::LinkStats>>,
     /// Whether the anonymous count of opted-out residents' passes is kept (`[privacy] count_opted_out`).
     pub count_opted_out: bool,
+    /// Standing alerts (`gatehouse_alert{name="..."} 1` while raised).
+    pub alerts: super::Alerts,
 }
 
 impl Metrics {
@@ -92,8 +94,36 @@ impl Metrics {
         family(
             "gatehouse_events_failed_total",
             "counter",
-            "Events that could not be stored.",
+            "Events lost: held in memory only (the spill file full) when the daemon stopped.",
             vec![(String::new(), r(&self.writer.failed))],
+        );
+        family(
+            "gatehouse_events_unstored",
+            "gauge",
+            "Decided events waiting unstored (held in memory and the spill file while the database cannot take them).",
+            vec![(String::new(), r(&self.writer.held))],
+        );
+        family(
+            "gatehouse_events_spilled_total",
+            "counter",
+            "Events written to the spill file because the database could not take them.",
+            vec![(String::new(), r(&self.writer.spilled))],
+        );
+        family(
+            "gatehouse_db_reserve_released_total",
+            "counter",
+            "Times the database reserve was released because the disk was full.",
+            vec![(String::new(), r(&self.writer.reserve_released))],
+        );
+        family(
+            "gatehouse_alert",
+            "gauge",
+            "1 for each standing alert (the panel's system status names the fix).",
+            self.alerts
+                .list()
+                .into_iter()
+                .map(|(name, _)| (format!("{{name=\"{name}\"}}"), 1))
+                .collect(),
         );
         family(
             "gatehouse_crops_pruned_total",
