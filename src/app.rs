@@ -98,7 +98,6 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
         log_plates: cfg.logging.plates,
         min_free: cfg.site.min_free_bytes,
         reserve: cfg.site.db_reserve_bytes,
-        uploads: cfg.sync.as_ref().is_some_and(|s| s.mqtt.is_some()),
         alerts: alerts.clone(),
     })?;
     let background_cancel = CancellationToken::new();

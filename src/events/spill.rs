@@ -132,9 +132,4 @@ impl Spill {
         self.used = 0;
         Ok(())
     }
-
-    /// Bytes of records in the file.
-    pub fn used(&self) -> u64 {
-        self.used
-    }
 }

@@ -1,9 +1,9 @@
 //! When storage runs short, what gives way, and what is kept for the database.
 //!
-//! - Crop images give way first, oldest first, one file at a time until the floor (`[site] min_free_mb`)
-//!   is met again; new crops are not saved while space is short. A crop is deleted only when its event is
-//!   stored, not under legal hold, and (when a cloud link uploads events) already uploaded: crops of events
-//!   still owed to the cloud or not yet stored are never touched.
+//! - Crop images give way first: new crops are not saved while space is short, and crops of events the
+//!   cloud already has (uploaded) go, oldest first, one file at a time until the floor (`[site]
+//!   min_free_mb`) is met again. Crops of events not uploaded (owed to the cloud, or no cloud link), not
+//!   stored yet, or under legal hold are never deleted for space; retention removes them at their age.
 //! - The database reserve (`db-reserve`, `[site] db_reserve_mb`) is a file of zeros made while space is
 //!   plentiful; when a commit fails because the disk is full it is deleted, so the commit can go through,
 //!   and it is made again once space returns.
@@ -141,7 +141,6 @@ pub struct StorageGuard {
     min_free: u64,
     low: bool,
     free: FreeProbe,
-    uploads: bool,
 }
 
 type FreeProbe = Box<dyn FnMut(&Path) -> Option<u64> + Send>;
@@ -158,14 +157,7 @@ impl StorageGuard {
             min_free,
             low: false,
             free,
-            uploads: false,
         }
-    }
-
-    /// Events are uploaded to the cloud: a crop is pruned only after its event was uploaded.
-    pub fn uploads(mut self, yes: bool) -> Self {
-        self.uploads = yes;
-        self
     }
 
     /// Free bytes on the crops' file system, as the probe sees them.
@@ -216,7 +208,7 @@ impl StorageGuard {
             let mut enough = false;
             for f in &files {
                 let id = f.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
-                if !may_go(conn, &id, self.uploads) {
+                if !may_go(conn, &id) {
                     kept += 1;
                     continue;
                 }
@@ -234,7 +226,7 @@ impl StorageGuard {
             if removed > 0 {
                 tracing::warn!(
                     day = %day.display(), crops = removed, kept,
-                    "storage short: deleted the oldest crop images (kept: held, not uploaded or not stored yet)"
+                    "storage short: deleted the oldest uploaded crop images (kept: held, not uploaded or not stored yet)"
                 );
             }
             // Only goes when empty.
@@ -247,9 +239,9 @@ impl StorageGuard {
     }
 }
 
-/// Whether the crop of event `id` may be deleted for space: the event is stored, not under legal hold,
-/// and uploaded when `uploads`. No row (the event is not stored yet) or any doubt: keep it.
-fn may_go(conn: &Connection, id: &str, uploads: bool) -> bool {
+/// Whether the crop of event `id` may be deleted for space: the event is stored, uploaded and not under
+/// legal hold. No row (the event is not stored yet) or any doubt: keep it.
+fn may_go(conn: &Connection, id: &str) -> bool {
     conn.query_row(
         "SELECT e.uploaded_at IS NOT NULL, EXISTS (SELECT 1 FROM legal_holds h WHERE h.event_id = e.id
             OR (h.plate IS NOT NULL AND h.plate = e.plate))
@@ -257,7 +249,7 @@ fn may_go(conn: &Connection, id: &str, uploads: bool) -> bool {
         [id],
         |r| Ok((r.get::<_, bool>(0)?, r.get::<_, bool>(1)?)),
     )
-    .map(|(uploaded, held)| !held && (uploaded || !uploads))
+    .map(|(uploaded, held)| uploaded && !held)
     .unwrap_or(false)
 }
 
@@ -300,8 +292,8 @@ mod tests {
             let f = crops.join(day).join(format!("{day}.jpg"));
             std::fs::write(&f, b"jpg").expect("write");
             conn.execute(
-                "INSERT INTO events (id, lane, at, action, reason_code, reason, crop_path)
-                 VALUES (?1, 'entry', 0, 'deny', 'unknown', 'x', ?2)",
+                "INSERT INTO events (id, lane, at, action, reason_code, reason, crop_path, uploaded_at)
+                 VALUES (?1, 'entry', 0, 'deny', 'unknown', 'x', ?2, 1)",
                 [day.to_string(), f.display().to_string()],
             )
             .expect("insert");
@@ -334,7 +326,8 @@ mod tests {
         .expect("hold");
         std::fs::write(crops.join("2026-11-02/other.jpg"), b"jpg").expect("write");
         conn.execute(
-            "INSERT INTO events (id, lane, at, action, reason_code, reason) VALUES ('other', 'entry', 0, 'deny', 'unknown', 'x')",
+            "INSERT INTO events (id, lane, at, action, reason_code, reason, uploaded_at)
+             VALUES ('other', 'entry', 0, 'deny', 'unknown', 'x', 1)",
             [],
         )
         .expect("insert");
@@ -348,7 +341,7 @@ mod tests {
     }
 
     #[test]
-    fn with_uploads_only_uploaded_crops_go_oldest_first() {
+    fn only_uploaded_crops_go_oldest_first() {
         let dir = tempfile::tempdir().expect("tmp");
         let crops = dir.path().join("crops");
         let conn = crate::db::open(&dir.path().join("g.db")).expect("db");
@@ -367,7 +360,7 @@ mod tests {
             .expect("insert");
         }
         let stats = WriterStats::default();
-        let mut g = StorageGuard::with_probe(crops.clone(), u64::MAX, Box::new(|_: &Path| Some(0))).uploads(true);
+        let mut g = StorageGuard::with_probe(crops.clone(), u64::MAX, Box::new(|_: &Path| Some(0)));
         assert!(!g.check(&conn, &stats), "still short");
         assert_eq!(stats.crops_pruned.load(Ordering::Relaxed), 2);
         for i in 0..5 {
@@ -400,7 +393,7 @@ mod tests {
                 100
             })
         });
-        let mut g = StorageGuard::with_probe(crops2.clone(), 50, probe).uploads(true);
+        let mut g = StorageGuard::with_probe(crops2.clone(), 50, probe);
         assert!(g.check(&conn2, &stats));
         assert!(!day2.join("0190-a.jpg").exists());
         assert!(day2.join("0190-b.jpg").exists(), "only as much as needed");

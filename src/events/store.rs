@@ -78,8 +78,6 @@ pub struct WriterOptions {
     pub min_free: u64,
     /// Size of the database reserve (`db-reserve` beside the database; 0: none).
     pub reserve: u64,
-    /// A cloud link uploads events: crops are pruned for space only once their event was uploaded.
-    pub uploads: bool,
     pub alerts: Alerts,
 }
 
@@ -92,7 +90,6 @@ impl WriterOptions {
             log_plates: false,
             min_free: 0,
             reserve: 0,
-            uploads: false,
             alerts: Alerts::default(),
         }
     }
@@ -105,7 +102,7 @@ pub fn spawn_writer(
 ) -> Result<(EventSink, std::thread::JoinHandle<()>, Arc<WriterStats>), EventError> {
     let (tx, mut rx) = mpsc::channel::<GateEvent>(256);
     let stats = Arc::new(WriterStats::default());
-    let guard = StorageGuard::new(opts.crops_dir.clone(), opts.min_free).uploads(opts.uploads);
+    let guard = StorageGuard::new(opts.crops_dir.clone(), opts.min_free);
     let st = stats.clone();
     let handle = std::thread::Builder::new()
         .name("event-writer".into())
@@ -215,6 +212,8 @@ struct Writer {
     reserve: Reserve,
     spill: Spill,
     held: VecDeque<EventRow>,
+    /// How many of the newest held events are in memory only (the spill file was full or missing).
+    memory_only: usize,
     stats: Arc<WriterStats>,
     retry_at: Instant,
     backoff: Duration,
@@ -237,6 +236,7 @@ impl Writer {
             reserve,
             spill,
             held: replay.into(),
+            memory_only: 0,
             stats,
             retry_at: Instant::now(),
             backoff: FIRST_BACKOFF,
@@ -285,6 +285,7 @@ impl Writer {
             None => false,
         };
         let mut rows = Vec::with_capacity(batch.len());
+        let mut crops_ok = crops_ok;
         for e in &batch {
             if e.opted_out() {
                 self.stats.opted_out.fetch_add(1, Ordering::Relaxed);
@@ -299,8 +300,10 @@ impl Writer {
                 match write_crop(&p, &e.crop_jpeg) {
                     Ok(()) => Some(p),
                     Err(err) => {
-                        // The event matters more than its picture: store it without the crop.
+                        // The event matters more than its picture: store it (and the rest of the batch)
+                        // without the crop.
                         tracing::error!(error = %err, id = %e.id, "crop not saved; storing the event without it");
+                        crops_ok = false;
                         None
                     }
                 }
@@ -365,11 +368,27 @@ impl Writer {
 
     /// Holds rows unstored: memory and the spill file.
     fn hold(&mut self, rows: Vec<EventRow>) {
-        match self.spill.append(&rows) {
+        // Once one batch did not fit, the later ones stay in memory too (the spill keeps the oldest).
+        let spilled = if self.memory_only > 0 {
+            Err(None)
+        } else {
+            self.spill.append(&rows).map_err(Some)
+        };
+        match spilled {
             Ok(()) => {
                 self.stats.spilled.fetch_add(rows.len() as u64, Ordering::Relaxed);
             }
-            Err(e) => tracing::error!(error = %e, events = rows.len(), "events held in memory only"),
+            Err(e) => {
+                if let Some(e) = e {
+                    tracing::error!(error = %e, "the spill file takes no more events");
+                }
+                self.memory_only += rows.len();
+                tracing::error!(
+                    events = rows.len(),
+                    memory_only = self.memory_only,
+                    "events held in memory only: they are lost if the daemon stops before the database takes them"
+                );
+            }
         }
         self.held.extend(rows);
         self.stats.held.store(self.held.len() as u64, Ordering::Relaxed);
@@ -412,6 +431,7 @@ impl Writer {
                 return;
             }
             self.held.drain(..n);
+            self.memory_only = self.memory_only.min(self.held.len());
             self.stats.held.store(self.held.len() as u64, Ordering::Relaxed);
         }
         if let Err(e) = self.spill.clear() {
@@ -434,19 +454,20 @@ impl Writer {
         if self.held.is_empty() {
             return;
         }
-        let spilled = (self.spill.used() > 0).then(|| self.spill_path());
-        match spilled {
-            Some(path) => tracing::error!(
-                events = self.held.len(), spill = %path,
+        let lost = self.memory_only.min(self.held.len());
+        let kept = self.held.len() - lost;
+        if kept > 0 {
+            tracing::error!(
+                events = kept, spill = %self.spill_path(),
                 "events not stored at shutdown; the spill file keeps them and the next start stores them"
-            ),
-            None => {
-                self.stats.failed.fetch_add(self.held.len() as u64, Ordering::Relaxed);
-                tracing::error!(
-                    events = self.held.len(),
-                    "events held in memory only are lost at shutdown"
-                );
-            }
+            );
+        }
+        if lost > 0 {
+            self.stats.failed.fetch_add(lost as u64, Ordering::Relaxed);
+            tracing::error!(
+                events = lost,
+                "events held in memory only (the spill file was full) are lost at shutdown"
+            );
         }
     }
 }
