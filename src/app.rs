@@ -72,6 +72,11 @@ impl Parts {
     }
 }
 
+/// Raised when the guard panel cannot start because the database is unusable.
+const ALERT_PANEL: &str = "panel";
+/// Raised when the cloud link cannot start because the database is unusable.
+const ALERT_LINK: &str = "cloud_link";
+
 /// What a run did, for the exit message and tests.
 #[derive(Debug, Default, Clone)]
 pub struct RunSummary {
@@ -263,14 +268,30 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
             };
             let (cert, key) = crate::panel::tls::ensure(pc, &cfg.site.data_dir).context("panel certificate")?;
             let tls = crate::panel::tls::server_config(&cert, &key).context("panel TLS")?;
-            let panel = crate::panel::Panel::new(pc.clone(), deps).context("panel")?;
-            let (thread, addr) = crate::panel::server::spawn(panel, tls, panel_cancel.clone()).context("panel")?;
-            tracing::info!(
-                %addr,
-                fingerprint = %crate::panel::tls::fingerprint(&cert).unwrap_or_default(),
-                "guard panel listening (HTTPS)"
-            );
-            Some(thread)
+            let panel = match crate::panel::Panel::new(pc.clone(), deps) {
+                Ok(p) => Some(p),
+                // The panel lives in the database; without it the gate still runs.
+                Err(e) if !db_ok => {
+                    alerts.raise(
+                        ALERT_PANEL,
+                        format!("the guard panel is not running: {e}; it starts once the database is fixed and the daemon restarted"),
+                    );
+                    None
+                }
+                Err(e) => return Err(anyhow::Error::new(e).context("panel")),
+            };
+            panel
+                .map(|panel| -> anyhow::Result<_> {
+                    let (thread, addr) =
+                        crate::panel::server::spawn(panel, tls, panel_cancel.clone()).context("panel")?;
+                    tracing::info!(
+                        %addr,
+                        fingerprint = %crate::panel::tls::fingerprint(&cert).unwrap_or_default(),
+                        "guard panel listening (HTTPS)"
+                    );
+                    Ok(thread)
+                })
+                .transpose()?
         }
         None => None,
     };
@@ -293,7 +314,18 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
                 keep_reads_days: cfg.privacy.effective.reads.days,
                 plate_key: plate_key.clone(),
             };
-            Some(crate::sync::link::spawn(ctx, link_cancel.clone()).context("cloud link")?)
+            match crate::sync::link::spawn(ctx, link_cancel.clone()) {
+                Ok(t) => Some(t),
+                // The link works from the database; without it the gate still runs.
+                Err(e) if !db_ok => {
+                    alerts.raise(
+                        ALERT_LINK,
+                        format!("the cloud link is not running: {e}; it starts once the database is fixed and the daemon restarted"),
+                    );
+                    None
+                }
+                Err(e) => return Err(anyhow::Error::new(e).context("cloud link")),
+            }
         }
         None => None,
     };

@@ -378,3 +378,26 @@ fn a_start_on_a_full_disk_still_decides_and_says_why_it_cannot_log() {
         "the held event is stored once space returns"
     );
 }
+
+#[test]
+fn check_config_runs_the_full_integrity_check_of_the_database() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    let cfg = config(dir.path(), &data, "");
+    let check = || gatehouse(&["check-config", cfg.to_str().expect("utf8")]);
+    allowlist_add(&cfg, "ABC123");
+    let o = check();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("integrity check ok"), "{}", text(&o));
+
+    let db = data.join("gatehouse.db");
+    scribble_events_table(&db);
+    let o = check();
+    assert!(!o.status.success(), "a damaged database fails the check: {}", text(&o));
+    assert!(text(&o).contains("is damaged"), "{}", text(&o));
+
+    std::fs::write(&db, b"").expect("truncate");
+    let o = check();
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("is empty (0 bytes)"), "{}", text(&o));
+}
