@@ -368,7 +368,8 @@ fn a_start_on_a_full_disk_still_decides_and_says_why_it_cannot_log() {
     fs.fill();
     let run = run_daemon(&cfg, Some("ABC123"));
     assert!(run.opened() >= 1, "{}", run.status());
-    assert!(run.status().contains("ALERT:"), "{}", run.status());
+    assert!(run.status().contains("ALERT: database"), "{}", run.status());
+    assert!(spilled(&data, "ABC123"), "the event is held on disk");
 
     fs.unfill();
     assert_eq!(run_daemon(&cfg, None).opened(), 0);

@@ -141,7 +141,13 @@ pub struct StorageGuard {
     min_free: u64,
     low: bool,
     free: FreeProbe,
+    /// After a scan that could not free enough, the next one waits until then (a scan reads every crop
+    /// folder and looks up every file's event).
+    rescan_at: Option<std::time::Instant>,
 }
+
+/// How long a scan that could not free enough waits before the next.
+const RESCAN: std::time::Duration = std::time::Duration::from_secs(60);
 
 type FreeProbe = Box<dyn FnMut(&Path) -> Option<u64> + Send>;
 
@@ -157,6 +163,7 @@ impl StorageGuard {
             min_free,
             low: false,
             free,
+            rescan_at: None,
         }
     }
 
@@ -172,6 +179,7 @@ impl StorageGuard {
             return true;
         };
         if free >= self.min_free {
+            self.rescan_at = None;
             if self.low {
                 self.low = false;
                 tracing::info!(free_mb = free / 1_048_576, "storage recovered; crops are saved again");
@@ -186,6 +194,10 @@ impl StorageGuard {
                 "storage short: pruning the oldest crop images and saving events without crops until space returns"
             );
         }
+        if self.rescan_at.is_some_and(|t| std::time::Instant::now() < t) {
+            return false;
+        }
+        self.rescan_at = Some(std::time::Instant::now() + RESCAN);
         let mut days: Vec<PathBuf> = std::fs::read_dir(&self.crops_dir)
             .map(|rd| {
                 rd.filter_map(|e| e.ok().map(|e| e.path()))
@@ -277,6 +289,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_reserve_is_made_released_and_made_again_only_with_room() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let r = Reserve::new(dir.path(), 64 * 1024);
+        assert!(!r.present());
+        assert!(!r.ensure(Some(64 * 1024), 1), "no room for it and the spare");
+        assert!(r.ensure(Some(1 << 30), 1));
+        assert_eq!(std::fs::metadata(r.path()).expect("reserve").len(), 64 * 1024);
+        assert!(r.release(), "released");
+        assert!(!r.path().exists());
+        assert!(!r.release(), "nothing left to release");
+        let none = Reserve::new(dir.path(), 0);
+        assert!(none.present() && !none.release(), "a reserve of 0 is off");
+    }
+
+    #[test]
     fn free_space_is_read() {
         let dir = tempfile::tempdir().expect("tmp");
         assert!(free_bytes(&dir.path().join("not/yet/made")).is_some_and(|b| b > 0));
@@ -366,6 +393,11 @@ mod tests {
         for i in 0..5 {
             assert_eq!(day.join(format!("0190-{i}.jpg")).exists(), i >= 2, "crop {i}");
         }
+        // A scan that could not free enough is not repeated at once (it reads every folder).
+        conn.execute("UPDATE events SET uploaded_at = 1 WHERE id = '0190-2'", [])
+            .expect("upload");
+        assert!(!g.check(&conn, &stats));
+        assert!(day.join("0190-2.jpg").exists(), "no rescan within a minute");
         // The first uploaded crop is enough when one file brings space back: oldest first.
         let dir2 = tempfile::tempdir().expect("tmp");
         let crops2 = dir2.path().join("crops");

@@ -217,6 +217,8 @@ struct Writer {
     stats: Arc<WriterStats>,
     retry_at: Instant,
     backoff: Duration,
+    /// When a missing reserve is next tried.
+    reserve_at: Instant,
 }
 
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -240,6 +242,7 @@ impl Writer {
             stats,
             retry_at: Instant::now(),
             backoff: FIRST_BACKOFF,
+            reserve_at: Instant::now(),
         };
         if !w.held.is_empty() {
             tracing::warn!(
@@ -354,7 +357,9 @@ impl Writer {
                         reason = %r.reason, "event committed"
                     );
                 }
-                if !self.reserve.present() {
+                if Instant::now() >= self.reserve_at && !self.reserve.present() {
+                    // Made again once space returns; tried at most once a minute.
+                    self.reserve_at = Instant::now() + Duration::from_secs(60);
                     let free = self.guard.free();
                     self.reserve.ensure(free, self.opts.min_free);
                 }

@@ -219,3 +219,30 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>, cancel: Cancellation
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unstored_events_and_alerts_are_exposed() {
+        let writer = Arc::new(WriterStats::default());
+        writer.held.store(3, Ordering::Relaxed);
+        let alerts = super::super::Alerts::default();
+        alerts.raise("database", "damaged");
+        let m = Metrics {
+            lanes: Vec::new(),
+            decisions: Arc::default(),
+            opened: Arc::default(),
+            writer,
+            allowlist: SharedAllowlist::new(crate::access::Allowlist::default()),
+            link: None,
+            count_opted_out: false,
+            alerts,
+        };
+        let text = m.render();
+        assert!(text.contains("\ngatehouse_events_unstored 3\n"), "{text}");
+        assert!(text.contains("\ngatehouse_alert{name=\"database\"} 1\n"), "{text}");
+        assert!(text.contains("\ngatehouse_db_reserve_released_total 0\n"), "{text}");
+    }
+}
