@@ -699,6 +699,7 @@ fn start_allowlist(
     let path = cfg.site.database_path();
     let last_good = access::snapshot::path_for(&path);
     let reserve = events::storage::Reserve::new(&cfg.site.data_dir, cfg.site.db_reserve_bytes);
+    let existed = path.exists();
     let opened = match crate::db::open_checked(&path) {
         Err(e) if e.is_full() && reserve.release() => crate::db::open_checked(&path),
         other => other,
@@ -707,6 +708,20 @@ fn start_allowlist(
         .map_err(|e| e.to_string())
         .and_then(|conn| access::load_snapshot(&conn, key).map_err(|e| e.to_string()));
     let why = match loaded {
+        Ok(list) if !existed && list.is_empty() && last_good.exists() => {
+            // The database was missing (a new, empty one was just made) but a last-good list is there: it
+            // goes into the new database rather than every resident being denied.
+            match restore_last_good(&path, &last_good, key, clock) {
+                Ok(restored) => return Ok((restored, true)),
+                Err(e) => {
+                    tracing::error!(error = %e, "could not restore the last-good allowlist into the new database");
+                    format!(
+                        "database {} was missing and a new one was made, but {e}",
+                        path.display()
+                    )
+                }
+            }
+        }
         Ok(list) => {
             if list.is_empty() {
                 tracing::warn!("allowlist loaded: it is empty, so every plate is denied until a list is applied");
@@ -747,6 +762,25 @@ fn start_allowlist(
             cfg.site.data_dir.display()
         ),
     }
+}
+
+/// Puts the last-good allowlist into a new database and loads it from there.
+fn restore_last_good(
+    path: &std::path::Path,
+    last_good: &std::path::Path,
+    key: &access::PlateKey,
+    clock: &SharedClock,
+) -> Result<access::Allowlist, access::AccessError> {
+    let last = access::snapshot::read(last_good)?;
+    let mut conn = crate::db::open(path)?;
+    access::snapshot::restore_into(&mut conn, &last, key, clock.now())?;
+    let list = access::load_snapshot(&conn, key)?;
+    tracing::error!(
+        path = %path.display(), entries = list.len(), version = list.version,
+        "the database was missing: a new one was made and the last-good allowlist restored into it \
+         (earlier events are only in a backup, if there is one)"
+    );
+    Ok(list)
 }
 
 struct ReloadCtx {

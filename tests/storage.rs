@@ -240,6 +240,29 @@ fn an_empty_database_file_is_refused_and_the_last_good_allowlist_decides() {
     assert!(err.contains("last-good allowlist"), "{err}");
 }
 
+#[test]
+fn a_missing_database_is_made_anew_with_the_last_good_allowlist() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    let cfg = config(dir.path(), &data, "");
+    allowlist_add(&cfg, "ABC123");
+    assert_eq!(run_daemon(&cfg, None).opened(), 0);
+    for f in ["gatehouse.db", "gatehouse.db-wal", "gatehouse.db-shm"] {
+        let _ = std::fs::remove_file(data.join(f));
+    }
+
+    let run = run_daemon(&cfg, Some("ABC123"));
+    assert!(
+        run.opened() >= 1,
+        "the resident is let in, not denied: {}",
+        run.status()
+    );
+    assert_eq!(events_with(&data, "ABC123"), 1, "the new database stores events");
+    // The last-good list went into the new database: it holds on the next start too.
+    let run = run_daemon(&cfg, Some("ABC123"));
+    assert!(run.opened() >= 1, "{}", run.status());
+}
+
 /// A tmpfs mounted for the test (unmounted when dropped).
 struct Tmpfs(PathBuf);
 

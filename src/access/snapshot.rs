@@ -82,6 +82,23 @@ pub fn write(path: &Path, entries: &[Entry], version: u64, now: DateTime<Utc>) -
     result.map_err(io)
 }
 
+/// Puts a last-good list into a new database: its entries and its applied version, in one transaction.
+pub fn restore_into(
+    conn: &mut rusqlite::Connection,
+    last: &LastGood,
+    key: &super::PlateKey,
+    now: DateTime<Utc>,
+) -> Result<(), AccessError> {
+    let tx = conn.transaction()?;
+    super::store::upsert_in(&tx, &last.entries, now, key)?;
+    tx.execute(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES ('allowlist_version', ?1)",
+        [last.version.to_string()],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
 /// Reads and verifies the snapshot.
 pub fn read(path: &Path) -> Result<LastGood, AccessError> {
     let text = std::fs::read_to_string(path).map_err(|e| invalid(path, e))?;

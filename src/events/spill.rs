@@ -50,7 +50,8 @@ impl Spill {
     /// Opens the spill file, making it (`size` bytes) when missing, and returns the events it holds.
     /// Lines that do not parse (a write cut short by a power cut) are skipped with a warning.
     pub fn open(path: PathBuf, size: u64) -> (Self, Vec<EventRow>) {
-        if std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) < size {
+        // An existing file is used as it is (never replaced: it may hold events).
+        if !path.exists() {
             if let Err(e) = super::storage::preallocate(&path, size) {
                 tracing::warn!(path = %path.display(), error = %e, "could not make the event spill file");
             }
