@@ -113,7 +113,7 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
             clock.clone(),
             background_cancel.clone(),
         );
-        move || retention_loop(path, retention, clock, cancel)
+        move || retention_loop(path, retention, clock, cancel, db_ok)
     })?;
     let reloader = std::thread::Builder::new().name("allowlist-reload".into()).spawn({
         let ctx = ReloadCtx {
@@ -658,17 +658,36 @@ pub fn decide_read(
 }
 
 /// Purges expired events and crops at start and then hourly, in small batches, off the async runtime.
+/// When the database was not usable at start, it waits (trying every minute) until it passes the check.
 fn retention_loop(
     path: std::path::PathBuf,
     retention: crate::privacy::Effective,
     clock: SharedClock,
     cancel: CancellationToken,
+    db_ok: bool,
 ) {
-    let mut conn = match crate::db::open(&path) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "retention purge disabled");
-            return;
+    // A database that was not usable at start is not written to until it passes the quick check.
+    let mut conn = loop {
+        let opened = if db_ok {
+            crate::db::open(&path)
+        } else {
+            crate::db::open_checked(&path)
+        };
+        match opened {
+            Ok(c) => break c,
+            Err(e) if db_ok => {
+                tracing::error!(error = %e, "retention purge disabled");
+                return;
+            }
+            Err(_) => {
+                let until = std::time::Instant::now() + Duration::from_secs(60);
+                while !cancel.is_cancelled() && std::time::Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                if cancel.is_cancelled() {
+                    return;
+                }
+            }
         }
     };
     while !cancel.is_cancelled() {
