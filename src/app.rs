@@ -72,6 +72,11 @@ impl Parts {
     }
 }
 
+/// Raised when the guard panel cannot start because the database is unusable.
+const ALERT_PANEL: &str = "panel";
+/// Raised when the cloud link cannot start because the database is unusable.
+const ALERT_LINK: &str = "cloud_link";
+
 /// What a run did, for the exit message and tests.
 #[derive(Debug, Default, Clone)]
 pub struct RunSummary {
@@ -95,17 +100,20 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
     if let Ok(true) = crate::secret_file::close_to_others(&cfg.site.crops_dir()) {
         tracing::warn!(dir = %cfg.site.crops_dir().display(), "the crops folder was open to every user; closed to others");
     }
-    let conn = crate::db::open(&cfg.site.database_path())?;
+    // 1. Storage and the allowlist snapshot. A damaged, empty or foreign database, or a full disk, does not
+    //    stop the gate: the allowlist then comes from the last-good snapshot, events are held, alerts say why.
+    let alerts = crate::supervise::Alerts::default();
     let plate_key = cfg.plate_key()?;
-    let allowlist = SharedAllowlist::new(access::load_snapshot(&conn, &plate_key)?);
-    drop(conn);
-    tracing::info!(entries = allowlist.current().len(), "allowlist loaded");
-    let (sink, writer, writer_stats) = events::spawn_writer(
-        cfg.site.database_path(),
-        cfg.site.crops_dir(),
-        cfg.logging.plates,
-        cfg.site.min_free_bytes,
-    )?;
+    let (list, db_ok) = start_allowlist(&cfg, &plate_key, &alerts, &clock)?;
+    let allowlist = SharedAllowlist::new(list);
+    let (sink, writer, writer_stats) = events::spawn_writer(events::WriterOptions {
+        db_path: cfg.site.database_path(),
+        crops_dir: cfg.site.crops_dir(),
+        log_plates: cfg.logging.plates,
+        min_free: cfg.site.min_free_bytes,
+        reserve: cfg.site.db_reserve_bytes,
+        alerts: alerts.clone(),
+    })?;
     let background_cancel = CancellationToken::new();
     let retention_thread = std::thread::Builder::new().name("retention".into()).spawn({
         let (path, retention, clock, cancel) = (
@@ -114,17 +122,19 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
             clock.clone(),
             background_cancel.clone(),
         );
-        move || retention_loop(path, retention, clock, cancel)
+        move || retention_loop(path, retention, clock, cancel, db_ok)
     })?;
     let reloader = std::thread::Builder::new().name("allowlist-reload".into()).spawn({
-        let (path, list, key, cancel) = (
-            cfg.site.database_path(),
-            allowlist.clone(),
-            plate_key.clone(),
-            background_cancel.clone(),
-        );
-        let age = (clock.clone(), cfg.sync.as_ref().and_then(|s| s.allowlist_max_age));
-        move || reload_allowlist(path, list, key, age, cancel)
+        let ctx = ReloadCtx {
+            path: cfg.site.database_path(),
+            list: allowlist.clone(),
+            key: plate_key.clone(),
+            alerts: alerts.clone(),
+            db_ok,
+            age: (clock.clone(), cfg.sync.as_ref().and_then(|s| s.allowlist_max_age)),
+        };
+        let cancel = background_cancel.clone();
+        move || reload_allowlist(ctx, cancel)
     })?;
 
     // 2. Relays and their controllers (safe state registered for the panic hook).
@@ -221,19 +231,20 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
             .map(|l| l.name.clone())
             .zip(capture_stats.iter().cloned())
             .collect();
-        let (decisions, opened, writer) = (decisions.clone(), opened.clone(), writer_stats.clone());
+        let (decisions, opened, writer, alerts) =
+            (decisions.clone(), opened.clone(), writer_stats.clone(), alerts.clone());
         let (list, clock, max_age) = (allowlist.clone(), clock.clone(), allowlist_max_age);
         Arc::new(move || {
             let ld = std::sync::atomic::Ordering::Relaxed;
             let fresh = crate::sync::freshness::freshness(&list.current(), clock.now(), max_age);
-            let alerts: Vec<String> = fresh.alert().into_iter().collect();
             serde_json::json!({
-                "alerts": alerts,
+                "alerts": alerts.to_json(),
                 "allowlist": fresh,
                 "decisions": decisions.load(ld),
                 "opened": opened.load(ld),
                 "events_committed": writer.committed.load(ld),
                 "events_failed": writer.failed.load(ld),
+                "events_unstored": writer.held.load(ld),
                 "lanes": lanes.iter().map(|(n, s)| serde_json::json!({
                     "name": n,
                     "frames": s.frames.load(ld),
@@ -271,14 +282,30 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
             };
             let (cert, key) = crate::panel::tls::ensure(pc, &cfg.site.data_dir).context("panel certificate")?;
             let tls = crate::panel::tls::server_config(&cert, &key).context("panel TLS")?;
-            let panel = crate::panel::Panel::new(pc.clone(), deps).context("panel")?;
-            let (thread, addr) = crate::panel::server::spawn(panel, tls, panel_cancel.clone()).context("panel")?;
-            tracing::info!(
-                %addr,
-                fingerprint = %crate::panel::tls::fingerprint(&cert).unwrap_or_default(),
-                "guard panel listening (HTTPS)"
-            );
-            Some(thread)
+            let panel = match crate::panel::Panel::new(pc.clone(), deps) {
+                Ok(p) => Some(p),
+                // The panel lives in the database; without it the gate still runs.
+                Err(e) if !db_ok => {
+                    alerts.raise(
+                        ALERT_PANEL,
+                        format!("the guard panel is not running: {e}; it starts once the database is fixed and the daemon restarted"),
+                    );
+                    None
+                }
+                Err(e) => return Err(anyhow::Error::new(e).context("panel")),
+            };
+            panel
+                .map(|panel| -> anyhow::Result<_> {
+                    let (thread, addr) =
+                        crate::panel::server::spawn(panel, tls, panel_cancel.clone()).context("panel")?;
+                    tracing::info!(
+                        %addr,
+                        fingerprint = %crate::panel::tls::fingerprint(&cert).unwrap_or_default(),
+                        "guard panel listening (HTTPS)"
+                    );
+                    Ok(thread)
+                })
+                .transpose()?
         }
         None => None,
     };
@@ -301,7 +328,18 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
                 keep_reads_days: cfg.privacy.effective.reads.days,
                 plate_key: plate_key.clone(),
             };
-            Some(crate::sync::link::spawn(ctx, link_cancel.clone()).context("cloud link")?)
+            match crate::sync::link::spawn(ctx, link_cancel.clone()) {
+                Ok(t) => Some(t),
+                // The link works from the database; without it the gate still runs.
+                Err(e) if !db_ok => {
+                    alerts.raise(
+                        ALERT_LINK,
+                        format!("the cloud link is not running: {e}; it starts once the database is fixed and the daemon restarted"),
+                    );
+                    None
+                }
+                Err(e) => return Err(anyhow::Error::new(e).context("cloud link")),
+            }
         }
         None => None,
     };
@@ -323,6 +361,7 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
             count_opted_out: cfg.privacy.count_opted_out,
             clock: clock.clone(),
             allowlist_max_age,
+            alerts: alerts.clone(),
         });
         let cancel = metrics_cancel.clone();
         tokio::spawn(async move {
@@ -349,11 +388,15 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
         .filter(|(_, s)| s.frames.load(std::sync::atomic::Ordering::Relaxed) == 0)
         .map(|(l, _)| l.name.as_str())
         .collect();
-    let status = if waiting.is_empty() {
+    let mut status = if waiting.is_empty() {
         format!("STATUS=running {} lane(s)", cfg.lanes.len())
     } else {
         format!("STATUS=running; no frames yet from: {}", waiting.join(", "))
     };
+    let raised: Vec<&str> = alerts.list().into_iter().map(|(name, _)| name).collect();
+    if !raised.is_empty() {
+        status.push_str(&format!("; ALERT: {}", raised.join(", ")));
+    }
     parts.notifier.notify(&format!("READY=1\n{status}"));
     let watchdog_cancel = CancellationToken::new();
     let watchdog = parts.notifier.watchdog.map(|interval| {
@@ -648,17 +691,36 @@ pub fn decide_read(
 }
 
 /// Purges expired events and crops at start and then hourly, in small batches, off the async runtime.
+/// When the database was not usable at start, it waits (trying every minute) until it passes the check.
 fn retention_loop(
     path: std::path::PathBuf,
     retention: crate::privacy::Effective,
     clock: SharedClock,
     cancel: CancellationToken,
+    db_ok: bool,
 ) {
-    let mut conn = match crate::db::open(&path) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "retention purge disabled");
-            return;
+    // A database that was not usable at start is not written to until it passes the quick check.
+    let mut conn = loop {
+        let opened = if db_ok {
+            crate::db::open(&path)
+        } else {
+            crate::db::open_checked(&path)
+        };
+        match opened {
+            Ok(c) => break c,
+            Err(e) if db_ok => {
+                tracing::error!(error = %e, "retention purge disabled");
+                return;
+            }
+            Err(_) => {
+                let until = std::time::Instant::now() + Duration::from_secs(60);
+                while !cancel.is_cancelled() && std::time::Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                if cancel.is_cancelled() {
+                    return;
+                }
+            }
         }
     };
     while !cancel.is_cancelled() {
@@ -676,46 +738,196 @@ fn retention_loop(
     }
 }
 
+/// The alert raised while the applied allowlist is older than `[sync] allowlist_max_age_hours`.
+const ALERT_ALLOWLIST: &str = "allowlist";
+
 /// The clock and `[sync] allowlist_max_age` the reloader warns by.
 type AgeCheck = (SharedClock, Option<chrono::Duration>);
 
-/// Keeps the in-memory snapshot in step with the allowlist on disk: when another connection (the CLI,
-/// the cloud sync) commits, the list is reloaded off the async runtime and swapped whole. It also logs
-/// when the applied list grows older than its maximum age (once, and again once it is fresh).
-fn reload_allowlist(
+/// The allowlist at start: from the database when it opens and passes its quick check (it is then saved as
+/// the last-good snapshot beside the database); otherwise (empty, foreign or damaged file, full disk) from
+/// the last-good snapshot, with the `database` alert raised. Returns the list and whether the database was
+/// usable. Fails only when neither is usable: then the gate cannot decide and says why.
+fn start_allowlist(
+    cfg: &Config,
+    key: &access::PlateKey,
+    alerts: &crate::supervise::Alerts,
+    clock: &SharedClock,
+) -> anyhow::Result<(access::Allowlist, bool)> {
+    let path = cfg.site.database_path();
+    let last_good = access::snapshot::path_for(&path);
+    let reserve = events::storage::Reserve::new(&cfg.site.data_dir, cfg.site.db_reserve_bytes);
+    let existed = path.exists();
+    let opened = match crate::db::open_checked(&path) {
+        Err(e) if e.is_full() && reserve.release() => crate::db::open_checked(&path),
+        other => other,
+    };
+    let loaded = opened
+        .map_err(|e| e.to_string())
+        .and_then(|conn| access::load_snapshot(&conn, key).map_err(|e| e.to_string()));
+    let why = match loaded {
+        Ok(list) if !existed && list.is_empty() && last_good.exists() => {
+            // The database was missing (a new, empty one was just made) but a last-good list is there: it
+            // goes into the new database rather than every resident being denied.
+            match restore_last_good(&path, &last_good, key, clock) {
+                Ok(restored) => return Ok((restored, true)),
+                Err(e) => {
+                    tracing::error!(error = %e, "could not restore the last-good allowlist into the new database");
+                    format!(
+                        "database {} was missing and a new one was made, but {e}",
+                        path.display()
+                    )
+                }
+            }
+        }
+        Ok(list) => {
+            if list.is_empty() {
+                tracing::warn!("allowlist loaded: it is empty, so every plate is denied until a list is applied");
+            } else {
+                tracing::info!(entries = list.len(), version = list.version, "allowlist loaded");
+            }
+            if let Err(e) = access::snapshot::write(&last_good, list.entries(), list.version, clock.now()) {
+                tracing::warn!(error = %e, "could not save the last-good allowlist");
+            }
+            return Ok((list, true));
+        }
+        Err(why) => why,
+    };
+    match access::snapshot::read(&last_good) {
+        Ok(last) => {
+            let saved = last
+                .written_at
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_else(|| "at an unknown time".into());
+            alerts.raise(
+                crate::db::ALERT_DATABASE,
+                format!(
+                    "{why}. The gate decides on the last-good allowlist ({} entries, version {}, saved {saved}) \
+                     from {}; events are held, not stored, until the database is usable again",
+                    last.entries.len(),
+                    last.version,
+                    last_good.display()
+                ),
+            );
+            Ok((
+                access::Allowlist::with_key(last.entries, last.version, Some(key.clone())),
+                false,
+            ))
+        }
+        Err(e) => anyhow::bail!(
+            "{why}; and there is no usable last-good allowlist to decide on instead ({e}). Fix the database \
+             (or free space on {}) and start again",
+            cfg.site.data_dir.display()
+        ),
+    }
+}
+
+/// Puts the last-good allowlist into a new database and loads it from there.
+fn restore_last_good(
+    path: &std::path::Path,
+    last_good: &std::path::Path,
+    key: &access::PlateKey,
+    clock: &SharedClock,
+) -> Result<access::Allowlist, access::AccessError> {
+    let last = access::snapshot::read(last_good)?;
+    let mut conn = crate::db::open(path)?;
+    access::snapshot::restore_into(&mut conn, &last, key, clock.now())?;
+    let list = access::load_snapshot(&conn, key)?;
+    tracing::error!(
+        path = %path.display(), entries = list.len(), version = list.version,
+        "the database was missing: a new one was made and the last-good allowlist restored into it \
+         (earlier events are only in a backup, if there is one)"
+    );
+    Ok(list)
+}
+
+struct ReloadCtx {
     path: std::path::PathBuf,
     list: SharedAllowlist,
     key: access::PlateKey,
-    (clock, max_age): AgeCheck,
-    cancel: CancellationToken,
-) {
-    let conn = match crate::db::open(&path) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "allowlist reload disabled");
+    alerts: crate::supervise::Alerts,
+    /// The database was usable at start (otherwise the list in use is the last-good snapshot).
+    db_ok: bool,
+    /// When the applied list counts as stale (the `allowlist` alert).
+    age: AgeCheck,
+}
+
+/// Keeps the in-memory snapshot in step with the allowlist on disk: when another connection (the CLI,
+/// the cloud sync) commits, the list is reloaded off the async runtime, swapped whole and saved as the
+/// last-good snapshot. When the database was not usable at start, it is tried every 30 s (with a quick
+/// check); once it is, its list replaces the last-good one unless it is empty (a new database: the
+/// last-good list stays until a list is applied) and the `database` alert clears. It also raises the
+/// `allowlist` alert while the applied list is older than its maximum age (logged once each way).
+fn reload_allowlist(ctx: ReloadCtx, cancel: CancellationToken) {
+    let ReloadCtx {
+        path,
+        list,
+        key,
+        alerts,
+        mut db_ok,
+        age: (clock, max_age),
+    } = ctx;
+    let last_good = access::snapshot::path_for(&path);
+    let sleep = |d: Duration| {
+        let until = std::time::Instant::now() + d;
+        while !cancel.is_cancelled() && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let conn = loop {
+        let opened = if db_ok {
+            crate::db::open(&path)
+        } else {
+            crate::db::open_checked(&path)
+        };
+        match opened {
+            Ok(c) => break c,
+            Err(e) if db_ok => {
+                tracing::error!(error = %e, "allowlist reload disabled");
+                return;
+            }
+            Err(_) => sleep(Duration::from_secs(30)),
+        }
+        if cancel.is_cancelled() {
             return;
         }
     };
     let version = |c: &rusqlite::Connection| c.pragma_query_value(None, "data_version", |r| r.get::<_, i64>(0)).ok();
-    let mut seen = version(&conn);
+    // Not usable at start: load at once.
+    let mut seen = if db_ok { version(&conn) } else { None };
     let mut stale = false;
     while !cancel.is_cancelled() {
-        std::thread::sleep(Duration::from_millis(500));
         let fresh = crate::sync::freshness::freshness(&list.current(), clock.now(), max_age);
         if fresh.stale != stale {
             stale = fresh.stale;
             match fresh.alert() {
-                Some(alert) => tracing::warn!("ALERT: {alert}"),
-                None => tracing::info!(version = fresh.version, "allowlist is fresh again"),
+                Some(alert) => {
+                    tracing::warn!("ALERT: {alert}");
+                    alerts.raise(ALERT_ALLOWLIST, alert);
+                }
+                None => {
+                    tracing::info!(version = fresh.version, "allowlist is fresh again");
+                    alerts.clear(ALERT_ALLOWLIST);
+                }
             }
         }
         let now = version(&conn);
         if now == seen {
+            std::thread::sleep(Duration::from_millis(500));
             continue;
         }
         seen = now;
         match access::load_snapshot(&conn, &key) {
+            Ok(snapshot) if !db_ok && snapshot.is_empty() && !list.current().is_empty() => {
+                tracing::warn!(
+                    "the database is usable again but its allowlist is empty; keeping the last-good list until one is applied"
+                );
+            }
             Ok(snapshot) => {
+                if !db_ok {
+                    db_ok = true;
+                    alerts.clear(crate::db::ALERT_DATABASE);
+                }
                 let current = list.current();
                 // A keep-alive envelope changes no entry, only the version and issue time.
                 if snapshot.entries() != current.entries()
@@ -726,6 +938,11 @@ fn reload_allowlist(
                         entries = snapshot.len(),
                         "allowlist changed on disk; new snapshot in use"
                     );
+                    if let Err(e) =
+                        access::snapshot::write(&last_good, snapshot.entries(), snapshot.version, chrono::Utc::now())
+                    {
+                        tracing::warn!(error = %e, "could not save the last-good allowlist");
+                    }
                     list.replace(snapshot);
                 }
             }
@@ -748,9 +965,16 @@ mod tests {
         let list = SharedAllowlist::new(access::load_snapshot(&conn, &key).expect("load"));
         let cancel = CancellationToken::new();
         let t = {
-            let (p, l, k, c) = (path.clone(), list.clone(), key.clone(), cancel.clone());
-            let age: AgeCheck = (Arc::new(SystemClock), None);
-            std::thread::spawn(move || reload_allowlist(p, l, k, age, c))
+            let ctx = ReloadCtx {
+                path: path.clone(),
+                list: list.clone(),
+                key: key.clone(),
+                alerts: crate::supervise::Alerts::default(),
+                db_ok: true,
+                age: (Arc::new(SystemClock), None),
+            };
+            let c = cancel.clone();
+            std::thread::spawn(move || reload_allowlist(ctx, c))
         };
         std::thread::sleep(Duration::from_millis(100));
         store::upsert(

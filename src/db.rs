@@ -30,7 +30,122 @@ pub enum DbError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "database {path} is empty (0 bytes): it was truncated or never written, and an empty allowlist would deny \
+         every resident. Restore it from a backup, or move it aside to start a new database (the allowlist then \
+         comes from the last-good snapshot beside it or the next sync)"
+    )]
+    Empty { path: String },
+    #[error(
+        "database {path} is not a SQLite database (it starts with {head:?}): point [site] data_dir at the right \
+         folder, or restore the file from a backup"
+    )]
+    Foreign { path: String, head: String },
+    #[error(
+        "database {path} is damaged ({detail}): stop the daemon and restore it from a backup, or move it aside to \
+         start a new one (the allowlist then comes from the last-good snapshot beside it)"
+    )]
+    Damaged { path: String, detail: String },
+    #[error("database {path}: cannot read it: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
+
+impl DbError {
+    /// Whether this looks like a full file system (SQLITE_FULL, an I/O error while writing, ENOSPC).
+    pub fn is_full(&self) -> bool {
+        match self {
+            DbError::Open { source, .. } | DbError::Sql(source) => sql_is_full(source),
+            DbError::Folder { source, .. } | DbError::Read { source, .. } => {
+                source.raw_os_error() == Some(libc::ENOSPC)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Whether a SQLite error means the disk (or the database's page limit) is full. A write that fails with
+/// ENOSPC inside the WAL or its index shows as a generic I/O error, so those count too.
+pub fn sql_is_full(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DiskFull) | Some(rusqlite::ErrorCode::SystemIoFailure)
+    )
+}
+
+/// The first 16 bytes of every SQLite 3 database file.
+const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
+
+/// Refuses a file where a database is expected that is empty (0 bytes) or not SQLite at all. A missing
+/// file is fine: [`open`] creates it.
+pub fn check_file(path: &Path) -> Result<(), DbError> {
+    use std::io::Read;
+    let shown = || path.display().to_string();
+    let mut f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => return Err(DbError::Read { path: shown(), source }),
+    };
+    let mut head = Vec::with_capacity(16);
+    (&mut f)
+        .take(16)
+        .read_to_end(&mut head)
+        .map_err(|source| DbError::Read { path: shown(), source })?;
+    if head.is_empty() {
+        return Err(DbError::Empty { path: shown() });
+    }
+    if head.as_slice() != SQLITE_HEADER {
+        return Err(DbError::Foreign {
+            path: shown(),
+            head: String::from_utf8_lossy(&head).into_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// `PRAGMA quick_check` (a few seconds at most; run at start): the file's pages and records are well
+/// formed. `PRAGMA integrity_check` (`full`, for `gatehouse check-config`) also checks every index.
+pub fn check_integrity(conn: &Connection, path: &Path, full: bool) -> Result<(), DbError> {
+    let pragma = if full {
+        "PRAGMA integrity_check(5)"
+    } else {
+        "PRAGMA quick_check(5)"
+    };
+    let damaged = |detail: String| DbError::Damaged {
+        path: path.display().to_string(),
+        detail,
+    };
+    let rows: Vec<String> = conn
+        .prepare(pragma)
+        .and_then(|mut s| s.query_map([], |r| r.get::<_, String>(0))?.collect())
+        .map_err(|e| classify(path, e))?;
+    match rows.as_slice() {
+        [one] if one == "ok" => Ok(()),
+        [] => Err(damaged("the check returned nothing".into())),
+        rows => Err(damaged(rows.join("; "))),
+    }
+}
+
+/// Names a damaged or foreign file for what it is; other errors pass through.
+fn classify(path: &Path, e: rusqlite::Error) -> DbError {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DatabaseCorrupt) => DbError::Damaged {
+            path: path.display().to_string(),
+            detail: e.to_string(),
+        },
+        Some(rusqlite::ErrorCode::NotADatabase) => DbError::Foreign {
+            path: path.display().to_string(),
+            head: "(unreadable header)".into(),
+        },
+        _ => DbError::Sql(e),
+    }
+}
+
+/// The alert raised while the database cannot be used and the gate decides on the last-good allowlist.
+pub const ALERT_DATABASE: &str = "database";
 
 const MIGRATIONS: &[&str] = &[
     // 1: allowlist, events, meta
@@ -146,6 +261,7 @@ const MIGRATIONS: &[&str] = &[
 /// Opens (creating if needed) the database with the daemon's pragmas and brings the schema up to date.
 /// A new database (and its folder) is created private whatever the umask: file 0600 (it holds password
 /// hashes and TOTP secrets; SQLite gives its -wal and -shm files the same mode), folder 0750.
+/// An existing file that is empty or not SQLite is refused (see [`check_file`]).
 pub fn open(path: &Path) -> Result<Connection, DbError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         crate::secret_file::create_dir_all(dir, 0o750).map_err(|source| DbError::Folder {
@@ -153,17 +269,33 @@ pub fn open(path: &Path) -> Result<Connection, DbError> {
             source,
         })?;
     }
+    check_file(path)?;
     create_private(path)?;
     let conn = Connection::open(path).map_err(|source| DbError::Open {
         path: path.display().to_string(),
         source,
     })?;
-    conn.busy_timeout(Duration::from_secs(5))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.pragma_update(None, "secure_delete", "ON")?;
-    migrate(&conn)?;
+    let setup = || -> rusqlite::Result<()> {
+        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.pragma_update(None, "secure_delete", "ON")?;
+        Ok(())
+    };
+    setup().map_err(|e| classify(path, e))?;
+    migrate(&conn).map_err(|e| match e {
+        DbError::Sql(e) => classify(path, e),
+        other => other,
+    })?;
+    Ok(conn)
+}
+
+/// [`open`], then a quick integrity check: what the daemon does at start and before it writes to a file
+/// it could not use earlier.
+pub fn open_checked(path: &Path) -> Result<Connection, DbError> {
+    let conn = open(path)?;
+    check_integrity(&conn, path, false)?;
     Ok(conn)
 }
 
@@ -239,5 +371,78 @@ mod tests {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).expect("chmod");
         open(&p).expect("reopen");
         assert_eq!(mode(&p), 0o640, "an old world-readable database is closed to others");
+    }
+
+    #[test]
+    fn an_empty_or_foreign_file_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let empty = dir.path().join("empty.db");
+        std::fs::write(&empty, b"").expect("write");
+        let err = open(&empty).expect_err("empty");
+        assert!(matches!(err, DbError::Empty { .. }), "{err}");
+        assert!(err.to_string().contains("empty.db is empty (0 bytes)"), "{err}");
+        assert_eq!(
+            std::fs::metadata(&empty).expect("meta").len(),
+            0,
+            "not turned into a new database"
+        );
+        let foreign = dir.path().join("foreign.db");
+        std::fs::write(&foreign, b"plate,kind\nABC123,resident\n").expect("write");
+        let err = open(&foreign).expect_err("foreign");
+        assert!(matches!(err, DbError::Foreign { .. }), "{err}");
+        assert!(err.to_string().contains("not a SQLite database"), "{err}");
+    }
+
+    /// Fills the events table, then overwrites its pages (as the fault run did) with garbage.
+    pub(crate) fn scribble_events_table(path: &Path) {
+        {
+            let c = open(path).expect("open");
+            for i in 0..400 {
+                c.execute(
+                    "INSERT INTO events (id, lane, at, action, reason_code, reason, plate)
+                     VALUES (?1, 'entry', ?2, 'deny', 'unknown', 'not on the allowlist', 'ABC123')",
+                    rusqlite::params![format!("e{i:05}"), i],
+                )
+                .expect("insert");
+            }
+            c.pragma_update(None, "wal_checkpoint", "TRUNCATE").expect("checkpoint");
+        }
+        let (root, page, pages): (i64, i64, i64) = {
+            let c = Connection::open(path).expect("open");
+            let root = c
+                .query_row("SELECT rootpage FROM sqlite_master WHERE name = 'events'", [], |r| {
+                    r.get(0)
+                })
+                .expect("root");
+            let page = c.pragma_query_value(None, "page_size", |r| r.get(0)).expect("size");
+            let pages = c.pragma_query_value(None, "page_count", |r| r.get(0)).expect("count");
+            (root, page, pages)
+        };
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().write(true).open(path).expect("open file");
+        // The table's root page and the pages after it (its leaves), not the schema on page 1.
+        for p in root..(root + 8).min(pages + 1) {
+            f.write_all_at(&vec![0xA5; page as usize], ((p - 1) * page) as u64)
+                .expect("scribble");
+        }
+        f.sync_all().expect("sync");
+    }
+
+    #[test]
+    fn a_scribbled_events_table_fails_the_quick_check() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("g.db");
+        scribble_events_table(&p);
+        // It still opens (the schema is intact): only the check finds it.
+        let c = open(&p).expect("opens");
+        let err = check_integrity(&c, &p, false).expect_err("damaged");
+        assert!(matches!(err, DbError::Damaged { .. }), "{err}");
+        assert!(err.to_string().contains("is damaged"), "{err}");
+        let err = open_checked(&p).expect_err("damaged");
+        assert!(matches!(err, DbError::Damaged { .. }), "{err}");
+        assert!(check_integrity(&c, &p, true).is_err());
+        let good = dir.path().join("good.db");
+        let c = open_checked(&good).expect("a healthy file passes");
+        check_integrity(&c, &good, true).expect("full check");
     }
 }

@@ -68,6 +68,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     }])
                 })?;
             print!("{}", cfg.summary());
+            cli::check_storage(&cfg)?;
             println!("configuration OK");
             Ok(())
         }

@@ -27,6 +27,8 @@ mod panel_abuse;
 mod panel_browser;
 /// Privacy: DSAR export/delete, legal holds and the access log.
 mod privacy;
+/// A full disk, a damaged or an empty database: the gate decides, nothing decided is lost, alerts say why.
+mod storage;
 /// Allowlist signing and applying from the command line, with the configured trust store.
 mod sync_cli;
 /// The systemd unit's hardening score.

@@ -7,6 +7,7 @@ pub mod decision;
 pub mod entry;
 pub mod schedule;
 pub mod seal;
+pub mod snapshot;
 pub mod store;
 
 pub use allowlist::{Allowlist, SharedAllowlist};

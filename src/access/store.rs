@@ -41,43 +41,80 @@ fn select<P: rusqlite::Params>(conn: &Connection, filter: &str, params: P) -> Re
         "SELECT plate, kind, host, unit, valid_from, valid_until, schedule, do_not_log, note FROM allowlist {filter} ORDER BY plate"
     ))?;
     let rows = stmt.query_map(params, |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, Option<String>>(2)?,
-            r.get::<_, Option<String>>(3)?,
-            r.get::<_, Option<i64>>(4)?,
-            r.get::<_, Option<i64>>(5)?,
-            r.get::<_, Option<String>>(6)?,
-            r.get::<_, bool>(7)?,
-            r.get::<_, Option<String>>(8)?,
-        ))
+        Ok(StoredRow {
+            plate: r.get(0)?,
+            kind: r.get(1)?,
+            host: r.get(2)?,
+            unit: r.get(3)?,
+            valid_from: r.get(4)?,
+            valid_until: r.get(5)?,
+            schedule: r.get(6)?,
+            do_not_log: r.get(7)?,
+            note: r.get(8)?,
+        })
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (plate, kind, host, unit, vf, vu, sched, dnl, note) = row?;
+        out.push(row?.into_entry()?);
+    }
+    Ok(out)
+}
+
+/// An entry as the database stores it (times in Unix milliseconds, schedule as text); also the row format
+/// of the last-good snapshot file ([`super::snapshot`]).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(super) struct StoredRow {
+    pub plate: String,
+    pub kind: String,
+    pub host: Option<String>,
+    pub unit: Option<String>,
+    pub valid_from: Option<i64>,
+    pub valid_until: Option<i64>,
+    pub schedule: Option<String>,
+    pub do_not_log: bool,
+    pub note: Option<String>,
+}
+
+impl StoredRow {
+    pub fn of(e: &Entry) -> Self {
+        Self {
+            plate: e.plate.clone(),
+            kind: e.kind.as_str().to_string(),
+            host: e.host.clone(),
+            unit: e.unit.clone(),
+            valid_from: ms(e.valid_from),
+            valid_until: ms(e.valid_until),
+            schedule: e.schedule.as_ref().map(|s| s.as_str().to_string()),
+            do_not_log: e.do_not_log,
+            note: e.note.clone(),
+        }
+    }
+
+    /// Checks the row as the store does and makes it an entry.
+    pub fn into_entry(self) -> Result<Entry, AccessError> {
+        let plate = self.plate;
         seal::validate_listed(&plate)
             .map_err(|e| AccessError::Invalid(format!("stored entry: {e}; fix it with gatehouse allowlist")))?;
-        let kind: Kind = kind
+        let kind: Kind = self
+            .kind
             .parse()
             .map_err(|e: String| AccessError::Invalid(format!("{plate}: {e}")))?;
-        let schedule = match sched {
+        let schedule = match self.schedule {
             Some(s) => Some(Schedule::parse(&s).map_err(|e| AccessError::Invalid(format!("{plate}: schedule: {e}")))?),
             None => None,
         };
-        out.push(Entry {
+        Ok(Entry {
             plate,
             kind,
-            host,
-            unit,
-            valid_from: from_ms(vf),
-            valid_until: from_ms(vu),
+            host: self.host,
+            unit: self.unit,
+            valid_from: from_ms(self.valid_from),
+            valid_until: from_ms(self.valid_until),
             schedule,
-            do_not_log: dnl,
-            note,
-        });
+            do_not_log: self.do_not_log,
+            note: self.note,
+        })
     }
-    Ok(out)
 }
 
 /// The applied list version (0 when the list was only edited locally).

@@ -5,19 +5,19 @@ use std::path::Path;
 use chrono::Utc;
 
 use crate::access::{Action, Decision, Reason};
-use crate::events::{spawn_writer, GateEvent};
+use crate::events::{spawn_writer, GateEvent, WriterOptions};
 use crate::recognize::CharRead;
 
 /// Commits `count` synthetic events as fast as the store takes them; each commit is logged
 /// ("event committed") only after its transaction is durable.
 pub fn event_burst(config: &Path, count: usize) -> anyhow::Result<()> {
     let cfg = crate::config::load(config)?;
-    let (sink, writer, stats) = spawn_writer(
-        cfg.site.database_path(),
-        cfg.site.crops_dir(),
-        true,
-        cfg.site.min_free_bytes,
-    )?;
+    let (sink, writer, stats) = spawn_writer(WriterOptions {
+        log_plates: true,
+        min_free: cfg.site.min_free_bytes,
+        reserve: cfg.site.db_reserve_bytes,
+        ..WriterOptions::new(cfg.site.database_path(), cfg.site.crops_dir())
+    })?;
     let rt = tokio::runtime::Builder::new_current_thread().build()?;
     rt.block_on(async move {
         for i in 0..count {

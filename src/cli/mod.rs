@@ -7,6 +7,7 @@ mod debug;
 mod events;
 mod models;
 mod recognize;
+mod storage;
 mod sync;
 mod user;
 
@@ -20,6 +21,7 @@ pub use debug::event_burst;
 pub use events::events;
 pub use models::{default_manifest, VERSION};
 pub use recognize::{eval, recognize, speed};
+pub use storage::check_storage;
 pub use sync::status as sync_status;
 pub use user::{panel_cert, user};
 
@@ -42,7 +44,8 @@ pub enum Command {
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
-    /// Validate a config file and print what it sets up (exit code 78 when invalid).
+    /// Validate a config file and print what it sets up (exit code 78 when invalid); also a full integrity
+    /// check of the database (exit code 1 when it is empty, foreign or damaged).
     CheckConfig { config: PathBuf },
     /// Read the plates in an image or a folder of images.
     Recognize {

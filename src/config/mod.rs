@@ -101,6 +101,8 @@ pub struct SiteConfig {
     pub data_dir: PathBuf,
     /// Free space (bytes) kept on the data folder's file system; below it crops are pruned, oldest first.
     pub min_free_bytes: u64,
+    /// Size of the database reserve (`db-reserve` in the data folder), released when the disk is full.
+    pub db_reserve_bytes: u64,
 }
 
 impl SiteConfig {

@@ -17,10 +17,18 @@ pub struct RawSite {
     /// Free space to keep on the data folder's file system; below it, crop images give way first.
     #[serde(default = "default_min_free_mb")]
     pub min_free_mb: u64,
+    /// Space held back for the database (a file of zeros, `db-reserve`), released when a commit finds the
+    /// disk full so events can still be stored; 0 disables it.
+    #[serde(default = "default_db_reserve_mb")]
+    pub db_reserve_mb: u64,
 }
 
 fn default_min_free_mb() -> u64 {
     256
+}
+
+fn default_db_reserve_mb() -> u64 {
+    8
 }
 
 fn default_site_name() -> String {

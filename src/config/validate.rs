@@ -627,11 +627,19 @@ fn validate_site(s: RawSite, base: &Path, issues: &mut Issues) -> SiteConfig {
             "use 0 to 1000000 (MB kept free; default 256)",
         );
     }
+    if s.db_reserve_mb > 4096 {
+        issues.push(
+            "site.db_reserve_mb",
+            format!("{} MB is out of range", s.db_reserve_mb),
+            "use 0 to 4096 (MB held back for the database, released when the disk fills; default 8)",
+        );
+    }
     SiteConfig {
         name: s.name,
         timezone,
         data_dir: resolve(base, &s.data_dir),
-        min_free_bytes: s.min_free_mb * 1024 * 1024,
+        min_free_bytes: s.min_free_mb.min(1_000_000) * 1024 * 1024,
+        db_reserve_bytes: s.db_reserve_mb.min(4096) * 1024 * 1024,
     }
 }
 
@@ -1040,6 +1048,19 @@ relay = "main"
         let err = parse(&sync("allowlist_max_age_hours = 100000\n"), &base()).expect_err("invalid");
         assert_eq!(err.issues()[0].path, "sync.allowlist_max_age_hours", "{err}");
         assert!(err.issues()[0].fix.contains("0 for no alert"), "{err}");
+    }
+
+    #[test]
+    fn the_database_reserve_is_bounded() {
+        let c = parse(GOOD, &base()).expect("valid");
+        assert_eq!(c.site.db_reserve_bytes, 8 * 1024 * 1024, "default 8 MB");
+        let off = GOOD.replace("data_dir = \"data\"", "data_dir = \"data\"\ndb_reserve_mb = 0");
+        assert_eq!(parse(&off, &base()).expect("valid").site.db_reserve_bytes, 0);
+        let bad = GOOD.replace("data_dir = \"data\"", "data_dir = \"data\"\ndb_reserve_mb = 5000");
+        let err = parse(&bad, &base()).expect_err("invalid");
+        let paths: Vec<&str> = err.issues().iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(paths, ["site.db_reserve_mb"], "{err}");
+        assert!(err.to_string().contains("use 0 to 4096"), "{err}");
     }
 
     #[test]

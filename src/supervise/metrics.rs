@@ -28,6 +28,8 @@ pub struct Metrics {
     pub clock: crate::clock::SharedClock,
     /// `[sync] allowlist_max_age_hours` (`None`: no alert).
     pub allowlist_max_age: Option<chrono::Duration>,
+    /// Standing alerts (`gatehouse_alert{name="..."} 1` while raised).
+    pub alerts: super::Alerts,
 }
 
 impl Metrics {
@@ -95,8 +97,36 @@ impl Metrics {
         family(
             "gatehouse_events_failed_total",
             "counter",
-            "Events that could not be stored.",
+            "Events lost: held in memory only (the spill file full) when the daemon stopped.",
             vec![(String::new(), r(&self.writer.failed))],
+        );
+        family(
+            "gatehouse_events_unstored",
+            "gauge",
+            "Decided events waiting unstored (held in memory and the spill file while the database cannot take them).",
+            vec![(String::new(), r(&self.writer.held))],
+        );
+        family(
+            "gatehouse_events_spilled_total",
+            "counter",
+            "Events written to the spill file because the database could not take them.",
+            vec![(String::new(), r(&self.writer.spilled))],
+        );
+        family(
+            "gatehouse_db_reserve_released_total",
+            "counter",
+            "Times the database reserve was released because the disk was full.",
+            vec![(String::new(), r(&self.writer.reserve_released))],
+        );
+        family(
+            "gatehouse_alert",
+            "gauge",
+            "1 for each standing alert (the panel's system status names the fix).",
+            self.alerts
+                .list()
+                .into_iter()
+                .map(|(name, _)| (format!("{{name=\"{name}\"}}"), 1))
+                .collect(),
         );
         family(
             "gatehouse_crops_pruned_total",
@@ -227,11 +257,36 @@ mod tests {
             count_opted_out: false,
             clock: Arc::new(crate::clock::SystemClock),
             allowlist_max_age: max_age,
+            alerts: super::super::Alerts::default(),
         };
         let text = metrics(Some(chrono::Duration::hours(168))).render();
         assert!(text.contains("\ngatehouse_allowlist_stale 1\n"), "{text}");
         assert!(text.contains("\ngatehouse_allowlist_age_seconds 720"), "{text}");
         let text = metrics(Some(chrono::Duration::hours(240))).render();
         assert!(text.contains("\ngatehouse_allowlist_stale 0\n"), "{text}");
+    }
+
+    #[test]
+    fn unstored_events_and_alerts_are_exposed() {
+        let writer = Arc::new(WriterStats::default());
+        writer.held.store(3, Ordering::Relaxed);
+        let alerts = super::super::Alerts::default();
+        alerts.raise("database", "damaged");
+        let m = Metrics {
+            lanes: Vec::new(),
+            decisions: Arc::default(),
+            opened: Arc::default(),
+            writer,
+            allowlist: SharedAllowlist::new(crate::access::Allowlist::default()),
+            link: None,
+            count_opted_out: false,
+            clock: Arc::new(crate::clock::SystemClock),
+            allowlist_max_age: None,
+            alerts,
+        };
+        let text = m.render();
+        assert!(text.contains("\ngatehouse_events_unstored 3\n"), "{text}");
+        assert!(text.contains("\ngatehouse_alert{name=\"database\"} 1\n"), "{text}");
+        assert!(text.contains("\ngatehouse_db_reserve_released_total 0\n"), "{text}");
     }
 }

@@ -2,10 +2,12 @@
 //! relays in their safe state, and the service manager's protocol (sd_notify readiness and a watchdog fed
 //! only by pipeline progress).
 
+pub mod alerts;
 pub mod metrics;
 mod notify;
 mod watchdog;
 
+pub use alerts::Alerts;
 pub use notify::Notifier;
 pub use watchdog::{run_watchdog, Progress};
 
