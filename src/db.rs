@@ -302,7 +302,17 @@ pub fn open_checked(path: &Path) -> Result<Connection, DbError> {
 /// Creates an empty database file, mode 0600 (given to the folder's owner when root makes it), unless
 /// one is there; SQLite would otherwise create it with the umask's mode (0644 for root outside systemd).
 fn create_private(path: &Path) -> Result<(), DbError> {
-    if std::fs::symlink_metadata(path).is_ok() {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_file() {
+            // A symbolic link (planted by whoever owns the folder) would make SQLite, run as root by
+            // `gatehouse user add`, write wherever it points.
+            return Err(DbError::Create {
+                path: path.display().to_string(),
+                source: std::io::Error::other(
+                    "it is a symbolic link or not a regular file; move it away and give the database's real path",
+                ),
+            });
+        }
         // Made by an older version (0644 under root's umask): other users lose access, the group keeps it.
         match crate::secret_file::close_to_others(path) {
             Ok(true) => {

@@ -354,3 +354,64 @@ fn a_guard_logs_in_while_one_address_holds_hundreds_of_connections() {
     assert_eq!(code, "303", "guard login: {}", String::from_utf8_lossy(&out.stderr));
     let _ = HOST;
 }
+
+/// Review of the fixes: codes sent all at once are counted before they are checked, so a pending login
+/// gets its three tries however many arrive together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn codes_sent_at_once_get_no_more_tries_than_codes_sent_one_by_one() {
+    let h = std::sync::Arc::new(harness());
+    h.user("ann", Role::Admin, "blue harbour lantern", true)
+        .expect("secret");
+    let r = h
+        .call(Call::post("/login", "user=ann&password=blue+harbour+lantern"))
+        .await;
+    let pending = set_cookie(&r).expect("pending session");
+    let mut tasks = Vec::new();
+    for i in 0..30u8 {
+        let (h, pending) = (h.clone(), pending.clone());
+        tasks.push(tokio::spawn(async move {
+            let code = format!("code={:06}", 100_000 + u32::from(i) * 7);
+            let from = format!("10.4.0.{}", i + 1);
+            h.call(Call::post("/login/totp", &code).cookie(&pending).from(&from))
+                .await
+                .status()
+        }));
+    }
+    for t in tasks {
+        t.await.expect("join");
+    }
+    let checked = h.audit_actions().iter().filter(|a| *a == "login.totp_failed").count();
+    assert!(
+        checked <= gatehouse::panel::lockout::PENDING_MAX_FAILURES as usize,
+        "{checked} of 30 codes sent at once were checked"
+    );
+}
+
+/// Review of the fixes: turning the second factor off takes a code of it too (else: off with the
+/// password, then on again with the attacker's key).
+#[tokio::test]
+async fn turning_the_second_factor_off_takes_a_code_of_it() {
+    let h = harness();
+    let secret = h
+        .user("ann", Role::Supervisor, "blue harbour lantern", true)
+        .expect("secret");
+    let cookie = h.session_for("ann");
+    let r = h
+        .call(Call::post("/account/totp/disable", "current=blue+harbour+lantern").cookie(&cookie))
+        .await;
+    assert!(location(&r).contains("error="), "{}", location(&r));
+    assert_eq!(h.secret_of("ann").as_deref(), Some(secret.as_str()), "still on");
+    use gatehouse::clock::Clock;
+    let code = totp::code(&secret, h.clock.now()).expect("code");
+    let r = h
+        .call(
+            Call::post(
+                "/account/totp/disable",
+                &format!("current=blue+harbour+lantern&current_code={code}"),
+            )
+            .cookie(&cookie),
+        )
+        .await;
+    assert_eq!(location(&r), "/login?m=changed", "{}", location(&r));
+    assert_eq!(h.secret_of("ann"), None, "off with a code of it");
+}

@@ -31,6 +31,7 @@ async fn show(p: Panel, a: Authed, error: Option<String>) -> Result<Response, Fa
             body.push_str(
                 "<form class=\"stack\" method=\"post\" action=\"/account/totp/disable\">\
                  <label>Current password <input name=\"current\" type=\"password\" required></label>\
+                 <label>Code from your authenticator (or a recovery code) <input name=\"current_code\" autocomplete=\"one-time-code\" required></label>\
                  <button class=\"warn\">Turn off</button></form>",
             );
         }
@@ -146,6 +147,50 @@ pub async fn change_password(
     Ok(logged_out_redirect())
 }
 
+/// A code (or recovery code) of the second factor in use, spent when right; true when the account has
+/// none. Counted like a login's second factor (per session, per account, per source) *before* the
+/// check, so codes sent at once or from many addresses cannot outrun the limits.
+async fn current_factor_ok(p: &Panel, a: &Authed, given: String) -> Result<bool, Failure> {
+    let name = a.user.clone();
+    let has_factor = p
+        .db(move |c| store::user(c, &name))
+        .await?
+        .is_some_and(|u| u.totp_secret.is_some());
+    if !has_factor {
+        return Ok(true);
+    }
+    let given = given.trim().to_string();
+    if given.is_empty() || given.len() > 64 {
+        return Ok(false);
+    }
+    let now = p.now();
+    if p.lockout.second_factor_attempt(&a.user, &a.id, a.source, now).is_err() {
+        tracing::warn!(user = %a.user, source = %a.source, "second-factor check refused: too many wrong codes");
+        return Err(Failure::Busy);
+    }
+    let name = a.user.clone();
+    let ok = p
+        .db(move |c| {
+            let Some(u) = store::user(c, &name)? else {
+                return Ok::<_, rusqlite::Error>(false);
+            };
+            let Some(old) = u.totp_secret else { return Ok(true) };
+            if given.chars().any(|ch| ch.is_ascii_alphabetic()) {
+                return store::use_recovery(c, &name, &totp::recovery_hash(&given));
+            }
+            match totp::check(&old, &given, now, u.totp_last_step) {
+                Some(step) => store::use_totp_step(c, &name, step),
+                None => Ok(false),
+            }
+        })
+        .await?;
+    if ok {
+        p.lockout.second_factor_success(&a.user, &a.id);
+        p.lockout.undo(&a.user, a.source);
+    }
+    Ok(ok)
+}
+
 /// How long a key shown for enrolment stays valid.
 const PENDING_TOTP_MINUTES: i64 = 30;
 
@@ -252,29 +297,15 @@ pub async fn totp_enable(
         .await;
         return Ok(retry("The current password is wrong."));
     }
+    // The new key's code first: it has no side effect, so a typo costs no code of the current factor.
+    let Some(step) = totp::check(&secret, &f.code, p.now(), 0) else {
+        return Ok(retry(
+            "That code does not match; check the phone's clock and try the next code.",
+        ));
+    };
     // Replacing a second factor takes a code of the one in use: a password alone (a stolen one, or a
     // browser left logged in) must not move the account to an attacker's phone.
-    let (name, now, given) = (a.user.clone(), p.now(), f.current_code.trim().to_string());
-    let current_ok = p
-        .db(move |c| {
-            let Some(u) = store::user(c, &name)? else {
-                return Ok::<_, rusqlite::Error>(false);
-            };
-            let Some(old) = u.totp_secret else { return Ok(true) };
-            if given.is_empty() || given.len() > 64 {
-                return Ok(false);
-            }
-            if given.chars().any(|ch| ch.is_ascii_alphabetic()) {
-                return store::use_recovery(c, &name, &totp::recovery_hash(&given));
-            }
-            match totp::check(&old, &given, now, u.totp_last_step) {
-                Some(step) => store::use_totp_step(c, &name, step),
-                None => Ok(false),
-            }
-        })
-        .await?;
-    if !current_ok {
-        let _ = p.lockout.failure(&a.user, a.source, p.now());
+    if !current_factor_ok(&p, &a, f.current_code).await? {
         p.audit(
             &a.who(),
             "totp.enable_refused",
@@ -287,11 +318,6 @@ pub async fn totp_enable(
             "Enter a code from the authenticator you use now (or a recovery code) to replace it.",
         ));
     }
-    let Some(step) = totp::check(&secret, &f.code, p.now(), 0) else {
-        return Ok(retry(
-            "That code does not match; check the phone's clock and try the next code.",
-        ));
-    };
     p.pending_totp.lock().unwrap_or_else(|e| e.into_inner()).remove(&a.id);
     let (codes, hashes) = totp::new_recovery_codes();
     let name = a.user.clone();
@@ -326,6 +352,8 @@ pub async fn totp_enable(
 #[derive(Deserialize)]
 pub struct DisableForm {
     current: String,
+    #[serde(default)]
+    current_code: String,
 }
 
 pub async fn totp_disable(
@@ -338,6 +366,20 @@ pub async fn totp_disable(
     }
     if !current_password_ok(&p, &a, f.current).await? {
         return Ok(back("The current password is wrong."));
+    }
+    // As for replacing it: a password alone does not take the second factor off.
+    if !current_factor_ok(&p, &a, f.current_code).await? {
+        p.audit(
+            &a.who(),
+            "totp.disable_refused",
+            Some(a.user.clone()),
+            None,
+            Some("no valid code of the current second factor".into()),
+        )
+        .await;
+        return Ok(back(
+            "Enter a code from your authenticator (or a recovery code) to turn the second factor off.",
+        ));
     }
     let name = a.user.clone();
     p.db(move |c| store::set_totp(c, &name, None)).await?;

@@ -246,6 +246,7 @@ pub async fn login(
         Ok(u) => u,
         Err(e) => return e.into_response(),
     };
+    let exists = user.is_some();
     let pw = f.password;
     let checked = match p
         .hash_work(source, move || match user {
@@ -269,7 +270,12 @@ pub async fn login(
     };
     let Some(user) = checked else {
         let locked = locks;
-        p.audit_failure(&who, "login.failed", Some(name.clone())).await;
+        if exists {
+            // Guessing at a real account is always itemised (the pair lockout bounds it).
+            p.audit(&who, "login.failed", Some(name.clone()), None, None).await;
+        } else {
+            p.audit_failure(&who, "login.failed", Some(name.clone())).await;
+        }
         if locked.is_some() {
             p.audit(
                 &who,
@@ -289,8 +295,8 @@ pub async fn login(
     } else {
         Stage::Full
     };
-    p.lockout.trust(source, now);
     if stage == Stage::Full {
+        p.lockout.trust(source, now);
         p.lockout.success(&name, source);
     } else {
         p.lockout.undo(&name, source);
@@ -374,16 +380,15 @@ pub async fn totp_submit(
             "Too many attempts from this device; wait a minute.",
         );
     }
-    if p.lockout.locked_until(&a.user, a.source, now).is_some()
-        || p.lockout.second_factor_locked_until(&a.user, now).is_some()
-    {
-        let id = a.id.clone();
-        let _ = p.db(move |c| store::delete_session(c, &id)).await;
-        return ([clear_cookie()], Redirect::to("/login?m=expired")).into_response();
-    }
     if code_is_malformed(&f.code) {
         return fail(StatusCode::UNAUTHORIZED, "That code is wrong or was already used.");
     }
+    // Counted before the check: codes sent all at once cannot outrun the limits.
+    let Ok(pre) = p.lockout.second_factor_attempt(&a.user, &a.id, a.source, now) else {
+        let id = a.id.clone();
+        let _ = p.db(move |c| store::delete_session(c, &id)).await;
+        return ([clear_cookie()], Redirect::to("/login?m=expired")).into_response();
+    };
     let (name, code) = (a.user.clone(), f.code.trim().to_string());
     let outcome = p
         .db(move |c| {
@@ -404,8 +409,7 @@ pub async fn totp_submit(
     let how = match outcome {
         Ok(Some(how)) => how,
         Ok(None) => {
-            let locked = p.lockout.failure(&a.user, a.source, now);
-            let second = p.lockout.second_factor_failure(&a.user, &a.id, now);
+            let (locked, second) = (pre.pair_locked_until, pre);
             p.audit_failure(&a.who(), "login.totp_failed", None).await;
             if locked.is_some() {
                 p.audit(&a.who(), "login.locked", Some(a.user.clone()), None, None)
@@ -434,6 +438,7 @@ pub async fn totp_submit(
     };
     p.lockout.success(&a.user, a.source);
     p.lockout.second_factor_success(&a.user, &a.id);
+    p.lockout.trust(a.source, now);
     let id = match start_session(&p, &headers, &a.user, Stage::Full, a.source).await {
         Ok(id) => id,
         Err(e) => return e.into_response(),

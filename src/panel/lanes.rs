@@ -194,7 +194,9 @@ async fn command(p: Panel, a: Authed, relay: String, f: GateForm, kind: &'static
         .await
         .ok()
         .and_then(Result::ok);
-    if outcome == Some(GateOutcome::Lockdown) {
+    // No answer in time: judge a refusal by the lockdown flag, as the controller will.
+    let in_lockdown = matches!(kind, "open" | "hold") && gate.handle.in_lockdown();
+    if outcome == Some(GateOutcome::Lockdown) || (outcome.is_none() && in_lockdown) {
         // The controller refuses to open in lockdown: the audit says so, not that the gate was opened.
         p.audit(
             &a.who(),

@@ -54,6 +54,17 @@ pub struct SecondFactorFailure {
     pub account_locked_until: Option<DateTime<Utc>>,
 }
 
+/// What a second-factor attempt, counted before its check, means if the code is wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SecondFactorAttempt {
+    /// The session has had its tries: end it.
+    pub end_session: bool,
+    /// The account's second factor closes until then.
+    pub account_locked_until: Option<DateTime<Utc>>,
+    /// The (account, source) pair locks until then.
+    pub pair_locked_until: Option<DateTime<Utc>>,
+}
+
 /// Makes room for one more entry: drops what no longer counts, then the oldest by `age`.
 fn make_room<K: Clone + Eq + Hash, V>(
     map: &mut HashMap<K, V>,
@@ -232,6 +243,55 @@ impl Lockout {
             .filter(|u| *u > now)
     }
 
+    /// Checks and counts a second-factor code *before* it is checked, in one step per table, so that
+    /// codes sent all at once cannot outrun the limits: `Err` when the session has had its tries, the
+    /// account's second factor is closed, or the (account, source) pair is locked. `Ok` says what this
+    /// attempt's count means if the code is wrong. A right code calls [`Lockout::second_factor_success`]
+    /// and [`Lockout::success`].
+    pub fn second_factor_attempt(
+        &self,
+        user: &str,
+        session: &str,
+        source: IpAddr,
+        now: DateTime<Utc>,
+    ) -> Result<SecondFactorAttempt, ()> {
+        let period = self.period;
+        let end_session = {
+            let mut map = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            if !map.contains_key(session) {
+                make_room(&mut map, |(_, first)| now - *first < period, |(_, first)| *first);
+            }
+            let e = map.entry(session.to_string()).or_insert((0, now));
+            if e.0 >= PENDING_MAX_FAILURES {
+                return Err(());
+            }
+            e.0 += 1;
+            e.0 >= PENDING_MAX_FAILURES
+        };
+        let account_locked_until = {
+            let mut map = self.second.lock().unwrap_or_else(|p| p.into_inner());
+            let key = user.trim().to_lowercase();
+            if map.get(&key).and_then(|e| e.2).is_some_and(|u| u > now) {
+                return Err(());
+            }
+            if !map.contains_key(&key) {
+                make_room(
+                    &mut map,
+                    |(_, first, until)| now - *first < period || until.is_some_and(|u| u > now),
+                    |(_, first, _)| *first,
+                );
+            }
+            let e = map.entry(key).or_insert((0, now, None));
+            count_failure(e, self.max_failures.saturating_mul(2), period, now)
+        };
+        let pair_locked_until = self.attempt(user, source, now).map_err(|_| ())?;
+        Ok(SecondFactorAttempt {
+            end_session,
+            account_locked_until,
+            pair_locked_until,
+        })
+    }
+
     /// Records a wrong second-factor code for an account, given in a pending session.
     pub fn second_factor_failure(&self, user: &str, session: &str, now: DateTime<Utc>) -> SecondFactorFailure {
         let period = self.period;
@@ -330,6 +390,30 @@ mod tests {
         l.undo("ann", ip);
         assert!(l.locked_until("ann", ip, t0).is_none());
         assert!(matches!(l.attempt("ann", ip, t0), Ok(Some(_))), "two wrong + this one");
+    }
+
+    #[test]
+    fn second_factor_attempts_are_counted_before_the_check() {
+        let l = Lockout::new(5, Duration::minutes(15), 100);
+        let t0 = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).expect("t");
+        // Codes of one pending session sent all at once: three are let through, the rest refused.
+        let through: Vec<_> = (0..10)
+            .filter_map(|i| {
+                l.second_factor_attempt("ann", "s1", IpAddr::from([10, 0, 0, i]), t0)
+                    .ok()
+            })
+            .collect();
+        assert_eq!(through.len(), PENDING_MAX_FAILURES as usize);
+        assert!(through.last().expect("last").end_session);
+        // Other sessions of the account, other sources: ten counted codes in all close its second factor.
+        for i in 3..10u8 {
+            let r = l.second_factor_attempt("ann", &format!("s{i}"), IpAddr::from([10, 1, 0, i]), t0);
+            assert!(r.is_ok(), "attempt {i}");
+        }
+        assert!(l.second_factor_locked_until("ann", t0).is_some());
+        assert!(l
+            .second_factor_attempt("ann", "fresh", IpAddr::from([10, 9, 9, 9]), t0)
+            .is_err());
     }
 
     #[test]

@@ -109,6 +109,8 @@ pub struct Inner {
     pub lockout: lockout::Lockout,
     /// The global bound on password hashing ([`limits::Hashing`]).
     pub hashing: limits::Hashing,
+    /// The site's own certificate (`[panel] cert`), DER: the host names it covers are the panel's too.
+    pub cert_der: Option<Vec<u8>>,
     /// Failed-login audit rows written this minute: (minute start, written, not itemised).
     failure_audits: Mutex<(DateTime<Utc>, u32, u64)>,
     /// Second-factor keys shown for enrolment, kept here until confirmed (by session id).
@@ -218,6 +220,14 @@ impl Panel {
         let audit_key = crate::audit::device_key(&deps.data_dir.join("audit-device.key"))?;
         let mut image_key = [0u8; 32];
         random_bytes(&mut image_key);
+        let cert_der = cfg.cert.as_ref().and_then(|path| {
+            use rustls::pki_types::pem::PemObject;
+            rustls::pki_types::CertificateDer::pem_file_iter(path)
+                .ok()
+                .and_then(|mut certs| certs.next())
+                .and_then(Result::ok)
+                .map(|c| c.to_vec())
+        });
         let lockout = lockout::Lockout::new(
             cfg.lockout_failures,
             chrono::Duration::from_std(cfg.lockout_period).unwrap_or(chrono::Duration::minutes(15)),
@@ -231,6 +241,7 @@ impl Panel {
             hashing: limits::Hashing::default(),
             pending_totp: Mutex::default(),
             failure_audits: Mutex::new((DateTime::<Utc>::MIN_UTC, 0, 0)),
+            cert_der,
             image_key,
             audit_key,
         })))
@@ -293,9 +304,10 @@ impl Panel {
         }
     }
 
-    /// Audits a failed or refused login, at most [`limits::FAILURE_AUDITS_PER_MINUTE`] rows a minute:
-    /// past that, failures are counted and the count is written as one `login.failures_not_itemised`
-    /// row when the next minute starts. A flood of wrong logins from many addresses cannot fill the disk
+    /// Audits a failed or refused login (for a name no account has, a refused locked pair, a wrong
+    /// code), at most [`limits::FAILURE_AUDITS_PER_MINUTE`] rows a minute: past that, failures are
+    /// counted and the count is written as one `login.failures_not_itemised` row with the first failure
+    /// after the minute (a count not yet written is lost on restart; the journal has the lines). A flood of wrong logins from many addresses cannot fill the disk
     /// with audit rows (the audit log is never pruned).
     pub async fn audit_failure(&self, who: &Who<'_>, action: &str, target: Option<String>) {
         let now = self.now();

@@ -2,8 +2,8 @@
 //! `Origin` (or, failing that, a `Referer`) of this very host, and `Sec-Fetch-Site`, when sent, must be
 //! `same-origin`. Session cookies are also `SameSite=Strict`; this is the second lock.
 //!
-//! The `Host` header must name this panel: an IP address, `localhost`, or one of `[panel] hostnames`
-//! (421 otherwise). A page served under a stranger's DNS name (DNS rebinding) is refused before any
+//! The `Host` header must name this panel: an IP address, `localhost`, one of `[panel] hostnames`, or a
+//! name the site's own certificate (`[panel] cert`) covers (421 otherwise). A page served under a stranger's DNS name (DNS rebinding) is refused before any
 //! handler runs.
 
 use axum::extract::{Request, State};
@@ -20,7 +20,7 @@ pub async fn headers_and_origin(State(p): State<super::Panel>, req: Request, nex
         .headers()
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|h| host_allowed(h, &p.cfg.hostnames));
+        .is_some_and(|h| host_allowed(h, &p.cfg.hostnames, p.cert_der.as_deref()));
     let mut resp = if !host_ok {
         tracing::debug!(host = ?req.headers().get(header::HOST), "request for another host name refused");
         (
@@ -79,9 +79,9 @@ pub async fn headers_and_origin(State(p): State<super::Panel>, req: Request, nex
     resp
 }
 
-/// Whether a `Host` header names this panel: an IP literal, `localhost`, or a configured host name,
-/// with or without a port.
-pub fn host_allowed(host: &str, hostnames: &[String]) -> bool {
+/// Whether a `Host` header names this panel: an IP literal, `localhost`, a configured host name, or a
+/// name the site's certificate (DER) covers, with or without a port.
+pub fn host_allowed(host: &str, hostnames: &[String], cert: Option<&[u8]>) -> bool {
     let name = if let Some(rest) = host.strip_prefix('[') {
         // [v6]:port
         match rest.split_once(']') {
@@ -100,6 +100,19 @@ pub fn host_allowed(host: &str, hostnames: &[String]) -> bool {
     name.parse::<std::net::Ipv4Addr>().is_ok()
         || name.eq_ignore_ascii_case("localhost")
         || hostnames.iter().any(|h| h.trim().eq_ignore_ascii_case(name))
+        || cert.is_some_and(|der| cert_covers(der, name))
+}
+
+/// Whether a certificate is valid for a DNS name (its subject alternative names, wildcards included).
+fn cert_covers(der: &[u8], name: &str) -> bool {
+    let der = rustls::pki_types::CertificateDer::from(der);
+    let Ok(cert) = webpki::EndEntityCert::try_from(&der) else {
+        return false;
+    };
+    let Ok(server) = rustls::pki_types::ServerName::try_from(name) else {
+        return false;
+    };
+    cert.verify_is_valid_for_subject_name(&server).is_ok()
 }
 
 /// Whether a state-changing request comes from a page of this panel.
@@ -149,7 +162,7 @@ mod tests {
             "[::1]:8443",
             "[fe80::1]",
         ] {
-            assert!(host_allowed(ok, &names), "{ok}");
+            assert!(host_allowed(ok, &names, None), "{ok}");
         }
         for bad in [
             "evil.example",
@@ -159,8 +172,18 @@ mod tests {
             "[zz]:1",
             "",
         ] {
-            assert!(!host_allowed(bad, &names), "{bad}");
+            assert!(!host_allowed(bad, &names, None), "{bad}");
         }
+        // A site certificate's names count too (a site with its own certificate kept the default list).
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["gate.example.org".into(), "*.lan.example.org".into()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("cert");
+        let der = cert.der().to_vec();
+        assert!(host_allowed("gate.example.org:8443", &names, Some(&der)));
+        assert!(host_allowed("tablet.lan.example.org", &names, Some(&der)));
+        assert!(!host_allowed("evil.example", &names, Some(&der)));
     }
 
     #[test]
