@@ -164,7 +164,7 @@ async fn current_factor_ok(p: &Panel, a: &Authed, given: String) -> Result<bool,
         return Ok(false);
     }
     let now = p.now();
-    if p.lockout.second_factor_attempt(&a.user, &a.id, a.source, now).is_err() {
+    if p.lockout.second_factor_attempt(&a.user, &a.id, a.source, now).is_none() {
         tracing::warn!(user = %a.user, source = %a.source, "second-factor check refused: too many wrong codes");
         return Err(Failure::Busy);
     }

@@ -384,7 +384,7 @@ pub async fn totp_submit(
         return fail(StatusCode::UNAUTHORIZED, "That code is wrong or was already used.");
     }
     // Counted before the check: codes sent all at once cannot outrun the limits.
-    let Ok(pre) = p.lockout.second_factor_attempt(&a.user, &a.id, a.source, now) else {
+    let Some(pre) = p.lockout.second_factor_attempt(&a.user, &a.id, a.source, now) else {
         let id = a.id.clone();
         let _ = p.db(move |c| store::delete_session(c, &id)).await;
         return ([clear_cookie()], Redirect::to("/login?m=expired")).into_response();

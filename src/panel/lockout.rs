@@ -244,8 +244,8 @@ impl Lockout {
     }
 
     /// Checks and counts a second-factor code *before* it is checked, in one step per table, so that
-    /// codes sent all at once cannot outrun the limits: `Err` when the session has had its tries, the
-    /// account's second factor is closed, or the (account, source) pair is locked. `Ok` says what this
+    /// codes sent all at once cannot outrun the limits: `None` when the session has had its tries, the
+    /// account's second factor is closed, or the (account, source) pair is locked; otherwise what this
     /// attempt's count means if the code is wrong. A right code calls [`Lockout::second_factor_success`]
     /// and [`Lockout::success`].
     pub fn second_factor_attempt(
@@ -254,7 +254,7 @@ impl Lockout {
         session: &str,
         source: IpAddr,
         now: DateTime<Utc>,
-    ) -> Result<SecondFactorAttempt, ()> {
+    ) -> Option<SecondFactorAttempt> {
         let period = self.period;
         let end_session = {
             let mut map = self.pending.lock().unwrap_or_else(|p| p.into_inner());
@@ -263,7 +263,7 @@ impl Lockout {
             }
             let e = map.entry(session.to_string()).or_insert((0, now));
             if e.0 >= PENDING_MAX_FAILURES {
-                return Err(());
+                return None;
             }
             e.0 += 1;
             e.0 >= PENDING_MAX_FAILURES
@@ -272,7 +272,7 @@ impl Lockout {
             let mut map = self.second.lock().unwrap_or_else(|p| p.into_inner());
             let key = user.trim().to_lowercase();
             if map.get(&key).and_then(|e| e.2).is_some_and(|u| u > now) {
-                return Err(());
+                return None;
             }
             if !map.contains_key(&key) {
                 make_room(
@@ -284,8 +284,8 @@ impl Lockout {
             let e = map.entry(key).or_insert((0, now, None));
             count_failure(e, self.max_failures.saturating_mul(2), period, now)
         };
-        let pair_locked_until = self.attempt(user, source, now).map_err(|_| ())?;
-        Ok(SecondFactorAttempt {
+        let pair_locked_until = self.attempt(user, source, now).ok()?;
+        Some(SecondFactorAttempt {
             end_session,
             account_locked_until,
             pair_locked_until,
@@ -398,22 +398,19 @@ mod tests {
         let t0 = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).expect("t");
         // Codes of one pending session sent all at once: three are let through, the rest refused.
         let through: Vec<_> = (0..10)
-            .filter_map(|i| {
-                l.second_factor_attempt("ann", "s1", IpAddr::from([10, 0, 0, i]), t0)
-                    .ok()
-            })
+            .filter_map(|i| l.second_factor_attempt("ann", "s1", IpAddr::from([10, 0, 0, i]), t0))
             .collect();
         assert_eq!(through.len(), PENDING_MAX_FAILURES as usize);
         assert!(through.last().expect("last").end_session);
         // Other sessions of the account, other sources: ten counted codes in all close its second factor.
         for i in 3..10u8 {
             let r = l.second_factor_attempt("ann", &format!("s{i}"), IpAddr::from([10, 1, 0, i]), t0);
-            assert!(r.is_ok(), "attempt {i}");
+            assert!(r.is_some(), "attempt {i}");
         }
         assert!(l.second_factor_locked_until("ann", t0).is_some());
         assert!(l
             .second_factor_attempt("ann", "fresh", IpAddr::from([10, 9, 9, 9]), t0)
-            .is_err());
+            .is_none());
     }
 
     #[test]
