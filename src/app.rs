@@ -690,6 +690,41 @@ pub fn decide_read(
     d
 }
 
+/// Opens the database for a background loop. One that was usable at start is opened as it is (an error
+/// turns the loop off: `what` names it in the log); one that was not is tried every `retry` until it
+/// passes the quick check. `None` when the loop is off or cancelled.
+fn open_when_usable(
+    path: &std::path::Path,
+    db_ok: bool,
+    what: &str,
+    retry: Duration,
+    cancel: &CancellationToken,
+) -> Option<rusqlite::Connection> {
+    loop {
+        let opened = if db_ok {
+            crate::db::open(path)
+        } else {
+            crate::db::open_checked(path)
+        };
+        match opened {
+            Ok(c) => return Some(c),
+            Err(e) if db_ok => {
+                tracing::error!(error = %e, "{what} disabled");
+                return None;
+            }
+            Err(_) => {
+                let until = std::time::Instant::now() + retry;
+                while !cancel.is_cancelled() && std::time::Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                if cancel.is_cancelled() {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
 /// Purges expired events and crops at start and then hourly, in small batches, off the async runtime.
 /// When the database was not usable at start, it waits (trying every minute) until it passes the check.
 fn retention_loop(
@@ -700,28 +735,8 @@ fn retention_loop(
     db_ok: bool,
 ) {
     // A database that was not usable at start is not written to until it passes the quick check.
-    let mut conn = loop {
-        let opened = if db_ok {
-            crate::db::open(&path)
-        } else {
-            crate::db::open_checked(&path)
-        };
-        match opened {
-            Ok(c) => break c,
-            Err(e) if db_ok => {
-                tracing::error!(error = %e, "retention purge disabled");
-                return;
-            }
-            Err(_) => {
-                let until = std::time::Instant::now() + Duration::from_secs(60);
-                while !cancel.is_cancelled() && std::time::Instant::now() < until {
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-                if cancel.is_cancelled() {
-                    return;
-                }
-            }
-        }
+    let Some(mut conn) = open_when_usable(&path, db_ok, "retention purge", Duration::from_secs(60), &cancel) else {
+        return;
     };
     while !cancel.is_cancelled() {
         match events::retention::purge(&mut conn, &retention, clock.now(), 500) {
@@ -868,29 +883,8 @@ fn reload_allowlist(ctx: ReloadCtx, cancel: CancellationToken) {
         age: (clock, max_age),
     } = ctx;
     let last_good = access::snapshot::path_for(&path);
-    let sleep = |d: Duration| {
-        let until = std::time::Instant::now() + d;
-        while !cancel.is_cancelled() && std::time::Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
-    let conn = loop {
-        let opened = if db_ok {
-            crate::db::open(&path)
-        } else {
-            crate::db::open_checked(&path)
-        };
-        match opened {
-            Ok(c) => break c,
-            Err(e) if db_ok => {
-                tracing::error!(error = %e, "allowlist reload disabled");
-                return;
-            }
-            Err(_) => sleep(Duration::from_secs(30)),
-        }
-        if cancel.is_cancelled() {
-            return;
-        }
+    let Some(conn) = open_when_usable(&path, db_ok, "allowlist reload", Duration::from_secs(30), &cancel) else {
+        return;
     };
     let version = |c: &rusqlite::Connection| c.pragma_query_value(None, "data_version", |r| r.get::<_, i64>(0)).ok();
     // Not usable at start: load at once.

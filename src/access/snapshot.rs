@@ -4,7 +4,6 @@
 //! opened, so the gate keeps deciding on the last list it had (with an alert). Line 1 is the SHA-256 of
 //! line 2, the JSON body; a damaged snapshot is refused. Opted-out entries stay sealed, as in the database.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -42,7 +41,6 @@ fn invalid(path: &Path, what: impl std::fmt::Display) -> AccessError {
 
 /// Writes the snapshot of `entries` (as loaded from the database) atomically.
 pub fn write(path: &Path, entries: &[Entry], version: u64, now: DateTime<Utc>) -> Result<(), AccessError> {
-    use std::os::unix::fs::OpenOptionsExt;
     let body = serde_json::to_string(&Body {
         format: 1,
         written_at: now.timestamp_millis(),
@@ -51,35 +49,8 @@ pub fn write(path: &Path, entries: &[Entry], version: u64, now: DateTime<Utc>) -
     })
     .map_err(|e| invalid(path, e))?;
     let sum = hex::encode(Sha256::digest(body.as_bytes()));
-    let tmp = path.with_extension("json.tmp");
-    let io = |e: std::io::Error| invalid(path, e);
-    match std::fs::remove_file(&tmp) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io(e)),
-    }
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)?;
-        f.write_all(sum.as_bytes())?;
-        f.write_all(b"\n")?;
-        f.write_all(body.as_bytes())?;
-        f.write_all(b"\n")?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(io)
+    // Written whole or not at all, fsynced, 0600, never through a planted link.
+    crate::secret_file::replace_mode(path, format!("{sum}\n{body}\n").as_bytes(), 0o600).map_err(|e| invalid(path, e))
 }
 
 /// Puts a last-good list into a new database: its entries and its applied version, in one transaction.
