@@ -45,15 +45,6 @@ pub struct Lockout {
     trusted: Mutex<HashMap<IpAddr, DateTime<Utc>>>,
 }
 
-/// What a wrong second-factor code leads to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SecondFactorFailure {
-    /// The pending session has had its tries: end it.
-    pub end_session: bool,
-    /// The account takes no code until then (set by this failure).
-    pub account_locked_until: Option<DateTime<Utc>>,
-}
-
 /// What a second-factor attempt, counted before its check, means if the code is wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SecondFactorAttempt {
@@ -133,22 +124,6 @@ impl Lockout {
         map.get(&Self::key(user, source))
             .and_then(|(_, _, until)| *until)
             .filter(|u| *u > now)
-    }
-
-    /// Records a failure; returns the lock's end when this failure locked the pair.
-    pub fn failure(&self, user: &str, source: IpAddr, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let key = Self::key(user, source);
-        if !map.contains_key(&key) {
-            let period = self.period;
-            make_room(
-                &mut map,
-                |(_, first, until)| now - *first < period || until.is_some_and(|u| u > now),
-                |(_, first, _)| *first,
-            );
-        }
-        let e = map.entry(key).or_insert((0, now, None));
-        count_failure(e, self.max_failures, self.period, now)
     }
 
     /// Whether a right password came from this source within [`TRUSTED_FOR`] (the booth tablet).
@@ -292,41 +267,6 @@ impl Lockout {
         })
     }
 
-    /// Records a wrong second-factor code for an account, given in a pending session.
-    pub fn second_factor_failure(&self, user: &str, session: &str, now: DateTime<Utc>) -> SecondFactorFailure {
-        let period = self.period;
-        let account_locked_until = {
-            let mut map = self.second.lock().unwrap_or_else(|p| p.into_inner());
-            let key = user.trim().to_lowercase();
-            if !map.contains_key(&key) {
-                make_room(
-                    &mut map,
-                    |(_, first, until)| now - *first < period || until.is_some_and(|u| u > now),
-                    |(_, first, _)| *first,
-                );
-            }
-            let e = map.entry(key).or_insert((0, now, None));
-            count_failure(e, self.max_failures.saturating_mul(2), period, now)
-        };
-        let end_session = {
-            let mut map = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            if !map.contains_key(session) {
-                make_room(&mut map, |(_, first)| now - *first < period, |(_, first)| *first);
-            }
-            let e = map.entry(session.to_string()).or_insert((0, now));
-            e.0 += 1;
-            let end = e.0 >= PENDING_MAX_FAILURES;
-            if end {
-                map.remove(session);
-            }
-            end
-        };
-        SecondFactorFailure {
-            end_session,
-            account_locked_until,
-        }
-    }
-
     /// The second factor was given: its counts start again.
     pub fn second_factor_success(&self, user: &str, session: &str) {
         self.second
@@ -347,9 +287,16 @@ mod tests {
         let t0 = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).expect("t");
         let (booth, attacker): (IpAddr, IpAddr) = ("10.0.0.5".parse().expect("ip"), "10.9.9.9".parse().expect("ip"));
         for i in 0..4 {
-            assert_eq!(l.failure("ann", attacker, t0 + Duration::seconds(i)), None);
+            assert_eq!(
+                l.attempt("ann", attacker, t0 + Duration::seconds(i)).ok().flatten(),
+                None
+            );
         }
-        assert!(l.failure("Ann", attacker, t0 + Duration::seconds(5)).is_some());
+        assert!(l
+            .attempt("Ann", attacker, t0 + Duration::seconds(5))
+            .ok()
+            .flatten()
+            .is_some());
         assert!(l.locked_until("ann", attacker, t0 + Duration::minutes(14)).is_some());
         assert!(
             l.locked_until("ann", booth, t0 + Duration::minutes(1)).is_none(),
@@ -360,7 +307,7 @@ mod tests {
             "released"
         );
         assert_eq!(
-            l.failure("ann", attacker, t0 + Duration::minutes(16)),
+            l.attempt("ann", attacker, t0 + Duration::minutes(16)).ok().flatten(),
             None,
             "count restarts"
         );
@@ -419,7 +366,7 @@ mod tests {
         let t0 = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).expect("t");
         for i in 1..=3u16 {
             let ip = IpAddr::from([0x2001, 0xdb8, 0, 7, i, i, i, i]);
-            let _ = l.failure("ann", ip, t0);
+            let _ = l.attempt("ann", ip, t0);
         }
         let other_host_same_64 = IpAddr::from([0x2001, 0xdb8, 0, 7, 9, 9, 9, 9]);
         assert!(l.locked_until("ann", other_host_same_64, t0).is_some());
@@ -434,37 +381,11 @@ mod tests {
         let t0 = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).expect("t");
         let ip: IpAddr = "10.0.0.5".parse().expect("ip");
         for i in 0..(MAX_TRACKED + 500) {
-            let _ = l.failure(&format!("user{i}"), ip, t0);
-            let _ = l.second_factor_failure(&format!("user{i}"), &format!("s{i}"), t0);
+            let _ = l.attempt(&format!("user{i}"), ip, t0);
+            let _ = l.second_factor_attempt(&format!("user{i}"), &format!("s{i}"), ip, t0);
             let _ = l.allow_attempt(IpAddr::from([10, 1, (i / 256) as u8, (i % 256) as u8]), t0);
         }
         assert!(l.tracked() <= 3 * MAX_TRACKED, "{} entries", l.tracked());
         assert!(l.attempts.lock().expect("lock").len() <= MAX_TRACKED);
-    }
-
-    #[test]
-    fn second_factor_failures_count_per_session_and_per_account() {
-        let l = Lockout::new(5, Duration::minutes(15), 100);
-        let t0 = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).expect("t");
-        let f1 = l.second_factor_failure("ann", "s1", t0);
-        let f2 = l.second_factor_failure("ann", "s1", t0);
-        assert!(!f1.end_session && !f2.end_session);
-        assert!(
-            l.second_factor_failure("ann", "s1", t0).end_session,
-            "third wrong code ends the session"
-        );
-        // New pending sessions (the password is known) keep counting against the account.
-        let mut locked = None;
-        for i in 0..7 {
-            locked = locked.or(l
-                .second_factor_failure("ann", &format!("s{}", i + 2), t0)
-                .account_locked_until);
-        }
-        assert!(locked.is_some(), "10 wrong codes lock the account's second factor");
-        assert!(l.second_factor_locked_until("ann", t0 + Duration::minutes(1)).is_some());
-        assert!(l.second_factor_locked_until("bob", t0).is_none());
-        assert!(l
-            .second_factor_locked_until("ann", t0 + Duration::minutes(16))
-            .is_none());
     }
 }
