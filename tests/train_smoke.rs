@@ -195,3 +195,40 @@ produced_by = "smoke test"
     let v = recognize(dir.path(), &manifest, &bench.join("endtoend/eu/eu1.jpg"));
     assert!(v["plates"].is_array(), "{v}");
 }
+
+/// `models/train/compute_budget.py` counts the shipped models' multiply-accumulates from their graphs:
+/// a smaller frame costs the detector fewer, the reader's count does not move, and the per-frame total
+/// is the detector plus the reader passes.
+#[test]
+fn the_compute_budget_is_counted_from_the_graphs() {
+    require_models();
+    let run = |frame: &str, plates: &str| {
+        let o = Command::new("python3")
+            .arg(repo().join("models/train/compute_budget.py"))
+            .args(["--frame", frame, "--plates", plates])
+            .output()
+            .expect("python3");
+        assert!(o.status.success(), "compute_budget.py failed:\n{}", text(&o));
+        let out = String::from_utf8_lossy(&o.stdout).to_string();
+        let macs = |prefix: &str| -> f64 {
+            out.lines()
+                .find(|l| l.starts_with(prefix))
+                .and_then(|l| l.split_whitespace().find_map(|w| w.parse::<f64>().ok()))
+                .unwrap_or_else(|| panic!("no {prefix} line in:\n{out}"))
+        };
+        let total: f64 = out
+            .lines()
+            .find(|l| l.starts_with("per frame"))
+            .and_then(|l| l.split(": ").nth(1))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no per-frame line in:\n{out}"));
+        (macs("plate_detector"), macs("plate_reader"), total)
+    };
+    let (det, reader, total) = run("640x352", "2");
+    assert!(det > 10.0 && reader > 10.0, "{det} {reader}");
+    assert!((total - (det + 2.0 * reader)).abs() < 0.2, "{total} vs {det} + 2 x {reader}");
+    let (small, reader_again, _) = run("320x192", "1");
+    assert!(small < det / 2.0, "a quarter of the pixels: {small} vs {det}");
+    assert!((reader_again - reader).abs() < 0.05);
+}

@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""Multiply-accumulates and parameter bytes of Gatehouse's models, counted from the ONNX graphs.
+
+    python3 models/train/compute_budget.py [--frame 640x352] [--plates 2]
+
+For each model of models/manifest.toml's pair (the plate detector and the plate reader) it fixes the input
+size (the detector's from --frame, after its 2 x 2 pixel blocks; the reader's one 48 x 160 plate), takes
+every tensor's shape from one ONNX Runtime run on zeros, and counts:
+- Conv (also in QDQ form: the weight behind a DequantizeLinear): output elements x (input channels / group)
+  x kernel height x kernel width;
+- MatMul and Gemm: batch x M x K x N;
+and the bytes of every initializer (int8 weights count one byte each). Element-wise work (activations,
+adds, resizes) is left out: it is small next to the convolutions and is memory-bound, not MAC-bound.
+The per-frame total is the detector once plus the reader `--plates` times. Nothing is timed here: the
+figures are properties of the files, and the README's ARM estimate divides them by an assumed throughput.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_shapes(model: onnx.ModelProto, dims: dict) -> dict:
+    """The shape of every tensor, from one ONNX Runtime run on zeros with every node output exposed
+    (exact where static shape inference stops at Shape/Reshape chains)."""
+    import onnxruntime as ort
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    known = {o.name for o in m.graph.output}
+    for n in m.graph.node:
+        for o in n.output:
+            if o and o not in known:
+                m.graph.output.append(onnx.ValueInfoProto(name=o))
+                known.add(o)
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    feeds = {}
+    for i in sess.get_inputs():
+        shape = [dims.get(d, d) if isinstance(d, str) else d for d in i.shape]
+        dtype = {"tensor(uint8)": np.uint8, "tensor(float)": np.float32}[i.type]
+        feeds[i.name] = np.zeros(shape, dtype=dtype)
+    names = [o.name for o in sess.get_outputs()]
+    out = {name: list(v.shape) for name, v in zip(names, sess.run(names, feeds))}
+    for init in model.graph.initializer:
+        out[init.name] = list(init.dims)
+    return out
+
+
+def count(model: onnx.ModelProto, dims: dict) -> tuple[int, int, dict]:
+    """(MACs, parameter bytes, MACs by op type) with the symbolic input dimensions set to `dims`."""
+    shp = run_shapes(model, dims)
+    inits = {i.name: i for i in model.graph.initializer}
+    # A QDQ weight: the DequantizeLinear output stands for its int8 initializer.
+    dq_source = {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    consts = {n.output[0]: n for n in model.graph.node if n.op_type == "Constant"}
+
+    def shape_of(name):
+        if name in shp and shp[name] and None not in shp[name]:
+            return shp[name]
+        src = dq_source.get(name)
+        if src is not None and src in shp:
+            return shp[src]
+        if name in consts:
+            t = numpy_helper.to_array(consts[name].attribute[0].t)
+            return list(t.shape)
+        return None
+
+    by_op: dict = {}
+    total = 0
+    for n in model.graph.node:
+        macs = 0
+        if n.op_type in ("Conv", "ConvInteger", "QLinearConv"):
+            w = n.input[3] if n.op_type == "QLinearConv" else n.input[1]
+            y = n.output[0]
+            ws, ys = shape_of(w), shape_of(y)
+            if ws is None or ys is None:
+                sys.exit(f"compute_budget: no shape for {n.name or n.op_type} ({w} / {y})")
+            # ws = [Cout, Cin/group, kH, kW]; ys = [N, Cout, H, W]
+            macs = int(np.prod(ys)) * int(np.prod(ws[1:]))
+        elif n.op_type in ("MatMul", "Gemm", "MatMulInteger"):
+            a, b = shape_of(n.input[0]), shape_of(n.input[1])
+            y = shape_of(n.output[0])
+            if a is None or b is None or y is None:
+                sys.exit(f"compute_budget: no shape for {n.name or n.op_type}")
+            k = a[-1] if not (n.op_type == "Gemm" and any(at.name == "transA" and at.i for at in n.attribute)) else a[-2]
+            macs = int(np.prod(y)) * int(k)
+        if macs:
+            by_op[n.op_type] = by_op.get(n.op_type, 0) + macs
+            total += macs
+    params = 0
+    for init in inits.values():
+        arr = numpy_helper.to_array(init)
+        params += arr.nbytes
+    for c in consts.values():
+        params += numpy_helper.to_array(c.attribute[0].t).nbytes
+    return total, params, by_op
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--frame", default="640x352", help="detector input, width x height (default 640x352)")
+    ap.add_argument("--plates", type=int, default=2, help="reader passes per frame (default 2: max_plates)")
+    ap.add_argument("--detector", default=str(ROOT / "models/plate_detector.int8.onnx"))
+    ap.add_argument("--reader", default=str(ROOT / "models/plate_reader.onnx"))
+    args = ap.parse_args()
+    w, h = (int(x) for x in args.frame.lower().split("x"))
+
+    det = onnx.load(args.detector)
+    in_dims = [d.dim_value or d.dim_param for d in det.graph.input[0].type.tensor_type.shape.dim]
+    blocks = 2 if in_dims[1] == 12 else 1
+    names = [d for d in in_dims if isinstance(d, str)]
+    d_macs, d_params, d_ops = count(det, dict(zip(names, (h // blocks, w // blocks))))
+
+    rd = onnx.load(args.reader)
+    rnames = [d.dim_param for d in rd.graph.input[0].type.tensor_type.shape.dim if d.dim_param]
+    r_macs, r_params, r_ops = count(rd, {n: 1 for n in rnames})
+
+    per_frame = d_macs + args.plates * r_macs
+    print(f"{'model':<34} {'MACs':>14} {'params':>12}  by op")
+    print(f"{Path(args.detector).name + f' ({w}x{h})':<34} {d_macs / 1e6:>11.1f} M {d_params / 1e6:>9.2f} MB  "
+          + ", ".join(f"{k} {v / 1e6:.1f} M" for k, v in d_ops.items()))
+    print(f"{Path(args.reader).name + ' (one 48x160 plate)':<34} {r_macs / 1e6:>11.1f} M {r_params / 1e6:>9.2f} MB  "
+          + ", ".join(f"{k} {v / 1e6:.1f} M" for k, v in r_ops.items()))
+    print(f"per frame (detector + {args.plates} reader passes): {per_frame / 1e6:.1f} M MACs "
+          f"(int8 detector {d_macs / 1e6:.1f} M, fp32 reader {args.plates * r_macs / 1e6:.1f} M)")
+
+
+if __name__ == "__main__":
+    main()
