@@ -227,7 +227,10 @@ fn the_compute_budget_is_counted_from_the_graphs() {
     };
     let (det, reader, total) = run("640x352", "2");
     assert!(det > 10.0 && reader > 10.0, "{det} {reader}");
-    assert!((total - (det + 2.0 * reader)).abs() < 0.2, "{total} vs {det} + 2 x {reader}");
+    assert!(
+        (total - (det + 2.0 * reader)).abs() < 0.2,
+        "{total} vs {det} + 2 x {reader}"
+    );
     let (small, reader_again, _) = run("320x192", "1");
     assert!(small < det / 2.0, "a quarter of the pixels: {small} vs {det}");
     assert!((reader_again - reader).abs() < 0.05);
