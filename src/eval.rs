@@ -134,6 +134,69 @@ pub fn load_set(dir: &Path) -> Result<Vec<Sample>, EvalError> {
     Ok(out)
 }
 
+/// The folders under `root` (itself included, at most 4 levels down) that hold a labels file, sorted: a
+/// tree of class sets such as `models/train/class_sets.py` writes (`scale/080px/us`, `light/ir/eu`, ...).
+pub fn label_leaves(root: &Path) -> Vec<PathBuf> {
+    fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
+        if dir.join("labels.tsv").is_file() || dir.join("labels.csv").is_file() {
+            out.push(dir.to_path_buf());
+        }
+        if depth == 0 {
+            return;
+        }
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let mut subs: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .collect();
+        subs.sort();
+        for s in subs {
+            walk(&s, depth - 1, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, 4, &mut out);
+    out
+}
+
+/// Figures of a group of leaves (a class across its region folders): frames, plates found, exact reads.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ClassFigures {
+    pub class: String,
+    pub frames: usize,
+    pub with_box: usize,
+    pub found: usize,
+    pub exact: usize,
+}
+
+impl ClassFigures {
+    pub fn add(&mut self, results: &[SampleResult]) {
+        self.frames += results.len();
+        self.exact += results.iter().filter(|r| r.correct).count();
+        for d in results.iter().filter_map(|r| r.detected) {
+            self.with_box += 1;
+            self.found += usize::from(d);
+        }
+    }
+
+    pub fn row(&self) -> String {
+        let pct = |n: usize, d: usize| {
+            if d == 0 {
+                "n/a".to_string()
+            } else {
+                format!("{:.1}% ({n}/{d})", n as f64 * 100.0 / d as f64)
+            }
+        };
+        format!(
+            "| {} | {} | {} | {} |",
+            self.class,
+            self.frames,
+            pct(self.found, self.with_box),
+            pct(self.exact, self.frames)
+        )
+    }
+}
+
 /// What happened on one image.
 #[derive(Debug, Clone, Serialize)]
 pub struct SampleResult {

@@ -60,7 +60,8 @@ pub enum Command {
         #[command(flatten)]
         models: ModelArgs,
     },
-    /// Accuracy and speed on a labelled set (labels.tsv or labels.csv).
+    /// Accuracy and speed on a labelled set (labels.tsv or labels.csv), or on every such set below a folder
+    /// (the class sets of models/train/class_sets.py: a table row per class).
     Eval {
         dir: PathBuf,
         /// The last line of output is one JSON object with the figures.

@@ -156,6 +156,9 @@ pub fn eval(
     failures: Option<&Path>,
     models: &ModelArgs,
 ) -> anyhow::Result<()> {
+    if !dir.join("labels.tsv").is_file() && !dir.join("labels.csv").is_file() {
+        return eval_tree(dir, json_out, threads, top_n, split, models);
+    }
     let samples = select(dir, load_set(dir)?, split);
     // The set's folder name (us, eu, br) picks the regional prior unless --region says otherwise.
     let folder = dir
@@ -200,6 +203,90 @@ pub fn eval(
                 "p90_ms": report.p90_ms, "threads": report.threads
             })
         );
+    }
+    Ok(())
+}
+
+/// `gatehouse eval` on a folder of class sets (models/train/class_sets.py): every folder below with a
+/// labels file is evaluated with its own name's region prior, then one table row per class (the leaf's
+/// parent: `scale/080px`, `light/ir`), the regions summed, and a row per leaf.
+fn eval_tree(
+    dir: &Path,
+    json_out: bool,
+    threads: usize,
+    top_n: usize,
+    split: Split,
+    models: &ModelArgs,
+) -> anyhow::Result<()> {
+    use crate::eval::{label_leaves, ClassFigures};
+    let leaves = label_leaves(dir);
+    if leaves.is_empty() {
+        return Err(crate::eval::EvalError::NoLabels(format!(
+            "{} (nor in any folder below it)",
+            dir.display()
+        ))
+        .into());
+    }
+    let mut classes: Vec<ClassFigures> = Vec::new();
+    let mut rows: Vec<ClassFigures> = Vec::new();
+    for leaf in &leaves {
+        let rel = leaf.strip_prefix(dir).unwrap_or(leaf);
+        let name = rel.display().to_string();
+        let class = rel
+            .parent()
+            .map(|p| p.display().to_string())
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| name.clone());
+        let folder = leaf
+            .file_name()
+            .map(|f| f.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        let region = if FormatPrior::region(&folder).is_some() {
+            folder
+        } else {
+            "none".to_string()
+        };
+        let samples = select(leaf, load_set(leaf)?, split);
+        let make = reader_factory(models, top_n, &region)?;
+        let (report, results) = evaluate(&name, &samples, make, threads, top_n, &|| {})?;
+        for r in results.iter().filter(|r| !r.correct) {
+            println!(
+                "miss {name}/{}: truth {} read {}",
+                r.image,
+                r.truth,
+                r.read.as_deref().unwrap_or("-")
+            );
+        }
+        println!("{}", report.table());
+        let mut row = ClassFigures {
+            class: name,
+            ..Default::default()
+        };
+        row.add(&results);
+        rows.push(row);
+        match classes.iter_mut().find(|c| c.class == class) {
+            Some(c) => c.add(&results),
+            None => {
+                let mut c = ClassFigures {
+                    class,
+                    ..Default::default()
+                };
+                c.add(&results);
+                classes.push(c);
+            }
+        }
+    }
+    println!("\n| class | frames | plate found (IoU >= 0.4) | exact top-1 |\n|---|---|---|---|");
+    for c in &classes {
+        println!("{}", c.row());
+    }
+    println!("\n| set | frames | plate found (IoU >= 0.4) | exact top-1 |\n|---|---|---|---|");
+    for r in &rows {
+        println!("{}", r.row());
+    }
+    println!("({threads} thread(s), split {split:?})");
+    if json_out {
+        println!("{}", json!({"classes": classes, "sets": rows, "threads": threads}));
     }
     Ok(())
 }
