@@ -221,11 +221,7 @@ fn eval_tree(
     use crate::eval::{label_leaves, ClassFigures};
     let leaves = label_leaves(dir);
     if leaves.is_empty() {
-        return Err(crate::eval::EvalError::NoLabels(format!(
-            "{} (nor in any folder below it)",
-            dir.display()
-        ))
-        .into());
+        return Err(crate::eval::EvalError::NoLabels(format!("{} (nor in any folder below it)", dir.display())).into());
     }
     let mut classes: Vec<ClassFigures> = Vec::new();
     let mut rows: Vec<ClassFigures> = Vec::new();

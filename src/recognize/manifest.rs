@@ -71,6 +71,11 @@ pub struct InputSpec {
     /// Longest side the model works at (detectors); 0 = the caller decides.
     #[serde(default)]
     pub max_side: u32,
+    /// Plate detector: a second, coarse pass over the frame at this longest side (0 = none). Plates that
+    /// fill a large part of the frame (a car stopped close to the camera) are bigger than the detector saw
+    /// in training at `max_side`; at the coarse side they are ordinary plates. Both passes' boxes are merged.
+    #[serde(default)]
+    pub coarse_max_side: u32,
     /// Per-image contrast stretch: the 1st..99th luminance percentile is mapped onto 0..255 with at most
     /// this gain (dim, low-contrast night plates then look like the daylight ones); 0 or 1 = off.
     #[serde(default)]
@@ -168,6 +173,15 @@ impl Manifest {
                         spec.file
                     ));
                 }
+            }
+            let coarse = spec.input.coarse_max_side;
+            if coarse > 0 && (spec.role != Role::PlateDetector || coarse < 64 || coarse >= spec.input.max_side.max(64))
+            {
+                return Err(format!(
+                    "model {}: input.coarse_max_side = {coarse} is not usable; it is for the plate-detector only, \
+                     at least 64 and below input.max_side = {} (0 = no coarse pass; 224 suits a 640 detector)",
+                    spec.file, spec.input.max_side
+                ));
             }
             let b = spec.input.space_to_depth;
             if b > 1 {
@@ -368,5 +382,44 @@ produced_by = "x"
             let err = Manifest::load(&path).expect_err(input).to_string();
             assert!(err.contains("input.space_to_depth") && err.contains("d.onnx"), "{err}");
         }
+    }
+
+    #[test]
+    fn a_coarse_pass_is_for_the_plate_detector_below_its_side() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("manifest.toml");
+        let entry = |role: &str, input: &str| {
+            format!(
+                r#"
+[[model]]
+role = "{role}"
+kind = "center-box"
+file = "d.onnx"
+sha256 = "00"
+input = {{ {input} }}
+normalize = {{ scale = 255.0, mean = [0.5, 0.5, 0.5], std = [0.5, 0.5, 0.5] }}
+license = "x"
+produced_by = "x"
+"#
+            )
+        };
+        std::fs::write(&path, entry("plate-detector", "max_side = 640, coarse_max_side = 224")).expect("write");
+        assert_eq!(
+            Manifest::load(&path).expect("loads").models[0].input.coarse_max_side,
+            224
+        );
+        for (role, input) in [
+            ("plate-detector", "max_side = 640, coarse_max_side = 640"),
+            ("plate-detector", "max_side = 640, coarse_max_side = 32"),
+            ("detector", "max_side = 640, coarse_max_side = 224"),
+        ] {
+            std::fs::write(&path, entry(role, input)).expect("write");
+            let err = Manifest::load(&path).expect_err(input).to_string();
+            assert!(err.contains("input.coarse_max_side") && err.contains("d.onnx"), "{err}");
+        }
+        let shipped = Manifest::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/manifest.toml"))
+            .expect("shipped manifest loads");
+        let det = shipped.model(Role::PlateDetector).expect("plate detector");
+        assert!(det.input.coarse_max_side > 0, "the shipped detector finds close-ups");
     }
 }

@@ -458,15 +458,46 @@ fn plate_box(text: Rect, cols: i32, rows: i32) -> Rect {
 }
 
 impl OnnxPlateReader {
-    /// Plates in `view` (whole-plate detector), best first, in view pixels with their scores.
+    /// Plates in `view` (whole-plate detector), best first, in view pixels with their scores: the pass at
+    /// the model's `max_side`, merged with the coarse pass (`coarse_max_side`) when the manifest asks for one.
     fn plate_boxes(&mut self, view: &Mat) -> Result<Vec<(Rect, f32)>, RecognizeError> {
-        let Some((session, spec, quant)) = self.plate.as_mut() else {
+        let Some((_, spec, _)) = self.plate.as_ref() else {
             return Ok(Vec::new());
         };
         let side = if spec.input.max_side > 0 {
             spec.input.max_side
         } else {
             640
+        };
+        let coarse_side = spec.input.coarse_max_side;
+        let first = spec.threshold.unwrap_or(0.3);
+        let th = plate_detect::Thresholds {
+            first,
+            next: spec.next_threshold.unwrap_or(first),
+        };
+        let fine = self.detect_at(view, side, th)?;
+        let boxes = if coarse_side > 0 && coarse_side < view.cols().max(view.rows()) as u32 {
+            let coarse = self.detect_at(view, coarse_side, th)?;
+            let long_side = view.cols().max(view.rows()) as f32;
+            plate_detect::merge_scales(fine, coarse, long_side, th, self.opts.max_plates)
+        } else {
+            fine
+        };
+        Ok(boxes
+            .iter()
+            .filter_map(|b| b.to_rect(1.0, 1.0, view.cols(), view.rows()).map(|r| (r, b.score)))
+            .collect())
+    }
+
+    /// One detector pass with the frame's longest side at `side`: boxes in view pixels, best first.
+    fn detect_at(
+        &mut self,
+        view: &Mat,
+        side: u32,
+        th: plate_detect::Thresholds,
+    ) -> Result<Vec<plate_detect::PlateBox>, RecognizeError> {
+        let Some((session, spec, quant)) = self.plate.as_mut() else {
+            return Ok(Vec::new());
         };
         let lb = detect::input_size(view.cols(), view.rows(), side, spec.input.multiple_of.max(32));
         let layout = Layout::of(spec, Size::new(lb.width, lb.height));
@@ -498,18 +529,9 @@ impl OnnxPlateReader {
             }
         };
         let stride = lb.height as f32 / h as f32;
-        let first = spec.threshold.unwrap_or(0.3);
-        let th = plate_detect::Thresholds {
-            first,
-            next: spec.next_threshold.unwrap_or(first),
-        };
-        let boxes = plate_detect::decode(maps, h, w, stride, th, self.opts.max_plates);
-        Ok(boxes
-            .iter()
-            .filter_map(|b| {
-                b.to_rect(lb.scale_x, lb.scale_y, view.cols(), view.rows())
-                    .map(|r| (r, b.score))
-            })
+        Ok(plate_detect::decode(maps, h, w, stride, th, self.opts.max_plates)
+            .into_iter()
+            .map(|b| b.scaled(1.0 / lb.scale_x, 1.0 / lb.scale_y))
             .collect())
     }
 

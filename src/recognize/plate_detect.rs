@@ -23,6 +23,27 @@ impl PlateBox {
         inter / (self.w * self.h + o.w * o.h - inter)
     }
 
+    /// The box with its x and width times `sx`, y and height times `sy`.
+    pub fn scaled(&self, sx: f32, sy: f32) -> PlateBox {
+        PlateBox {
+            x: self.x * sx,
+            y: self.y * sy,
+            w: self.w * sx,
+            h: self.h * sy,
+            score: self.score,
+        }
+    }
+
+    /// The share of this box's area that lies inside `o`.
+    pub fn inside(&self, o: &PlateBox) -> f32 {
+        let ix = (self.x + self.w).min(o.x + o.w) - self.x.max(o.x);
+        let iy = (self.y + self.h).min(o.y + o.h) - self.y.max(o.y);
+        if ix <= 0.0 || iy <= 0.0 || self.w <= 0.0 || self.h <= 0.0 {
+            return 0.0;
+        }
+        ix * iy / (self.w * self.h)
+    }
+
     /// Scales to image pixels and clips to `cols` x `rows`.
     pub fn to_rect(&self, sx: f32, sy: f32, cols: i32, rows: i32) -> Option<Rect> {
         let x0 = (self.x / sx).floor().max(0.0) as i32;
@@ -101,6 +122,45 @@ pub fn decode(maps: &[f32], h: usize, w: usize, stride: f32, th: Thresholds, max
     kept
 }
 
+/// Plates at least this share of the frame's long side wide are the coarse pass's to find; narrower ones
+/// the full-size pass's (see [`merge_scales`]).
+pub const FINE_UP_TO: f32 = 0.25;
+pub const COARSE_FROM: f32 = 0.3;
+
+/// Merges the boxes of the full-size pass (`fine`) and the coarse pass (`coarse`), both in frame pixels.
+/// Each pass is trusted in its own size range: the full-size one for boxes under [`FINE_UP_TO`] of the
+/// frame's long side (at the coarse side such plates are a few dozen pixels, and its boxes come out about
+/// twice too big), the coarse one from [`COARSE_FROM`] up (the full-size detector never saw plates that
+/// big in training and either misses them or boxes a part). Boxes in their pass's range go first, then the
+/// rest, each group best first; a box overlapping a kept one (IoU >= 0.3) or lying mostly inside one, or
+/// holding one mostly inside it, is the same plate and is dropped; the thresholds apply as for one pass.
+pub fn merge_scales(
+    fine: Vec<PlateBox>,
+    coarse: Vec<PlateBox>,
+    long_side: f32,
+    th: Thresholds,
+    max_boxes: usize,
+) -> Vec<PlateBox> {
+    let mut all: Vec<(bool, PlateBox)> = fine
+        .into_iter()
+        .map(|b| (b.w < FINE_UP_TO * long_side, b))
+        .chain(coarse.into_iter().map(|b| (b.w >= COARSE_FROM * long_side, b)))
+        .collect();
+    all.sort_by(|(ra, a), (rb, b)| rb.cmp(ra).then(b.score.total_cmp(&a.score)));
+    let mut kept: Vec<PlateBox> = Vec::new();
+    for (_, b) in all {
+        let needed = if kept.is_empty() { th.first } else { th.next };
+        let same = |k: &PlateBox| k.iou(&b) >= 0.3 || k.inside(&b) >= 0.6 || b.inside(k) >= 0.6;
+        if b.score >= needed && !kept.iter().any(same) {
+            kept.push(b);
+            if kept.len() == max_boxes {
+                break;
+            }
+        }
+    }
+    kept
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,5 +210,42 @@ mod tests {
             vec![0.4],
             "the best box needs only the first threshold, the 0.35 one the next"
         );
+    }
+
+    fn pb(x: f32, y: f32, w: f32, h: f32, score: f32) -> PlateBox {
+        PlateBox { x, y, w, h, score }
+    }
+
+    #[test]
+    fn each_pass_is_trusted_in_its_own_size_range() {
+        let th = Thresholds { first: 0.3, next: 0.5 };
+        // A 180 px plate in a 1280 frame: the coarse pass boxes it twice too big, with a fair score.
+        let fine = vec![pb(687.0, 371.0, 182.0, 80.0, 0.73)];
+        let coarse = vec![pb(622.0, 317.0, 332.0, 148.0, 0.61)];
+        assert_eq!(merge_scales(fine.clone(), coarse.clone(), 1280.0, th, 2), fine);
+        // ... and even a better-scored coarse box of that size does not displace the fine one.
+        let coarse_better = vec![pb(622.0, 317.0, 332.0, 148.0, 0.9)];
+        assert_eq!(merge_scales(fine.clone(), coarse_better, 1280.0, th, 2), fine);
+        // A close-up (60% of the frame): the fine pass boxes a wrong part, the coarse pass the plate.
+        let fine = vec![pb(478.0, 232.0, 628.0, 209.0, 0.45)];
+        let coarse = vec![pb(390.0, 251.0, 723.0, 166.0, 0.94)];
+        assert_eq!(merge_scales(fine, coarse.clone(), 1280.0, th, 2), coarse);
+        // Only one pass finds a plate: kept, whichever it is.
+        let lone = vec![pb(100.0, 300.0, 400.0, 150.0, 0.6)];
+        assert_eq!(merge_scales(Vec::new(), lone.clone(), 1280.0, th, 2), lone);
+        assert_eq!(merge_scales(lone.clone(), Vec::new(), 1280.0, th, 2), lone);
+    }
+
+    #[test]
+    fn merged_plates_elsewhere_keep_the_thresholds_and_the_cap() {
+        let th = Thresholds { first: 0.3, next: 0.5 };
+        let fine = vec![pb(10.0, 10.0, 100.0, 40.0, 0.8), pb(900.0, 500.0, 100.0, 40.0, 0.45)];
+        let coarse = vec![pb(300.0, 300.0, 400.0, 150.0, 0.7), pb(20.0, 600.0, 300.0, 100.0, 0.6)];
+        let got = merge_scales(fine, coarse, 1280.0, th, 2);
+        // in-range boxes first, best first; the 0.45 second plate is under `next`; two at most
+        assert_eq!(got.iter().map(|b| b.score).collect::<Vec<_>>(), vec![0.8, 0.7]);
+        // a box mostly inside a kept one is the same plate, whatever the IoU
+        let fine = vec![pb(100.0, 100.0, 300.0, 100.0, 0.9), pb(120.0, 110.0, 80.0, 60.0, 0.8)];
+        assert_eq!(merge_scales(fine, Vec::new(), 1280.0, th, 4).len(), 1);
     }
 }
