@@ -87,6 +87,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             failures,
             models,
         } => cli::eval(&dir, json, threads, top_n, split, failures.as_deref(), &models),
+        Command::EvalPasses {
+            dir,
+            frames,
+            fps,
+            seed,
+            split,
+            threads,
+            json,
+            models,
+        } => cli::eval_passes(&dir, frames, fps, seed, split, threads, json, &models),
         Command::Speed {
             dir,
             rounds,

@@ -9,11 +9,19 @@ It is the PP-OCRv4 mobile recogniser (Apache-2.0, from the rapidocr-onnxruntime 
 scripts/fetch-models.sh pins) converted to PyTorch with onnx2torch, its 6,625-class output layer cut down to
 the plate alphabet (keeping the pretrained weights of those classes), then fine-tuned on:
 - the training split (models/train/split.py) of crops/us (whole crops) and of the end-to-end us/eu/br frames
-  (plate box with a random margin, like the detector's box plus the daemon's margin), and
-- synthetic plates rendered with Debian's DejaVu fonts (see plate_detector.render_plate),
+  (plate box with a random margin, like the detector's box plus the daemon's margin),
+- synthetic plates rendered with Debian's DejaVu fonts (see plate_detector.render_plate), and
+- with `--br-crops DIR`, the training part of the real Brazilian crops of openalpr-train-detector (below),
 with geometric, blur, resolution, colour and noise augmentation. The network learns to read the
 registration and ignore state names, slogans, stickers and frames, so no text detector runs at read time.
 Prints exact-match accuracy on the validation split before and after. Seeded; CPU only.
+
+`--br-crops DIR` (issue 21; DIR is the dataset folder, never copied): the crops are cleaned and split by plate
+text as models/train/br_crops.py does (its written rule and the review file models/train/br_review.tsv); the
+training part's crops are tight, so their edge pixels are repeated outward before the usual random margins;
+`--br-share` of each batch (default 0.2, taken from the real-plate part; synthetic stays `--synthetic`) comes
+from them, and the cleaned validation part is scored with the other sets ("brcrop", each crop read whole).
+Without the option the samples and the random stream are exactly those of the command without it.
 """
 import argparse
 import math
@@ -118,12 +126,25 @@ def load_samples(bench):
     return out
 
 
+def load_br_crops(src):
+    """(split, "brcrop", path, None, text) for the cleaned crops of openalpr-train-detector/br (br_crops.py)."""
+    from br_crops import clean
+
+    return [(it["split"], "brcrop", it["path"], None, it["label"]) for it in clean(src) if it["label"]]
+
+
 def region(sample, cache):
     """The image around the plate (PIL RGB) and the plate's box in it; decoded once."""
     _, kind, path, box, _ = sample
     if path not in cache:
         im = Image.open(path).convert("RGB")
-        if box is None:
+        if kind == "brcrop":
+            # a tight crop: repeat its edge pixels outward so random margins show the plate's surroundings'
+            # colours rather than black; the box is the crop itself
+            px, py = int(0.2 * im.width) + 1, int(0.45 * im.height) + 1
+            arr = np.pad(np.asarray(im), ((py, py), (px, px), (0, 0)), mode="edge")
+            cache[path] = (Image.fromarray(arr), (px, py, im.width, im.height))
+        elif box is None:
             cache[path] = (im, (0, 0, im.width, im.height))
         else:
             x, y, w, h = box
@@ -142,6 +163,8 @@ def to_input(im):
 def val_crop(sample, cache):
     """The crop the daemon would read: the whole crop, or the plate box with a 10% / 25% margin."""
     im, (x, y, w, h) = region(sample, cache)
+    if sample[1] == "brcrop":
+        return im.crop((x, y, x + w, y + h))  # the crop as given, as gatehouse eval reads it
     if sample[3] is None:
         return im
     mx, my = w / 10, h / 4
@@ -247,6 +270,8 @@ def main():
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-eval", action="store_true", help="skip the validation passes (smoke tests)")
+    ap.add_argument("--br-crops", help="openalpr-train-detector/br folder: add its cleaned training crops (br_crops.py)")
+    ap.add_argument("--br-share", type=float, default=0.2, help="share of Brazilian crops in a batch (--br-crops)")
     args = ap.parse_args()
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -255,6 +280,12 @@ def main():
     train = [s for s in samples if s[0] == "train"]
     val = [s for s in samples if s[0] == "val"]
     print(f"train plates {len(train)}, validation plates {len(val)}", flush=True)
+    br_train = []
+    if args.br_crops:
+        br = load_br_crops(args.br_crops)
+        br_train = [s for s in br if s[0] == "train"]
+        val += [s for s in br if s[0] == "val"]
+        print(f"Brazilian crops: train {len(br_train)}, validation {len(br) - len(br_train)}", flush=True)
     model = Reader(load_base(args.base))
     print(f"parameters: {sum(p.numel() for p in model.parameters()):,}", flush=True)
     cache = {}
@@ -271,7 +302,11 @@ def main():
             if rng.random() < args.synthetic:
                 x, text = synthetic(rng)
             else:
-                s = rng.choice(train)
+                # (no extra draw without --br-crops: the old command keeps its random stream)
+                if br_train and rng.random() < args.br_share / (1 - args.synthetic):
+                    s = rng.choice(br_train)
+                else:
+                    s = rng.choice(train)
                 im, box = region(s, cache)
                 x, text = augment(rng, im, box), s[4]
             xs.append(x)

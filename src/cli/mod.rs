@@ -20,7 +20,7 @@ pub use audit::audit_cmd;
 pub use debug::event_burst;
 pub use events::events;
 pub use models::{default_manifest, VERSION};
-pub use recognize::{eval, recognize, speed};
+pub use recognize::{eval, eval_passes, recognize, speed};
 pub use storage::check_storage;
 pub use sync::status as sync_status;
 pub use user::{panel_cert, user};
@@ -79,6 +79,29 @@ pub enum Command {
         /// Write contact sheets of the misreads (plate, truth, read) into this folder.
         #[arg(long)]
         failures: Option<PathBuf>,
+        #[command(flatten)]
+        models: ModelArgs,
+    },
+    /// The whole-pass benchmark: each labelled frame becomes a seeded approach (the car coming closer, with
+    /// perspective, motion blur, noise and JPEG), run through the real reader, tracker and access decision.
+    EvalPasses {
+        dir: PathBuf,
+        /// Images per approach (the last is the labelled frame).
+        #[arg(long, default_value_t = 10)]
+        frames: usize,
+        /// Camera frame rate the timestamps follow (as `replay` gives them).
+        #[arg(long, default_value_t = 10.0)]
+        fps: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Which part of the set: all, or the project's train / validation split (models/train/split.py).
+        #[arg(long, value_enum, default_value = "val")]
+        split: crate::eval::Split,
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// The last line of output is one JSON object with the figures.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         models: ModelArgs,
     },

@@ -11,6 +11,7 @@ use opencv::prelude::*;
 use serde_json::json;
 
 use super::{default_manifest, ModelArgs};
+use crate::eval::passes::{evaluate_passes, Outcome, PassOptions};
 use crate::eval::{evaluate, load_set, select, Split};
 use crate::recognize::prior::FormatPrior;
 use crate::recognize::{Manifest, OnnxPlateReader, PlateReader, ReaderOptions, RecognizeError};
@@ -203,6 +204,66 @@ pub fn eval(
                 "p90_ms": report.p90_ms, "threads": report.threads
             })
         );
+    }
+    Ok(())
+}
+
+/// `gatehouse eval-passes`: the whole-pass benchmark on one labelled end-to-end set.
+#[allow(clippy::too_many_arguments)]
+pub fn eval_passes(
+    dir: &Path,
+    frames: usize,
+    fps: f64,
+    seed: u64,
+    split: Split,
+    threads: usize,
+    json_out: bool,
+    models: &ModelArgs,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        dir.join("labels.tsv").is_file(),
+        "{}: eval-passes needs end-to-end frames with plate boxes (labels.tsv)",
+        dir.display()
+    );
+    anyhow::ensure!((1..=100).contains(&frames), "--frames must be 1 to 100");
+    anyhow::ensure!(fps > 0.0 && fps <= 120.0, "--fps must be above 0 and at most 120");
+    let samples = select(dir, load_set(dir)?, split);
+    let folder = dir
+        .file_name()
+        .map(|f| f.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    let region = if FormatPrior::region(&folder).is_some() {
+        folder
+    } else {
+        "none".to_string()
+    };
+    let make = reader_factory(models, 5, &region)?;
+    let pb = bar(samples.len(), false);
+    let tick = || pb.inc(1);
+    let set = match split {
+        Split::All => dir.display().to_string(),
+        Split::Val => format!("{} (validation split)", dir.display()),
+        Split::Train => format!("{} (training split)", dir.display()),
+    };
+    let opts = PassOptions { frames, fps, seed };
+    let (report, results) = evaluate_passes(&set, &samples, make, threads, opts, &tick)?;
+    pb.finish_and_clear();
+    for r in results.iter().filter(|r| r.outcome != Outcome::Correct) {
+        println!(
+            "{} {}: truth {} decided {} after {} image(s)",
+            if r.outcome == Outcome::Wrong { "WRONG" } else { "none " },
+            r.image,
+            r.truth,
+            r.decided.as_deref().unwrap_or("-"),
+            r.frames_to_decision
+                .map(|f| f.to_string())
+                .unwrap_or_else(|| "-".into())
+        );
+        println!("    reads: {}", r.reads.join(" | "));
+    }
+    println!("{}", report.table());
+    if json_out {
+        println!("{}", serde_json::to_string(&report)?);
     }
     Ok(())
 }

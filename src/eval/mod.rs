@@ -3,6 +3,8 @@
 //! Scoring follows the dataset README: exact top-1 after normalisation, top-N, detection recall at
 //! IoU >= 0.4, and milliseconds per frame from decoded image to plate text.
 
+pub mod passes;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;

@@ -1,0 +1,446 @@
+//! The whole-pass benchmark (`gatehouse eval-passes`): the daemon decides on a pass, not on a photo.
+//!
+//! Each labelled end-to-end frame becomes a short approach: `frames` images of the car coming closer, the
+//! last one the labelled frame itself. Everything is seeded by the image's name and `--seed`, so a run is
+//! repeatable:
+//! - scale: the frame is zoomed out about a point above the plate, from 0.5-0.7 of its size (seeded) at
+//!   the first image to 1 at the last, so the plate grows and moves down the frame as it approaches;
+//! - slight perspective: a horizontal keystone about the plate (the car still turning in), fading out;
+//! - motion blur along the frame's vertical (the approach), 3 to 9 px long on a seeded 60% of the passes,
+//!   shorter as the car slows;
+//! - sensor noise (Gaussian, sigma 2 to 6) and JPEG artefacts (quality 50 to 85), both seeded.
+//!
+//! The images go through the real reader, the best read of each into the real [`Tracker`] (the daemon's
+//! defaults, timestamps at `fps` as `replay` gives them), and the voted read into the real access
+//! [`decide`] against an allowlist of every plate of the set (all residents). Per pass: the decided plate
+//! is right, wrong (a false accept risk), or there is no decision; and how many images it took.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use opencv::core::{Mat, Point, Rect, Scalar, Size, Vector, BORDER_REPLICATE, CV_8UC3};
+use opencv::prelude::*;
+use opencv::{imgcodecs, imgproc};
+use serde::Serialize;
+
+use super::{EvalError, Sample};
+use crate::access::{self, Action, Allowlist, Entry, Kind};
+use crate::config::{AccessConfig, TrackConfig};
+use crate::recognize::{PlateReader, RecognizeError};
+use crate::track::{PlateRead, RecentOpens, TrackEvent, Tracker};
+
+/// How the approaches are made.
+#[derive(Debug, Clone, Copy)]
+pub struct PassOptions {
+    /// Images per approach (the last is the labelled frame).
+    pub frames: usize,
+    /// Camera frame rate the timestamps follow.
+    pub fps: f64,
+    pub seed: u64,
+}
+
+/// How one pass ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Correct,
+    /// A plate other than the truth was decided: a false accept risk.
+    Wrong,
+    NoDecision,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PassResult {
+    pub image: String,
+    pub truth: String,
+    pub decided: Option<String>,
+    pub outcome: Outcome,
+    /// Images seen when the decision came (1-based); `None` without a decision.
+    pub frames_to_decision: Option<usize>,
+    /// Decided while the car was still in view (not only when it left).
+    pub early: bool,
+    /// The access decision on the voted read: the gate opened for this listed plate.
+    pub opened_for: Option<String>,
+    /// Each image's best read: `TEXT conf/plate width px`, or `-` for none.
+    pub reads: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PassReport {
+    pub set: String,
+    pub passes: usize,
+    pub frames_per_pass: usize,
+    pub correct: usize,
+    pub wrong: usize,
+    pub no_decision: usize,
+    pub median_frames_to_decision: Option<f64>,
+    /// The gate opened for the car's own entry.
+    pub opened_right: usize,
+    /// The gate opened for another entry of the list.
+    pub opened_wrong: usize,
+    pub threads: usize,
+}
+
+impl PassReport {
+    pub fn table(&self) -> String {
+        let pct = |n: usize| {
+            if self.passes == 0 {
+                "n/a".to_string()
+            } else {
+                format!("{:.1}%", n as f64 * 100.0 / self.passes as f64)
+            }
+        };
+        format!(
+            "set {set}: {p} passes of {f} images; decided right {c} ({cp}), wrong plate decided {w}, no decision {n}; \
+             median images to the decision {m}; gate opened for the car's own entry {or} ({orp}), for another entry {ow} \
+             ({th} thread(s))",
+            set = self.set,
+            p = self.passes,
+            f = self.frames_per_pass,
+            c = self.correct,
+            cp = pct(self.correct),
+            w = self.wrong,
+            n = self.no_decision,
+            m = self
+                .median_frames_to_decision
+                .map(|m| format!("{m:.1}"))
+                .unwrap_or_else(|| "n/a".into()),
+            or = self.opened_right,
+            orp = pct(self.opened_right),
+            ow = self.opened_wrong,
+            th = self.threads,
+        )
+    }
+}
+
+/// A small seeded generator (xorshift64*): the approaches must not depend on a library's random stream.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64, name: &str) -> Self {
+        use sha1::{Digest, Sha1};
+        let h = Sha1::digest(format!("{seed}/{name}").as_bytes());
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&h[..8]);
+        Self(u64::from_le_bytes(b) | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn range(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * self.unit()
+    }
+
+    fn gaussian(&mut self) -> f64 {
+        let u = self.unit().max(1e-12);
+        let v = self.unit();
+        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+    }
+}
+
+type M3 = [[f64; 3]; 3];
+
+fn mul(a: &M3, b: &M3) -> M3 {
+    let mut o = [[0.0; 3]; 3];
+    for (i, row) in o.iter_mut().enumerate() {
+        for (j, v) in row.iter_mut().enumerate() {
+            *v = (0..3).map(|k| a[i][k] * b[k][j]).sum();
+        }
+    }
+    o
+}
+
+fn translate(x: f64, y: f64) -> M3 {
+    [[1.0, 0.0, x], [0.0, 1.0, y], [0.0, 0.0, 1.0]]
+}
+
+/// The approach's images of one labelled frame (the last is the frame itself, re-encoded like the rest).
+pub fn approach(image: &Mat, plate: Rect, name: &str, opts: PassOptions) -> Result<Vec<Mat>, EvalError> {
+    let cv = |e: opencv::Error| EvalError::Recognize(RecognizeError::Image(e));
+    let mut rng = Rng::new(opts.seed, name);
+    let (w, h) = (image.cols() as f64, image.rows() as f64);
+    let (pcx, pcy) = (
+        plate.x as f64 + plate.width as f64 / 2.0,
+        plate.y as f64 + plate.height as f64 / 2.0,
+    );
+    let s0 = rng.range(0.5, 0.7);
+    // The car comes from further up the frame: zoom about a point above the plate.
+    let anchor = (pcx + rng.range(-0.1, 0.1) * w, (pcy - rng.range(0.3, 0.6) * h).max(0.0));
+    let keystone = rng.range(-0.6, 0.6) / w;
+    let blur = if rng.unit() < 0.6 { rng.range(3.0, 9.0) } else { 0.0 };
+    let sigma = rng.range(2.0, 6.0);
+    let quality = rng.range(50.0, 85.0).round() as i32;
+    let n = opts.frames.max(1);
+    let mut out = Vec::with_capacity(n);
+    for k in 0..n {
+        let t = if n == 1 { 1.0 } else { k as f64 / (n - 1) as f64 };
+        let s = s0 + (1.0 - s0) * t;
+        let g = keystone * (1.0 - t);
+        // about the plate: x' = x / (1 + g x), a slight turn of the car's rear
+        let persp: M3 = mul(
+            &translate(pcx, pcy),
+            &mul(
+                &[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [g, 0.0, 1.0]],
+                &translate(-pcx, -pcy),
+            ),
+        );
+        let zoom: M3 = mul(
+            &translate(anchor.0, anchor.1),
+            &mul(
+                &[[s, 0.0, 0.0], [0.0, s, 0.0], [0.0, 0.0, 1.0]],
+                &translate(-anchor.0, -anchor.1),
+            ),
+        );
+        let hm = mul(&zoom, &persp);
+        let m = Mat::from_slice_2d(&hm).map_err(cv)?;
+        let mut warped = Mat::default();
+        imgproc::warp_perspective(
+            image,
+            &mut warped,
+            &m,
+            Size::new(image.cols(), image.rows()),
+            imgproc::INTER_LINEAR,
+            BORDER_REPLICATE,
+            Scalar::default(),
+        )
+        .map_err(cv)?;
+        // motion blur, shorter as the car slows towards the gate
+        let len = (blur * (1.0 - 0.6 * t)).round() as i32;
+        let mut frame = if len >= 2 {
+            let kernel = Mat::new_rows_cols_with_default(len, 1, opencv::core::CV_32F, Scalar::all(1.0 / len as f64))
+                .map_err(cv)?;
+            let mut b = Mat::default();
+            imgproc::filter_2d(&warped, &mut b, -1, &kernel, Point::new(-1, -1), 0.0, BORDER_REPLICATE).map_err(cv)?;
+            b
+        } else {
+            warped
+        };
+        if frame.typ() == CV_8UC3 {
+            let noise: Vec<i16> = (0..4096).map(|_| (rng.gaussian() * sigma).round() as i16).collect();
+            let mut at = (rng.next() % 4096) as usize;
+            let step = 1 + (rng.next() % 4093) as usize;
+            for v in frame.data_bytes_mut().map_err(cv)? {
+                at = (at + step) % noise.len();
+                *v = (*v as i16 + noise[at]).clamp(0, 255) as u8;
+            }
+        }
+        let mut buf: Vector<u8> = Vector::new();
+        let params: Vector<i32> = Vector::from_slice(&[imgcodecs::IMWRITE_JPEG_QUALITY, quality]);
+        imgcodecs::imencode(".jpg", &frame, &mut buf, &params).map_err(cv)?;
+        out.push(imgcodecs::imdecode(&buf, imgcodecs::IMREAD_COLOR).map_err(cv)?);
+    }
+    Ok(out)
+}
+
+/// Runs every sample's approach through the reader, the tracker and the access decision.
+pub fn evaluate_passes<F>(
+    set: &str,
+    samples: &[Sample],
+    make_reader: F,
+    threads: usize,
+    opts: PassOptions,
+    progress: &(dyn Fn() + Sync),
+) -> Result<(PassReport, Vec<PassResult>), EvalError>
+where
+    F: Fn() -> Result<Box<dyn PlateReader>, RecognizeError> + Sync,
+{
+    let list = Allowlist::new(
+        samples.iter().map(|s| Entry::new(&s.plate, Kind::Resident)).collect(),
+        1,
+    );
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<(usize, PassResult)>> = Mutex::new(Vec::new());
+    let first_error: Mutex<Option<EvalError>> = Mutex::new(None);
+    let threads = threads.max(1);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                let fail = |e: EvalError| {
+                    first_error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
+                };
+                let mut reader = match make_reader() {
+                    Ok(r) => r,
+                    Err(e) => return fail(e.into()),
+                };
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(sample) = samples.get(i) else { break };
+                    match run_pass(&mut reader, sample, &list, opts) {
+                        Ok(Some(r)) => results.lock().unwrap_or_else(|p| p.into_inner()).push((i, r)),
+                        Ok(None) => {}
+                        Err(e) => return fail(e),
+                    }
+                    progress();
+                }
+            });
+        }
+    });
+    if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e);
+    }
+    let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    results.sort_by_key(|(i, _)| *i);
+    let results: Vec<PassResult> = results.into_iter().map(|(_, r)| r).collect();
+    let count = |o: Outcome| results.iter().filter(|r| r.outcome == o).count();
+    let mut took: Vec<f64> = results
+        .iter()
+        .filter_map(|r| r.frames_to_decision.map(|f| f as f64))
+        .collect();
+    took.sort_by(|a, b| a.total_cmp(b));
+    let median = (!took.is_empty()).then(|| {
+        let m = took.len() / 2;
+        if took.len() % 2 == 0 {
+            (took[m - 1] + took[m]) / 2.0
+        } else {
+            took[m]
+        }
+    });
+    let report = PassReport {
+        set: set.to_string(),
+        passes: results.len(),
+        frames_per_pass: opts.frames,
+        correct: count(Outcome::Correct),
+        wrong: count(Outcome::Wrong),
+        no_decision: count(Outcome::NoDecision),
+        median_frames_to_decision: median,
+        opened_right: results
+            .iter()
+            .filter(|r| r.opened_for.as_deref() == Some(r.truth.as_str()))
+            .count(),
+        opened_wrong: results
+            .iter()
+            .filter(|r| r.opened_for.as_ref().is_some_and(|o| *o != r.truth))
+            .count(),
+        threads,
+    };
+    Ok((report, results))
+}
+
+fn run_pass(
+    reader: &mut Box<dyn PlateReader>,
+    sample: &Sample,
+    list: &Allowlist,
+    opts: PassOptions,
+) -> Result<Option<PassResult>, EvalError> {
+    let Some(plate) = sample.bbox else { return Ok(None) };
+    let image = imgcodecs::imread(sample.image.as_os_str(), imgcodecs::IMREAD_COLOR)
+        .map_err(|e| EvalError::Recognize(RecognizeError::Image(e)))?;
+    if image.empty() {
+        return Ok(None);
+    }
+    let name = sample
+        .image
+        .file_name()
+        .map(|f| f.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let frames = approach(&image, plate, &name, opts)?;
+    let cfg = TrackConfig::default();
+    let pass_gap = cfg.pass_gap;
+    let mut tracker = Tracker::new(cfg, RecentOpens::default());
+    let lane: std::sync::Arc<str> = std::sync::Arc::from("eval");
+    let start: DateTime<Utc> = DateTime::UNIX_EPOCH + chrono::Duration::days(20_000);
+    let period = chrono::Duration::microseconds((1e6 / opts.fps.max(0.1)) as i64);
+    let mut decided: Option<(Box<crate::track::VotedRead>, usize)> = None;
+    let take = |events: Vec<TrackEvent>, seen: usize, decided: &mut Option<(Box<_>, usize)>| {
+        for e in events {
+            if let (TrackEvent::Decide(v), None) = (e, decided.as_ref()) {
+                *decided = Some((v, seen));
+            }
+        }
+    };
+    let mut at = start;
+    let mut seen = Vec::with_capacity(frames.len());
+    for (k, frame) in frames.iter().enumerate() {
+        at = start + period * k as i32;
+        let reads = reader.read(frame, None)?;
+        seen.push(
+            reads
+                .candidates
+                .first()
+                .map(|c| format!("{} {:.2}/{}px", c.text, c.confidence, c.bbox.width))
+                .unwrap_or_else(|| "-".into()),
+        );
+        if let Some(best) = reads.candidates.into_iter().next() {
+            let events = tracker.on_read(PlateRead {
+                lane: lane.clone(),
+                at,
+                frame_seq: k as u64,
+                candidate: best,
+                crop_jpeg: Vec::new(),
+            });
+            take(events, k + 1, &mut decided);
+        }
+    }
+    // The car has left: the lane goes quiet for longer than the pass gap.
+    let gone = at + chrono::Duration::from_std(pass_gap).unwrap_or(chrono::Duration::MAX) + period;
+    take(tracker.on_idle(gone), frames.len(), &mut decided);
+    take(tracker.finish(), frames.len(), &mut decided);
+    let (text, outcome, took, early, opened_for) = match decided {
+        Some((v, seen)) => {
+            let d = access::decide(&v.text, &v.chars, list, &AccessConfig::default(), at, chrono_tz::UTC);
+            let opened = (d.action == Action::Open).then(|| d.matched.map(|m| m.plate)).flatten();
+            let outcome = if v.text == sample.plate {
+                Outcome::Correct
+            } else {
+                Outcome::Wrong
+            };
+            (Some(v.text.clone()), outcome, Some(seen), v.early, opened)
+        }
+        None => (None, Outcome::NoDecision, None, false, None),
+    };
+    Ok(Some(PassResult {
+        image: name,
+        truth: sample.plate.clone(),
+        decided: text,
+        outcome,
+        frames_to_decision: took,
+        early,
+        opened_for,
+        reads: seen,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_approach_is_seeded_grows_the_plate_and_ends_on_the_frame() {
+        let mut img = Mat::new_rows_cols_with_default(360, 640, CV_8UC3, Scalar::all(90.0)).expect("mat");
+        let plate = Rect::new(280, 250, 80, 30);
+        imgproc::rectangle(&mut img, plate, Scalar::all(250.0), -1, imgproc::LINE_8, 0).expect("draw");
+        let opts = PassOptions {
+            frames: 6,
+            fps: 10.0,
+            seed: 1,
+        };
+        let a = approach(&img, plate, "x.jpg", opts).expect("approach");
+        let b = approach(&img, plate, "x.jpg", opts).expect("approach");
+        assert_eq!(a.len(), 6);
+        let bytes = |m: &Mat| m.data_bytes().expect("bytes").to_vec();
+        assert!(
+            a.iter().zip(&b).all(|(x, y)| bytes(x) == bytes(y)),
+            "the same seed, the same images"
+        );
+        let other = approach(&img, plate, "y.jpg", opts).expect("approach");
+        assert_ne!(bytes(&a[0]), bytes(&other[0]), "another image name, another approach");
+        // the bright plate covers more of the frame as the car comes closer
+        let bright = |m: &Mat| m.data_bytes().expect("bytes").iter().filter(|v| **v > 200).count();
+        assert!(bright(&a[0]) < bright(&a[5]), "{} {}", bright(&a[0]), bright(&a[5]));
+        // the last image is the labelled frame (plus noise and JPEG): the plate where the label says
+        let last = &a[5];
+        let px = last.at_2d::<opencv::core::Vec3b>(265, 320).expect("pixel")[0];
+        assert!(px > 200, "plate centre {px}");
+    }
+}
