@@ -1,7 +1,11 @@
 //! Stage 3: one read per vehicle pass. Reads of the same lane that follow each other within
-//! `pass_gap` and look alike form a pass; characters are voted with their confidences; the pass is decided
-//! early once the vote is confident, or when the vehicle leaves. A car standing in front of the camera
-//! (or flickering in and out of view within `same_vehicle`) never makes a second pass.
+//! `pass_gap` and look alike, or sit where the plate was a moment ago (an approaching car's first,
+//! far-away reads disagree with each other), form a pass. Characters are voted with their confidences over
+//! the clear reads (weak guesses vote only when there is nothing else); the pass is decided early once the
+//! vote is confident or its latest clear reads agree, or when the vehicle leaves. A decision the gate did
+//! not open for may be revised once by agreeing clear reads at the plate's place (a character dropped at a
+//! distance, read when the car comes closer). A car standing in front of the camera (or flickering in and
+//! out of view within `same_vehicle`) never makes a second pass.
 //!
 //! [`Tracker`] is a pure state machine (unit-tested here); [`run_tracker`] drives it from a channel.
 
@@ -52,6 +56,9 @@ struct Pass {
     first_at: DateTime<Utc>,
     last_at: DateTime<Utc>,
     decided: Option<String>,
+    /// Reads at the plate's place after a decision the gate did not open for (a misread can be revised once).
+    after: Vec<PlateRead>,
+    revised: bool,
     /// Where the plate was last seen (frame pixels).
     last_bbox: Rect,
 }
@@ -125,12 +132,19 @@ impl Tracker {
                 // After the decision only the same plate (up to one OCR slip, or a part of it cut off by
                 // a clipped box or an occlusion) in the same place belongs to this vehicle: a tailgater
                 // with a similar plate gets its own pass.
+                // A vehicle the gate did not open for still stands where its plate was: its reads there
+                // may revise a misread.
                 Some(t) => {
                     *t == read.candidate.text
                         || ((same_plate(t, &read.candidate.text) || part_of(t, &read.candidate.text))
                             && crate::recognize::iou(p.last_bbox, read.candidate.bbox) > 0.3)
+                        || (!p.revised
+                            && follows(p.last_bbox, read.candidate.bbox)
+                            && !self.opens.seen_since(t, p.first_at))
                 }
-                None => similar(&vote(&p.reads).0, &read.candidate.text),
+                // Before it: a read like the vote, or one where the plate just was (an approaching car's
+                // first, far-away reads disagree with each other).
+                None => similar(&vote(&p.reads).0, &read.candidate.text) || follows(p.last_bbox, read.candidate.bbox),
             },
             _ => false,
         };
@@ -141,6 +155,8 @@ impl Tracker {
                 last_at: read.at,
                 reads: Vec::new(),
                 decided: None,
+                after: Vec::new(),
+                revised: false,
                 last_bbox: read.candidate.bbox,
             });
         }
@@ -156,14 +172,61 @@ impl Tracker {
                         .enumerate()
                         .min_by(|a, b| a.1.candidate.confidence.total_cmp(&b.1.candidate.confidence))
                     {
-                        p.reads.swap_remove(i);
+                        p.reads.remove(i);
                     }
                 }
                 p.reads.push(read);
+            } else if !p.revised {
+                if p.after.len() >= 16 {
+                    p.after.remove(0);
+                }
+                p.after.push(read);
             }
         }
         out.extend(self.maybe_decide(false));
+        out.extend(self.maybe_revise());
         out
+    }
+
+    /// A decision the gate did not open for, followed at the plate's place by `min_reads` agreeing clear
+    /// reads of another plate (a character dropped at a distance, a look-alike read closer): decided once
+    /// more with those reads, by the same standard as an early decision.
+    fn maybe_revise(&mut self) -> Vec<TrackEvent> {
+        let Some(p) = self.pass.as_mut() else { return Vec::new() };
+        let Some(decided) = p.decided.as_deref() else {
+            return Vec::new();
+        };
+        if p.revised || self.opens.seen_since(decided, p.first_at) {
+            return Vec::new();
+        }
+        let Some(latest) = latest_agreeing(&p.after, self.cfg.min_reads, self.cfg.early_confidence) else {
+            return Vec::new();
+        };
+        // a box clipping the plate's end reads less of it: never revise to a shorter text
+        if latest[0].candidate.text == decided || latest[0].candidate.text.len() < decided.len() {
+            return Vec::new();
+        }
+        let (text, chars, agreeing) = vote(&latest);
+        p.revised = true;
+        p.decided = Some(text.clone());
+        let best = latest
+            .iter()
+            .max_by(|a, b| a.candidate.confidence.total_cmp(&b.candidate.confidence))
+            .map(|r| (r.crop_jpeg.clone(), r.candidate.bbox, r.candidate.alternatives.clone()));
+        let (best_crop, best_bbox, alternatives) = best.unwrap_or_default();
+        vec![TrackEvent::Decide(Box::new(VotedRead {
+            lane: latest[0].lane.clone(),
+            confidence: chars.iter().map(|c| c.conf).fold(1.0f32, f32::min),
+            text,
+            chars,
+            reads: agreeing,
+            first_seen: p.first_at,
+            decided_at: p.last_at,
+            alternatives,
+            best_crop,
+            best_bbox,
+            early: true,
+        }))]
     }
 
     /// Time passes with no read: closes the pass once the vehicle has been gone for `pass_gap`.
@@ -195,12 +258,18 @@ impl Tracker {
         if p.decided.is_some() || p.reads.is_empty() {
             return Vec::new();
         }
-        let (text, chars, agreeing) = vote(&p.reads);
-        let confidence = chars.iter().map(|c| c.conf).fold(1.0f32, f32::min);
+        let (mut text, mut chars, mut agreeing) = vote(&p.reads);
+        let mut confidence = chars.iter().map(|c| c.conf).fold(1.0f32, f32::min);
         let dwelled = p.last_at - p.first_at >= chrono_of(self.cfg.decide_after);
         let early = agreeing >= self.cfg.min_reads && (confidence >= self.cfg.early_confidence || dwelled);
         if !early && !closing {
-            return Vec::new();
+            // The car comes closer and its reads get better: the latest `min_reads` clear reads agreeing,
+            // one of them confident, decide even when the first, far-away reads said otherwise.
+            let Some(latest) = latest_agreeing(&p.reads, self.cfg.min_reads, self.cfg.early_confidence) else {
+                return Vec::new();
+            };
+            (text, chars, agreeing) = vote(&latest);
+            confidence = chars.iter().map(|c| c.conf).fold(1.0f32, f32::min);
         }
         p.decided = Some(text.clone());
         let window = chrono_of(self.cfg.same_vehicle);
@@ -239,6 +308,43 @@ impl Tracker {
     }
 }
 
+/// Below this a read is a far-away or blurred guess: it may join the pass of the plate at its place, and
+/// it does not vote while the pass has clearer reads.
+const WEAK_READ: f32 = 0.5;
+
+fn strong(r: &PlateRead) -> bool {
+    r.candidate.confidence >= WEAK_READ
+}
+
+/// The last `n` clear reads when they read the same text and one of them is at least `confident`, or the
+/// last `n + 1` clear reads when they all read the same text.
+fn latest_agreeing(reads: &[PlateRead], n: usize, confident: f32) -> Option<Vec<PlateRead>> {
+    let n = n.max(1);
+    let latest: Vec<&PlateRead> = reads.iter().rev().filter(|r| strong(r)).take(n + 1).collect();
+    let first = latest.first()?;
+    let same = |k: usize| latest.len() >= k && latest[..k].iter().all(|r| r.candidate.text == first.candidate.text);
+    let k = if same(n + 1) {
+        n + 1
+    } else if same(n) && latest[..n].iter().any(|r| r.candidate.confidence >= confident) {
+        n
+    } else {
+        return None;
+    };
+    Some(latest[..k].iter().rev().map(|r| (*r).clone()).collect())
+}
+
+/// `next` is where a plate seen at `last` would be a moment later: boxes of a similar size (within 2x)
+/// whose centres are at most a plate width apart.
+fn follows(last: Rect, next: Rect) -> bool {
+    let (wl, wn) = (last.width.max(1) as f32, next.width.max(1) as f32);
+    let ratio = wl.max(wn) / wl.min(wn);
+    let (dx, dy) = (
+        (last.x as f32 + wl / 2.0) - (next.x as f32 + wn / 2.0),
+        (last.y + last.height / 2 - next.y - next.height / 2) as f32,
+    );
+    ratio <= 2.0 && (dx * dx + dy * dy).sqrt() <= wl.max(wn)
+}
+
 /// The same plate, up to one OCR slip or any confusable characters.
 fn same_plate(a: &str, b: &str) -> bool {
     levenshtein(a, b) <= 1
@@ -270,11 +376,13 @@ fn levenshtein(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-/// Character-level vote: the length with the most confidence wins; each position takes the character with
+/// Character-level vote over the strong reads (all reads when none is): the length with the most confidence wins; each position takes the character with
 /// the most summed confidence; a voted character's confidence is its support divided by the reads of that length.
 fn vote(reads: &[PlateRead]) -> (String, Vec<CharRead>, usize) {
     let mut by_len: BTreeMap<usize, (f32, Vec<&PlateRead>)> = BTreeMap::new();
-    for r in reads {
+    // weak reads vote only when there is nothing better
+    let any_strong = reads.iter().any(strong);
+    for r in reads.iter().filter(|r| !any_strong || strong(r)) {
         let e = by_len.entry(r.candidate.chars.len()).or_default();
         e.0 += r.candidate.confidence.max(0.01);
         e.1.push(r);
@@ -434,9 +542,76 @@ mod tests {
             ..cfg()
         });
         tr.on_read(read("ABC123", 0.8, 0));
-        let ev = tr.on_read(read("XYZ789", 0.8, 100));
+        let mut other = read("XYZ789", 0.8, 100);
+        other.candidate.bbox = Rect::new(400, 300, 100, 30); // not where ABC123 was a moment ago
+        let ev = tr.on_read(other);
         assert_eq!(decided(&ev), vec!["ABC123"]);
         assert_eq!(decided(&tr.finish()), vec!["XYZ789"]);
+    }
+
+    fn at(mut r: PlateRead, x: i32, width: i32) -> PlateRead {
+        r.candidate.bbox = Rect::new(x, 200, width, width / 3);
+        r
+    }
+
+    #[test]
+    fn an_approaching_car_is_one_pass_decided_by_its_latest_clear_reads() {
+        let mut tr = Tracker::new(cfg(), RecentOpens::default());
+        // far away: guesses that disagree with each other and with the plate, the box growing and moving
+        let mut events = tr.on_read(at(read("W02FUE", 0.24, 0), 300, 48));
+        events.extend(tr.on_read(at(read("WYWK9E1", 0.37, 100), 310, 44)));
+        events.extend(tr.on_read(at(read("WD2RIU", 0.53, 200), 320, 56)));
+        events.extend(tr.on_read(at(read("WD2R9B", 0.74, 300), 330, 57)));
+        assert!(decided(&events).is_empty(), "{:?}", decided(&events));
+        // the first confident read agreeing with the one before it decides
+        assert_eq!(
+            decided(&tr.on_read(at(read("WD2R9B", 0.98, 400), 340, 64))),
+            vec!["WD2R9B"]
+        );
+        assert!(decided(&tr.finish()).is_empty());
+        // three agreeing clear reads decide even when none is confident
+        let mut tr = Tracker::new(cfg(), RecentOpens::default());
+        tr.on_read(at(read("8951203", 0.56, 0), 300, 45));
+        tr.on_read(at(read("8951283", 0.79, 100), 302, 50));
+        assert!(decided(&tr.on_read(at(read("8951283", 0.60, 200), 304, 50))).is_empty());
+        assert_eq!(
+            decided(&tr.on_read(at(read("8951283", 0.89, 300), 306, 56))),
+            vec!["8951283"]
+        );
+    }
+
+    #[test]
+    fn a_denied_misread_is_revised_once_by_clear_reads_at_its_place_but_an_opening_stands() {
+        let mut tr = Tracker::new(cfg(), RecentOpens::default());
+        tr.on_read(at(read("RK867A", 0.99, 0), 300, 82));
+        assert_eq!(
+            decided(&tr.on_read(at(read("RK867A", 0.98, 100), 302, 86))),
+            vec!["RK867A"]
+        );
+        // denied (nothing recorded); closer, the whole plate is read
+        assert!(decided(&tr.on_read(at(read("RK867AD", 0.99, 200), 304, 91))).is_empty());
+        assert_eq!(
+            decided(&tr.on_read(at(read("RK867AD", 0.91, 300), 306, 92))),
+            vec!["RK867AD"]
+        );
+        // once only
+        tr.on_read(at(read("RK887AD", 0.99, 400), 306, 92));
+        assert!(decided(&tr.on_read(at(read("RK887AD", 0.99, 500), 306, 92))).is_empty());
+        assert!(decided(&tr.finish()).is_empty());
+
+        // the gate opened for the first read: it stands
+        let opens = RecentOpens::default();
+        let mut tr = Tracker::new(cfg(), opens.clone());
+        tr.on_read(at(read("4RJN062", 0.91, 0), 300, 74));
+        assert_eq!(
+            decided(&tr.on_read(at(read("4RJN062", 0.96, 100), 300, 74))),
+            vec!["4RJN062"]
+        );
+        opens.record("4RJN062", t(100));
+        tr.on_read(at(read("6RJN062", 0.92, 200), 302, 83));
+        let mut events = tr.on_read(at(read("6RJN062", 0.94, 300), 302, 83));
+        events.extend(tr.finish());
+        assert!(decided(&events).is_empty(), "{:?}", decided(&events));
     }
 
     #[test]

@@ -248,10 +248,17 @@ pub fn eval_passes(
     let opts = PassOptions { frames, fps, seed };
     let (report, results) = evaluate_passes(&set, &samples, make, threads, opts, &tick)?;
     pb.finish_and_clear();
-    for r in results.iter().filter(|r| r.outcome != Outcome::Correct) {
+    for r in results
+        .iter()
+        .filter(|r| r.outcome != Outcome::Correct || r.decisions.len() > 1)
+    {
         println!(
             "{} {}: truth {} decided {} after {} image(s)",
-            if r.outcome == Outcome::Wrong { "WRONG" } else { "none " },
+            match r.outcome {
+                Outcome::Wrong => "WRONG",
+                Outcome::NoDecision => "none ",
+                Outcome::Correct => "split",
+            },
             r.image,
             r.truth,
             r.decided.as_deref().unwrap_or("-"),
@@ -260,10 +267,13 @@ pub fn eval_passes(
                 .unwrap_or_else(|| "-".into())
         );
         println!("    reads: {}", r.reads.join(" | "));
+        if r.decisions.len() > 1 {
+            println!("    decisions: {}", r.decisions.join(", "));
+        }
     }
     println!("{}", report.table());
     if json_out {
-        println!("{}", serde_json::to_string(&report)?);
+        println!("{}", json!({ "report": report, "passes": results }));
     }
     Ok(())
 }

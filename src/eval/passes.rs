@@ -60,8 +60,13 @@ pub struct PassResult {
     pub frames_to_decision: Option<usize>,
     /// Decided while the car was still in view (not only when it left).
     pub early: bool,
-    /// The access decision on the voted read: the gate opened for this listed plate.
+    /// The access decisions on the voted reads: the gate first opened for this listed plate.
     pub opened_for: Option<String>,
+    /// Some decision of the pass opened the gate for another entry of the list.
+    pub opened_other: bool,
+    /// Every plate the tracker decided during the pass (more than one: the pass was split, or a denied
+    /// misread was revised); the outcome is the last one's.
+    pub decisions: Vec<String>,
     /// Each image's best read: `TEXT conf/plate width px`, or `-` for none.
     pub reads: Vec<String>,
 }
@@ -79,6 +84,8 @@ pub struct PassReport {
     pub opened_right: usize,
     /// The gate opened for another entry of the list.
     pub opened_wrong: usize,
+    /// Passes with more than one decision (split, or a denied misread revised).
+    pub split: usize,
     pub threads: usize,
 }
 
@@ -93,8 +100,8 @@ impl PassReport {
         };
         format!(
             "set {set}: {p} passes of {f} images; decided right {c} ({cp}), wrong plate decided {w}, no decision {n}; \
-             median images to the decision {m}; gate opened for the car's own entry {or} ({orp}), for another entry {ow} \
-             ({th} thread(s))",
+             median images to the decision {m}; gate opened for the car's own entry {or} ({orp}), for another entry {ow}; \
+             passes with several decisions {sp} ({th} thread(s))",
             set = self.set,
             p = self.passes,
             f = self.frames_per_pass,
@@ -109,6 +116,7 @@ impl PassReport {
             or = self.opened_right,
             orp = pct(self.opened_right),
             ow = self.opened_wrong,
+            sp = self.split,
             th = self.threads,
         )
     }
@@ -318,10 +326,8 @@ where
             .iter()
             .filter(|r| r.opened_for.as_deref() == Some(r.truth.as_str()))
             .count(),
-        opened_wrong: results
-            .iter()
-            .filter(|r| r.opened_for.as_ref().is_some_and(|o| *o != r.truth))
-            .count(),
+        opened_wrong: results.iter().filter(|r| r.opened_other).count(),
+        split: results.iter().filter(|r| r.decisions.len() > 1).count(),
         threads,
     };
     Ok((report, results))
@@ -347,15 +353,30 @@ fn run_pass(
     let frames = approach(&image, plate, &name, opts)?;
     let cfg = TrackConfig::default();
     let pass_gap = cfg.pass_gap;
-    let mut tracker = Tracker::new(cfg, RecentOpens::default());
+    let opens = RecentOpens::default();
+    let mut tracker = Tracker::new(cfg, opens.clone());
     let lane: std::sync::Arc<str> = std::sync::Arc::from("eval");
     let start: DateTime<Utc> = DateTime::UNIX_EPOCH + chrono::Duration::days(20_000);
     let period = chrono::Duration::microseconds((1e6 / opts.fps.max(0.1)) as i64);
-    let mut decided: Option<(Box<crate::track::VotedRead>, usize)> = None;
-    let take = |events: Vec<TrackEvent>, seen: usize, decided: &mut Option<(Box<_>, usize)>| {
+    // Every decision the tracker makes during the pass: the plate, the images seen by then, and the entry
+    // the gate opened for. As in the daemon, an opening is recorded for the tracker at once.
+    let mut decided: Vec<(Box<crate::track::VotedRead>, usize, Option<String>)> = Vec::new();
+    let take = |events: Vec<TrackEvent>, seen: usize, decided: &mut Vec<(Box<_>, usize, Option<String>)>| {
         for e in events {
-            if let (TrackEvent::Decide(v), None) = (e, decided.as_ref()) {
-                *decided = Some((v, seen));
+            if let TrackEvent::Decide(v) = e {
+                let d = access::decide(
+                    &v.text,
+                    &v.chars,
+                    list,
+                    &AccessConfig::default(),
+                    v.decided_at,
+                    chrono_tz::UTC,
+                );
+                let opened = (d.action == Action::Open).then(|| d.matched.map(|m| m.plate)).flatten();
+                if opened.is_some() {
+                    opens.record(&v.text, v.decided_at);
+                }
+                decided.push((v, seen, opened));
             }
         }
     };
@@ -386,18 +407,21 @@ fn run_pass(
     let gone = at + chrono::Duration::from_std(pass_gap).unwrap_or(chrono::Duration::MAX) + period;
     take(tracker.on_idle(gone), frames.len(), &mut decided);
     take(tracker.finish(), frames.len(), &mut decided);
-    let (text, outcome, took, early, opened_for) = match decided {
-        Some((v, seen)) => {
-            let d = access::decide(&v.text, &v.chars, list, &AccessConfig::default(), at, chrono_tz::UTC);
-            let opened = (d.action == Action::Open).then(|| d.matched.map(|m| m.plate)).flatten();
+    let opened_for = decided.iter().find_map(|(_, _, o)| o.clone());
+    let opened_other = decided
+        .iter()
+        .any(|(_, _, o)| o.as_ref().is_some_and(|p| *p != sample.plate));
+    // The decision standing at the end of the pass (a denied misread may have been revised).
+    let (text, outcome, took, early) = match decided.last() {
+        Some((v, seen, _)) => {
             let outcome = if v.text == sample.plate {
                 Outcome::Correct
             } else {
                 Outcome::Wrong
             };
-            (Some(v.text.clone()), outcome, Some(seen), v.early, opened)
+            (Some(v.text.clone()), outcome, Some(*seen), v.early)
         }
-        None => (None, Outcome::NoDecision, None, false, None),
+        None => (None, Outcome::NoDecision, None, false),
     };
     Ok(Some(PassResult {
         image: name,
@@ -407,6 +431,8 @@ fn run_pass(
         frames_to_decision: took,
         early,
         opened_for,
+        opened_other,
+        decisions: decided.iter().map(|(v, _, _)| v.text.clone()).collect(),
         reads: seen,
     }))
 }
