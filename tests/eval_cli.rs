@@ -82,3 +82,45 @@ fn speed_compares_against_a_baseline_and_a_mismatched_input_layout_is_named() {
     assert!(!o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("set input.space_to_depth = 2"), "{}", text(&o));
 }
+
+/// `eval-passes` runs seeded approaches through the reader, the tracker and the access decision: the same
+/// seed gives the same passes, and no pass opens the gate for another car's entry (a false accept).
+/// Runs on the BR validation frames (7 passes) with short approaches to stay quick.
+#[test]
+fn eval_passes_is_repeatable_and_opens_for_no_other_entry() {
+    let Some(bench) = bench_dir() else {
+        eprintln!("SKIP: ../shared/datasets/openalpr-bench is absent; eval-passes test not run");
+        return;
+    };
+    require_models();
+    let run = || {
+        let o = gatehouse(&[
+            "eval-passes",
+            bench.join("endtoend/br").to_str().expect("utf8"),
+            "--frames",
+            "5",
+            "--threads",
+            "2",
+            "--json",
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        let out = String::from_utf8_lossy(&o.stdout).to_string();
+        let last = out.lines().last().expect("output").to_string();
+        let v: serde_json::Value = serde_json::from_str(&last).expect("last line is JSON");
+        (v, last)
+    };
+    let (a, last) = run();
+    let (b, _) = run();
+    assert_eq!(a, b, "a seeded benchmark repeats itself");
+    let r = &a["report"];
+    assert_eq!(r["passes"].as_u64(), Some(7), "{last}");
+    assert_eq!(r["frames_per_pass"].as_u64(), Some(5), "{last}");
+    assert_eq!(r["opened_wrong"].as_u64(), Some(0), "{last}");
+    let passes = a["passes"].as_array().expect("passes");
+    assert!(
+        passes.iter().all(|p| p["reads"].as_array().map(Vec::len) == Some(5)),
+        "{last}"
+    );
+    // A floor well under the measured figure, to catch a broken pipeline (not a target).
+    assert!(r["correct"].as_u64().unwrap_or(0) >= 4, "{last}");
+}
