@@ -33,6 +33,8 @@
 //! - [`demo`]: renders the bundled demo video (synthetic plates) so the daemon runs with nothing attached.
 //! - [`eval`]: the accuracy / speed evaluation over a labelled image set.
 
+#![forbid(unsafe_code)]
+
 pub mod access;
 pub mod app;
 pub mod audit;

@@ -1,6 +1,8 @@
 //! The `gatehouse` binary: parse the command line, load the config, run, and turn errors into a clear
 //! message and exit code (78 for an invalid configuration, 1 for anything else).
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use gatehouse::cli::{self, Cli, Command, DebugAction, DemoAction};

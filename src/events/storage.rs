@@ -9,8 +9,6 @@
 //!   and it is made again once space returns.
 //! - If the disk is full anyway, the writer holds events (memory and `events.spill`, see [`super::spill`]).
 
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
@@ -21,19 +19,8 @@ use super::WriterStats;
 /// Free bytes available to this process on the file system holding `path` (or its nearest existing parent).
 pub fn free_bytes(path: &Path) -> Option<u64> {
     let existing = path.ancestors().find(|p| p.exists())?;
-    let c = CString::new(existing.as_os_str().as_bytes()).ok()?;
-    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: `c` is a valid NUL-terminated path and `st` is a properly sized out-buffer.
-    let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
-    if rc != 0 {
-        return None;
-    }
-    // SAFETY: statvfs returned 0, so it filled the buffer.
-    let st = unsafe { st.assume_init() };
-    // The field types differ between targets (32-bit ARM has narrower ones).
-    #[allow(clippy::unnecessary_cast)]
-    let bytes = (st.f_bavail as u64).saturating_mul(st.f_frsize as u64);
-    Some(bytes)
+    let st = rustix::fs::statvfs(existing).ok()?;
+    Some(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
 /// Creates `path` holding `size` zero bytes (written, not sparse, so the blocks are really taken) via a
