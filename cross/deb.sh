@@ -45,6 +45,8 @@ install -D -m 0644 systemd/gatehouse.service "$p/lib/systemd/system/gatehouse.se
 install -D -m 0644 systemd/60-gatehouse.rules "$p/lib/udev/rules.d/60-gatehouse.rules"
 install -D -m 0644 systemd/gatehouse.sysusers "$p/usr/lib/sysusers.d/gatehouse.conf"
 install -D -m 0644 README.md "$p/usr/share/doc/gatehouse/README.md"
+install -D -m 0644 docs/operations.md "$p/usr/share/doc/gatehouse/operations.md"
+install -D -m 0644 docs/recognition.md "$p/usr/share/doc/gatehouse/recognition.md"
 install -m 0644 docs/protocol.md config/gatehouse.toml "$p/usr/share/doc/gatehouse/"
 # The site config: the reference, pointed at the installed models. Readable by the service group only.
 install -d -m 0750 "$p/etc/gatehouse"

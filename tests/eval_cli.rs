@@ -1,7 +1,7 @@
 use crate::support::*;
 
 /// The eval command prints its figures, the last line being one JSON object with the agreed keys.
-/// Runs on the EU set (the smallest frames) to stay quick; the README carries the full figures.
+/// Runs on the EU set (the smallest frames) to stay quick; docs/recognition.md carries the full figures.
 #[test]
 fn eval_prints_figures_as_json_on_the_last_line() {
     let Some(bench) = bench_dir() else {
