@@ -1,7 +1,10 @@
-//! The real [`PlateReader`], run by ONNX Runtime. Two arrangements, chosen by the manifest:
+//! The real [`PlateReader`], run by ONNX Runtime. Three arrangements ([`Pipeline`]), chosen by the manifest:
 //! - plate detector + whole-plate recogniser (`plate-ctc`): each plate box, with a margin, is read in one
 //!   pass; the plates of a frame go through the recogniser as one batch;
-//! - (plate detector +) text detector + line recogniser (`ctc`): text lines are found first, then read.
+//! - plate detector + text detector + line recogniser (`ctc`): text lines inside each plate, then read;
+//! - text detector + line recogniser: text lines anywhere in the frame, ranked by how plate-like they read.
+//!
+//! The candidates of a frame are ordered by [`super::select`]'s ranking (a pure, tested function).
 //!
 //! Buffers are reused across frames.
 
@@ -19,7 +22,7 @@ use super::ctc::{self, ClassKind};
 use super::detect::{self, InputQuant, Layout, MapBox};
 use super::manifest::{Manifest, ModelKind, ModelSpec, Role};
 use super::plate_detect;
-use super::select::plate_score;
+use super::select::{self, plate_score};
 use super::two_line;
 use super::{FrameReads, PlateCandidate, PlateReader, RecognizeError, StageTimings};
 
@@ -68,11 +71,60 @@ impl Default for ReaderOptions {
     }
 }
 
+/// The whole-plate detector (`center-box`); it may take 8-bit input.
+struct PlateDetector {
+    session: Session,
+    spec: ModelSpec,
+    quant: Option<InputQuant>,
+}
+
+/// The text-line detector (`db-text`).
+struct TextDetector {
+    session: Session,
+    spec: ModelSpec,
+}
+
+/// Which models find what the recogniser reads. (One per reader, so the variants' sizes do not matter.)
+#[allow(clippy::large_enum_variant)]
+enum Pipeline {
+    /// Plates, each read whole by a `plate-ctc` recogniser.
+    Plates(PlateDetector),
+    /// Plates, then the text lines inside each, read by a `ctc` line recogniser.
+    PlateLines(PlateDetector, TextDetector),
+    /// Text lines anywhere in the frame, read by a `ctc` line recogniser.
+    Lines(TextDetector),
+}
+
+impl Pipeline {
+    fn plate_detector(&mut self) -> Option<&mut PlateDetector> {
+        match self {
+            Pipeline::Plates(p) | Pipeline::PlateLines(p, _) => Some(p),
+            Pipeline::Lines(_) => None,
+        }
+    }
+
+    fn text_detector(&mut self) -> Option<&mut TextDetector> {
+        match self {
+            Pipeline::PlateLines(_, t) | Pipeline::Lines(t) => Some(t),
+            Pipeline::Plates(_) => None,
+        }
+    }
+}
+
+/// One plate cut out of a frame for reading.
+struct PlateCrop {
+    /// The plate with a margin around it (the detector's box can clip the first or last character).
+    image: Mat,
+    /// The plate's box in frame pixels.
+    bbox: Rect,
+    /// The plate detector's score (1 for a crop given whole).
+    detector_score: f32,
+    /// The plate's box inside `image`.
+    inner: Rect,
+}
+
 pub struct OnnxPlateReader {
-    /// Optional whole-plate detector; with it, only plates are read. It may take 8-bit input.
-    plate: Option<(Session, ModelSpec, Option<InputQuant>)>,
-    /// Text-line detector; absent with a whole-plate recogniser.
-    det: Option<(Session, ModelSpec)>,
+    pipeline: Pipeline,
     rec: Session,
     rec_spec: ModelSpec,
     kinds: Vec<ClassKind>,
@@ -140,7 +192,11 @@ impl OnnxPlateReader {
             Some(spec) if spec.kind == ModelKind::CenterBox => {
                 let s = session(spec)?;
                 let quant = input_quant(&s, spec, true)?;
-                Some((s, spec.clone(), quant))
+                Some(PlateDetector {
+                    session: s,
+                    spec: spec.clone(),
+                    quant,
+                })
             }
             Some(_) => {
                 return Err(RecognizeError::Manifest(
@@ -149,13 +205,23 @@ impl OnnxPlateReader {
             }
             None => None,
         };
-        let det = match det_spec {
+        let text = match det_spec {
             Some(spec) => {
                 let s = session(&spec)?;
                 input_quant(&s, &spec, false)?;
-                Some((s, spec))
+                Some(TextDetector { session: s, spec })
             }
             None => None,
+        };
+        let pipeline = match (plate, text) {
+            (Some(p), None) => Pipeline::Plates(p),
+            (Some(p), Some(t)) => Pipeline::PlateLines(p, t),
+            (None, Some(t)) => Pipeline::Lines(t),
+            (None, None) => {
+                return Err(RecognizeError::Manifest(
+                    "the manifest needs a plate-detector, a db-text detector, or both".into(),
+                ))
+            }
         };
         let rec = session(&rec_spec)?;
         input_quant(&rec, &rec_spec, false)?;
@@ -165,8 +231,7 @@ impl OnnxPlateReader {
             .filter(|&i| matches!(kinds[i], ClassKind::Plate(_)))
             .collect();
         Ok(Self {
-            plate,
-            det,
+            pipeline,
             rec,
             rec_spec,
             kinds,
@@ -181,7 +246,11 @@ impl OnnxPlateReader {
 
     /// Text lines in `image`, seen at the detector input size `lb`, largest first.
     fn text_boxes(&mut self, image: &Mat, lb: detect::Letterbox) -> Result<Vec<Rect>, RecognizeError> {
-        let Some((det, det_spec)) = self.det.as_mut() else {
+        let Some(TextDetector {
+            session: det,
+            spec: det_spec,
+        }) = self.pipeline.text_detector()
+        else {
             return Ok(Vec::new());
         };
         let layout = Layout::of(det_spec, Size::new(lb.width, lb.height));
@@ -461,7 +530,7 @@ impl OnnxPlateReader {
     /// Plates in `view` (whole-plate detector), best first, in view pixels with their scores: the pass at
     /// the model's `max_side`, merged with the coarse pass (`coarse_max_side`) when the manifest asks for one.
     fn plate_boxes(&mut self, view: &Mat) -> Result<Vec<(Rect, f32)>, RecognizeError> {
-        let Some((_, spec, _)) = self.plate.as_ref() else {
+        let Some(PlateDetector { spec, .. }) = self.pipeline.plate_detector() else {
             return Ok(Vec::new());
         };
         let side = if spec.input.max_side > 0 {
@@ -496,7 +565,7 @@ impl OnnxPlateReader {
         side: u32,
         th: plate_detect::Thresholds,
     ) -> Result<Vec<plate_detect::PlateBox>, RecognizeError> {
-        let Some((session, spec, quant)) = self.plate.as_mut() else {
+        let Some(PlateDetector { session, spec, quant }) = self.pipeline.plate_detector() else {
             return Ok(Vec::new());
         };
         let lb = detect::input_size(view.cols(), view.rows(), side, spec.input.multiple_of.max(32));
@@ -540,14 +609,18 @@ impl OnnxPlateReader {
         let t0 = Instant::now();
         let plates = self.plate_boxes(view)?;
         // Each plate with a margin (the detector's box can clip the first or last character).
-        let mut crops: Vec<(Mat, Rect, f32, Rect)> = Vec::with_capacity(plates.len());
+        let mut crops: Vec<PlateCrop> = Vec::with_capacity(plates.len());
         for (r, score) in &plates {
             let mx = r.width / 10;
             let my = r.height / 4;
             let ex = Rect::new(r.x - mx, r.y - my, r.width + 2 * mx, r.height + 2 * my)
                 & Rect::new(0, 0, view.cols(), view.rows());
-            let inner = Rect::new(r.x - ex.x, r.y - ex.y, r.width, r.height);
-            crops.push((Mat::roi(view, ex)?.try_clone()?, *r, *score, inner));
+            crops.push(PlateCrop {
+                image: Mat::roi(view, ex)?.try_clone()?,
+                bbox: *r,
+                detector_score: *score,
+                inner: Rect::new(r.x - ex.x, r.y - ex.y, r.width, r.height),
+            });
         }
         let plate_ms = t0.elapsed().as_secs_f64() * 1e3;
         let (candidates, mut timings) = self.read_plate_images(crops)?;
@@ -555,30 +628,26 @@ impl OnnxPlateReader {
         Ok((candidates, timings))
     }
 
-    /// Reads plate images (crop, plate box in the frame, plate score, plate box in the crop).
+    /// Reads plate images: whole, or their text lines.
     fn read_plate_images(
         &mut self,
-        crops: Vec<(Mat, Rect, f32, Rect)>,
+        crops: Vec<PlateCrop>,
     ) -> Result<(Vec<PlateCandidate>, StageTimings), RecognizeError> {
-        if self.rec_spec.kind == ModelKind::PlateCtc {
-            self.read_whole(crops)
-        } else {
-            self.read_lines(crops)
+        match self.pipeline {
+            Pipeline::Plates(_) => self.read_whole(crops),
+            Pipeline::PlateLines(..) | Pipeline::Lines(_) => self.read_lines(crops),
         }
     }
 
     /// Whole-plate recogniser: every plate image read in one batch at the model's fixed size.
-    fn read_whole(
-        &mut self,
-        crops: Vec<(Mat, Rect, f32, Rect)>,
-    ) -> Result<(Vec<PlateCandidate>, StageTimings), RecognizeError> {
+    fn read_whole(&mut self, crops: Vec<PlateCrop>) -> Result<(Vec<PlateCandidate>, StageTimings), RecognizeError> {
         let t0 = Instant::now();
         let h = self.rec_spec.input.height as i32;
         let w = self.rec_spec.input.width as i32;
         // Every plate whole, in one batch.
         let items: Vec<(&Mat, Rect)> = crops
             .iter()
-            .map(|(m, ..)| (m, Rect::new(0, 0, m.cols(), m.rows())))
+            .map(|c| (&c.image, Rect::new(0, 0, c.image.cols(), c.image.rows())))
             .collect();
         let decoded = self.recognize_batch(&items, h, w)?;
         // Then, in a second batch, the top and bottom rows of the nearly square plates whose whole read could
@@ -586,8 +655,9 @@ impl OnnxPlateReader {
         let mut row_items: Vec<(&Mat, Rect)> = Vec::new();
         // Where each plate's top row sits in `rows`.
         let mut rows_at: Vec<Option<usize>> = Vec::with_capacity(crops.len());
-        for ((m, _, _, inner), whole) in crops.iter().zip(&decoded) {
-            let cut = two_line::halves(*inner, m.cols(), m.rows(), self.opts.two_line_max_aspect)
+        for (c, whole) in crops.iter().zip(&decoded) {
+            let m = &c.image;
+            let cut = two_line::halves(c.inner, m.cols(), m.rows(), self.opts.two_line_max_aspect)
                 .filter(|_| two_line::maybe_one_row(whole));
             rows_at.push(cut.map(|(top, bottom)| {
                 row_items.extend([(m, top), (m, bottom)]);
@@ -604,7 +674,7 @@ impl OnnxPlateReader {
             .iter()
             .zip(decoded)
             .zip(rows_at)
-            .filter_map(|(((_, rect, plate_score_v, _), whole), at)| {
+            .filter_map(|((crop, whole), at)| {
                 let mut d = whole;
                 let mut score = plate_score(&d, min_len, max_len, 1.0);
                 if let Some((top, bottom)) = at.and_then(|i| rows.get(i).zip(rows.get(i + 1))) {
@@ -614,14 +684,12 @@ impl OnnxPlateReader {
                         (d, score) = (joined, rows_score);
                     }
                 }
-                // Ranked by plate-likeness, its least sure character and the detector: of two plates in a
-                // frame, the one read cleanly comes first (a distant or cut-off plate has an unsure character).
                 let least_sure = d.chars.iter().map(|c| c.conf).fold(1.0f32, f32::min);
-                let rank = score * least_sure * (0.5 + 0.5 * plate_score_v);
-                (score > 0.0).then(|| candidate(d, *rect, rank, top_n))
+                let rank = select::rank_plate(score, least_sure, crop.detector_score);
+                (score > 0.0).then(|| candidate(d, crop.bbox, rank, top_n))
             })
             .collect();
-        candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
+        select::best_first(&mut candidates);
         let timings = StageTimings {
             detect_ms: 0.0,
             recognize_ms: t0.elapsed().as_secs_f64() * 1e3,
@@ -631,14 +699,11 @@ impl OnnxPlateReader {
 
     /// Line recogniser: text lines inside each plate image, scaled so the plate is about 96 px high, then
     /// the recogniser over the best lines of all crops in one batch.
-    fn read_lines(
-        &mut self,
-        crops: Vec<(Mat, Rect, f32, Rect)>,
-    ) -> Result<(Vec<PlateCandidate>, StageTimings), RecognizeError> {
+    fn read_lines(&mut self, crops: Vec<PlateCrop>) -> Result<(Vec<PlateCandidate>, StageTimings), RecognizeError> {
         let t0 = Instant::now();
         // (crop index, rectangle in the crop, is the plate's middle band)
         let mut items: Vec<(usize, Rect, bool)> = Vec::new();
-        for (i, (crop, _, _, inner)) in crops.iter().enumerate() {
+        for (i, PlateCrop { image: crop, inner, .. }) in crops.iter().enumerate() {
             let s = (96.0 / crop.rows().max(1) as f32).clamp(0.5, 4.0);
             let m = 32.0;
             let round = |v: f32| (((v / m).round() * m) as i32).clamp(32, 512);
@@ -668,7 +733,7 @@ impl OnnxPlateReader {
             }
         }
         let t1 = Instant::now();
-        let pairs: Vec<(&Mat, Rect)> = items.iter().map(|(i, r, _)| (&crops[*i].0, *r)).collect();
+        let pairs: Vec<(&Mat, Rect)> = items.iter().map(|(i, r, _)| (&crops[*i].image, *r)).collect();
         let decoded = self.recognize_items(&pairs)?;
         let t2 = Instant::now();
         let mut best: Vec<Option<PlateCandidate>> = vec![None; crops.len()];
@@ -686,15 +751,15 @@ impl OnnxPlateReader {
             if line_score <= 0.0 {
                 continue;
             }
-            let (_, plate_rect, plate_score_v, _) = &crops[*crop_idx];
-            let score = line_score * (0.5 + 0.5 * plate_score_v);
+            let crop = &crops[*crop_idx];
+            let score = select::rank_line(line_score, crop.detector_score);
             if best[*crop_idx].as_ref().is_some_and(|b| b.score >= score) {
                 continue;
             }
-            best[*crop_idx] = Some(candidate(d.clone(), *plate_rect, score, self.opts.top_n));
+            best[*crop_idx] = Some(candidate(d.clone(), crop.bbox, score, self.opts.top_n));
         }
         let mut candidates: Vec<PlateCandidate> = best.into_iter().flatten().collect();
-        candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
+        select::best_first(&mut candidates);
         let timings = StageTimings {
             detect_ms: (t1 - t0).as_secs_f64() * 1e3,
             recognize_ms: (t2 - t1).as_secs_f64() * 1e3,
@@ -709,7 +774,9 @@ impl OnnxPlateReader {
             view.cols(),
             view.rows(),
             self.opts.detector_max_side,
-            self.det.as_ref().map_or(32, |(_, spec)| spec.input.multiple_of.max(32)),
+            self.pipeline
+                .text_detector()
+                .map_or(32, |t| t.spec.input.multiple_of.max(32)),
         );
         let rects = self.text_boxes(view, lb)?;
         let t1 = Instant::now();
@@ -737,7 +804,7 @@ impl OnnxPlateReader {
                 ))
             })
             .collect();
-        candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
+        select::best_first(&mut candidates);
         let timings = StageTimings {
             detect_ms: (t1 - t0).as_secs_f64() * 1e3,
             recognize_ms: (t2 - t1).as_secs_f64() * 1e3,
@@ -766,10 +833,9 @@ impl PlateReader for OnnxPlateReader {
         } else {
             view
         };
-        let (mut candidates, timings) = if self.plate.is_some() {
-            self.read_plates(view)?
-        } else {
-            self.read_text(view)?
+        let (mut candidates, timings) = match self.pipeline {
+            Pipeline::Plates(_) | Pipeline::PlateLines(..) => self.read_plates(view)?,
+            Pipeline::Lines(_) => self.read_text(view)?,
         };
         for c in &mut candidates {
             c.bbox.x += offset.0;
@@ -779,11 +845,17 @@ impl PlateReader for OnnxPlateReader {
     }
 
     fn read_crop(&mut self, image: &Mat) -> Result<FrameReads, RecognizeError> {
-        if self.plate.is_none() {
+        if let Pipeline::Lines(_) = self.pipeline {
             return self.read(image, None);
         }
         let full = Rect::new(0, 0, image.cols(), image.rows());
-        let (candidates, timings) = self.read_plate_images(vec![(image.try_clone()?, full, 1.0, full)])?;
+        let crop = PlateCrop {
+            image: image.try_clone()?,
+            bbox: full,
+            detector_score: 1.0,
+            inner: full,
+        };
+        let (candidates, timings) = self.read_plate_images(vec![crop])?;
         Ok(FrameReads { candidates, timings })
     }
 }

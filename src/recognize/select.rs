@@ -22,6 +22,29 @@ pub fn plate_score(d: &Decoded, min_len: usize, max_len: usize, height_ratio: f3
     score * (0.6 + 0.4 * height_ratio.clamp(0.0, 1.0))
 }
 
+/// How much the plate detector's score counts: half the rank rests on it, half on the read alone, so a
+/// clean read of a box the detector was unsure of (a dim or distant plate) can still win.
+fn detector_weight(detector_score: f32) -> f32 {
+    0.5 + 0.5 * detector_score.clamp(0.0, 1.0)
+}
+
+/// Rank of a whole-plate read: its plate-likeness ([`plate_score`]), its least sure character and the
+/// detector's score. Of two plates in a frame the one read cleanly comes first (a distant or cut-off plate
+/// has an unsure character); a read that cannot be a plate (likeness 0) ranks 0.
+pub fn rank_plate(likeness: f32, least_sure: f32, detector_score: f32) -> f32 {
+    likeness.max(0.0) * least_sure.clamp(0.0, 1.0) * detector_weight(detector_score)
+}
+
+/// Rank of a text line read inside a plate box (line recognisers): its plate-likeness and the detector's score.
+pub fn rank_line(likeness: f32, detector_score: f32) -> f32 {
+    likeness.max(0.0) * detector_weight(detector_score)
+}
+
+/// Orders a frame's candidates best first (by rank; equal ranks keep their order).
+pub fn best_first(candidates: &mut [super::PlateCandidate]) {
+    candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,5 +72,34 @@ mod tests {
         assert!(plate > word && plate > time);
         assert_eq!(plate_score(&dec("CALIFORNIA", 0), 4, 8, 1.0), 0.0);
         assert_eq!(plate_score(&dec("AB", 0), 4, 8, 1.0), 0.0);
+    }
+
+    #[test]
+    fn a_clean_read_outranks_an_unsure_one_and_the_detector_breaks_ties() {
+        // two plates read equally plate-like: the one with no unsure character comes first
+        assert!(rank_plate(0.9, 0.95, 0.6) > rank_plate(0.9, 0.5, 0.6));
+        // the same read: the box the detector is surer of comes first
+        assert!(rank_plate(0.9, 0.9, 0.8) > rank_plate(0.9, 0.9, 0.4));
+        // but the detector alone does not carry an unsure read past a clean one
+        assert!(rank_plate(0.9, 0.95, 0.3) > rank_plate(0.9, 0.6, 1.0));
+        // not a plate at all: rank 0, whatever the detector says
+        assert_eq!(rank_plate(0.0, 1.0, 1.0), 0.0);
+        assert_eq!(rank_line(0.0, 1.0), 0.0);
+        // out-of-range inputs are clamped, never above a perfect read
+        assert!(rank_plate(1.0, 2.0, 3.0) <= 1.0);
+        assert!(rank_line(0.8, 0.9) > rank_line(0.8, 0.1));
+    }
+
+    #[test]
+    fn candidates_are_ordered_best_first_and_ties_keep_their_order() {
+        use crate::recognize::FakeReader;
+        let mut c = vec![
+            FakeReader::candidate("AAA111", 0.5),
+            FakeReader::candidate("BBB222", 0.9),
+            FakeReader::candidate("CCC333", 0.5),
+        ];
+        best_first(&mut c);
+        let order: Vec<&str> = c.iter().map(|c| c.text.as_str()).collect();
+        assert_eq!(order, ["BBB222", "AAA111", "CCC333"]);
     }
 }
