@@ -344,6 +344,53 @@ fn migrate(conn: &Connection) -> Result<(), DbError> {
     Ok(())
 }
 
+/// A key of the `meta` table (one text value each). This is the one place that names them; read and
+/// write them with [`meta_get`] and [`meta_set`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetaKey {
+    /// Version of the applied allowlist.
+    AllowlistVersion,
+    /// sha256 of the applied allowlist's body (hex), as signed by the cloud.
+    AllowlistSha256,
+    /// When the cloud signed the newest envelope applied (RFC 3339): the list's age counts from it.
+    AllowlistIssued,
+    /// When the cloud last acknowledged an event (Unix milliseconds).
+    OutboxLastUpload,
+    /// The last envelope refused, and why (JSON).
+    SyncLastRejection,
+    /// The cloud link's state as last recorded (JSON).
+    SyncLink,
+}
+
+impl MetaKey {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetaKey::AllowlistVersion => "allowlist_version",
+            MetaKey::AllowlistSha256 => "allowlist_sha256",
+            MetaKey::AllowlistIssued => "allowlist_issued",
+            MetaKey::OutboxLastUpload => "outbox_last_upload",
+            MetaKey::SyncLastRejection => "sync_last_rejection",
+            MetaKey::SyncLink => "sync_link",
+        }
+    }
+}
+
+/// The value of `key`, `None` when it was never written.
+pub fn meta_get(conn: &Connection, key: MetaKey) -> rusqlite::Result<Option<String>> {
+    use rusqlite::OptionalExtension;
+    conn.query_row("SELECT value FROM meta WHERE key = ?1", [key.as_str()], |r| r.get(0))
+        .optional()
+}
+
+/// Writes `key` (inside the caller's transaction when `conn` is one).
+pub fn meta_set(conn: &Connection, key: MetaKey, value: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+        [key.as_str(), value],
+    )
+    .map(|_| ())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -454,5 +501,23 @@ mod tests {
         let good = dir.path().join("good.db");
         let c = open_checked(&good).expect("a healthy file passes");
         check_integrity(&c, &good, true).expect("full check");
+    }
+
+    #[test]
+    fn meta_values_are_read_back_by_their_typed_key() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let c = open(&dir.path().join("g.db")).expect("open");
+        assert_eq!(meta_get(&c, MetaKey::SyncLink).expect("read"), None);
+        meta_set(&c, MetaKey::SyncLink, "{\"state\":\"online\"}").expect("write");
+        meta_set(&c, MetaKey::AllowlistVersion, "7").expect("write");
+        meta_set(&c, MetaKey::AllowlistVersion, "8").expect("overwrite");
+        assert_eq!(
+            meta_get(&c, MetaKey::AllowlistVersion).expect("read").as_deref(),
+            Some("8")
+        );
+        assert_eq!(
+            meta_get(&c, MetaKey::SyncLink).expect("read").as_deref(),
+            Some("{\"state\":\"online\"}")
+        );
     }
 }

@@ -62,10 +62,7 @@ pub fn restore_into(
 ) -> Result<(), AccessError> {
     let tx = conn.transaction()?;
     super::store::upsert_in(&tx, &last.entries, now, key)?;
-    tx.execute(
-        "INSERT OR REPLACE INTO meta (key, value) VALUES ('allowlist_version', ?1)",
-        [last.version.to_string()],
-    )?;
+    crate::db::meta_set(&tx, crate::db::MetaKey::AllowlistVersion, &last.version.to_string())?;
     tx.commit()?;
     Ok(())
 }

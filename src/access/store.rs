@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 
 use super::entry::{Entry, Kind};
 use super::schedule::Schedule;
@@ -119,11 +119,7 @@ impl StoredRow {
 
 /// The applied list version (0 when the list was only edited locally).
 pub fn version(conn: &Connection) -> Result<u64, AccessError> {
-    let v: Option<String> = conn
-        .query_row("SELECT value FROM meta WHERE key = 'allowlist_version'", [], |r| {
-            r.get(0)
-        })
-        .optional()?;
+    let v = crate::db::meta_get(conn, crate::db::MetaKey::AllowlistVersion)?;
     match v {
         None => Ok(0),
         Some(v) => v.parse().map_err(|_| {
@@ -135,11 +131,7 @@ pub fn version(conn: &Connection) -> Result<u64, AccessError> {
 /// When the cloud signed the newest envelope applied (`None`: no envelope applied yet). A corrupt value
 /// reads as `None` with a warning: it only feeds the age alert, never the decision.
 pub fn issued(conn: &Connection) -> Result<Option<DateTime<Utc>>, AccessError> {
-    let v: Option<String> = conn
-        .query_row("SELECT value FROM meta WHERE key = 'allowlist_issued'", [], |r| {
-            r.get(0)
-        })
-        .optional()?;
+    let v = crate::db::meta_get(conn, crate::db::MetaKey::AllowlistIssued)?;
     Ok(v.and_then(|v| match DateTime::parse_from_rfc3339(&v) {
         Ok(t) => Some(t.with_timezone(&Utc)),
         Err(_) => {

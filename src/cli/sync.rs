@@ -3,28 +3,26 @@
 
 use std::path::Path;
 
+use crate::db::MetaKey;
 use crate::events::outbox;
 
 pub fn status(config: &Path, json: bool) -> anyhow::Result<()> {
     let cfg = crate::config::load(config)?;
     let conn = crate::db::open(&cfg.site.database_path())?;
-    let meta = |k: &str| -> Option<String> {
-        conn.query_row("SELECT value FROM meta WHERE key = ?1", [k], |r| r.get(0))
-            .ok()
-    };
+    let meta = |k: MetaKey| -> Option<String> { crate::db::meta_get(&conn, k).ok().flatten() };
     let parse = |v: Option<String>| v.and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok());
     let version = crate::access::store::version(&conn)?;
     let entries: i64 = conn.query_row("SELECT count(*) FROM allowlist", [], |r| r.get(0))?;
     let backlog = outbox::backlog(&conn)?;
-    let link = parse(meta("sync_link"));
-    let rejection = parse(meta("sync_last_rejection"));
+    let link = parse(meta(MetaKey::SyncLink));
+    let rejection = parse(meta(MetaKey::SyncLastRejection));
     let sync = cfg.sync.as_ref();
     let v = serde_json::json!({
         "device": sync.map(|s| s.device.clone()),
         "broker": sync.and_then(|s| s.mqtt.as_ref()).map(|m| format!("{}:{}", m.host, m.port)),
         "link": link,
         "allowlist_version": version,
-        "allowlist_sha256": meta("allowlist_sha256"),
+        "allowlist_sha256": meta(MetaKey::AllowlistSha256),
         "allowlist_entries": entries,
         "last_rejection": rejection,
         "outbox_pending": backlog.pending,

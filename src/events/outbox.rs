@@ -146,9 +146,10 @@ pub fn mark_uploaded(conn: &mut Connection, ids: &[String], now: DateTime<Utc>) 
         }
     }
     // Kept here so status and heartbeats need not scan the events table for it.
-    tx.execute(
-        "INSERT OR REPLACE INTO meta (key, value) VALUES ('outbox_last_upload', ?1)",
-        [now.timestamp_millis().to_string()],
+    crate::db::meta_set(
+        &tx,
+        crate::db::MetaKey::OutboxLastUpload,
+        &now.timestamp_millis().to_string(),
     )?;
     tx.commit()?;
     Ok(n)
@@ -168,11 +169,9 @@ pub fn backlog(conn: &Connection) -> Result<Backlog, EventError> {
         [],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    let last: Option<i64> = conn
-        .query_row("SELECT value FROM meta WHERE key = 'outbox_last_upload'", [], |r| {
-            r.get::<_, String>(0)
-        })
+    let last: Option<i64> = crate::db::meta_get(conn, crate::db::MetaKey::OutboxLastUpload)
         .ok()
+        .flatten()
         .and_then(|v| v.parse().ok());
     Ok(Backlog {
         pending: pending as u64,

@@ -3,11 +3,12 @@
 //! database (see `app::reload_allowlist`), so a decision never sees a half-applied list.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection};
+use rusqlite::Connection;
 
 use super::envelope::{EnvelopeKind, Verified};
 use super::SyncError;
 use crate::access::{seal, store, PlateKey};
+use crate::db::MetaKey;
 
 fn db<E: std::fmt::Display>(e: E) -> SyncError {
     SyncError::Db(e.to_string())
@@ -55,16 +56,12 @@ pub fn apply(conn: &mut Connection, v: &Verified, now: DateTime<Utc>, key: &Plat
             .map_err(db)?;
     }
     for (k, val) in [
-        ("allowlist_version", v.version.to_string()),
-        ("allowlist_sha256", v.body_sha256.clone()),
+        (MetaKey::AllowlistVersion, v.version.to_string()),
+        (MetaKey::AllowlistSha256, v.body_sha256.clone()),
         // The list's age counts from when the cloud signed the newest envelope applied (sync::freshness).
-        ("allowlist_issued", v.issued.to_rfc3339()),
+        (MetaKey::AllowlistIssued, v.issued.to_rfc3339()),
     ] {
-        tx.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
-            params![k, val],
-        )
-        .map_err(db)?;
+        crate::db::meta_set(&tx, k, &val).map_err(db)?;
     }
     let n: i64 = tx
         .query_row("SELECT count(*) FROM allowlist", [], |r| r.get(0))

@@ -8,7 +8,6 @@
 //! - publishes owed events at QoS 1 and marks each uploaded on its PUBACK;
 //! - keeps a retained online/offline status (the last will says offline) and sends heartbeats.
 
-use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -26,11 +25,13 @@ use tokio_util::sync::CancellationToken;
 use super::chunk::Assembler;
 use super::envelope::{self, MAX_ENVELOPE_BYTES};
 use super::keys::TrustedKeys;
+use super::pairing::Pairing;
 use super::topics::Topics;
 use super::SyncError;
 use crate::access::{self, SharedAllowlist};
 use crate::clock::SharedClock;
 use crate::config::{MqttConfig, SyncConfig};
+use crate::db::MetaKey;
 use crate::events::outbox::{self, OutboxEvent, Uplink, UploadStats, Uploader};
 use crate::events::EventError;
 
@@ -89,16 +90,13 @@ enum Tag {
     Other,
 }
 
-/// The real [`Uplink`]: QoS 1 publishes on the current connection, PUBACKs traced back to event ids.
-/// `rumqttc` assigns packet ids as it writes publishes, in request order; we see each as
-/// `Outgoing::Publish(pkid)` and pair it with the oldest request not yet written.
+/// The real [`Uplink`]: QoS 1 publishes on the current connection, PUBACKs traced back to event ids by
+/// [`Pairing`] (the protocol state, tested on its own).
 struct MqttUplink {
     client: AsyncClient,
     events_topic: String,
     connected: bool,
-    queued: VecDeque<Tag>,
-    awaiting: Option<Tag>,
-    in_flight: HashMap<u16, Tag>,
+    pairing: Pairing<Tag>,
     acked: Vec<String>,
 }
 
@@ -106,7 +104,7 @@ impl MqttUplink {
     fn publish(&mut self, topic: String, qos: QoS, retain: bool, payload: Vec<u8>, tag: Tag) -> bool {
         match self.client.try_publish(topic, qos, retain, payload) {
             Ok(()) => {
-                self.queued.push_back(tag);
+                self.pairing.requested(tag);
                 true
             }
             Err(ClientError::TryRequest(_)) | Err(ClientError::Request(_)) => false,
@@ -115,17 +113,10 @@ impl MqttUplink {
 
     fn on_event(&mut self, ev: &Event) {
         match ev {
-            Event::Outgoing(Outgoing::Publish(pkid)) => {
-                let tag = self.awaiting.take().or_else(|| self.queued.pop_front());
-                if let (Some(tag), true) = (tag, *pkid != 0) {
-                    self.in_flight.insert(*pkid, tag);
-                }
-            }
-            // The packet id is still taken (the broker acknowledges out of order): rumqttc holds this
-            // publish and writes it once that id is free, reporting Outgoing::Publish again then.
-            Event::Outgoing(Outgoing::AwaitAck(_)) => self.awaiting = self.queued.pop_front(),
+            Event::Outgoing(Outgoing::Publish(pkid)) => self.pairing.written(*pkid),
+            Event::Outgoing(Outgoing::AwaitAck(_)) => self.pairing.held_back(),
             Event::Incoming(Packet::PubAck(ack)) => {
-                if let Some(Tag::Event(id)) = self.in_flight.remove(&ack.pkid) {
+                if let Some(Tag::Event(id)) = self.pairing.acked(ack.pkid) {
                     self.acked.push(id);
                 }
             }
@@ -254,9 +245,7 @@ impl Link {
                 client,
                 events_topic: self.topics.events(),
                 connected: false,
-                queued: VecDeque::new(),
-                awaiting: None,
-                in_flight: HashMap::new(),
+                pairing: Pairing::default(),
                 acked: Vec::new(),
             };
             let end = self.session(&mut up, eventloop, &cancel, &mut failures).await;
@@ -432,7 +421,7 @@ impl Link {
             up.connected = false;
             let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
             let mut failures = 0;
-            while !up.in_flight.is_empty() || !up.queued.is_empty() {
+            while !up.pairing.is_settled() {
                 match tokio::time::timeout_at(deadline, events.recv()).await {
                     // Allowlist messages still arriving are applied (the broker already has our PUBACK).
                     Ok(Some(Ok(ev))) => {
@@ -576,10 +565,7 @@ impl Link {
             reason: e.to_string(),
         };
         if let Ok(text) = serde_json::to_string(&r) {
-            let _ = self.conn.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('sync_last_rejection', ?1)",
-                [text],
-            );
+            let _ = crate::db::meta_set(&self.conn, MetaKey::SyncLastRejection, &text);
         }
         self.last_rejection = Some(r);
         self.publish_state(up);
@@ -587,12 +573,7 @@ impl Link {
 
     fn state(&self) -> ReportedState {
         let applied_version = access::store::version(&self.conn).unwrap_or(0);
-        let body_sha256 = self
-            .conn
-            .query_row("SELECT value FROM meta WHERE key = 'allowlist_sha256'", [], |r| {
-                r.get(0)
-            })
-            .ok();
+        let body_sha256 = crate::db::meta_get(&self.conn, MetaKey::AllowlistSha256).ok().flatten();
         ReportedState {
             device: self.ctx.sync.device.clone(),
             applied_version,
@@ -693,10 +674,7 @@ impl Link {
     /// For `gatehouse sync status`.
     fn record_link_state(&self, state: &str) {
         let v = serde_json::json!({ "state": state, "since": rfc3339(self.now()) }).to_string();
-        if let Err(e) = self
-            .conn
-            .execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('sync_link', ?1)", [v])
-        {
+        if let Err(e) = crate::db::meta_set(&self.conn, MetaKey::SyncLink, &v) {
             tracing::debug!(error = %e, "could not record the link state");
         }
     }
