@@ -25,6 +25,8 @@
 //! - [`supervise`]: signals, the panic hook, sd_notify readiness, the progress-fed watchdog, metrics.
 //! - [`sync`]: signed allowlist envelopes from the cloud (keys, verify, atomic apply).
 //! - [`db`]: the SQLite file, its pragmas and migrations.
+//! - [`keyfile`], [`secret_file`]: ed25519 key files and files written with care (no symlinks, 0600);
+//!   low modules that `config`, `audit` and `sync` build on.
 //! - [`panel`]: the guards' HTTPS panel (live view, gate controls, passes, users, roles, 2FA, sessions); its
 //!   own thread and runtime.
 //! - [`audit`]: the hash-chained audit log of operator actions and its signed checkpoints.
@@ -47,6 +49,7 @@ pub mod demo;
 pub mod eval;
 pub mod events;
 pub mod gate;
+pub mod keyfile;
 pub mod panel;
 pub mod plate;
 pub mod privacy;
@@ -55,3 +58,6 @@ pub mod secret_file;
 pub mod supervise;
 pub mod sync;
 pub mod track;
+
+/// The build: package version and git hash (`gatehouse --version`, the cloud link's status and heartbeats).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("GATEHOUSE_GIT_HASH"), ")");

@@ -110,11 +110,11 @@ pub fn device_key(path: &Path) -> Result<SigningKey, AuditError> {
         path: path.display().to_string(),
         reason,
     };
-    let read = || crate::sync::keys::read_signing(path).map_err(|e| err(e.to_string()));
+    let read = || crate::keyfile::read_signing(path).map_err(|e| err(e.to_string()));
     if std::fs::symlink_metadata(path).is_ok() {
         return read();
     }
-    let key = crate::sync::keys::generate().map_err(|e| err(e.to_string()))?;
+    let key = crate::keyfile::generate().map_err(|e| err(e.to_string()))?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         crate::secret_file::create_dir_all(dir, 0o750).map_err(|e| err(e.to_string()))?;
     }
@@ -123,7 +123,7 @@ pub fn device_key(path: &Path) -> Result<SigningKey, AuditError> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return read(),
         Err(e) => return Err(err(e.to_string())),
     }
-    crate::sync::keys::write_public(&path.with_extension("pub"), &key, true).map_err(|e| err(e.to_string()))?;
+    crate::keyfile::write_public(&path.with_extension("pub"), &key, true).map_err(|e| err(e.to_string()))?;
     Ok(key)
 }
 
@@ -229,7 +229,7 @@ mod tests {
     fn setup() -> (tempfile::TempDir, Connection, SigningKey) {
         let dir = tempfile::tempdir().expect("tmp");
         let mut conn = crate::db::open(&dir.path().join("g.db")).expect("db");
-        let key = crate::sync::keys::generate().expect("key");
+        let key = crate::keyfile::generate().expect("key");
         for i in 0..10 {
             let a = Action {
                 actor: format!("guard{}", i % 3),
@@ -270,7 +270,7 @@ mod tests {
                 assert_eq!(k.as_ref().expect("every task gets the key"), first);
             }
             assert_eq!(device_key(&path).expect("again").to_bytes(), *first);
-            let public = crate::sync::keys::read_verifying(&path.with_extension("pub")).expect("pub");
+            let public = crate::keyfile::read_verifying(&path.with_extension("pub")).expect("pub");
             assert_eq!(
                 public.to_bytes(),
                 SigningKey::from_bytes(first).verifying_key().to_bytes()

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("GATEHOUSE_GIT_HASH"), ")");
+pub use crate::VERSION;
 
 /// The model manifest when none is given.
 pub fn default_manifest() -> PathBuf {

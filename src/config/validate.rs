@@ -284,7 +284,7 @@ fn validate_sync(s: RawSync, base: &Path, issues: &mut Issues) -> Option<SyncCon
     let mut keys = Vec::new();
     for (id, p) in s.trusted_keys {
         let path = resolve(base, &p);
-        if let Err(e) = crate::sync::keys::read_verifying(&path) {
+        if let Err(e) = crate::keyfile::read_verifying(&path) {
             issues.push(
                 format!("sync.trusted_keys.{id}"),
                 e.to_string(),

@@ -361,7 +361,7 @@ impl Link {
                 let online = serde_json::json!({
                     "state": "online",
                     "at": rfc3339(self.now()),
-                    "software": crate::cli::VERSION,
+                    "software": crate::VERSION,
                 });
                 up.publish(
                     self.topics.status(),
@@ -657,7 +657,7 @@ impl Link {
             "allowlist_stale": fresh.stale,
             "at": rfc3339(self.now()),
             "uptime_s": self.started.elapsed().as_secs(),
-            "software": crate::cli::VERSION,
+            "software": crate::VERSION,
             "allowlist_version": self.ctx.allowlist.current().version,
             "allowlist_entries": self.ctx.allowlist.current().len(),
             "outbox_pending": backlog.pending,

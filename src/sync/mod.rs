@@ -51,3 +51,12 @@ pub enum SyncError {
     #[error("command {0} already ran (replay)")]
     AlreadyRan(String),
 }
+
+impl From<crate::keyfile::KeyFileError> for SyncError {
+    fn from(e: crate::keyfile::KeyFileError) -> Self {
+        SyncError::Key {
+            path: e.path,
+            reason: e.reason,
+        }
+    }
+}
