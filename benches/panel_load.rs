@@ -1,7 +1,8 @@
 //! Decision latency with and without the guard panel under load (`cargo bench --bench panel_load`).
 //!
-//! The decision path runs as it does in the daemon: a task on a 2-worker runtime decides voted reads
-//! against a 100,000-entry snapshot and commands a real gate controller. The panel runs on its own
+//! The decision path runs as it does in the daemon: a task on a 2-worker runtime puts voted reads through
+//! the daemon's decision stage (`access::stage::decide_pass`: the match, `min_reads`, lockdown) against a
+//! 100,000-entry snapshot and commands a real gate controller. The panel runs on its own
 //! thread and runtime over TLS 1.3. A local load generator opens 32 concurrent HTTPS clients, each from
 //! its own loopback address (a new TLS connection per request): live-feed polls, event searches (access log + audit writes), page views and
 //! wrong-password logins (Argon2id, 19 MiB each). Prints p50 / p99 / max of "read -> command queued" and
@@ -66,6 +67,13 @@ fn decide_for(
 ) -> Stats {
     rt.block_on(async move {
         let cfg = AccessConfig::default();
+        // The daemon's decision stage with its default rules: a pass decided early on two agreeing reads.
+        let min_reads = gatehouse::config::TrackConfig::default().min_reads;
+        let rules = access::stage::Rules {
+            access: &cfg,
+            min_reads,
+            tz: chrono_tz::UTC,
+        };
         let mut st = Stats::default();
         let end = Instant::now() + Duration::from_secs(secs);
         let mut i = 0;
@@ -75,7 +83,12 @@ fn decide_for(
             i += 1;
             let s = Instant::now();
             let snap = list.current();
-            let d = access::decide(t, c, &snap, &cfg, Utc::now(), chrono_tz::UTC);
+            let read = access::stage::PassRead {
+                text: t,
+                chars: c,
+                reads: min_reads,
+            };
+            let d = access::stage::decide_pass(read, &snap, rules, Utc::now(), handle.in_lockdown());
             if d.action != access::Action::Open {
                 continue;
             }

@@ -20,7 +20,7 @@ use opencv::prelude::*;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::access::{self, Action, Decision, Reason, SharedAllowlist};
+use crate::access::{self, Action, Decision, SharedAllowlist};
 use crate::camera::{self, CaptureOptions, CaptureStats, Frame, FrameSource, LatestSlot, OpenCvSource};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, LaneConfig, RelayConfig};
@@ -606,15 +606,7 @@ async fn gate_result(reply: GateReply) -> String {
 
 fn decide_and_act(ctx: &DecisionCtx, v: VotedRead) -> (GateEvent, Option<GateReply>) {
     let now = ctx.clock.now();
-    let mut decision = decide_read(&v, &ctx.allowlist, &ctx.cfg, now);
-    if decision.action == Action::Open && ctx.gate.in_lockdown() {
-        decision = Decision {
-            action: Action::Deny,
-            alert: false,
-            reason: Reason::Lockdown,
-            matched: decision.matched,
-        };
-    }
+    let decision = decide_read(&v, &ctx.allowlist, &ctx.cfg, now, ctx.gate.in_lockdown());
     ctx.decisions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let (mut gate_result, mut reply) = (None, None);
     if decision.action == Action::Open {
@@ -671,23 +663,25 @@ fn decide_and_act(ctx: &DecisionCtx, v: VotedRead) -> (GateEvent, Option<GateRep
 
 /// The decision for a voted read against the current snapshot. A pass with fewer agreeing reads than
 /// `min_reads` never opens (it keeps its alert if it looked like a blocked plate).
+/// The decision stage ([`access::stage`]) on the current allowlist snapshot, with the site's rules.
 pub fn decide_read(
     v: &VotedRead,
     allowlist: &SharedAllowlist,
     cfg: &Config,
     now: chrono::DateTime<chrono::Utc>,
+    lockdown: bool,
 ) -> Decision {
-    let list = allowlist.current();
-    let d = access::decide(&v.text, &v.chars, &list, &cfg.access, now, cfg.site.timezone);
-    if d.action == Action::Open && v.reads < cfg.track.min_reads {
-        return Decision {
-            action: Action::Deny,
-            alert: false,
-            reason: Reason::TooFewReads { reads: v.reads },
-            matched: d.matched,
-        };
-    }
-    d
+    let read = access::stage::PassRead {
+        text: &v.text,
+        chars: &v.chars,
+        reads: v.reads,
+    };
+    let rules = access::stage::Rules {
+        access: &cfg.access,
+        min_reads: cfg.track.min_reads,
+        tz: cfg.site.timezone,
+    };
+    access::stage::decide_pass(read, &allowlist.current(), rules, now, lockdown)
 }
 
 /// Opens the database for a background loop. One that was usable at start is opened as it is (an error

@@ -199,7 +199,9 @@ impl Tracker {
         if p.revised || self.opens.seen_since(decided, p.first_at) {
             return Vec::new();
         }
-        let Some(latest) = latest_agreeing(&p.after, self.cfg.min_reads, self.cfg.early_confidence) else {
+        let Some(latest) = latest_agreeing(&p.after, self.cfg.min_reads, self.cfg.early_confidence)
+            .or_else(|| dominant(&p.after, self.cfg.min_reads, self.cfg.early_confidence))
+        else {
             return Vec::new();
         };
         // a box clipping the plate's end reads less of it: never revise to a shorter text
@@ -265,7 +267,9 @@ impl Tracker {
         if !early && !closing {
             // The car comes closer and its reads get better: the latest `min_reads` clear reads agreeing,
             // one of them confident, decide even when the first, far-away reads said otherwise.
-            let Some(latest) = latest_agreeing(&p.reads, self.cfg.min_reads, self.cfg.early_confidence) else {
+            let Some(latest) = latest_agreeing(&p.reads, self.cfg.min_reads, self.cfg.early_confidence)
+                .or_else(|| dominant(&p.reads, self.cfg.min_reads, self.cfg.early_confidence))
+            else {
                 return Vec::new();
             };
             (text, chars, agreeing) = vote(&latest);
@@ -331,6 +335,27 @@ fn latest_agreeing(reads: &[PlateRead], n: usize, confident: f32) -> Option<Vec<
         return None;
     };
     Some(latest[..k].iter().rev().map(|r| (*r).clone()).collect())
+}
+
+/// The clear reads of the text that carries most of the clear reads' confidence (more than all the other
+/// texts together), when there are at least `n` of them and one is at least `confident`: a plate read
+/// right most of the time among occasional slips (HK5R9C, RK5R9C, HK5R9C, HX5R9C, HK5R9C).
+fn dominant(reads: &[PlateRead], n: usize, confident: f32) -> Option<Vec<PlateRead>> {
+    let clear: Vec<&PlateRead> = reads.iter().filter(|r| strong(r)).collect();
+    let total: f32 = clear.iter().map(|r| r.candidate.confidence).sum();
+    let mut by_text: BTreeMap<&str, f32> = BTreeMap::new();
+    for r in &clear {
+        *by_text.entry(r.candidate.text.as_str()).or_default() += r.candidate.confidence;
+    }
+    let (text, weight) = by_text.into_iter().max_by(|a, b| a.1.total_cmp(&b.1))?;
+    let same: Vec<PlateRead> = clear
+        .iter()
+        .filter(|r| r.candidate.text == text)
+        .map(|r| (*r).clone())
+        .collect();
+    let ok =
+        same.len() >= n.max(1) && same.iter().any(|r| r.candidate.confidence >= confident) && weight > total - weight;
+    ok.then_some(same)
 }
 
 /// `next` is where a plate seen at `last` would be a moment later: boxes of a similar size (within 2x)
@@ -578,6 +603,24 @@ mod tests {
             decided(&tr.on_read(at(read("8951283", 0.89, 300), 306, 56))),
             vec!["8951283"]
         );
+        // a plate read right most of the time among slips: decided once its reads carry the vote
+        let mut tr = Tracker::new(cfg(), RecentOpens::default());
+        let mut events = Vec::new();
+        let slips = [
+            ("RK5R9C", 0.75),
+            ("HK5R9C", 0.63),
+            ("HK5R9C", 0.85),
+            ("RK5R9C", 0.74),
+            ("HX5R9C", 0.74),
+        ];
+        for (i, (text, conf)) in slips.into_iter().enumerate() {
+            events.extend(tr.on_read(at(read(text, conf, i as i64 * 100), 300, 63)));
+        }
+        assert!(decided(&events).is_empty(), "{:?}", decided(&events));
+        assert_eq!(
+            decided(&tr.on_read(at(read("HK5R9C", 0.95, 500), 300, 80))),
+            vec!["HK5R9C"]
+        );
     }
 
     #[test]
@@ -598,6 +641,20 @@ mod tests {
         tr.on_read(at(read("RK887AD", 0.99, 400), 306, 92));
         assert!(decided(&tr.on_read(at(read("RK887AD", 0.99, 500), 306, 92))).is_empty());
         assert!(decided(&tr.finish()).is_empty());
+
+        // slips between the clear reads after the decision do not stop a revision the reads carry
+        let mut tr = Tracker::new(cfg(), RecentOpens::default());
+        tr.on_read(at(read("1260205", 0.95, 0), 300, 57));
+        assert_eq!(
+            decided(&tr.on_read(at(read("1260205", 0.95, 100), 300, 60))),
+            vec!["1260205"]
+        );
+        assert!(decided(&tr.on_read(at(read("1268205", 0.99, 200), 302, 67))).is_empty());
+        assert!(decided(&tr.on_read(at(read("12682Q5", 0.60, 300), 302, 67))).is_empty());
+        assert_eq!(
+            decided(&tr.on_read(at(read("1268205", 0.99, 400), 304, 75))),
+            vec!["1268205"]
+        );
 
         // the gate opened for the first read: it stands
         let opens = RecentOpens::default();

@@ -1,6 +1,7 @@
 //! Stage 4: the access decision. The allowlist lives in SQLite ([`store`]) and is served from an
 //! in-memory snapshot ([`SharedAllowlist`]) so a decision never waits on disk; [`decide`] matches a voted
-//! read exactly, then across OCR confusions, and returns the action with its reason.
+//! read exactly, then across OCR confusions, and returns the action with its reason; [`stage`] adds the
+//! rules beyond the match (enough reads, lockdown) and is what the daemon calls.
 
 pub mod allowlist;
 pub mod decision;
@@ -8,6 +9,7 @@ pub mod entry;
 pub mod schedule;
 pub mod seal;
 pub mod snapshot;
+pub mod stage;
 pub mod store;
 
 pub use allowlist::{Allowlist, SharedAllowlist};

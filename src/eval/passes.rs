@@ -11,9 +11,10 @@
 //! - sensor noise (Gaussian, sigma 2 to 6) and JPEG artefacts (quality 50 to 85), both seeded.
 //!
 //! The images go through the real reader, the best read of each into the real [`Tracker`] (the daemon's
-//! defaults, timestamps at `fps` as `replay` gives them), and the voted read into the real access
-//! [`decide`] against an allowlist of every plate of the set (all residents). Per pass: the decided plate
-//! is right, wrong (a false accept risk), or there is no decision; and how many images it took.
+//! defaults, timestamps at `fps` as `replay` gives them), and each voted read into the daemon's decision
+//! stage ([`access::stage::decide_pass`]: the match, `min_reads`) against an allowlist of every plate of
+//! the set (all residents). Per pass: the decided plate is right, wrong (a false accept risk), or there is
+//! no decision; how many images it took; whether the gate opened, and for whom.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -353,6 +354,13 @@ fn run_pass(
     let frames = approach(&image, plate, &name, opts)?;
     let cfg = TrackConfig::default();
     let pass_gap = cfg.pass_gap;
+    // The daemon's decision stage with its default rules (the access defaults, `min_reads`).
+    let access_cfg = AccessConfig::default();
+    let rules = access::stage::Rules {
+        access: &access_cfg,
+        min_reads: cfg.min_reads,
+        tz: chrono_tz::UTC,
+    };
     let opens = RecentOpens::default();
     let mut tracker = Tracker::new(cfg, opens.clone());
     let lane: std::sync::Arc<str> = std::sync::Arc::from("eval");
@@ -364,14 +372,12 @@ fn run_pass(
     let take = |events: Vec<TrackEvent>, seen: usize, decided: &mut Vec<(Box<_>, usize, Option<String>)>| {
         for e in events {
             if let TrackEvent::Decide(v) = e {
-                let d = access::decide(
-                    &v.text,
-                    &v.chars,
-                    list,
-                    &AccessConfig::default(),
-                    v.decided_at,
-                    chrono_tz::UTC,
-                );
+                let read = access::stage::PassRead {
+                    text: &v.text,
+                    chars: &v.chars,
+                    reads: v.reads,
+                };
+                let d = access::stage::decide_pass(read, list, rules, v.decided_at, false);
                 let opened = (d.action == Action::Open).then(|| d.matched.map(|m| m.plate)).flatten();
                 if opened.is_some() {
                     opens.record(&v.text, v.decided_at);
