@@ -29,6 +29,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from split import endtoend_plates  # noqa: E402
 
 STRIDE = 8  # --stride
+DARK = 0.0  # --dark
+SMALL = 0.0  # --small
 PATCH = 320
 FONTS = [
     "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
@@ -172,6 +174,8 @@ def sample(rng, frames, cache):
             boxes.append(b)
     # scale so the long side matches the detector's working size, with jitter
     target = rng.uniform(420, 900)
+    if SMALL and rng.random() < SMALL:  # distant cars: plates down to about 25 px at the working size
+        target = rng.uniform(260, 420)
     s = target / max(im.width, im.height)
     im = im.resize((max(1, int(im.width * s)), max(1, int(im.height * s))), Image.BILINEAR)
     boxes = [(x * s, y * s, w * s, h * s) for x, y, w, h in boxes]
@@ -191,6 +195,8 @@ def sample(rng, frames, cache):
     arr = arr * rng.uniform(0.5, 1.4) + rng.uniform(-40, 40)
     if rng.random() < 0.2:
         arr = arr.mean(axis=2, keepdims=True).repeat(3, axis=2)
+    if DARK and rng.random() < DARK:  # dusk under weak street light: darker and flatter than the jitter above
+        arr = 255.0 * rng.uniform(0.15, 0.5) * (np.clip(arr, 0, 255) / 255.0) ** rng.uniform(1.2, 1.9)
     arr = arr + np.random.default_rng(rng.randint(0, 1 << 30)).normal(0, rng.uniform(0, 8), arr.shape)
     arr = np.clip(arr, 0, 255)[:, :, ::-1]  # RGB -> BGR like OpenCV
     x = (arr / 255.0 - 0.5) / 0.5
@@ -288,9 +294,16 @@ def main():
                     help="output stride of the heat map; 4: one more upsampling step, the head on 4x the cells "
                          "(the detector before 2026-12-02)")
     ap.add_argument("--no-eval", action="store_true", help="skip the validation pass (smoke tests)")
+    ap.add_argument("--dark", type=float, default=0.0,
+                    help="share of samples darkened like dusk (gain 0.15-0.5, gamma 1.2-1.9) after the colour "
+                         "jitter; 0 (default) leaves the samples and the random stream as before")
+    ap.add_argument("--small", type=float, default=0.0,
+                    help="share of samples scaled to a long side of 260-420 px instead of 420-900 (distant "
+                         "plates); 0 (default) leaves the samples and the random stream as before")
     args = ap.parse_args()
-    global STRIDE
+    global STRIDE, DARK, SMALL
     STRIDE = args.stride
+    DARK, SMALL = args.dark, args.small
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     rng = random.Random(args.seed)
