@@ -1,0 +1,188 @@
+//! check-config's behaviour on whole configs: every problem named with its key and fix.
+
+use super::lanes::parse_source;
+use super::*;
+
+const GOOD: &str = r#"
+[site]
+name = "test"
+timezone = "America/Chicago"
+data_dir = "data"
+[recognize]
+manifest = "Cargo.toml"
+[relays.main]
+kind = "simulated"
+[[lanes]]
+name = "entry"
+source = "demo.avi"
+relay = "main"
+"#;
+
+fn base() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn good_config_parses_with_defaults() {
+    let c = parse(GOOD, &base()).expect("valid");
+    assert_eq!(c.lanes.len(), 1);
+    assert_eq!(c.lanes[0].source, SourceSpec::File(base().join("demo.avi")));
+    assert_eq!(c.relays[0].safe_state, SafeState::Closed);
+    assert_eq!(c.track.min_reads, 2);
+    assert_eq!(c.site.data_dir, base().join("data"));
+    assert!(
+        c.lanes[0].reconnect_max <= Duration::from_secs(5),
+        "a camera back from an outage is probed within 5 s"
+    );
+}
+
+#[test]
+fn three_mistakes_are_reported_together_with_paths() {
+    let bad = GOOD
+        .replace("timezone = \"America/Chicago\"", "timezone = \"Mars/Olympus\"")
+        .replace("relay = \"main\"", "relay = \"mian\"")
+        .replace("kind = \"simulated\"", "kind = \"simulated\"\npulse_ms = 5");
+    let err = parse(&bad, &base()).expect_err("invalid");
+    let paths: Vec<&str> = err.issues().iter().map(|i| i.path.as_str()).collect();
+    assert_eq!(paths.len(), 3, "{err}");
+    assert!(paths.contains(&"site.timezone"));
+    assert!(paths.contains(&"lanes[0].relay"));
+    assert!(paths.contains(&"relays.main.pulse_ms"));
+    assert!(err.to_string().contains("fix:"));
+}
+
+#[test]
+fn the_allowlist_maximum_age_defaults_to_a_week_and_is_range_checked() {
+    let sync = |extra: &str| {
+        format!(
+            "{GOOD}\n[sync]\ndevice = \"oak/gate-1\"\ntrusted_keys = {{ \"k\" = \"config/keys/cloud-2026a.pub\" }}\n{extra}"
+        )
+    };
+    let c = parse(&sync(""), &base()).expect("valid");
+    assert_eq!(
+        c.sync.expect("sync").allowlist_max_age,
+        Some(chrono::Duration::hours(168))
+    );
+    let off = parse(&sync("allowlist_max_age_hours = 0\n"), &base()).expect("valid");
+    assert_eq!(off.sync.expect("sync").allowlist_max_age, None);
+    let err = parse(&sync("allowlist_max_age_hours = 100000\n"), &base()).expect_err("invalid");
+    assert_eq!(err.issues()[0].path, "sync.allowlist_max_age_hours", "{err}");
+    assert!(err.issues()[0].fix.contains("0 for no alert"), "{err}");
+}
+
+#[test]
+fn the_database_reserve_is_bounded() {
+    let c = parse(GOOD, &base()).expect("valid");
+    assert_eq!(c.site.db_reserve_bytes, 8 * 1024 * 1024, "default 8 MB");
+    let off = GOOD.replace("data_dir = \"data\"", "data_dir = \"data\"\ndb_reserve_mb = 0");
+    assert_eq!(parse(&off, &base()).expect("valid").site.db_reserve_bytes, 0);
+    let bad = GOOD.replace("data_dir = \"data\"", "data_dir = \"data\"\ndb_reserve_mb = 5000");
+    let err = parse(&bad, &base()).expect_err("invalid");
+    let paths: Vec<&str> = err.issues().iter().map(|i| i.path.as_str()).collect();
+    assert_eq!(paths, ["site.db_reserve_mb"], "{err}");
+    assert!(err.to_string().contains("use 0 to 4096"), "{err}");
+}
+
+#[test]
+fn mqtt_link_mistakes_name_their_keys() {
+    let sync = format!(
+        "{GOOD}\n[sync]\ndevice = \"oak/gate-1\"\ntrusted_keys = {{ \"k\" = \"config/keys/cloud-2026a.pub\" }}\n\
+         [sync.mqtt]\nbroker = \"mqtt://plain:1883\"\nca = \"Cargo.toml\"\ncert = \"nope.pem\"\nkey = \"Cargo.toml\"\n\
+         window = 0\n"
+    );
+    let err = parse(&sync, &base()).expect_err("invalid");
+    let paths: Vec<&str> = err.issues().iter().map(|i| i.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["sync.mqtt.broker", "sync.mqtt.cert", "sync.mqtt.window"],
+        "{err}"
+    );
+    assert!(err.to_string().contains("TLS is required"), "{err}");
+    let good = sync
+        .replace("mqtt://plain:1883", "mqtts://mqtt.example.com")
+        .replace("nope.pem", "Cargo.toml")
+        .replace("window = 0", "window = 50");
+    let c = parse(&good, &base()).expect("valid");
+    let s = c.sync.expect("sync");
+    let m = s.mqtt.as_ref().expect("mqtt");
+    assert_eq!((m.host.as_str(), m.port, m.window), ("mqtt.example.com", 8883, 50));
+    assert_eq!(s.mqtt_id(), "oak.gate-1");
+}
+
+#[test]
+fn plates_per_frame_default_to_two_and_are_range_checked() {
+    let c = parse(GOOD, &base()).expect("valid");
+    assert_eq!(c.recognize.max_plates, 2);
+    let one = GOOD.replace("manifest = \"Cargo.toml\"", "manifest = \"Cargo.toml\"\nmax_plates = 1");
+    assert_eq!(parse(&one, &base()).expect("1 is fine").recognize.max_plates, 1);
+    for bad in ["0", "9"] {
+        let text = GOOD.replace(
+            "manifest = \"Cargo.toml\"",
+            &format!("manifest = \"Cargo.toml\"\nmax_plates = {bad}"),
+        );
+        let err = parse(&text, &base()).expect_err("invalid");
+        assert_eq!(err.issues()[0].path, "recognize.max_plates", "{err}");
+        assert!(err.to_string().contains("use 1 to 8"), "{err}");
+    }
+}
+
+#[test]
+fn two_row_plate_setting_defaults_and_is_range_checked() {
+    let c = parse(GOOD, &base()).expect("valid");
+    assert_eq!(
+        c.recognize.two_line_max_aspect,
+        crate::recognize::DEFAULT_TWO_LINE_MAX_ASPECT
+    );
+    let off = GOOD.replace(
+        "manifest = \"Cargo.toml\"",
+        "manifest = \"Cargo.toml\"\ntwo_line_max_aspect = 0",
+    );
+    assert_eq!(
+        parse(&off, &base()).expect("0 is off").recognize.two_line_max_aspect,
+        0.0
+    );
+    let bad = GOOD.replace(
+        "manifest = \"Cargo.toml\"",
+        "manifest = \"Cargo.toml\"\ntwo_line_max_aspect = 0.5",
+    );
+    let err = parse(&bad, &base()).expect_err("invalid");
+    assert_eq!(err.issues()[0].path, "recognize.two_line_max_aspect", "{err}");
+    assert!(err.to_string().contains("e.g. 1.8"), "{err}");
+}
+
+#[test]
+fn unknown_keys_are_named() {
+    let bad = GOOD.replace("source = \"demo.avi\"", "sorce = \"demo.avi\"");
+    let err = parse(&bad, &base()).expect_err("invalid");
+    let text = err.to_string();
+    assert!(text.contains("lanes[0]"), "{text}");
+    assert!(text.contains("sorce"), "{text}");
+}
+
+#[test]
+fn syntax_errors_name_the_line() {
+    let err = parse("[site\nname=1", &base()).expect_err("invalid");
+    assert!(err.to_string().contains("line 1"), "{err}");
+}
+
+#[test]
+fn sources_are_classified() {
+    let b = Path::new("/etc/gatehouse");
+    assert_eq!(
+        parse_source("rtsp://cam/1", b),
+        Ok(SourceSpec::Url("rtsp://cam/1".into()))
+    );
+    assert_eq!(
+        parse_source("/dev/video2", b),
+        Ok(SourceSpec::Device("/dev/video2".into()))
+    );
+    assert_eq!(
+        parse_source("v4l2:/dev/video0", b),
+        Ok(SourceSpec::Device("/dev/video0".into()))
+    );
+    assert_eq!(
+        parse_source("file:a.mp4", b),
+        Ok(SourceSpec::File("/etc/gatehouse/a.mp4".into()))
+    );
+    assert!(parse_source("ftp://x", b).is_err());
+}
