@@ -1,12 +1,24 @@
-//! Prometheus metrics on a local port (`[metrics] listen`), text exposition format, GET /metrics only.
-//! A tiny HTTP/1.1 responder on its own task: a slow scraper never touches the decision path.
+//! Prometheus metrics on a local port (`[metrics] listen`), GET /metrics only. The families are built by
+//! `prometheus-client` (text format 0.0.4) from the stages' counters at scrape time, and served by the same
+//! HTTP stack as the panel (hyper + axum) on its own task, at most 4 connections at once: a slow or
+//! flooding scraper never touches the decision path.
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -33,17 +45,38 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// The text exposition.
+    /// The Prometheus text exposition (format 0.0.4), encoded by `prometheus-client`.
     pub fn render(&self) -> String {
-        let mut s = String::new();
-        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, u64)>| {
-            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (labels, v) in rows {
-                let _ = writeln!(s, "{name}{labels} {v}");
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Snapshot(self.families())));
+        let mut out = String::new();
+        match prometheus_client::encoding::prometheus_text::encode(&mut out, &registry) {
+            Ok(()) => out,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not encode the metrics");
+                String::new()
             }
+        }
+    }
+
+    /// Every family with its current values, read from the stages' counters at scrape time.
+    fn families(&self) -> Vec<FamilyRows> {
+        let mut out = Vec::new();
+        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut family = |name: &'static str, kind: &str, help: &'static str, rows: Vec<(Labels, u64)>| {
+            let kind = if kind == "counter" {
+                MetricType::Counter
+            } else {
+                MetricType::Gauge
+            };
+            // prometheus-client adds the `_total` of a counter itself
+            let name = name
+                .strip_suffix("_total")
+                .filter(|_| kind == MetricType::Counter)
+                .unwrap_or(name);
+            out.push(FamilyRows { name, help, kind, rows });
         };
-        let lane = |n: &str| format!("{{lane=\"{n}\"}}");
+        let lane = |n: &str| vec![("lane".to_string(), n.to_string())];
         family(
             "gatehouse_frames_total",
             "counter",
@@ -72,51 +105,51 @@ impl Metrics {
             "gatehouse_decisions_total",
             "counter",
             "Access decisions.",
-            vec![(String::new(), r(&self.decisions))],
+            vec![(Vec::new(), r(&self.decisions))],
         );
         family(
             "gatehouse_gate_opens_total",
             "counter",
             "Decisions that opened the gate.",
-            vec![(String::new(), r(&self.opened))],
+            vec![(Vec::new(), r(&self.opened))],
         );
         family(
             "gatehouse_events_committed_total",
             "counter",
             "Events committed to the database.",
-            vec![(String::new(), r(&self.writer.committed))],
+            vec![(Vec::new(), r(&self.writer.committed))],
         );
         if self.count_opted_out {
             family(
                 "gatehouse_opted_out_passes_total",
                 "counter",
                 "Opted-out residents' passes (nothing about them is stored; this count is all there is).",
-                vec![(String::new(), r(&self.writer.opted_out))],
+                vec![(Vec::new(), r(&self.writer.opted_out))],
             );
         }
         family(
             "gatehouse_events_failed_total",
             "counter",
             "Events lost: held in memory only (the spill file full) when the daemon stopped.",
-            vec![(String::new(), r(&self.writer.failed))],
+            vec![(Vec::new(), r(&self.writer.failed))],
         );
         family(
             "gatehouse_events_unstored",
             "gauge",
             "Decided events waiting unstored (held in memory and the spill file while the database cannot take them).",
-            vec![(String::new(), r(&self.writer.held))],
+            vec![(Vec::new(), r(&self.writer.held))],
         );
         family(
             "gatehouse_events_spilled_total",
             "counter",
             "Events written to the spill file because the database could not take them.",
-            vec![(String::new(), r(&self.writer.spilled))],
+            vec![(Vec::new(), r(&self.writer.spilled))],
         );
         family(
             "gatehouse_db_reserve_released_total",
             "counter",
             "Times the database reserve was released because the disk was full.",
-            vec![(String::new(), r(&self.writer.reserve_released))],
+            vec![(Vec::new(), r(&self.writer.reserve_released))],
         );
         family(
             "gatehouse_alert",
@@ -125,41 +158,47 @@ impl Metrics {
             self.alerts
                 .list()
                 .into_iter()
-                .map(|(name, _)| (format!("{{name=\"{name}\"}}"), 1))
+                .map(|(name, _)| (vec![("name".to_string(), name.to_string())], 1))
                 .collect(),
         );
         family(
             "gatehouse_crops_pruned_total",
             "counter",
             "Crop images deleted because storage ran short (images give way before events).",
-            vec![(String::new(), r(&self.writer.crops_pruned))],
+            vec![(Vec::new(), r(&self.writer.crops_pruned))],
         );
         family(
             "gatehouse_crops_skipped_total",
             "counter",
             "Events stored without their crop because storage was short.",
-            vec![(String::new(), r(&self.writer.crops_skipped))],
+            vec![(Vec::new(), r(&self.writer.crops_skipped))],
         );
         if let Some(l) = &self.link {
             family(
                 "gatehouse_cloud_connected",
                 "gauge",
                 "1 while the MQTT link to the cloud is up.",
-                vec![(String::new(), l.connected.load(Ordering::Relaxed) as u64)],
+                vec![(Vec::new(), l.connected.load(Ordering::Relaxed) as u64)],
             );
             family(
                 "gatehouse_events_uploaded_total",
                 "counter",
                 "Events the broker acknowledged (PUBACK) and the outbox marked uploaded.",
-                vec![(String::new(), r(&l.upload.uploaded))],
+                vec![(Vec::new(), r(&l.upload.uploaded))],
             );
             family(
                 "gatehouse_allowlist_envelopes_total",
                 "counter",
                 "Allowlist envelopes received, by result.",
                 vec![
-                    ("{result=\"applied\"}".into(), r(&l.envelopes_applied)),
-                    ("{result=\"rejected\"}".into(), r(&l.envelopes_rejected)),
+                    (
+                        vec![("result".to_string(), "applied".to_string())],
+                        r(&l.envelopes_applied),
+                    ),
+                    (
+                        vec![("result".to_string(), "rejected".to_string())],
+                        r(&l.envelopes_rejected),
+                    ),
                 ],
             );
         }
@@ -168,13 +207,13 @@ impl Metrics {
             "gatehouse_allowlist_entries",
             "gauge",
             "Entries in the allowlist snapshot.",
-            vec![(String::new(), list.len() as u64)],
+            vec![(Vec::new(), list.len() as u64)],
         );
         family(
             "gatehouse_allowlist_version",
             "gauge",
             "Applied allowlist version.",
-            vec![(String::new(), list.version)],
+            vec![(Vec::new(), list.version)],
         );
         let fresh = crate::sync::freshness::freshness(&list, self.clock.now(), self.allowlist_max_age);
         if let Some(age) = fresh.age_s {
@@ -182,32 +221,75 @@ impl Metrics {
                 "gatehouse_allowlist_age_seconds",
                 "gauge",
                 "Seconds since the cloud signed the applied allowlist.",
-                vec![(String::new(), age.max(0) as u64)],
+                vec![(Vec::new(), age.max(0) as u64)],
             );
         }
         family(
             "gatehouse_allowlist_stale",
             "gauge",
             "1 when the applied allowlist is older than [sync] allowlist_max_age_hours (updates are not arriving).",
-            vec![(String::new(), fresh.stale as u64)],
+            vec![(Vec::new(), fresh.stale as u64)],
         );
-        s
+        out
     }
+}
+
+/// A family's labels: (name, value) pairs.
+type Labels = Vec<(String, String)>;
+
+/// One family as read at scrape time.
+#[derive(Debug)]
+struct FamilyRows {
+    name: &'static str,
+    help: &'static str,
+    kind: MetricType,
+    rows: Vec<(Labels, u64)>,
+}
+
+/// The values of one scrape, handed to `prometheus-client` to encode.
+#[derive(Debug)]
+struct Snapshot(Vec<FamilyRows>);
+
+impl Collector for Snapshot {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        for f in &self.0 {
+            let mut family = encoder.encode_descriptor(f.name, f.help, None, f.kind)?;
+            for (labels, v) in &f.rows {
+                let row = family.encode_family(labels)?;
+                match f.kind {
+                    MetricType::Counter => ConstCounter::new(*v).encode(row)?,
+                    _ => ConstGauge::new(i64::try_from(*v).unwrap_or(i64::MAX)).encode(row)?,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How long a scrape may take from connecting to the last byte.
+const SCRAPE_TIMEOUT: Duration = Duration::from_secs(2);
+
+async fn scrape(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        m.render(),
+    )
 }
 
 /// Serves GET /metrics until cancelled.
 pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>, cancel: CancellationToken) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
     tracing::info!(%addr, "metrics on http://{addr}/metrics");
+    let router = axum::Router::new().route("/metrics", get(scrape)).with_state(metrics);
     // At most 4 scrapes at once: a flood of connections cannot exhaust the daemon's file descriptors.
     let limit = Arc::new(tokio::sync::Semaphore::new(4));
     loop {
-        let (mut sock, _) = tokio::select! {
+        let (sock, _) = tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
             a = listener.accept() => match a {
                 Ok(a) => a,
                 Err(_) => {
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
@@ -215,25 +297,15 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>, cancel: Cancellation
         let Ok(permit) = limit.clone().try_acquire_owned() else {
             continue;
         };
-        let m = metrics.clone();
+        let svc = hyper_util::service::TowerToHyperService::new(router.clone());
         tokio::spawn(async move {
             let _permit = permit;
-            let mut buf = [0u8; 1024];
-            let n = match tokio::time::timeout(std::time::Duration::from_secs(2), sock.read(&mut buf)).await {
-                Ok(Ok(n)) => n,
-                _ => return,
-            };
-            let req = String::from_utf8_lossy(&buf[..n]);
-            let (status, body) = if req.starts_with("GET /metrics ") {
-                ("200 OK", m.render())
-            } else {
-                ("404 Not Found", "not found\n".to_string())
-            };
-            let resp = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = sock.write_all(resp.as_bytes()).await;
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(SCRAPE_TIMEOUT)
+                .keep_alive(false)
+                .serve_connection(TokioIo::new(sock), svc);
+            let _ = tokio::time::timeout(SCRAPE_TIMEOUT, conn).await;
         });
     }
 }
@@ -288,5 +360,93 @@ mod tests {
         assert!(text.contains("\ngatehouse_events_unstored 3\n"), "{text}");
         assert!(text.contains("\ngatehouse_alert{name=\"database\"} 1\n"), "{text}");
         assert!(text.contains("\ngatehouse_db_reserve_released_total 0\n"), "{text}");
+    }
+
+    fn full() -> Metrics {
+        let mut list = Allowlist::new(vec![], 4);
+        list.issued = Some(chrono::Utc::now());
+        Metrics {
+            lanes: Vec::new(),
+            decisions: Arc::default(),
+            opened: Arc::default(),
+            writer: Arc::default(),
+            allowlist: SharedAllowlist::new(list),
+            link: Some(Arc::default()),
+            count_opted_out: true,
+            clock: Arc::new(crate::clock::SystemClock),
+            allowlist_max_age: None,
+            alerts: super::super::Alerts::default(),
+        }
+    }
+
+    /// The families (names and types) exactly as the hand-written exposition had them before the move to
+    /// prometheus-client: dashboards and alert rules keep working.
+    #[test]
+    fn the_families_keep_their_names_and_types() {
+        let text = full().render();
+        let types: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).collect();
+        let want = [
+            "gatehouse_frames_total counter",
+            "gatehouse_frames_dropped_total counter",
+            "gatehouse_frames_recognized_total counter",
+            "gatehouse_camera_reconnects_total counter",
+            "gatehouse_decisions_total counter",
+            "gatehouse_gate_opens_total counter",
+            "gatehouse_events_committed_total counter",
+            "gatehouse_opted_out_passes_total counter",
+            "gatehouse_events_failed_total counter",
+            "gatehouse_events_unstored gauge",
+            "gatehouse_events_spilled_total counter",
+            "gatehouse_db_reserve_released_total counter",
+            "gatehouse_alert gauge",
+            "gatehouse_crops_pruned_total counter",
+            "gatehouse_crops_skipped_total counter",
+            "gatehouse_cloud_connected gauge",
+            "gatehouse_events_uploaded_total counter",
+            "gatehouse_allowlist_envelopes_total counter",
+            "gatehouse_allowlist_entries gauge",
+            "gatehouse_allowlist_version gauge",
+            "gatehouse_allowlist_age_seconds gauge",
+            "gatehouse_allowlist_stale gauge",
+        ];
+        assert_eq!(types, want, "{text}");
+        assert!(
+            text.contains("\ngatehouse_allowlist_envelopes_total{result=\"rejected\"} 0\n"),
+            "{text}"
+        );
+        assert!(text.contains("\ngatehouse_allowlist_version 4\n"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn metrics_are_served_over_http_and_other_paths_are_not_found() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let cancel = CancellationToken::new();
+        let server = tokio::spawn(serve(addr, Arc::new(full()), cancel.clone()));
+        let get = |path: &'static str| async move {
+            for _ in 0..50 {
+                if let Ok(mut s) = tokio::net::TcpStream::connect(addr).await {
+                    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+                    s.write_all(req.as_bytes()).await.expect("write");
+                    let mut out = String::new();
+                    s.read_to_string(&mut out).await.expect("read");
+                    return out;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            panic!("the metrics server did not come up");
+        };
+        let ok = get("/metrics").await;
+        assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+        assert!(ok.contains("text/plain; version=0.0.4"), "{ok}");
+        assert!(ok.contains("\ngatehouse_decisions_total 0\n"), "{ok}");
+        let missing = get("/admin").await;
+        assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+        cancel.cancel();
+        server.await.expect("join").expect("served");
     }
 }
