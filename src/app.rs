@@ -6,8 +6,13 @@
 //!                                                                                  ├─try_send─▶ gate controller ─▶ relay
 //!                                                                                  └─mpsc(256)─▶ event writer thread ─▶ SQLite
 //! ```
-//! Shutdown: stop capture -> recognition drains -> trackers close open passes -> decisions finish ->
-//! gate controllers put relays in their safe state -> the event writer commits what is queued.
+//! [`run`] is named steps: open the stores, start the gates, start the lanes (assembled in one place,
+//! [`start_lanes`]), start the services (panel, cloud link, metrics, watchdog), announce READY, and shut
+//! down in order. Every group runs under a child of one root cancellation token, and every join has a
+//! deadline (`stop::*`, together under the unit's 30 s stop timeout).
+//! Shutdown: the panel -> stop capture -> recognition drains -> trackers close open passes -> decisions
+//! finish -> gate controllers put relays in their safe state -> the event writer commits what is queued ->
+//! the link offers what it can -> the background loops.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -87,12 +92,129 @@ pub struct RunSummary {
     pub events_committed: u64,
 }
 
-/// Runs the daemon until `shutdown` resolves or every lane's source has ended.
-pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) -> anyhow::Result<RunSummary> {
-    let clock = parts.clock.clone();
+/// How long each part may take to stop, in shutdown order; together under the unit's TimeoutStopSec=30s.
+/// A part that overruns is left behind with a warning (and a task aborted) so the rest still stops in order.
+mod stop {
+    use std::time::Duration;
+    pub const PANEL: Duration = Duration::from_secs(3);
+    pub const METRICS: Duration = Duration::from_secs(1);
+    pub const WATCHDOG: Duration = Duration::from_secs(1);
+    pub const RECOGNITION: Duration = Duration::from_secs(5);
+    pub const LANES: Duration = Duration::from_secs(5);
+    pub const GATES: Duration = Duration::from_secs(2);
+    pub const WRITER: Duration = Duration::from_secs(8);
+    pub const LINK: Duration = Duration::from_secs(3);
+    pub const BACKGROUND: Duration = Duration::from_secs(1);
+}
 
-    // 1. Storage and the allowlist snapshot. The data folders are made with explicit modes, whatever the
-    // umask (the unit sets UMask=0027; a run outside systemd may have 0022): crops are personal data.
+/// Waits for a thread at most `limit`.
+async fn join_thread(t: std::thread::JoinHandle<()>, what: &str, limit: Duration) {
+    if tokio::time::timeout(limit, tokio::task::spawn_blocking(move || t.join()))
+        .await
+        .is_err()
+    {
+        tracing::warn!("{what} did not stop within {limit:?}; shutdown goes on without it");
+    }
+}
+
+/// Waits for a task at most `limit`, then aborts it.
+async fn join_task(mut t: tokio::task::JoinHandle<()>, what: &str, limit: Duration) {
+    if tokio::time::timeout(limit, &mut t).await.is_err() {
+        tracing::warn!("{what} did not stop within {limit:?}; aborted");
+        t.abort();
+    }
+}
+
+/// Storage, the allowlist snapshot and their background loops.
+struct Stores {
+    alerts: crate::supervise::Alerts,
+    plate_key: access::PlateKey,
+    allowlist: SharedAllowlist,
+    /// The database passed its checks at start (otherwise the gate runs on the last-good allowlist).
+    db_ok: bool,
+    sink: EventSink,
+    writer: std::thread::JoinHandle<()>,
+    writer_stats: Arc<events::WriterStats>,
+    background: CancellationToken,
+    retention: std::thread::JoinHandle<()>,
+    reloader: std::thread::JoinHandle<()>,
+}
+
+/// Relays and their controllers (safe state registered for the panic hook).
+struct Gates {
+    handles: HashMap<String, GateHandle>,
+    controllers: Vec<tokio::task::JoinHandle<()>>,
+    cancel: CancellationToken,
+}
+
+/// Every lane's stages, and the counters they share.
+struct Lanes {
+    capture: Vec<std::thread::JoinHandle<()>>,
+    recognize: Vec<std::thread::JoinHandle<()>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    slots: Vec<Arc<LatestSlot<Frame>>>,
+    stats: Vec<Arc<CaptureStats>>,
+    decisions: Arc<std::sync::atomic::AtomicU64>,
+    opened: Arc<std::sync::atomic::AtomicU64>,
+    live: crate::panel::LiveHub,
+    cancel: CancellationToken,
+}
+
+/// The services around the lanes: the guards' panel, the cloud link, metrics and the watchdog.
+struct Services {
+    panel: Option<std::thread::JoinHandle<()>>,
+    panel_cancel: CancellationToken,
+    link: Option<std::thread::JoinHandle<()>>,
+    link_cancel: CancellationToken,
+    metrics: Option<tokio::task::JoinHandle<()>>,
+    metrics_cancel: CancellationToken,
+    watchdog: Option<tokio::task::JoinHandle<()>>,
+    watchdog_cancel: CancellationToken,
+}
+
+/// Runs the daemon until `shutdown` resolves or every lane's source has ended: named steps under one root
+/// cancellation token (each group a child of it), stopped in order with a deadline on every join.
+pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) -> anyhow::Result<RunSummary> {
+    let root = CancellationToken::new();
+    let stores = open_stores(&cfg, &parts.clock, &root)?;
+    let gates = start_gates(&cfg, &parts, &root)?;
+    let mut lanes = start_lanes(&cfg, &parts, &stores, &gates, &root)?;
+    let health = health_summary(&cfg, &stores, &lanes, &parts.clock);
+    let services = start_services(&cfg, &parts, &stores, &gates, &lanes, health, &root)?;
+    drop(gates.handles);
+    let gates = Gates {
+        handles: HashMap::new(),
+        ..gates
+    };
+    announce_ready(&cfg, &parts, &stores, &lanes).await;
+    tracing::info!(lanes = cfg.lanes.len(), "gatehouse running");
+
+    // Run until a signal, or until every source has ended.
+    let all_ended = {
+        let threads: Vec<_> = std::mem::take(&mut lanes.capture);
+        tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+    };
+    tokio::select! {
+        _ = shutdown => tracing::info!("shutdown requested"),
+        _ = all_ended => tracing::info!("every source has ended"),
+    }
+    parts.notifier.notify("STOPPING=1");
+    let summary = shut_down(stores, gates, lanes, services).await;
+    root.cancel();
+    tracing::info!(?summary, "gatehouse stopped");
+    Ok(summary)
+}
+
+/// Step 1: the data folders, the allowlist snapshot, the event writer and the background loops. A damaged,
+/// empty or foreign database, or a full disk, does not stop the gate: the allowlist then comes from the
+/// last-good snapshot, events are held, alerts say why.
+fn open_stores(cfg: &Config, clock: &SharedClock, root: &CancellationToken) -> anyhow::Result<Stores> {
+    // The data folders are made with explicit modes, whatever the umask (the unit sets UMask=0027; a run
+    // outside systemd may have 0022): crops are personal data.
     for dir in [cfg.site.data_dir.clone(), cfg.site.crops_dir()] {
         crate::secret_file::create_dir_all(&dir, 0o750).with_context(|| format!("cannot create {}", dir.display()))?;
     }
@@ -100,11 +222,9 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
     if let Ok(true) = crate::secret_file::close_to_others(&cfg.site.crops_dir()) {
         tracing::warn!(dir = %cfg.site.crops_dir().display(), "the crops folder was open to every user; closed to others");
     }
-    // 1. Storage and the allowlist snapshot. A damaged, empty or foreign database, or a full disk, does not
-    //    stop the gate: the allowlist then comes from the last-good snapshot, events are held, alerts say why.
     let alerts = crate::supervise::Alerts::default();
     let plate_key = cfg.plate_key()?;
-    let (list, db_ok) = start_allowlist(&cfg, &plate_key, &alerts, &clock)?;
+    let (list, db_ok) = start_allowlist(cfg, &plate_key, &alerts, clock)?;
     let allowlist = SharedAllowlist::new(list);
     let (sink, writer, writer_stats) = events::spawn_writer(events::WriterOptions {
         db_path: cfg.site.database_path(),
@@ -114,13 +234,13 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
         reserve: cfg.site.db_reserve_bytes,
         alerts: alerts.clone(),
     })?;
-    let background_cancel = CancellationToken::new();
-    let retention_thread = std::thread::Builder::new().name("retention".into()).spawn({
+    let background = root.child_token();
+    let retention = std::thread::Builder::new().name("retention".into()).spawn({
         let (path, retention, clock, cancel) = (
             cfg.site.database_path(),
             cfg.privacy.effective.clone(),
             clock.clone(),
-            background_cancel.clone(),
+            background.clone(),
         );
         move || retention_loop(path, retention, clock, cancel, db_ok)
     })?;
@@ -133,37 +253,72 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
             db_ok,
             age: (clock.clone(), cfg.sync.as_ref().and_then(|s| s.allowlist_max_age)),
         };
-        let cancel = background_cancel.clone();
+        let cancel = background.clone();
         move || reload_allowlist(ctx, cancel)
     })?;
+    Ok(Stores {
+        alerts,
+        plate_key,
+        allowlist,
+        db_ok,
+        sink,
+        writer,
+        writer_stats,
+        background,
+        retention,
+        reloader,
+    })
+}
 
-    // 2. Relays and their controllers (safe state registered for the panic hook).
-    let gate_cancel = CancellationToken::new();
-    let mut gates: HashMap<String, GateHandle> = HashMap::new();
+/// Step 2: relays and their controllers (safe state registered for the panic hook).
+fn start_gates(cfg: &Config, parts: &Parts, root: &CancellationToken) -> anyhow::Result<Gates> {
+    let cancel = root.child_token();
+    let mut handles = HashMap::new();
     let mut controllers = Vec::new();
     for rc in &cfg.relays {
         let relay: safety::SharedRelay = Arc::new(Mutex::new(
             (parts.make_relay)(rc).with_context(|| format!("relay {}", rc.name))?,
         ));
         safety::register(relay.clone(), rc.safe_state);
-        let (handle, fut) = gate::run_controller(rc.clone(), relay, gate_cancel.clone());
+        let (handle, fut) = gate::run_controller(rc.clone(), relay, cancel.clone());
         controllers.push(tokio::spawn(fut));
-        gates.insert(rc.name.clone(), handle);
+        handles.insert(rc.name.clone(), handle);
     }
+    Ok(Gates {
+        handles,
+        controllers,
+        cancel,
+    })
+}
 
-    // 3. Lanes: capture -> recognize -> track -> decide.
-    let capture_cancel = CancellationToken::new();
-    let mut capture_threads = Vec::new();
-    let mut recognize_threads = Vec::new();
-    let mut lane_tasks = Vec::new();
-    let mut slots = Vec::new();
-    let mut capture_stats = Vec::new();
-    let decisions = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let opened = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let live = crate::panel::LiveHub::default();
+/// Step 3: every lane, assembled in one place (a new input joins here): capture -> recognize -> track ->
+/// decide -> its gate.
+fn start_lanes(
+    cfg: &Config,
+    parts: &Parts,
+    stores: &Stores,
+    gates: &Gates,
+    root: &CancellationToken,
+) -> anyhow::Result<Lanes> {
+    let mut lanes = Lanes {
+        capture: Vec::new(),
+        recognize: Vec::new(),
+        tasks: Vec::new(),
+        slots: Vec::new(),
+        stats: Vec::new(),
+        decisions: Arc::default(),
+        opened: Arc::default(),
+        live: crate::panel::LiveHub::default(),
+        cancel: root.child_token(),
+    };
     for lane in &cfg.lanes {
         let reader = (parts.make_reader)(lane).with_context(|| format!("lane {}: recognizer", lane.name))?;
         let source = (parts.make_source)(lane);
+        let gate = gates
+            .handles
+            .get(&lane.relay)
+            .cloned()
+            .with_context(|| format!("lane {}: relay {} is not configured", lane.name, lane.relay))?;
         let slot: Arc<LatestSlot<Frame>> = Arc::new(LatestSlot::new());
         let stats = Arc::new(CaptureStats::default());
         let opts = CaptureOptions {
@@ -175,217 +330,284 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
             reconnect_min: lane.reconnect_min,
             reconnect_max: lane.reconnect_max,
         };
-        {
-            let (slot, clock, stats, cancel) = (slot.clone(), clock.clone(), stats.clone(), capture_cancel.clone());
-            capture_threads.push(
-                std::thread::Builder::new()
-                    .name(format!("capture-{}", lane.name))
-                    .spawn(move || camera::run_capture(source, slot, opts, clock, stats, cancel))?,
-            );
-        }
+        let (slot2, clock, stats2, cancel) = (slot.clone(), parts.clock.clone(), stats.clone(), lanes.cancel.clone());
+        lanes.capture.push(
+            std::thread::Builder::new()
+                .name(format!("capture-{}", lane.name))
+                .spawn(move || camera::run_capture(source, slot2, opts, clock, stats2, cancel))?,
+        );
         let (reads_tx, reads_rx) = mpsc::channel::<PlateRead>(16);
-        {
-            let (slot, progress) = (slot.clone(), stats.progress.clone());
-            recognize_threads.push(
-                std::thread::Builder::new()
-                    .name(format!("recognize-{}", lane.name))
-                    .spawn(move || recognize_loop(reader, slot, reads_tx, progress))?,
-            );
-        }
+        let (slot2, progress) = (slot.clone(), stats.progress.clone());
+        lanes.recognize.push(
+            std::thread::Builder::new()
+                .name(format!("recognize-{}", lane.name))
+                .spawn(move || recognize_loop(reader, slot2, reads_tx, progress))?,
+        );
         let (voted_tx, voted_rx) = mpsc::channel::<VotedRead>(16);
         let opens = track::RecentOpens::default();
-        lane_tasks.push(tokio::spawn(track::run_tracker(
+        lanes.tasks.push(tokio::spawn(track::run_tracker(
             cfg.track.clone(),
             // A replayed video runs on its own clock: only its reads (and its end) close a pass.
-            (!lane.replay).then(|| clock.clone()),
+            (!lane.replay).then(|| parts.clock.clone()),
             reads_rx,
             voted_tx,
             opens.clone(),
         )));
-        let gate = gates
-            .get(&lane.relay)
-            .cloned()
-            .with_context(|| format!("lane {}: relay {} is not configured", lane.name, lane.relay))?;
-        lane_tasks.push(tokio::spawn(decision_loop(DecisionCtx {
+        lanes.tasks.push(tokio::spawn(decision_loop(DecisionCtx {
             cfg: cfg.clone(),
-            clock: clock.clone(),
-            allowlist: allowlist.clone(),
+            clock: parts.clock.clone(),
+            allowlist: stores.allowlist.clone(),
             gate,
-            sink: sink.clone(),
+            sink: stores.sink.clone(),
             voted: voted_rx,
-            decisions: decisions.clone(),
-            opened: opened.clone(),
+            decisions: lanes.decisions.clone(),
+            opened: lanes.opened.clone(),
             opens,
-            live: live.clone(),
+            live: lanes.live.clone(),
         })));
-        slots.push(slot);
-        capture_stats.push(stats);
+        lanes.slots.push(slot);
+        lanes.stats.push(stats);
     }
+    Ok(lanes)
+}
 
-    // A summary of the pipeline for the cloud heartbeat and the panel's system page, with its alerts.
-    let allowlist_max_age = cfg.sync.as_ref().and_then(|s| s.allowlist_max_age);
-    let health: crate::sync::link::HealthFn = {
-        let lanes: Vec<(String, Arc<CaptureStats>)> = cfg
+/// A summary of the pipeline for the cloud heartbeat and the panel's system page, with its alerts.
+fn health_summary(cfg: &Config, stores: &Stores, lanes: &Lanes, clock: &SharedClock) -> crate::sync::link::HealthFn {
+    let names: Vec<(String, Arc<CaptureStats>)> = cfg
+        .lanes
+        .iter()
+        .map(|l| l.name.clone())
+        .zip(lanes.stats.iter().cloned())
+        .collect();
+    let (decisions, opened) = (lanes.decisions.clone(), lanes.opened.clone());
+    let (writer, alerts, list, clock) = (
+        stores.writer_stats.clone(),
+        stores.alerts.clone(),
+        stores.allowlist.clone(),
+        clock.clone(),
+    );
+    let max_age = cfg.sync.as_ref().and_then(|s| s.allowlist_max_age);
+    Arc::new(move || {
+        let ld = std::sync::atomic::Ordering::Relaxed;
+        let fresh = crate::sync::freshness::freshness(&list.current(), clock.now(), max_age);
+        serde_json::json!({
+            "alerts": alerts.to_json(),
+            "allowlist": fresh,
+            "decisions": decisions.load(ld),
+            "opened": opened.load(ld),
+            "events_committed": writer.committed.load(ld),
+            "events_failed": writer.failed.load(ld),
+            "events_unstored": writer.held.load(ld),
+            "lanes": names.iter().map(|(n, s)| serde_json::json!({
+                "name": n,
+                "frames": s.frames.load(ld),
+                "reconnects": s.reconnects.load(ld),
+            })).collect::<Vec<_>>(),
+        })
+    })
+}
+
+/// Step 4: the services around the lanes. The panel and the link live in the database; without it the
+/// gate still runs and an alert says why they are not.
+fn start_services(
+    cfg: &Config,
+    parts: &Parts,
+    stores: &Stores,
+    gates: &Gates,
+    lanes: &Lanes,
+    health: crate::sync::link::HealthFn,
+    root: &CancellationToken,
+) -> anyhow::Result<Services> {
+    let panel_cancel = root.child_token();
+    let panel = match &cfg.panel {
+        Some(pc) => start_panel(
+            cfg,
+            pc,
+            parts,
+            stores,
+            gates,
+            lanes,
+            health.clone(),
+            panel_cancel.clone(),
+        )?,
+        None => None,
+    };
+    let link_cancel = root.child_token();
+    let link_stats = Arc::new(crate::sync::link::LinkStats::default());
+    let link = start_link(cfg, parts, stores, health, link_stats.clone(), link_cancel.clone())?;
+    let metrics_cancel = root.child_token();
+    let metrics = cfg.metrics.map(|addr| {
+        let link_stats = link.is_some().then(|| link_stats.clone());
+        start_metrics(addr, cfg, parts, stores, lanes, link_stats, metrics_cancel.clone())
+    });
+    let watchdog_cancel = root.child_token();
+    let watchdog = parts.notifier.watchdog.map(|interval| {
+        let progress = cfg
             .lanes
             .iter()
-            .map(|l| l.name.clone())
-            .zip(capture_stats.iter().cloned())
+            .zip(&lanes.stats)
+            .map(|(l, s)| (l.name.clone(), s.progress.clone()))
             .collect();
-        let (decisions, opened, writer, alerts) =
-            (decisions.clone(), opened.clone(), writer_stats.clone(), alerts.clone());
-        let (list, clock, max_age) = (allowlist.clone(), clock.clone(), allowlist_max_age);
-        Arc::new(move || {
-            let ld = std::sync::atomic::Ordering::Relaxed;
-            let fresh = crate::sync::freshness::freshness(&list.current(), clock.now(), max_age);
-            serde_json::json!({
-                "alerts": alerts.to_json(),
-                "allowlist": fresh,
-                "decisions": decisions.load(ld),
-                "opened": opened.load(ld),
-                "events_committed": writer.committed.load(ld),
-                "events_failed": writer.failed.load(ld),
-                "events_unstored": writer.held.load(ld),
-                "lanes": lanes.iter().map(|(n, s)| serde_json::json!({
-                    "name": n,
-                    "frames": s.frames.load(ld),
-                    "reconnects": s.reconnects.load(ld),
-                })).collect::<Vec<_>>(),
+        tokio::spawn(crate::supervise::run_watchdog(
+            parts.notifier.clone(),
+            interval,
+            progress,
+            watchdog_cancel.clone(),
+        ))
+    });
+    Ok(Services {
+        panel,
+        panel_cancel,
+        link,
+        link_cancel,
+        metrics,
+        metrics_cancel,
+        watchdog,
+        watchdog_cancel,
+    })
+}
+
+/// The cloud link on its own thread (allowlists in, events out), when `[sync.mqtt]` is configured.
+fn start_link(
+    cfg: &Config,
+    parts: &Parts,
+    stores: &Stores,
+    health: crate::sync::link::HealthFn,
+    stats: Arc<crate::sync::link::LinkStats>,
+    cancel: CancellationToken,
+) -> anyhow::Result<Option<std::thread::JoinHandle<()>>> {
+    let Some((sync, mqtt)) = cfg.sync.as_ref().and_then(|s| s.mqtt.clone().map(|m| (s.clone(), m))) else {
+        return Ok(None);
+    };
+    let ctx = crate::sync::link::LinkCtx {
+        sync,
+        mqtt,
+        db_path: cfg.site.database_path(),
+        allowlist: stores.allowlist.clone(),
+        clock: parts.clock.clone(),
+        health,
+        stats,
+        keep_reads_days: cfg.privacy.effective.reads.days,
+        plate_key: stores.plate_key.clone(),
+    };
+    match crate::sync::link::spawn(ctx, cancel) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if !stores.db_ok => {
+            stores.alerts.raise(
+                ALERT_LINK,
+                format!(
+                    "the cloud link is not running: {e}; it starts once the database is fixed and the daemon restarted"
+                ),
+            );
+            Ok(None)
+        }
+        Err(e) => Err(anyhow::Error::new(e).context("cloud link")),
+    }
+}
+
+/// The metrics endpoint (`[metrics] listen`) as a task.
+fn start_metrics(
+    addr: std::net::SocketAddr,
+    cfg: &Config,
+    parts: &Parts,
+    stores: &Stores,
+    lanes: &Lanes,
+    link: Option<Arc<crate::sync::link::LinkStats>>,
+    cancel: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let metrics = Arc::new(crate::supervise::metrics::Metrics {
+        lanes: cfg
+            .lanes
+            .iter()
+            .zip(lanes.stats.iter().zip(&lanes.slots))
+            .map(|(l, (st, sl))| (l.name.clone(), st.clone(), sl.clone()))
+            .collect(),
+        decisions: lanes.decisions.clone(),
+        opened: lanes.opened.clone(),
+        writer: stores.writer_stats.clone(),
+        allowlist: stores.allowlist.clone(),
+        link,
+        count_opted_out: cfg.privacy.count_opted_out,
+        clock: parts.clock.clone(),
+        allowlist_max_age: cfg.sync.as_ref().and_then(|s| s.allowlist_max_age),
+        alerts: stores.alerts.clone(),
+    });
+    tokio::spawn(async move {
+        if let Err(e) = crate::supervise::metrics::serve(addr, metrics, cancel).await {
+            tracing::error!(%addr, error = %e, "metrics endpoint could not start");
+        }
+    })
+}
+
+/// The guards' panel on its own thread and runtime; `None` when the database keeps it from starting.
+#[allow(clippy::too_many_arguments)]
+fn start_panel(
+    cfg: &Config,
+    pc: &crate::config::PanelConfig,
+    parts: &Parts,
+    stores: &Stores,
+    gates: &Gates,
+    lanes: &Lanes,
+    health: crate::sync::link::HealthFn,
+    cancel: CancellationToken,
+) -> anyhow::Result<Option<std::thread::JoinHandle<()>>> {
+    let gate_info = cfg
+        .relays
+        .iter()
+        .filter_map(|r| {
+            gates.handles.get(&r.name).map(|h| crate::panel::GateInfo {
+                handle: h.clone(),
+                lane: cfg.lanes.iter().find(|l| l.relay == r.name).map(|l| l.name.clone()),
             })
         })
+        .collect();
+    let deps = crate::panel::PanelDeps {
+        db_path: cfg.site.database_path(),
+        data_dir: cfg.site.data_dir.clone(),
+        clock: parts.clock.clone(),
+        site: cfg.site.name.clone(),
+        timezone: cfg.site.timezone,
+        gates: gate_info,
+        live: lanes.live.clone(),
+        sink: Some(stores.sink.clone()),
+        status: health,
+        plate_key: stores.plate_key.clone(),
     };
-
-    // The guards' panel (its own thread and runtime).
-    let panel_cancel = CancellationToken::new();
-    let panel_thread = match &cfg.panel {
-        Some(pc) => {
-            let gates = cfg
-                .relays
-                .iter()
-                .filter_map(|r| {
-                    gates.get(&r.name).map(|h| crate::panel::GateInfo {
-                        handle: h.clone(),
-                        lane: cfg.lanes.iter().find(|l| l.relay == r.name).map(|l| l.name.clone()),
-                    })
-                })
-                .collect();
-            let deps = crate::panel::PanelDeps {
-                db_path: cfg.site.database_path(),
-                data_dir: cfg.site.data_dir.clone(),
-                clock: clock.clone(),
-                site: cfg.site.name.clone(),
-                timezone: cfg.site.timezone,
-                gates,
-                live: live.clone(),
-                sink: Some(sink.clone()),
-                status: health.clone(),
-                plate_key: plate_key.clone(),
-            };
-            let (cert, key) = crate::panel::tls::ensure(pc, &cfg.site.data_dir).context("panel certificate")?;
-            let tls = crate::panel::tls::server_config(&cert, &key).context("panel TLS")?;
-            let panel = match crate::panel::Panel::new(pc.clone(), deps) {
-                Ok(p) => Some(p),
-                // The panel lives in the database; without it the gate still runs.
-                Err(e) if !db_ok => {
-                    alerts.raise(
-                        ALERT_PANEL,
-                        format!("the guard panel is not running: {e}; it starts once the database is fixed and the daemon restarted"),
-                    );
-                    None
-                }
-                Err(e) => return Err(anyhow::Error::new(e).context("panel")),
-            };
-            panel
-                .map(|panel| -> anyhow::Result<_> {
-                    let (thread, addr) =
-                        crate::panel::server::spawn(panel, tls, panel_cancel.clone()).context("panel")?;
-                    tracing::info!(
-                        %addr,
-                        fingerprint = %crate::panel::tls::fingerprint(&cert).unwrap_or_default(),
-                        "guard panel listening (HTTPS)"
-                    );
-                    Ok(thread)
-                })
-                .transpose()?
+    let (cert, key) = crate::panel::tls::ensure(pc, &cfg.site.data_dir).context("panel certificate")?;
+    let tls = crate::panel::tls::server_config(&cert, &key).context("panel TLS")?;
+    let panel = match crate::panel::Panel::new(pc.clone(), deps) {
+        Ok(p) => p,
+        Err(e) if !stores.db_ok => {
+            stores.alerts.raise(
+                ALERT_PANEL,
+                format!("the guard panel is not running: {e}; it starts once the database is fixed and the daemon restarted"),
+            );
+            return Ok(None);
         }
-        None => None,
+        Err(e) => return Err(anyhow::Error::new(e).context("panel")),
     };
-    drop(sink);
-    drop(gates);
+    let (thread, addr) = crate::panel::server::spawn(panel, tls, cancel).context("panel")?;
+    tracing::info!(
+        %addr,
+        fingerprint = %crate::panel::tls::fingerprint(&cert).unwrap_or_default(),
+        "guard panel listening (HTTPS)"
+    );
+    Ok(Some(thread))
+}
 
-    // The cloud link (its own thread): allowlists in, events out.
-    let link_cancel = CancellationToken::new();
-    let link_stats = Arc::new(crate::sync::link::LinkStats::default());
-    let link_thread = match cfg.sync.as_ref().and_then(|s| s.mqtt.clone().map(|m| (s.clone(), m))) {
-        Some((sync, mqtt)) => {
-            let ctx = crate::sync::link::LinkCtx {
-                sync,
-                mqtt,
-                db_path: cfg.site.database_path(),
-                allowlist: allowlist.clone(),
-                clock: clock.clone(),
-                health: health.clone(),
-                stats: link_stats.clone(),
-                keep_reads_days: cfg.privacy.effective.reads.days,
-                plate_key: plate_key.clone(),
-            };
-            match crate::sync::link::spawn(ctx, link_cancel.clone()) {
-                Ok(t) => Some(t),
-                // The link works from the database; without it the gate still runs.
-                Err(e) if !db_ok => {
-                    alerts.raise(
-                        ALERT_LINK,
-                        format!("the cloud link is not running: {e}; it starts once the database is fixed and the daemon restarted"),
-                    );
-                    None
-                }
-                Err(e) => return Err(anyhow::Error::new(e).context("cloud link")),
-            }
-        }
-        None => None,
-    };
-
-    let metrics_cancel = CancellationToken::new();
-    let metrics_task = cfg.metrics.map(|addr| {
-        let metrics = Arc::new(crate::supervise::metrics::Metrics {
-            lanes: cfg
-                .lanes
-                .iter()
-                .zip(capture_stats.iter().zip(&slots))
-                .map(|(l, (st, sl))| (l.name.clone(), st.clone(), sl.clone()))
-                .collect(),
-            decisions: decisions.clone(),
-            opened: opened.clone(),
-            writer: writer_stats.clone(),
-            allowlist: allowlist.clone(),
-            link: link_thread.is_some().then(|| link_stats.clone()),
-            count_opted_out: cfg.privacy.count_opted_out,
-            clock: clock.clone(),
-            allowlist_max_age,
-            alerts: alerts.clone(),
-        });
-        let cancel = metrics_cancel.clone();
-        tokio::spawn(async move {
-            if let Err(e) = crate::supervise::metrics::serve(addr, metrics, cancel).await {
-                tracing::error!(%addr, error = %e, "metrics endpoint could not start");
-            }
-        })
-    });
-
-    // Ready once every lane has turned a frame into a result (or 10 s passed: a camera may be down;
-    // its lane keeps reconnecting and the status says so).
+/// Step 5: READY once every lane has turned a frame into a result (or 10 s passed: a camera may be down;
+/// its lane keeps reconnecting and the status says so).
+async fn announce_ready(cfg: &Config, parts: &Parts, stores: &Stores, lanes: &Lanes) {
+    let ld = std::sync::atomic::Ordering::Relaxed;
     let ready_deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while capture_stats
-        .iter()
-        .any(|s| s.progress.load(std::sync::atomic::Ordering::Relaxed) == 0)
-        && tokio::time::Instant::now() < ready_deadline
-    {
+    while lanes.stats.iter().any(|s| s.progress.load(ld) == 0) && tokio::time::Instant::now() < ready_deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let waiting: Vec<&str> = cfg
         .lanes
         .iter()
-        .zip(&capture_stats)
-        .filter(|(_, s)| s.frames.load(std::sync::atomic::Ordering::Relaxed) == 0)
+        .zip(&lanes.stats)
+        .filter(|(_, s)| s.frames.load(ld) == 0)
         .map(|(l, _)| l.name.as_str())
         .collect();
     let mut status = if waiting.is_empty() {
@@ -393,106 +615,68 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
     } else {
         format!("STATUS=running; no frames yet from: {}", waiting.join(", "))
     };
-    let raised: Vec<&str> = alerts.list().into_iter().map(|(name, _)| name).collect();
+    let raised: Vec<&str> = stores.alerts.list().into_iter().map(|(name, _)| name).collect();
     if !raised.is_empty() {
         status.push_str(&format!("; ALERT: {}", raised.join(", ")));
     }
     parts.notifier.notify(&format!("READY=1\n{status}"));
-    let watchdog_cancel = CancellationToken::new();
-    let watchdog = parts.notifier.watchdog.map(|interval| {
-        let lanes = cfg
-            .lanes
-            .iter()
-            .zip(&capture_stats)
-            .map(|(l, s)| (l.name.clone(), s.progress.clone()))
-            .collect();
-        tokio::spawn(crate::supervise::run_watchdog(
-            parts.notifier.clone(),
-            interval,
-            lanes,
-            watchdog_cancel.clone(),
-        ))
-    });
-    tracing::info!(lanes = cfg.lanes.len(), "gatehouse running");
+}
 
-    // 4. Run until a signal, or until every source has ended.
-    let all_ended = {
-        let threads: Vec<_> = std::mem::take(&mut capture_threads);
-        tokio::task::spawn_blocking(move || {
-            for t in threads {
-                let _ = t.join();
-            }
-        })
-    };
-    tokio::select! {
-        _ = shutdown => tracing::info!("shutdown requested"),
-        _ = all_ended => tracing::info!("every source has ended"),
+/// Step 6: shutdown, in order, each part with its deadline: the panel first (it holds an event sink and
+/// gate handles), then capture, recognition and the lanes (open passes closed, decisions finished), the
+/// gates (relays to their safe state), the event writer (what is queued committed), the link (it offers
+/// what it can), the background loops.
+async fn shut_down(stores: Stores, gates: Gates, lanes: Lanes, services: Services) -> RunSummary {
+    services.panel_cancel.cancel();
+    if let Some(t) = services.panel {
+        join_thread(t, "the guard panel", stop::PANEL).await;
     }
-
-    // 5. Shutdown, in order.
-    parts.notifier.notify("STOPPING=1");
-    // The panel first: it holds an event sink and gate handles.
-    panel_cancel.cancel();
-    if let Some(t) = panel_thread {
-        let _ = tokio::task::spawn_blocking(move || t.join()).await;
+    services.metrics_cancel.cancel();
+    if let Some(m) = services.metrics {
+        join_task(m, "the metrics endpoint", stop::METRICS).await;
     }
-    metrics_cancel.cancel();
-    if let Some(m) = metrics_task {
-        let _ = m.await;
+    services.watchdog_cancel.cancel();
+    if let Some(w) = services.watchdog {
+        join_task(w, "the watchdog", stop::WATCHDOG).await;
     }
-    watchdog_cancel.cancel();
-    if let Some(w) = watchdog {
-        let _ = w.await;
-    }
-    capture_cancel.cancel();
-    for s in &slots {
+    lanes.cancel.cancel();
+    for s in &lanes.slots {
         s.close();
     }
-    let recognizers = tokio::task::spawn_blocking(move || {
-        for t in recognize_threads {
-            let _ = t.join();
-        }
-    });
-    if tokio::time::timeout(Duration::from_secs(10), recognizers)
-        .await
-        .is_err()
-    {
-        tracing::warn!("recognition did not finish within 10 s; continuing shutdown");
+    for t in lanes.recognize {
+        join_thread(t, "recognition", stop::RECOGNITION).await;
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    for mut t in lane_tasks {
-        if tokio::time::timeout_at(deadline, &mut t).await.is_err() {
-            tracing::warn!("a lane task did not finish in time; aborting it");
-            t.abort();
-        }
+    let deadline = tokio::time::Instant::now() + stop::LANES;
+    for t in lanes.tasks {
+        join_task(
+            t,
+            "a lane task",
+            deadline.saturating_duration_since(tokio::time::Instant::now()),
+        )
+        .await;
     }
-    gate_cancel.cancel();
-    for c in controllers {
-        let _ = c.await;
+    gates.cancel.cancel();
+    for c in gates.controllers {
+        join_task(c, "a gate controller", stop::GATES).await;
     }
-    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
-    // After the writer: the last events are committed; the link offers what it can before it goes.
-    link_cancel.cancel();
-    if let Some(l) = link_thread {
-        let _ = tokio::task::spawn_blocking(move || l.join()).await;
+    drop(stores.sink);
+    join_thread(stores.writer, "the event writer", stop::WRITER).await;
+    services.link_cancel.cancel();
+    if let Some(l) = services.link {
+        join_thread(l, "the cloud link", stop::LINK).await;
     }
-    background_cancel.cancel();
-    let _ = tokio::task::spawn_blocking(move || reloader.join()).await;
-    let _ = tokio::task::spawn_blocking(move || retention_thread.join()).await;
+    stores.background.cancel();
+    join_thread(stores.reloader, "the allowlist reloader", stop::BACKGROUND).await;
+    join_thread(stores.retention, "the retention loop", stop::BACKGROUND).await;
     safety::clear();
-
-    let summary = RunSummary {
-        frames: capture_stats
-            .iter()
-            .map(|s| s.frames.load(std::sync::atomic::Ordering::Relaxed))
-            .sum(),
-        frames_dropped: slots.iter().map(|s| s.dropped()).sum(),
-        decisions: decisions.load(std::sync::atomic::Ordering::Relaxed),
-        opened: opened.load(std::sync::atomic::Ordering::Relaxed),
-        events_committed: writer_stats.committed.load(std::sync::atomic::Ordering::Relaxed),
-    };
-    tracing::info!(?summary, "gatehouse stopped");
-    Ok(summary)
+    let ld = std::sync::atomic::Ordering::Relaxed;
+    RunSummary {
+        frames: lanes.stats.iter().map(|s| s.frames.load(ld)).sum(),
+        frames_dropped: lanes.slots.iter().map(|s| s.dropped()).sum(),
+        decisions: lanes.decisions.load(ld),
+        opened: lanes.opened.load(ld),
+        events_committed: stores.writer_stats.committed.load(ld),
+    }
 }
 
 /// Recognition for one lane, on its own thread: newest frame in, best plate read out.
