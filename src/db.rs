@@ -391,6 +391,37 @@ pub fn meta_set(conn: &Connection, key: MetaKey, value: &str) -> rusqlite::Resul
     .map(|_| ())
 }
 
+/// Opens the database for a background loop. One that was usable at start is opened as it is (an error
+/// turns the loop off: `what` names it in the log); one that was not is tried every `retry` until it
+/// passes the quick check. `None` when the loop is off or cancelled.
+pub fn open_when_usable(
+    path: &std::path::Path,
+    db_ok: bool,
+    what: &str,
+    retry: Duration,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Option<rusqlite::Connection> {
+    loop {
+        let opened = if db_ok { open(path) } else { open_checked(path) };
+        match opened {
+            Ok(c) => return Some(c),
+            Err(e) if db_ok => {
+                tracing::error!(error = %e, "{what} disabled");
+                return None;
+            }
+            Err(_) => {
+                let until = std::time::Instant::now() + retry;
+                while !cancel.is_cancelled() && std::time::Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                if cancel.is_cancelled() {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,7 +30,8 @@
 //! - [`panel`]: the guards' HTTPS panel (live view, gate controls, passes, users, roles, 2FA, sessions); its
 //!   own thread and runtime.
 //! - [`audit`]: the hash-chained audit log of operator actions and its signed checkpoints.
-//! - [`app`]: wiring only: channels, tasks and their order.
+//! - [`app`]: wiring: the run in named steps (`app/mod.rs`), a lane's recognition and decision tasks
+//!   (`app/lane.rs`), the allowlist at start and its reloader (`app/allowlist.rs`).
 //! - [`clock`]: the [`clock::Clock`] seam, so expiry and schedules are testable.
 //! - [`demo`]: renders the bundled demo video (synthetic plates) so the daemon runs with nothing attached.
 //! - [`eval`]: the accuracy / speed evaluation over a labelled image set.

@@ -50,7 +50,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .worker_threads(2)
                 .enable_all()
                 .build()?;
-            let summary = rt.block_on(app::run(cfg, parts, supervise::shutdown_signal()))?;
+            let summary = rt.block_on(app::run(cfg, parts, supervise::shutdown_signal()));
+            // A part that overran its stop deadline is still being joined on a blocking thread: dropping
+            // the runtime would wait for it forever, so give it two more seconds and go.
+            rt.shutdown_timeout(std::time::Duration::from_secs(2));
+            let summary = summary?;
             println!(
                 "stopped: {} frames ({} dropped), {} decisions, {} opened, {} events committed",
                 summary.frames, summary.frames_dropped, summary.decisions, summary.opened, summary.events_committed

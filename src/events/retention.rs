@@ -88,6 +88,40 @@ pub fn purge(
     Ok(out)
 }
 
+/// Purges expired events and crops at start and then hourly, in small batches, off the async runtime.
+/// When the database was not usable at start, it waits (trying every minute) until it passes the check.
+pub fn run_loop(
+    path: std::path::PathBuf,
+    retention: crate::privacy::Effective,
+    clock: crate::clock::SharedClock,
+    cancel: tokio_util::sync::CancellationToken,
+    db_ok: bool,
+) {
+    // A database that was not usable at start is not written to until it passes the quick check.
+    let Some(mut conn) = crate::db::open_when_usable(
+        &path,
+        db_ok,
+        "retention purge",
+        std::time::Duration::from_secs(60),
+        &cancel,
+    ) else {
+        return;
+    };
+    while !cancel.is_cancelled() {
+        match purge(&mut conn, &retention, clock.now(), 500) {
+            Ok(p) if p.events + p.crops > 0 => {
+                tracing::info!(events = p.events, crops = p.crops, "retention purge")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "retention purge failed; will retry"),
+        }
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(3600);
+        while !cancel.is_cancelled() && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,207 @@
+//! One lane's stages after capture: recognition on its own thread (newest frame in, best read out, crop
+//! encoded), and the decision task (decision stage -> gate command -> event), which never waits on the
+//! event writer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use opencv::core::{Mat, Rect, Vector};
+use opencv::prelude::*;
+use tokio::sync::mpsc;
+
+use crate::access::{self, Action, Decision, SharedAllowlist};
+use crate::camera::{Frame, LatestSlot};
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::events::{EventSink, GateEvent};
+use crate::gate::{self, Actor, GateCommand, GateHandle};
+use crate::plate;
+use crate::recognize::PlateReader;
+use crate::track::{self, PlateRead, VotedRead};
+
+/// Recognition for one lane, on its own thread: newest frame in, best plate read out.
+pub(super) fn recognize_loop(
+    mut reader: Box<dyn PlateReader>,
+    slot: Arc<LatestSlot<Frame>>,
+    out: mpsc::Sender<PlateRead>,
+    progress: crate::supervise::Progress,
+) {
+    loop {
+        let frame = match slot.take_timeout(Duration::from_millis(200)) {
+            Ok(Some(f)) => f,
+            Ok(None) => continue,
+            Err(()) => break,
+        };
+        let reads = reader.read(&frame.image, frame.roi);
+        progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let reads = match reads {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(lane = %frame.lane, error = %e, "recognition failed on a frame");
+                continue;
+            }
+        };
+        let Some(best) = reads.candidates.into_iter().next() else {
+            continue;
+        };
+        let crop_jpeg = encode_crop(&frame.image, best.bbox).unwrap_or_default();
+        let read = PlateRead {
+            lane: frame.lane.clone(),
+            at: frame.at,
+            frame_seq: frame.seq,
+            candidate: best,
+            crop_jpeg,
+        };
+        if out.blocking_send(read).is_err() {
+            break;
+        }
+    }
+}
+
+pub(super) fn encode_crop(image: &Mat, bbox: Rect) -> opencv::Result<Vec<u8>> {
+    let r = bbox & Rect::new(0, 0, image.cols(), image.rows());
+    if r.width <= 0 || r.height <= 0 {
+        return Ok(Vec::new());
+    }
+    let crop = Mat::roi(image, r)?;
+    let mut buf: Vector<u8> = Vector::new();
+    let params: Vector<i32> = Vector::from_slice(&[opencv::imgcodecs::IMWRITE_JPEG_QUALITY, 90]);
+    opencv::imgcodecs::imencode(".jpg", &crop, &mut buf, &params)?;
+    Ok(buf.to_vec())
+}
+
+pub(super) struct DecisionCtx {
+    pub(super) cfg: Config,
+    pub(super) clock: SharedClock,
+    pub(super) allowlist: SharedAllowlist,
+    pub(super) gate: GateHandle,
+    pub(super) sink: EventSink,
+    pub(super) voted: mpsc::Receiver<VotedRead>,
+    pub(super) decisions: Arc<std::sync::atomic::AtomicU64>,
+    pub(super) opened: Arc<std::sync::atomic::AtomicU64>,
+    pub(super) opens: track::RecentOpens,
+    /// The panel's live view (a short push; never waits on the panel).
+    pub(super) live: crate::panel::LiveHub,
+}
+
+/// Decides each voted read, commands the gate (never waiting), then queues the event. The event writer is
+/// never awaited while a read is waiting: events that do not fit its queue wait in a local backlog.
+pub(super) async fn decision_loop(mut ctx: DecisionCtx) {
+    let mut backlog: std::collections::VecDeque<(GateEvent, Option<GateReply>)> = std::collections::VecDeque::new();
+    let mut reads_open = true;
+    while reads_open || !backlog.is_empty() {
+        tokio::select! {
+            v = ctx.voted.recv(), if reads_open => match v {
+                Some(v) => backlog.push_back(decide_and_act(&ctx, v)),
+                None => reads_open = false,
+            },
+            permit = ctx.sink.reserve(), if !backlog.is_empty() => match (permit, backlog.pop_front()) {
+                (Ok(permit), Some((mut e, reply))) => {
+                    if let Some(reply) = reply {
+                        e.gate_result = Some(gate_result(reply).await);
+                    }
+                    permit.send(e)
+                }
+                (Err(_), _) => {
+                    tracing::error!(events = backlog.len(), "event writer has stopped; events not recorded");
+                    backlog.clear();
+                }
+                (Ok(_), None) => {}
+            },
+        }
+        if backlog.len() == 1000 {
+            tracing::error!("1000 events wait for the event writer: storage is slow or failing");
+        }
+    }
+}
+
+/// What the gate controller will say it did with an opening (see [`gate_result`]).
+type GateReply = tokio::sync::oneshot::Receiver<gate::GateOutcome>;
+
+/// The event's record of what the relay did: the controller's answer (it answers as soon as it has set
+/// the relay, so this wait is short; the gate was commanded before it began).
+async fn gate_result(reply: GateReply) -> String {
+    match tokio::time::timeout(Duration::from_secs(2), reply).await {
+        Ok(Ok(outcome)) => outcome.to_string(),
+        Ok(Err(_)) => "gate controller stopped before it answered".to_string(),
+        Err(_) => "gate controller did not answer within 2 s".to_string(),
+    }
+}
+
+pub(super) fn decide_and_act(ctx: &DecisionCtx, v: VotedRead) -> (GateEvent, Option<GateReply>) {
+    let now = ctx.clock.now();
+    let decision = decide_read(&v, &ctx.allowlist, &ctx.cfg, now, ctx.gate.in_lockdown());
+    ctx.decisions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let (mut gate_result, mut reply) = (None, None);
+    if decision.action == Action::Open {
+        ctx.opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ctx.opens.record(&v.text, v.decided_at);
+        let reason = decision.reason.to_string();
+        match ctx.gate.try_command_reply(GateCommand::Open {
+            actor: Actor::Automatic,
+            reason,
+        }) {
+            // Filled in with what the relay did before the event is stored.
+            Ok(rx) => reply = Some(rx),
+            Err(e) => {
+                tracing::error!(lane = %v.lane, error = %e, "could not command the gate");
+                gate_result = Some(format!("gate command failed: {e}"));
+            }
+        }
+    }
+    let opted_out = decision.action == Action::Open && decision.matched.as_ref().is_some_and(|m| m.do_not_log);
+    let shown = if opted_out {
+        "(opted out)".to_string()
+    } else if ctx.cfg.logging.plates {
+        v.text.clone()
+    } else {
+        plate::redact(&v.text)
+    };
+    if decision.alert {
+        tracing::warn!(lane = %v.lane, plate = %shown, reason = ?decision.reason.to_string(), "ALERT: guard attention needed");
+    }
+    tracing::info!(
+        lane = %v.lane, plate = %shown, confidence = format!("{:.2}", v.confidence), reads = v.reads,
+        action = ?decision.action, reason = ?decision.reason.to_string(), early = v.early, "decision"
+    );
+    let event = GateEvent {
+        id: GateEvent::new_id(v.decided_at),
+        lane: v.lane.clone(),
+        at: v.decided_at,
+        first_seen: v.first_seen,
+        plate: v.text,
+        confidence: v.confidence,
+        chars: v.chars,
+        alternatives: v.alternatives,
+        reads: v.reads,
+        decision,
+        crop_jpeg: v.best_crop,
+        guard_action: None,
+        gate_result,
+    };
+    if ctx.cfg.panel.is_some() {
+        ctx.live.publish(crate::panel::LiveEvent::from_event(&event));
+    }
+    (event, reply)
+}
+
+/// The decision stage ([`access::stage`]) on the current allowlist snapshot, with the site's rules.
+pub fn decide_read(
+    v: &VotedRead,
+    allowlist: &SharedAllowlist,
+    cfg: &Config,
+    now: chrono::DateTime<chrono::Utc>,
+    lockdown: bool,
+) -> Decision {
+    let read = access::stage::PassRead {
+        text: &v.text,
+        chars: &v.chars,
+        reads: v.reads,
+    };
+    let rules = access::stage::Rules {
+        access: &cfg.access,
+        min_reads: cfg.track.min_reads,
+        tz: cfg.site.timezone,
+    };
+    access::stage::decide_pass(read, &allowlist.current(), rules, now, lockdown)
+}
