@@ -1,5 +1,6 @@
 //! Logging in (password, then the second factor), logging out, and the check every request passes:
-//! the session from the `__Host-` cookie, its stage, and the route's permission ([`super::routes`]).
+//! the session from the `__Host-` cookie, its stage, and the route's rule (an [`Access`] the route table's
+//! layer put in the request).
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -11,8 +12,7 @@ use axum::{Extension, Form};
 use serde::Deserialize;
 
 use super::html::{notice, page};
-use super::roles::{Perm, Role};
-use super::routes::{self, Access};
+use super::roles::{Access, Perm, Role};
 use super::store::{self, Stage};
 use super::{password, totp, Failure, Panel, Who};
 
@@ -84,12 +84,8 @@ pub async fn authorize(State(p): State<Panel>, mut req: Request, next: Next) -> 
     let Some(matched) = matched else {
         return Failure::NotFound.into_response();
     };
-    let Some(access) = routes::find(req.method().as_str(), &matched) else {
-        if routes::has_path(&matched) {
-            // Another method on a known path: routine scanner noise, not a server fault.
-            tracing::debug!(method = %req.method(), path = %matched, "method not allowed");
-            return (StatusCode::METHOD_NOT_ALLOWED, "Method not allowed.").into_response();
-        }
+    // Put there by the route table's layer (routes::route_rule), which runs first; none: refused.
+    let Some(access) = req.extensions().get::<Access>().copied() else {
         tracing::error!(path = %matched, "route without an access rule refused");
         return Failure::NotFound.into_response();
     };

@@ -91,3 +91,18 @@ impl FromStr for Role {
             .ok_or_else(|| format!("unknown role {s:?} (use guard, supervisor, admin or installer)"))
     }
 }
+
+/// Who may use a route (the table is [`super::routes::ROUTES`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Access {
+    /// No session needed (login pages, static assets).
+    Public,
+    /// A session whose second factor is still owed.
+    Pending,
+    /// A session in any stage (logout).
+    AnySession,
+    /// Second-factor enrollment: a full session, or one that must enroll before anything else.
+    Enroll,
+    /// A full session whose role has the permission.
+    Perm(Perm),
+}

@@ -1,26 +1,18 @@
-//! Every route of the panel and who may use it. The router is built from this table's paths, and the
-//! per-request check ([`super::auth::authorize`]) looks each matched route up here: a route missing from
-//! the table is refused, never served unchecked.
+//! Every route of the panel and who may use it: the only place that knows every handler. The router is
+//! built here, and its access rule is a layer: [`route_rule`] looks each matched route up in [`ROUTES`] and
+//! hands its [`Access`] to the session check ([`super::auth::authorize`]) in the request's extensions; a
+//! route missing from the table is refused, never served unchecked. No handler imports this module.
 
+use axum::extract::{MatchedPath, Request};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
+pub use super::roles::Access;
 use super::roles::Perm;
 use super::{account, admin, auth, lanes, passes, search, security, Panel};
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Access {
-    /// No session needed (login pages, static assets).
-    Public,
-    /// A session whose second factor is still owed.
-    Pending,
-    /// A session in any stage (logout).
-    AnySession,
-    /// Second-factor enrollment: a full session, or one that must enroll before anything else.
-    Enroll,
-    /// A full session whose role has the permission.
-    Perm(Perm),
-}
 
 #[derive(Debug, Clone, Copy)]
 pub struct Route {
@@ -86,6 +78,25 @@ pub fn find(method: &str, path: &str) -> Option<Access> {
         .map(|r| r.access)
 }
 
+/// The access rule of the matched route, put in the request for [`super::auth::authorize`]; a known path
+/// with another method gets 405, a route without a rule 404 (and an error in the log).
+pub async fn route_rule(mut req: Request, next: Next) -> Response {
+    let Some(matched) = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string()) else {
+        return super::Failure::NotFound.into_response();
+    };
+    let Some(access) = find(req.method().as_str(), &matched) else {
+        if has_path(&matched) {
+            // Another method on a known path: routine scanner noise, not a server fault.
+            tracing::debug!(method = %req.method(), path = %matched, "method not allowed");
+            return (StatusCode::METHOD_NOT_ALLOWED, "Method not allowed.").into_response();
+        }
+        tracing::error!(path = %matched, "route without an access rule refused");
+        return super::Failure::NotFound.into_response();
+    };
+    req.extensions_mut().insert(access);
+    next.run(req).await
+}
+
 /// The whole panel: routes, the per-route access check, security headers and cross-origin refusal.
 pub fn router(panel: Panel) -> Router {
     Router::new()
@@ -125,7 +136,9 @@ pub fn router(panel: Panel) -> Router {
         .route("/account/totp/disable", post(account::totp_disable))
         .route("/audit", get(admin::audit))
         .route("/system", get(admin::system))
+        // the rule lookup runs first (the outer layer), then the session check
         .route_layer(axum::middleware::from_fn_with_state(panel.clone(), auth::authorize))
+        .route_layer(axum::middleware::from_fn(route_rule))
         .fallback(|| async { super::Failure::NotFound })
         .layer(axum::extract::DefaultBodyLimit::max(super::limits::MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(
@@ -133,4 +146,40 @@ pub fn router(panel: Panel) -> Router {
             security::headers_and_origin,
         ))
         .with_state(panel)
+}
+
+#[cfg(test)]
+mod tests {
+    /// The route table knows the handlers, never the other way round: no handler module imports it.
+    #[test]
+    fn no_handler_imports_the_route_table() {
+        let handlers = [
+            ("account.rs", include_str!("account.rs")),
+            ("admin.rs", include_str!("admin.rs")),
+            ("auth.rs", include_str!("auth.rs")),
+            ("lanes.rs", include_str!("lanes.rs")),
+            ("passes.rs", include_str!("passes.rs")),
+            ("search.rs", include_str!("search.rs")),
+            ("security.rs", include_str!("security.rs")),
+            ("html.rs", include_str!("html.rs")),
+        ];
+        for (name, src) in handlers {
+            let code: Vec<&str> = src
+                .lines()
+                .map(str::trim_start)
+                .filter(|l| !l.starts_with("//"))
+                .filter(|l| l.contains("routes::") || (l.starts_with("use ") && l.contains("routes")))
+                .collect();
+            assert!(code.is_empty(), "{name} reaches into the route table: {code:?}");
+        }
+    }
+
+    #[test]
+    fn every_rule_is_found_and_an_unknown_route_has_none() {
+        for r in super::ROUTES {
+            assert_eq!(super::find(r.method, r.path), Some(r.access), "{} {}", r.method, r.path);
+        }
+        assert_eq!(super::find("DELETE", "/users"), None);
+        assert!(super::has_path("/users") && !super::has_path("/nowhere"));
+    }
 }
