@@ -211,6 +211,16 @@ impl Tracker {
         let (text, chars, agreeing) = vote(&latest);
         p.revised = true;
         p.decided = Some(text.clone());
+        // the revised plate was just opened for (the same vehicle, back within the window): no second opening
+        if self
+            .opens
+            .seen_since(&text, p.first_at - chrono_of(self.cfg.same_vehicle))
+        {
+            return vec![TrackEvent::SameVehicle {
+                lane: latest[0].lane.clone(),
+                text,
+            }];
+        }
         let best = latest
             .iter()
             .max_by(|a, b| a.candidate.confidence.total_cmp(&b.candidate.confidence))
@@ -655,6 +665,20 @@ mod tests {
             decided(&tr.on_read(at(read("1268205", 0.99, 400), 304, 75))),
             vec!["1268205"]
         );
+
+        // a revision to a plate the gate just opened for is the same vehicle, not a second opening
+        let opens = RecentOpens::default();
+        let mut tr = Tracker::new(cfg(), opens.clone());
+        opens.record("RK867AD", t(0));
+        tr.on_read(at(read("RK867A", 0.99, 1000), 300, 82));
+        assert_eq!(
+            decided(&tr.on_read(at(read("RK867A", 0.98, 1100), 302, 86))),
+            vec!["RK867A"]
+        );
+        tr.on_read(at(read("RK867AD", 0.99, 1200), 304, 91));
+        let ev = tr.on_read(at(read("RK867AD", 0.91, 1300), 306, 92));
+        assert!(decided(&ev).is_empty(), "{:?}", decided(&ev));
+        assert!(matches!(ev.first(), Some(TrackEvent::SameVehicle { .. })), "{ev:?}");
 
         // the gate opened for the first read: it stands
         let opens = RecentOpens::default();

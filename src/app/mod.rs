@@ -185,6 +185,7 @@ pub async fn run(cfg: Config, parts: Parts, shutdown: impl Future<Output = ()>) 
     let mut lanes = start_lanes(&cfg, &parts, &stores, &gates, &root)?;
     let health = health_summary(&cfg, &stores, &lanes, &parts.clock);
     let services = start_services(&cfg, &parts, &stores, &gates, &lanes, health, &root)?;
+    // The lanes and the panel hold their own gate handles from here on.
     drop(gates.handles);
     let gates = Gates {
         handles: HashMap::new(),
