@@ -20,11 +20,19 @@ use crate::recognize::PlateReader;
 use crate::track::{self, PlateRead, VotedRead};
 
 /// Recognition for one lane, on its own thread: newest frame in, best plate read out.
+/// Where a lane's recognition thread records its times.
+pub(super) struct LaneTiming {
+    pub(super) timings: Arc<crate::supervise::metrics::Timings>,
+    /// The clock frames' ages are measured by; `None` for a replayed file.
+    pub(super) clock: Option<SharedClock>,
+}
+
 pub(super) fn recognize_loop(
     mut reader: Box<dyn PlateReader>,
     slot: Arc<LatestSlot<Frame>>,
     out: mpsc::Sender<PlateRead>,
     progress: crate::supervise::Progress,
+    timing: LaneTiming,
 ) {
     loop {
         let frame = match slot.take_timeout(Duration::from_millis(200)) {
@@ -32,7 +40,13 @@ pub(super) fn recognize_loop(
             Ok(None) => continue,
             Err(()) => break,
         };
+        if let Some(clock) = &timing.clock {
+            let age = (clock.now() - frame.at).num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6;
+            timing.timings.frame_age(&frame.lane, age);
+        }
+        let started = std::time::Instant::now();
         let reads = reader.read(&frame.image, frame.roi);
+        timing.timings.recognition(&frame.lane, started.elapsed().as_secs_f64());
         progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let reads = match reads {
             Ok(r) => r,

@@ -37,7 +37,7 @@ mod lane;
 
 use allowlist::{reload_allowlist, start_allowlist, ReloadCtx};
 pub use lane::decide_read;
-use lane::{decision_loop, recognize_loop, DecisionCtx};
+use lane::{decision_loop, recognize_loop, DecisionCtx, LaneTiming};
 
 type SourceFactory = Box<dyn Fn(&LaneConfig) -> Box<dyn FrameSource> + Send>;
 type ReaderFactory = Box<dyn Fn(&LaneConfig) -> anyhow::Result<Box<dyn PlateReader>> + Send>;
@@ -161,6 +161,8 @@ struct Lanes {
     decisions: Arc<std::sync::atomic::AtomicU64>,
     opened: Arc<std::sync::atomic::AtomicU64>,
     live: crate::panel::LiveHub,
+    /// Recognition time and frame age per lane (the metrics endpoint's histograms).
+    timings: Arc<crate::supervise::metrics::Timings>,
     cancel: CancellationToken,
 }
 
@@ -314,6 +316,7 @@ fn start_lanes(
         decisions: Arc::default(),
         opened: Arc::default(),
         live: crate::panel::LiveHub::default(),
+        timings: Arc::default(),
         cancel: root.child_token(),
     };
     for lane in &cfg.lanes {
@@ -343,10 +346,15 @@ fn start_lanes(
         );
         let (reads_tx, reads_rx) = mpsc::channel::<PlateRead>(16);
         let (slot2, progress) = (slot.clone(), stats.progress.clone());
+        let timing = LaneTiming {
+            timings: lanes.timings.clone(),
+            // A replayed file keeps its own time: its frames' age means nothing.
+            clock: (!lane.replay).then(|| parts.clock.clone()),
+        };
         lanes.recognize.push(
             std::thread::Builder::new()
                 .name(format!("recognize-{}", lane.name))
-                .spawn(move || recognize_loop(reader, slot2, reads_tx, progress))?,
+                .spawn(move || recognize_loop(reader, slot2, reads_tx, progress, timing))?,
         );
         let (voted_tx, voted_rx) = mpsc::channel::<VotedRead>(16);
         let opens = track::RecentOpens::default();
@@ -536,6 +544,7 @@ fn start_metrics(
         clock: parts.clock.clone(),
         allowlist_max_age: cfg.sync.as_ref().and_then(|s| s.allowlist_max_age),
         alerts: stores.alerts.clone(),
+        timings: lanes.timings.clone(),
     });
     tokio::spawn(async move {
         if let Err(e) = crate::supervise::metrics::serve(addr, metrics, cancel).await {

@@ -16,7 +16,9 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
@@ -42,6 +44,50 @@ pub struct Metrics {
     pub allowlist_max_age: Option<chrono::Duration>,
     /// Standing alerts (`gatehouse_alert{name="..."} 1` while raised).
     pub alerts: super::Alerts,
+    /// Per-lane time histograms, observed by the stages.
+    pub timings: Arc<Timings>,
+}
+
+/// A histogram per lane.
+type LaneHistograms = Family<Vec<(String, String)>, Histogram, fn() -> Histogram>;
+
+fn seconds_histogram() -> Histogram {
+    // 1 ms to about 4 s
+    Histogram::new(exponential_buckets(0.001, 2.0, 13))
+}
+
+/// Time histograms the stages observe (in seconds, labelled by lane).
+#[derive(Debug)]
+pub struct Timings {
+    recognition: LaneHistograms,
+    frame_age: LaneHistograms,
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        Self {
+            recognition: Family::new_with_constructor(seconds_histogram as fn() -> Histogram),
+            frame_age: Family::new_with_constructor(seconds_histogram as fn() -> Histogram),
+        }
+    }
+}
+
+impl Timings {
+    /// One frame's recognition (detector and reader), on the lane's recognition thread.
+    pub fn recognition(&self, lane: &str, seconds: f64) {
+        self.recognition.get_or_create(&lane_label(lane)).observe(seconds);
+    }
+
+    /// How old a frame was when recognition took it (live sources only: a replayed file keeps its own time).
+    pub fn frame_age(&self, lane: &str, seconds: f64) {
+        self.frame_age
+            .get_or_create(&lane_label(lane))
+            .observe(seconds.max(0.0));
+    }
+}
+
+fn lane_label(lane: &str) -> Vec<(String, String)> {
+    vec![("lane".to_string(), lane.to_string())]
 }
 
 impl Metrics {
@@ -49,6 +95,16 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(Snapshot(self.families())));
+        registry.register(
+            "gatehouse_recognition_seconds",
+            "Time to recognise one frame (plate detector and reader), per lane",
+            self.timings.recognition.clone(),
+        );
+        registry.register(
+            "gatehouse_frame_age_seconds",
+            "Age of a frame when recognition took it (live sources), per lane",
+            self.timings.frame_age.clone(),
+        );
         let mut out = String::new();
         match prometheus_client::encoding::prometheus_text::encode(&mut out, &registry) {
             Ok(()) => out,
@@ -330,6 +386,7 @@ mod tests {
             clock: Arc::new(crate::clock::SystemClock),
             allowlist_max_age: max_age,
             alerts: super::super::Alerts::default(),
+            timings: Arc::default(),
         };
         let text = metrics(Some(chrono::Duration::hours(168))).render();
         assert!(text.contains("\ngatehouse_allowlist_stale 1\n"), "{text}");
@@ -355,6 +412,7 @@ mod tests {
             clock: Arc::new(crate::clock::SystemClock),
             allowlist_max_age: None,
             alerts,
+            timings: Arc::default(),
         };
         let text = m.render();
         assert!(text.contains("\ngatehouse_events_unstored 3\n"), "{text}");
@@ -376,11 +434,13 @@ mod tests {
             clock: Arc::new(crate::clock::SystemClock),
             allowlist_max_age: None,
             alerts: super::super::Alerts::default(),
+            timings: Arc::default(),
         }
     }
 
     /// The families (names and types) exactly as the hand-written exposition had them before the move to
-    /// prometheus-client: dashboards and alert rules keep working.
+    /// prometheus-client (dashboards and alert rules keep working). The time histograms follow once a lane
+    /// has observed something (`recognition_times_are_histograms_per_lane`).
     #[test]
     fn the_families_keep_their_names_and_types() {
         let text = full().render();
@@ -448,5 +508,35 @@ mod tests {
         assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
         cancel.cancel();
         server.await.expect("join").expect("served");
+    }
+
+    #[test]
+    fn recognition_times_are_histograms_per_lane() {
+        let m = full();
+        m.timings.recognition("entry", 0.012);
+        m.timings.recognition("entry", 0.030);
+        m.timings.frame_age("entry", 0.2);
+        let text = m.render();
+        assert!(
+            text.contains("\ngatehouse_recognition_seconds_count{lane=\"entry\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\n# TYPE gatehouse_recognition_seconds histogram\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\ngatehouse_recognition_seconds_bucket{lane=\"entry\",le=\"0.016\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.lines().any(|l| l
+                == "# HELP gatehouse_recognition_seconds Time to recognise one frame (plate detector and reader), per lane."),
+            "{text}"
+        );
+        assert!(
+            text.contains("\ngatehouse_frame_age_seconds_count{lane=\"entry\"} 1\n"),
+            "{text}"
+        );
     }
 }
