@@ -45,6 +45,29 @@ fn reader_factory(
     })
 }
 
+/// The set's folder name (us, eu, br) picks the regional prior unless --region says otherwise; any other
+/// folder gets none.
+fn folder_region(dir: &Path) -> String {
+    let folder = dir
+        .file_name()
+        .map(|f| f.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    if FormatPrior::region(&folder).is_some() {
+        folder
+    } else {
+        "none".to_string()
+    }
+}
+
+/// How a report names the set and the part of it evaluated.
+fn set_label(dir: &Path, split: Split) -> String {
+    match split {
+        Split::All => dir.display().to_string(),
+        Split::Val => format!("{} (validation split)", dir.display()),
+        Split::Train => format!("{} (training split)", dir.display()),
+    }
+}
+
 fn images_in(input: &Path) -> anyhow::Result<Vec<PathBuf>> {
     if input.is_file() {
         return Ok(vec![input.to_path_buf()]);
@@ -161,24 +184,11 @@ pub fn eval(
         return eval_tree(dir, json_out, threads, top_n, split, models);
     }
     let samples = select(dir, load_set(dir)?, split);
-    // The set's folder name (us, eu, br) picks the regional prior unless --region says otherwise.
-    let folder = dir
-        .file_name()
-        .map(|f| f.to_string_lossy().to_ascii_lowercase())
-        .unwrap_or_default();
-    let region = if FormatPrior::region(&folder).is_some() {
-        folder
-    } else {
-        "none".to_string()
-    };
+    let region = folder_region(dir);
     let make = reader_factory(models, top_n, &region)?;
     let pb = bar(samples.len(), false);
     let tick = || pb.inc(1);
-    let set = match split {
-        Split::All => dir.display().to_string(),
-        Split::Val => format!("{} (validation split)", dir.display()),
-        Split::Train => format!("{} (training split)", dir.display()),
-    };
+    let set = set_label(dir, split);
     let (report, results) = evaluate(&set, &samples, make, threads, top_n, &tick)?;
     pb.finish_and_clear();
     for r in results.iter().filter(|r| !r.correct) {
@@ -228,23 +238,11 @@ pub fn eval_passes(
     anyhow::ensure!((1..=100).contains(&frames), "--frames must be 1 to 100");
     anyhow::ensure!(fps > 0.0 && fps <= 120.0, "--fps must be above 0 and at most 120");
     let samples = select(dir, load_set(dir)?, split);
-    let folder = dir
-        .file_name()
-        .map(|f| f.to_string_lossy().to_ascii_lowercase())
-        .unwrap_or_default();
-    let region = if FormatPrior::region(&folder).is_some() {
-        folder
-    } else {
-        "none".to_string()
-    };
+    let region = folder_region(dir);
     let make = reader_factory(models, 5, &region)?;
     let pb = bar(samples.len(), false);
     let tick = || pb.inc(1);
-    let set = match split {
-        Split::All => dir.display().to_string(),
-        Split::Val => format!("{} (validation split)", dir.display()),
-        Split::Train => format!("{} (training split)", dir.display()),
-    };
+    let set = set_label(dir, split);
     let opts = PassOptions { frames, fps, seed };
     let (report, results) = evaluate_passes(&set, &samples, make, threads, opts, &tick)?;
     pb.finish_and_clear();
@@ -304,15 +302,7 @@ fn eval_tree(
             .map(|p| p.display().to_string())
             .filter(|p| !p.is_empty())
             .unwrap_or_else(|| name.clone());
-        let folder = leaf
-            .file_name()
-            .map(|f| f.to_string_lossy().to_ascii_lowercase())
-            .unwrap_or_default();
-        let region = if FormatPrior::region(&folder).is_some() {
-            folder
-        } else {
-            "none".to_string()
-        };
+        let region = folder_region(leaf);
         let samples = select(leaf, load_set(leaf)?, split);
         let make = reader_factory(models, top_n, &region)?;
         let (report, results) = evaluate(&name, &samples, make, threads, top_n, &|| {})?;

@@ -241,6 +241,56 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[idx.min(sorted.len() - 1)]
 }
 
+/// Runs `work` over every sample on `threads` workers, each with its own reader from `make_reader`, and
+/// returns the results that are `Some`, in sample order. `progress` ticks once per sample. The first error
+/// (a reader that cannot be made, or from `work`) stops its worker and is returned.
+pub(crate) fn over_samples<T, F, W>(
+    samples: &[Sample],
+    make_reader: F,
+    threads: usize,
+    progress: &(dyn Fn() + Sync),
+    work: W,
+) -> Result<Vec<T>, EvalError>
+where
+    T: Send,
+    F: Fn() -> Result<Box<dyn PlateReader>, RecognizeError> + Sync,
+    W: Fn(&mut Box<dyn PlateReader>, &Sample) -> Result<Option<T>, EvalError> + Sync,
+{
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<(usize, T)>> = Mutex::new(Vec::new());
+    let first_error: Mutex<Option<EvalError>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..threads.max(1) {
+            s.spawn(|| {
+                let fail = |e: EvalError| {
+                    first_error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
+                };
+                let mut reader = match make_reader() {
+                    Ok(r) => r,
+                    Err(e) => return fail(e.into()),
+                };
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(sample) = samples.get(i) else { break };
+                    let r = work(&mut reader, sample);
+                    progress();
+                    match r {
+                        Ok(Some(r)) => results.lock().unwrap_or_else(|p| p.into_inner()).push((i, r)),
+                        Ok(None) => {}
+                        Err(e) => return fail(e),
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e);
+    }
+    let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    results.sort_by_key(|(i, _)| *i);
+    Ok(results.into_iter().map(|(_, r)| r).collect())
+}
+
 /// Runs `threads` workers, each with its own reader, over the samples. `progress` is called per image.
 pub fn evaluate<F>(
     set: &str,
@@ -253,42 +303,15 @@ pub fn evaluate<F>(
 where
     F: Fn() -> Result<Box<dyn PlateReader>, RecognizeError> + Sync,
 {
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<(usize, SampleResult)>> = Mutex::new(Vec::new());
     let unreadable = AtomicUsize::new(0);
-    let first_error: Mutex<Option<EvalError>> = Mutex::new(None);
     let threads = threads.max(1);
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
-                let mut reader = match make_reader() {
-                    Ok(r) => r,
-                    Err(e) => {
-                        *first_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.into());
-                        return;
-                    }
-                };
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(sample) = samples.get(i) else { break };
-                    let r = run_one(&mut reader, sample, top_n);
-                    progress();
-                    match r {
-                        Some(r) => results.lock().unwrap_or_else(|p| p.into_inner()).push((i, r)),
-                        None => {
-                            unreadable.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                }
-            });
+    let results = over_samples(samples, make_reader, threads, progress, |reader, sample| {
+        let r = run_one(reader, sample, top_n);
+        if r.is_none() {
+            unreadable.fetch_add(1, Ordering::Relaxed);
         }
-    });
-    if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        return Err(e);
-    }
-    let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());
-    results.sort_by_key(|(i, _)| *i);
-    let results: Vec<SampleResult> = results.into_iter().map(|(_, r)| r).collect();
+        Ok(r)
+    })?;
     let frames = results.len();
     let frac = |n: usize| if frames == 0 { 0.0 } else { n as f64 / frames as f64 };
     let mut ms: Vec<f64> = results.iter().map(|r| r.ms).collect();

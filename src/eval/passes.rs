@@ -16,9 +16,6 @@
 //! the set (all residents). Per pass: the decided plate is right, wrong (a false accept risk), or there is
 //! no decision; how many images it took; whether the gate opened, and for whom.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
-
 use chrono::{DateTime, Utc};
 use opencv::core::{Mat, Point, Rect, Scalar, Size, Vector, BORDER_REPLICATE, CV_8UC3};
 use opencv::prelude::*;
@@ -268,39 +265,10 @@ where
         samples.iter().map(|s| Entry::new(&s.plate, Kind::Resident)).collect(),
         1,
     );
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<(usize, PassResult)>> = Mutex::new(Vec::new());
-    let first_error: Mutex<Option<EvalError>> = Mutex::new(None);
     let threads = threads.max(1);
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
-                let fail = |e: EvalError| {
-                    first_error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
-                };
-                let mut reader = match make_reader() {
-                    Ok(r) => r,
-                    Err(e) => return fail(e.into()),
-                };
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(sample) = samples.get(i) else { break };
-                    match run_pass(&mut reader, sample, &list, opts) {
-                        Ok(Some(r)) => results.lock().unwrap_or_else(|p| p.into_inner()).push((i, r)),
-                        Ok(None) => {}
-                        Err(e) => return fail(e),
-                    }
-                    progress();
-                }
-            });
-        }
-    });
-    if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        return Err(e);
-    }
-    let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());
-    results.sort_by_key(|(i, _)| *i);
-    let results: Vec<PassResult> = results.into_iter().map(|(_, r)| r).collect();
+    let results = super::over_samples(samples, make_reader, threads, progress, |reader, sample| {
+        run_pass(reader, sample, &list, opts)
+    })?;
     let count = |o: Outcome| results.iter().filter(|r| r.outcome == o).count();
     let mut took: Vec<f64> = results
         .iter()
