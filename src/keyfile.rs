@@ -25,6 +25,15 @@ fn key_err(path: &Path, reason: impl Into<String>) -> KeyFileError {
     }
 }
 
+/// Parses a 32-byte secret written as 64 hex digits (surrounding white space ignored); `what` names it
+/// in the error (the site's plate key is such a file).
+pub fn parse_hex32(text: &str, what: &str) -> Result<[u8; 32], String> {
+    let bytes = hex::decode(text.trim()).map_err(|_| format!("{what} must be 64 hex digits"))?;
+    bytes
+        .try_into()
+        .map_err(|_| format!("{what} must be 64 hex digits (32 bytes)"))
+}
+
 /// A new random signing key.
 pub fn generate() -> Result<SigningKey, KeyFileError> {
     let mut seed = [0u8; 32];

@@ -25,8 +25,10 @@
 //! - [`supervise`]: signals, the panic hook, sd_notify readiness, the progress-fed watchdog, metrics.
 //! - [`sync`]: signed allowlist envelopes from the cloud (keys, verify, atomic apply).
 //! - [`db`]: the SQLite file, its pragmas and migrations.
-//! - [`keyfile`], [`secret_file`]: ed25519 key files and files written with care (no symlinks, 0600);
-//!   low modules that `config`, `audit` and `sync` build on.
+//! - [`keyfile`], [`secret_file`], [`plate`], [`privacy`], [`db`], [`clock`]: low modules (key files, files
+//!   written with care, plate text and format priors, the retention rules, the SQLite file, time) that
+//!   `config`, `audit` and everything above build on. `config` and `audit` import nothing higher (a test
+//!   below checks it).
 //! - [`panel`]: the guards' HTTPS panel (live view, gate controls, passes, users, roles, 2FA, sessions); its
 //!   own thread and runtime.
 //! - [`audit`]: the hash-chained audit log of operator actions and its signed checkpoints.
@@ -62,3 +64,62 @@ pub mod track;
 
 /// The build: package version and git hash (`gatehouse --version`, the cloud link's status and heartbeats).
 pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("GATEHOUSE_GIT_HASH"), ")");
+
+#[cfg(test)]
+mod layering {
+    use std::path::Path;
+
+    /// Modules `config` and `audit` may import: themselves and the low modules under everything.
+    const LOW: &[&str] = &[
+        "config",
+        "audit",
+        "keyfile",
+        "secret_file",
+        "plate",
+        "privacy",
+        "db",
+        "clock",
+    ];
+
+    fn sources(dir: &Path, out: &mut Vec<(String, String)>) {
+        for entry in std::fs::read_dir(dir).expect("source folder") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                sources(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).expect("source file");
+                out.push((path.display().to_string(), text));
+            }
+        }
+    }
+
+    /// Imports run one way: the config and the audit log never reach up into the stages that use them.
+    #[test]
+    fn config_and_audit_import_only_low_modules() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = Vec::new();
+        for module in ["config", "audit"] {
+            sources(&src.join(module), &mut files);
+        }
+        assert!(files.len() >= 5, "found the config and audit sources");
+        let mut upward = Vec::new();
+        for (name, text) in &files {
+            for line in text.lines().filter(|l| !l.trim_start().starts_with("//")) {
+                for (i, _) in line.match_indices("crate::") {
+                    let module: String = line[i + 7..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    if !LOW.contains(&module.as_str()) {
+                        upward.push(format!("{name}: {}", line.trim()));
+                    }
+                }
+            }
+        }
+        assert!(
+            upward.is_empty(),
+            "config/audit import higher modules:\n{}",
+            upward.join("\n")
+        );
+    }
+}

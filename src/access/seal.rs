@@ -40,12 +40,7 @@ impl PlateKey {
 
     /// Parses the key file's text: 64 hex digits (surrounding white space ignored).
     pub fn parse(text: &str) -> Result<Self, String> {
-        let t = text.trim();
-        let bytes = hex::decode(t).map_err(|_| "the plate key must be 64 hex digits".to_string())?;
-        let arr: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| "the plate key must be 64 hex digits (32 bytes)".to_string())?;
-        Ok(Self(arr))
+        crate::keyfile::parse_hex32(text, "the plate key").map(Self)
     }
 
     /// Reads the key file, or creates it (random, mode 0600) when it does not exist yet.

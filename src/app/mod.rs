@@ -230,7 +230,7 @@ fn open_stores(cfg: &Config, clock: &SharedClock, root: &CancellationToken) -> a
         tracing::warn!(dir = %cfg.site.crops_dir().display(), "the crops folder was open to every user; closed to others");
     }
     let alerts = crate::supervise::Alerts::default();
-    let plate_key = cfg.plate_key()?;
+    let plate_key = crate::access::PlateKey::load_or_create(&cfg.plate_key_path())?;
     let (list, db_ok) = start_allowlist(cfg, &plate_key, &alerts, clock)?;
     let allowlist = SharedAllowlist::new(list);
     let (sink, writer, writer_stats) = events::spawn_writer(events::WriterOptions {

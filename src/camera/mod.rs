@@ -12,10 +12,11 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use opencv::core::{Mat, Rect};
 
+pub use crate::config::redact_url;
 pub use capture::{run_capture, CaptureOptions, CaptureStats};
 pub use fake::{FakeSource, FakeStep};
 pub use latest::LatestSlot;
-pub use opencv_source::{redact_url, OpenCvSource};
+pub use opencv_source::OpenCvSource;
 
 /// One captured frame on its way to recognition.
 pub struct Frame {

@@ -5,7 +5,7 @@ use opencv::prelude::*;
 use opencv::videoio::{self, VideoCapture};
 
 use super::{CameraError, FrameSource, Grab};
-use crate::config::SourceSpec;
+use crate::config::{redact_url, SourceSpec};
 
 pub struct OpenCvSource {
     spec: SourceSpec,
@@ -23,14 +23,6 @@ impl OpenCvSource {
             SourceSpec::Url(u) => redact_url(u),
             SourceSpec::Device(d) => d.display().to_string(),
         }
-    }
-}
-
-/// Hides credentials in a camera URL (`rtsp://user:pass@host` -> `rtsp://***@host`).
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
-        _ => url.to_string(),
     }
 }
 

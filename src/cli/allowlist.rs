@@ -60,7 +60,7 @@ pub fn allowlist(config: &Path, action: AllowlistAction) -> anyhow::Result<()> {
     }
     let cfg = crate::config::load(config)?;
     let mut conn = crate::db::open(&cfg.site.database_path())?;
-    let key = cfg.plate_key()?;
+    let key = crate::access::PlateKey::load_or_create(&cfg.plate_key_path())?;
     match action {
         AllowlistAction::Import { csv } => {
             let f = std::fs::File::open(&csv).with_context(|| format!("cannot open {}", csv.display()))?;

@@ -42,7 +42,7 @@ pub fn events(config: &Path, action: EventsAction) -> anyhow::Result<()> {
         }
         EventsAction::DsarExport { plate: p, out, purpose } => {
             let p = plate::normalize(&p);
-            let key = cfg.plate_key()?;
+            let key = crate::access::PlateKey::load_or_create(&cfg.plate_key_path())?;
             let shown = access_log::plate_as_logged(&conn, &p, &key)?;
             access_log::record(&conn, &actor, "dsar-export", &shown, &purpose, Utc::now())?;
             let (n, crops) = dsar::export(&conn, &p, &key.seal(&p), &out)?;
@@ -51,7 +51,11 @@ pub fn events(config: &Path, action: EventsAction) -> anyhow::Result<()> {
         }
         EventsAction::DsarDelete { plate: p, purpose } => {
             let p = plate::normalize(&p);
-            let shown = access_log::plate_as_logged(&conn, &p, &cfg.plate_key()?)?;
+            let shown = access_log::plate_as_logged(
+                &conn,
+                &p,
+                &crate::access::PlateKey::load_or_create(&cfg.plate_key_path())?,
+            )?;
             access_log::record(&conn, &actor, "dsar-delete", &shown, &purpose, Utc::now())?;
             let (deleted, kept) = dsar::delete(&mut conn, &p)?;
             super::audit::record(

@@ -86,10 +86,10 @@ fn default_max_len() -> usize {
     8
 }
 fn default_two_line() -> f32 {
-    crate::recognize::DEFAULT_TWO_LINE_MAX_ASPECT
+    super::DEFAULT_TWO_LINE_MAX_ASPECT
 }
 fn default_max_plates() -> usize {
-    crate::recognize::DEFAULT_MAX_PLATES
+    super::DEFAULT_MAX_PLATES
 }
 fn default_det_side() -> u32 {
     960

@@ -4,10 +4,11 @@
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Form};
+use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::auth::{end_all_sessions, logged_out_redirect, Authed};
-use super::html::{error, esc, notice, page, Flash};
+use super::html::{error, notice, page, Flash};
 use super::store::{self, Stage};
 use super::{password, totp, Failure, Panel};
 
@@ -17,29 +18,38 @@ async fn show(p: Panel, a: Authed, error: Option<String>) -> Result<Response, Fa
         .db(move |c| store::user(c, &name))
         .await?
         .ok_or(Failure::Unauthorized)?;
-    let mut body = notice("error", error.as_deref().unwrap_or(""));
-    body.push_str(
-        "<h2>Password</h2><form class=\"stack\" method=\"post\" action=\"/account/password\">\
-         <label>Current password <input name=\"current\" type=\"password\" required autocomplete=\"current-password\"></label>\
-         <label>New password (8 or more characters; a few words work well) <input name=\"new\" type=\"password\" required minlength=\"8\" autocomplete=\"new-password\"></label>\
-         <label>New password again <input name=\"again\" type=\"password\" required autocomplete=\"new-password\"></label>\
-         <button>Change password</button></form><p class=\"muted\">Changing it logs you out everywhere.</p><h2>Second factor</h2>",
-    );
-    if u.totp_secret.is_some() {
-        body.push_str(&format!("<p>On; {} recovery code(s) left.</p>", u.recovery.len()));
-        if !u.role.requires_totp(p.cfg.totp_for_all_roles) {
-            body.push_str(
-                "<form class=\"stack\" method=\"post\" action=\"/account/totp/disable\">\
-                 <label>Current password <input name=\"current\" type=\"password\" required></label>\
-                 <label>Code from your authenticator (or a recovery code) <input name=\"current_code\" autocomplete=\"one-time-code\" required></label>\
-                 <button class=\"warn\">Turn off</button></form>",
-            );
+    let body = html! {
+        (notice("error", error.as_deref().unwrap_or("")))
+        h2 { "Password" }
+        form.stack method="post" action="/account/password" {
+            label { "Current password " input name="current" type="password" required autocomplete="current-password"; }
+            label {
+                "New password (8 or more characters; a few words work well) "
+                input name="new" type="password" required minlength="8" autocomplete="new-password";
+            }
+            label { "New password again " input name="again" type="password" required autocomplete="new-password"; }
+            button { "Change password" }
         }
-        body.push_str("<p><a href=\"/account/totp\">Set up a new authenticator</a></p>");
-    } else {
-        body.push_str("<p>Off. <a href=\"/account/totp\">Set it up</a></p>");
-    }
-    Ok(page("Account", Some(&a), &body).into_response())
+        p.muted { "Changing it logs you out everywhere." }
+        h2 { "Second factor" }
+        @if u.totp_secret.is_some() {
+            p { "On; " (u.recovery.len()) " recovery code(s) left." }
+            @if !u.role.requires_totp(p.cfg.totp_for_all_roles) {
+                form.stack method="post" action="/account/totp/disable" {
+                    label { "Current password " input name="current" type="password" required; }
+                    label {
+                        "Code from your authenticator (or a recovery code) "
+                        input name="current_code" autocomplete="one-time-code" required;
+                    }
+                    button.warn { "Turn off" }
+                }
+            }
+            p { a href="/account/totp" { "Set up a new authenticator" } }
+        } @else {
+            p { "Off. " a href="/account/totp" { "Set it up" } }
+        }
+    };
+    Ok(page("Account", Some(&a), body).into_response())
 }
 
 pub async fn account(
@@ -194,32 +204,30 @@ async fn current_factor_ok(p: &Panel, a: &Authed, given: String) -> Result<bool,
 /// How long a key shown for enrolment stays valid.
 const PENDING_TOTP_MINUTES: i64 = 30;
 
-fn enroll_form(p: &Panel, a: &Authed, secret: &str, replacing: bool, error: &str) -> String {
+fn enroll_form(p: &Panel, a: &Authed, secret: &str, replacing: bool, error: &str) -> Markup {
     let uri = totp::uri(&format!("Gatehouse {}", p.deps.site), &a.user, secret);
-    let first = if a.stage == Stage::Enroll {
-        "<p>Your role needs a second factor: set it up to continue.</p>"
-    } else {
-        ""
-    };
-    let current_code = if replacing {
-        "<label>Code from your current authenticator (or a recovery code) \
-         <input name=\"current_code\" id=\"totp-current-code\" autocomplete=\"one-time-code\" required></label>"
-    } else {
-        ""
-    };
-    format!(
-        "{}{first}<p>Add this key to an authenticator app (type it in, or open the link on the phone), then enter the code it shows.</p>\
-         <p>Key: <span class=\"codes\" id=\"totp-secret\">{}</span></p><p><a href=\"{}\">{}</a></p>\
-         <form class=\"stack\" method=\"post\" action=\"/account/totp\">\
-         <label>Current password <input name=\"current\" id=\"totp-password\" type=\"password\" required></label>\
-         {current_code}\
-         <label>Code from the app <input name=\"code\" id=\"totp-code\" inputmode=\"numeric\" required></label>\
-         <button id=\"enable-totp\">Turn on</button></form>",
-        notice("error", error),
-        esc(secret),
-        esc(&uri),
-        esc(&uri),
-    )
+    html! {
+        (notice("error", error))
+        @if a.stage == Stage::Enroll {
+            p { "Your role needs a second factor: set it up to continue." }
+        }
+        p {
+            "Add this key to an authenticator app (type it in, or open the link on the phone), then enter the code it shows."
+        }
+        p { "Key: " span.codes #totp-secret { (secret) } }
+        p { a href=(uri) { (uri) } }
+        form.stack method="post" action="/account/totp" {
+            label { "Current password " input #totp-password name="current" type="password" required; }
+            @if replacing {
+                label {
+                    "Code from your current authenticator (or a recovery code) "
+                    input #totp-current-code name="current_code" autocomplete="one-time-code" required;
+                }
+            }
+            label { "Code from the app " input #totp-code name="code" inputmode="numeric" required; }
+            button #enable-totp { "Turn on" }
+        }
+    }
 }
 
 /// The key shown to this session for enrolment: kept on the server, never taken back from the form.
@@ -263,7 +271,7 @@ pub async fn totp_page(
     Ok(page(
         "Second factor",
         Some(&a),
-        &enroll_form(&p, &a, &secret, replacing, q.error.as_deref().unwrap_or("")),
+        enroll_form(&p, &a, &secret, replacing, q.error.as_deref().unwrap_or("")),
     )
     .into_response())
 }
@@ -335,13 +343,17 @@ pub async fn totp_enable(
         Some(format!("{ended} session(s) ended")),
     )
     .await;
-    let list: String = codes.iter().map(|c| format!("<li>{}</li>", esc(c))).collect();
-    let body = format!(
-        "<p class=\"notice ok\">The second factor is on.</p><p>Recovery codes: each works once if the phone is lost. \
-         Keep them somewhere safe; they are not shown again.</p><ol class=\"codes\" id=\"recovery\">{list}</ol>\
-         <p><a href=\"/login\" id=\"login-again\">Log in again</a></p>"
-    );
-    let mut resp = page("Second factor", None, &body).into_response();
+    let body = html! {
+        p.notice.ok { "The second factor is on." }
+        p {
+            "Recovery codes: each works once if the phone is lost. Keep them somewhere safe; they are not shown again."
+        }
+        ol.codes #recovery {
+            @for code in &codes { li { (code) } }
+        }
+        p { a #login-again href="/login" { "Log in again" } }
+    };
+    let mut resp = page("Second factor", None, body).into_response();
     let cleared = logged_out_redirect();
     if let Some(c) = cleared.headers().get(axum::http::header::SET_COOKIE) {
         resp.headers_mut().insert(axum::http::header::SET_COOKIE, c.clone());

@@ -4,21 +4,20 @@
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Form};
+use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::auth::Authed;
-use super::html::{done, error, esc, local, page, Flash};
+use super::html::{done, error, local, page, Flash};
 use super::roles::{Perm, Role, ROLES};
 use super::{password, store, Failure, Panel};
 
-fn role_options(selected: Role) -> String {
-    ROLES
-        .iter()
-        .map(|r| {
-            let sel = if *r == selected { " selected" } else { "" };
-            format!("<option value=\"{r}\"{sel}>{r}</option>")
-        })
-        .collect()
+fn role_options(selected: Role) -> Markup {
+    html! {
+        @for r in ROLES.iter() {
+            option value=(r) selected[*r == selected] { (r) }
+        }
+    }
 }
 
 pub async fn users(
@@ -27,31 +26,47 @@ pub async fn users(
     Query(q): Query<Flash>,
 ) -> Result<Response, Failure> {
     let users = p.db(|c| store::users(c)).await?;
-    let mut body = q.render();
-    body.push_str(&format!(
-        "<h2>Add a user</h2><form class=\"stack\" method=\"post\" action=\"/users\">\
-         <label>User name <input name=\"name\" id=\"new-name\" required pattern=\"[a-z0-9._-]{{2,32}}\"></label>\
-         <label>Role <select name=\"role\" id=\"new-role\">{}</select></label>\
-         <label>First password (they should change it) <input name=\"password\" id=\"new-password\" type=\"password\" required minlength=\"8\" autocomplete=\"new-password\"></label>\
-         <button id=\"add-user\">Add</button></form>\
-         <p class=\"muted\">Admins and installers set up their second factor at their first login.</p>\
-         <h2>Users</h2><table id=\"users\"><tr><th>Name</th><th>Role</th><th>2FA</th><th>State</th><th></th></tr>",
-        role_options(Role::Guard)
-    ));
-    for u in &users {
-        let n = esc(&u.name);
-        let toggle = if u.disabled { "enable" } else { "disable" };
-        body.push_str(&format!(
-            "<tr><td>{n}</td><td><form class=\"row\" method=\"post\" action=\"/users/{n}/role\"><select name=\"role\">{}</select><button>Set role</button></form></td>\
-             <td>{}</td><td>{}</td><td><form class=\"row\" method=\"post\" action=\"/users/{n}/{toggle}\"><button class=\"warn\">{toggle}</button></form>\
-             <form class=\"row\" method=\"post\" action=\"/users/{n}/reset-2fa\"><button>Reset 2FA</button></form></td></tr>",
-            role_options(u.role),
-            if u.totp_secret.is_some() { "on" } else { "off" },
-            if u.disabled { "disabled" } else { "active" },
-        ));
-    }
-    body.push_str("</table>");
-    Ok(page("Users", Some(&a), &body).into_response())
+    let body = html! {
+        (q.render())
+        h2 { "Add a user" }
+        form.stack method="post" action="/users" {
+            label { "User name " input #new-name name="name" required pattern="[a-z0-9._-]{2,32}"; }
+            label { "Role " select #new-role name="role" { (role_options(Role::Guard)) } }
+            label {
+                "First password (they should change it) "
+                input #new-password name="password" type="password" required minlength="8" autocomplete="new-password";
+            }
+            button #add-user { "Add" }
+        }
+        p.muted { "Admins and installers set up their second factor at their first login." }
+        h2 { "Users" }
+        table #users {
+            tr { th { "Name" } th { "Role" } th { "2FA" } th { "State" } th {} }
+            @for u in &users {
+                @let toggle = if u.disabled { "enable" } else { "disable" };
+                tr {
+                    td { (u.name) }
+                    td {
+                        form.row method="post" action={ "/users/" (u.name) "/role" } {
+                            select name="role" { (role_options(u.role)) }
+                            button { "Set role" }
+                        }
+                    }
+                    td { (if u.totp_secret.is_some() { "on" } else { "off" }) }
+                    td { (if u.disabled { "disabled" } else { "active" }) }
+                    td {
+                        form.row method="post" action={ "/users/" (u.name) "/" (toggle) } {
+                            button.warn { (toggle) }
+                        }
+                        form.row method="post" action={ "/users/" (u.name) "/reset-2fa" } {
+                            button { "Reset 2FA" }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(page("Users", Some(&a), body).into_response())
 }
 
 fn back(kind: &str, msg: &str) -> Response {
@@ -241,31 +256,32 @@ pub async fn sessions(
     let all = a.role.may(Perm::ManageUsers);
     let user = (!all).then(|| a.user.clone());
     let list = p.db(move |c| store::sessions(c, user.as_deref())).await?;
-    let mut body = q.render();
-    body.push_str(&format!(
-        "<p>{}</p><table id=\"sessions\"><tr><th>User</th><th>Started</th><th>Last active</th><th>From</th><th>Browser</th><th></th></tr>",
-        if all { "Everyone's sessions." } else { "Your sessions." }
-    ));
-    for s in &list {
-        let this = if s.handle == a.handle {
-            " <strong>(this one)</strong>"
-        } else {
-            ""
-        };
-        body.push_str(&format!(
-            "<tr><td>{}{this}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"muted\">{}</td><td>\
-             <form method=\"post\" action=\"/sessions/revoke\"><input type=\"hidden\" name=\"handle\" value=\"{}\">\
-             <button class=\"danger\">End</button></form></td></tr>",
-            esc(&s.user),
-            local(s.created_at, p.deps.timezone),
-            local(s.last_seen, p.deps.timezone),
-            esc(&s.source),
-            esc(&s.agent),
-            esc(&s.handle),
-        ));
-    }
-    body.push_str("</table>");
-    Ok(page("Sessions", Some(&a), &body).into_response())
+    let body = html! {
+        (q.render())
+        p { (if all { "Everyone's sessions." } else { "Your sessions." }) }
+        table #sessions {
+            tr { th { "User" } th { "Started" } th { "Last active" } th { "From" } th { "Browser" } th {} }
+            @for s in &list {
+                tr {
+                    td {
+                        (s.user)
+                        @if s.handle == a.handle { " " strong { "(this one)" } }
+                    }
+                    td { (local(s.created_at, p.deps.timezone)) }
+                    td { (local(s.last_seen, p.deps.timezone)) }
+                    td { (s.source) }
+                    td.muted { (s.agent) }
+                    td {
+                        form method="post" action="/sessions/revoke" {
+                            input type="hidden" name="handle" value=(s.handle);
+                            button.danger { "End" }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(page("Sessions", Some(&a), body).into_response())
 }
 
 #[derive(Deserialize)]
@@ -316,58 +332,61 @@ pub async fn audit(State(p): State<Panel>, Extension(a): Extension<Authed>) -> R
         })
         .await?;
     let status = match &report.first_bad {
-        None => format!(
-            "<p class=\"notice ok\" id=\"audit-status\">Chain intact: {} entries, {} signed checkpoint(s).</p>",
-            report.entries, report.checkpoints
-        ),
-        Some((seq, why)) => format!(
-            "<p class=\"notice error\" id=\"audit-status\">NOT intact: first bad sequence {seq}: {}</p>",
-            esc(why)
-        ),
+        None => html! {
+            p.notice.ok #audit-status {
+                "Chain intact: " (report.entries) " entries, " (report.checkpoints) " signed checkpoint(s)."
+            }
+        },
+        Some((seq, why)) => html! {
+            p.notice.error #audit-status { "NOT intact: first bad sequence " (seq) ": " (why) }
+        },
     };
-    let mut body = status;
-    body.push_str("<table id=\"audit\"><tr><th>#</th><th>Time</th><th>Who</th><th>From</th><th>Action</th><th>Target</th><th>Before</th><th>After</th></tr>");
-    for (seq, at, actor, role, source, action, target, before, after) in rows {
-        body.push_str(&format!(
-            "<tr><td>{seq}</td><td>{}</td><td>{} ({})</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            local(
-                chrono::DateTime::from_timestamp_millis(at).unwrap_or_default(),
-                p.deps.timezone
-            ),
-            esc(&actor),
-            esc(&role),
-            esc(source.as_deref().unwrap_or("")),
-            esc(&action),
-            esc(target.as_deref().unwrap_or("")),
-            esc(before.as_deref().unwrap_or("")),
-            esc(after.as_deref().unwrap_or("")),
-        ));
-    }
-    body.push_str("</table>");
-    Ok(page("Audit log", Some(&a), &body).into_response())
+    let body = html! {
+        (status)
+        table #audit {
+            tr {
+                th { "#" } th { "Time" } th { "Who" } th { "From" } th { "Action" } th { "Target" }
+                th { "Before" } th { "After" }
+            }
+            @for (seq, at, actor, role, source, action, target, before, after) in rows {
+                tr {
+                    td { (seq) }
+                    td {
+                        (local(
+                            chrono::DateTime::from_timestamp_millis(at).unwrap_or_default(),
+                            p.deps.timezone
+                        ))
+                    }
+                    td { (actor) " (" (role) ")" }
+                    td { (source.as_deref().unwrap_or("")) }
+                    td { (action) }
+                    td { (target.as_deref().unwrap_or("")) }
+                    td { (before.as_deref().unwrap_or("")) }
+                    td { (after.as_deref().unwrap_or("")) }
+                }
+            }
+        }
+    };
+    Ok(page("Audit log", Some(&a), body).into_response())
 }
 
 pub async fn system(State(p): State<Panel>, Extension(a): Extension<Authed>) -> Response {
     let status = (p.deps.status)();
-    let gates: String = p
-        .deps
-        .gates
-        .iter()
-        .map(|g| {
-            format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(g.handle.name()),
-                if g.handle.is_open() { "open" } else { "closed" },
-                if g.handle.in_lockdown() { "LOCKDOWN" } else { "" }
-            )
-        })
-        .collect();
-    let body = format!(
-        "<p>Site <strong>{}</strong>, gatehouse {}.</p><h2>Gates</h2><table><tr><th>Relay</th><th>State</th><th></th></tr>{gates}</table>\
-         <h2>Pipeline</h2><pre id=\"status\">{}</pre>",
-        esc(&p.deps.site),
-        env!("CARGO_PKG_VERSION"),
-        esc(&serde_json::to_string_pretty(&status).unwrap_or_default()),
-    );
-    page("System", Some(&a), &body).into_response()
+    let body = html! {
+        p { "Site " strong { (p.deps.site) } ", gatehouse " (env!("CARGO_PKG_VERSION")) "." }
+        h2 { "Gates" }
+        table {
+            tr { th { "Relay" } th { "State" } th {} }
+            @for g in p.deps.gates.iter() {
+                tr {
+                    td { (g.handle.name()) }
+                    td { (if g.handle.is_open() { "open" } else { "closed" }) }
+                    td { (if g.handle.in_lockdown() { "LOCKDOWN" } else { "" }) }
+                }
+            }
+        }
+        h2 { "Pipeline" }
+        pre #status { (serde_json::to_string_pretty(&status).unwrap_or_default()) }
+    };
+    page("System", Some(&a), body).into_response()
 }

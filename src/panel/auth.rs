@@ -9,6 +9,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
+use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::html::{notice, page};
@@ -163,13 +164,15 @@ pub struct LoginQuery {
     m: Option<String>,
 }
 
-fn login_form(message: &str) -> String {
-    format!(
-        "{message}<form class=\"stack\" method=\"post\" action=\"/login\">\
-         <label>User name <input name=\"user\" id=\"user\" autocomplete=\"username\" required autofocus></label>\
-         <label>Password <input name=\"password\" id=\"password\" type=\"password\" autocomplete=\"current-password\" required></label>\
-         <button id=\"login\">Log in</button></form>"
-    )
+fn login_form(message: Markup) -> Markup {
+    html! {
+        (message)
+        form.stack method="post" action="/login" {
+            label { "User name " input #user name="user" autocomplete="username" required autofocus; }
+            label { "Password " input #password name="password" type="password" autocomplete="current-password" required; }
+            button #login { "Log in" }
+        }
+    }
 }
 
 pub async fn login_page(Query(q): Query<LoginQuery>) -> Response {
@@ -180,9 +183,9 @@ pub async fn login_page(Query(q): Query<LoginQuery>) -> Response {
             "error",
             "Your login took too long or had too many wrong codes; start again.",
         ),
-        _ => String::new(),
+        _ => html! {},
     };
-    page("Log in", None, &login_form(&msg)).into_response()
+    page("Log in", None, login_form(msg)).into_response()
 }
 
 #[derive(Deserialize)]
@@ -192,7 +195,7 @@ pub struct LoginForm {
 }
 
 fn refused(status: StatusCode, text: &str) -> Response {
-    (status, page("Log in", None, &login_form(&notice("error", text)))).into_response()
+    (status, page("Log in", None, login_form(notice("error", text)))).into_response()
 }
 
 pub async fn login(
@@ -342,18 +345,20 @@ async fn start_session(
     .await
 }
 
-fn totp_form(message: &str) -> String {
-    format!(
-        "{message}<p>Enter the 6-digit code from your authenticator app, or one of your recovery codes.</p>\
-         <form class=\"stack\" method=\"post\" action=\"/login/totp\">\
-         <label>Code <input name=\"code\" id=\"code\" autocomplete=\"one-time-code\" inputmode=\"numeric\" required autofocus></label>\
-         <button id=\"verify\">Verify</button></form>\
-         <form method=\"post\" action=\"/logout\"><button class=\"link\">Cancel</button></form>"
-    )
+fn totp_form(message: Markup) -> Markup {
+    html! {
+        (message)
+        p { "Enter the 6-digit code from your authenticator app, or one of your recovery codes." }
+        form.stack method="post" action="/login/totp" {
+            label { "Code " input #code name="code" autocomplete="one-time-code" inputmode="numeric" required autofocus; }
+            button #verify { "Verify" }
+        }
+        form method="post" action="/logout" { button.link { "Cancel" } }
+    }
 }
 
 pub async fn totp_page() -> Response {
-    page("Second factor", None, &totp_form("")).into_response()
+    page("Second factor", None, totp_form(html! {})).into_response()
 }
 
 #[derive(Deserialize)]
@@ -369,7 +374,7 @@ pub async fn totp_submit(
 ) -> Response {
     let now = p.now();
     let fail =
-        |status, text: &str| (status, page("Second factor", None, &totp_form(&notice("error", text)))).into_response();
+        |status, text: &str| (status, page("Second factor", None, totp_form(notice("error", text)))).into_response();
     if !p.lockout.allow_attempt(a.source, now) {
         return fail(
             StatusCode::TOO_MANY_REQUESTS,

@@ -6,10 +6,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Form, Json};
+use maud::html;
 use serde::Deserialize;
 
 use super::auth::Authed;
-use super::html::{done, error, esc, page, Flash};
+use super::html::{done, error, page, Flash};
 use super::live::LiveEvent;
 use super::roles::Perm;
 use super::{Failure, Panel};
@@ -18,8 +19,6 @@ use crate::events::GateEvent;
 use crate::gate::{Actor, GateCommand, GateOutcome};
 
 pub async fn live_page(State(p): State<Panel>, Extension(a): Extension<Authed>, Query(q): Query<Flash>) -> Response {
-    let mut body = q.render();
-    body.push_str("<section class=\"gates\">");
     let buttons: &[(&str, &str, &str, Perm)] = &[
         ("open", "Open once", "ok", Perm::GateOpen),
         ("hold", "Hold open", "warn", Perm::GateHold),
@@ -27,37 +26,43 @@ pub async fn live_page(State(p): State<Panel>, Extension(a): Extension<Authed>, 
         ("lockdown", "Lockdown", "danger", Perm::GateLockdown),
         ("unlock", "Unlock", "", Perm::GateLockdown),
     ];
-    for g in &p.deps.gates {
-        let name = esc(g.handle.name());
-        let (state, class) = if g.handle.in_lockdown() {
-            ("LOCKDOWN", "locked")
-        } else if g.handle.is_open() {
-            ("OPEN", "open")
-        } else {
-            ("closed", "")
-        };
-        let mut b = String::new();
-        for (cmd, label, class, perm) in buttons {
-            if a.role.may(*perm) {
-                b.push_str(&format!(
-                    "<button class=\"{class}\" id=\"{cmd}-{name}\" formaction=\"/gate/{name}/{cmd}\">{label}</button>"
-                ));
+    let body = html! {
+        (q.render())
+        section.gates {
+            @for g in &p.deps.gates {
+                @let name = g.handle.name();
+                @let (state, class) = if g.handle.in_lockdown() {
+                    ("LOCKDOWN", "locked")
+                } else if g.handle.is_open() {
+                    ("OPEN", "open")
+                } else {
+                    ("closed", "")
+                };
+                div.gate {
+                    div {
+                        "Gate "
+                        strong { (name) }
+                        @if let Some(l) = g.lane.as_deref() { " (lane " (l) ")" }
+                        ": "
+                        span id={ "state-" (name) } class={ "state " (class) } { (state) }
+                    }
+                    form.row method="post" action={ "/gate/" (name) "/open" } {
+                        input type="hidden" name="event" value="";
+                        input id={ "reason-" (name) } name="reason" placeholder="Reason (required)" required minlength="3" maxlength="200";
+                        span.for-event.muted {}
+                        @for (cmd, label, btn_class, perm) in buttons {
+                            @if a.role.may(*perm) {
+                                button class=(btn_class) id={ (cmd) "-" (name) } formaction={ "/gate/" (name) "/" (cmd) } { (label) }
+                            }
+                        }
+                    }
+                }
             }
         }
-        body.push_str(&format!(
-            "<div class=\"gate\"><div>Gate <strong>{name}</strong>{}: <span id=\"state-{name}\" class=\"state {class}\">{state}</span></div>\
-             <form class=\"row\" method=\"post\" action=\"/gate/{name}/open\">\
-             <input type=\"hidden\" name=\"event\" value=\"\">\
-             <input name=\"reason\" id=\"reason-{name}\" placeholder=\"Reason (required)\" required minlength=\"3\" maxlength=\"200\">\
-             <span class=\"for-event muted\"></span>{b}</form></div>",
-            g.lane.as_deref().map(|l| format!(" (lane {})", esc(l))).unwrap_or_default(),
-        ));
-    }
-    body.push_str(
-        "</section><p class=\"muted\">Newest first. Select a vehicle to act for it. <span id=\"updated\"></span></p>\
-         <section id=\"events\" aria-live=\"polite\"></section>",
-    );
-    page("Live", Some(&a), &body).into_response()
+        p.muted { "Newest first. Select a vehicle to act for it. " span #updated {} }
+        section #events aria-live="polite" {}
+    };
+    page("Live", Some(&a), body).into_response()
 }
 
 #[derive(Deserialize)]

@@ -200,7 +200,10 @@ impl IntoResponse for Failure {
         let body = html::page(
             status.canonical_reason().unwrap_or("Error"),
             None,
-            &format!("{}<p><a href=\"/\">Back</a></p>", html::notice("error", &text)),
+            maud::html! {
+                (html::notice("error", &text))
+                p { a href="/" { "Back" } }
+            },
         );
         (status, body).into_response()
     }

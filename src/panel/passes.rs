@@ -6,10 +6,11 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Form};
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use maud::html;
 use serde::Deserialize;
 
 use super::auth::Authed;
-use super::html::{done, error, esc, local, page, Flash};
+use super::html::{done, error, local, page, Flash};
 use super::{Failure, Panel};
 use crate::access::{store, Entry, Kind};
 
@@ -24,40 +25,43 @@ pub async fn list(
     let entries = p.db(|c| store::of_kind(c, Kind::Visitor)).await?;
     let now = p.now();
     let tz = p.deps.timezone;
-    let mut body = q.render();
     let fmt_input = |t: DateTime<Utc>| t.with_timezone(&tz).format("%Y-%m-%dT%H:%M").to_string();
-    body.push_str(&format!(
-        "<h2>New pass</h2><form class=\"stack\" method=\"post\" action=\"/passes\">\
-         <label>Plate <input name=\"plate\" id=\"pass-plate\" required maxlength=\"12\"></label>\
-         <label>Host resident <input name=\"host\" id=\"pass-host\" required maxlength=\"80\"></label>\
-         <label>Unit <input name=\"unit\" maxlength=\"20\"></label>\
-         <label>Valid from <input name=\"from\" type=\"datetime-local\" value=\"{}\" required></label>\
-         <label>Valid until <input name=\"until\" type=\"datetime-local\" value=\"{}\" required></label>\
-         <label>Note <input name=\"note\" maxlength=\"200\"></label>\
-         <button id=\"create-pass\">Create pass</button></form><h2>Passes</h2>\
-         <table id=\"passes\"><tr><th>Plate</th><th>Host</th><th>Unit</th><th>From</th><th>Until</th><th></th></tr>",
-        fmt_input(now),
-        fmt_input(now + chrono::Duration::hours(24)),
-    ));
-    for e in entries.iter().filter(|e| e.kind == Kind::Visitor) {
-        let state = match e.valid_until {
-            Some(u) if u < now => " <span class=\"muted\">(expired)</span>",
-            _ => "",
-        };
-        body.push_str(&format!(
-            "<tr><td class=\"plate\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}{state}</td><td>\
-             <form method=\"post\" action=\"/passes/revoke\"><input type=\"hidden\" name=\"plate\" value=\"{}\">\
-             <button class=\"danger\">Revoke</button></form></td></tr>",
-            esc(&e.plate),
-            esc(e.host.as_deref().unwrap_or("")),
-            esc(e.unit.as_deref().unwrap_or("")),
-            e.valid_from.map(|t| local(t, tz)).unwrap_or_default(),
-            e.valid_until.map(|t| local(t, tz)).unwrap_or_default(),
-            esc(&e.plate),
-        ));
-    }
-    body.push_str("</table>");
-    Ok(page("Visitor passes", Some(&a), &body).into_response())
+    let body = html! {
+        (q.render())
+        h2 { "New pass" }
+        form.stack method="post" action="/passes" {
+            label { "Plate " input #pass-plate name="plate" required maxlength="12"; }
+            label { "Host resident " input #pass-host name="host" required maxlength="80"; }
+            label { "Unit " input name="unit" maxlength="20"; }
+            label { "Valid from " input name="from" type="datetime-local" value=(fmt_input(now)) required; }
+            label { "Valid until " input name="until" type="datetime-local" value=(fmt_input(now + chrono::Duration::hours(24))) required; }
+            label { "Note " input name="note" maxlength="200"; }
+            button #create-pass { "Create pass" }
+        }
+        h2 { "Passes" }
+        table #passes {
+            tr { th { "Plate" } th { "Host" } th { "Unit" } th { "From" } th { "Until" } th {} }
+            @for e in entries.iter().filter(|e| e.kind == Kind::Visitor) {
+                tr {
+                    td.plate { (e.plate) }
+                    td { (e.host.as_deref().unwrap_or("")) }
+                    td { (e.unit.as_deref().unwrap_or("")) }
+                    td { (e.valid_from.map(|t| local(t, tz)).unwrap_or_default()) }
+                    td {
+                        (e.valid_until.map(|t| local(t, tz)).unwrap_or_default())
+                        @if matches!(e.valid_until, Some(u) if u < now) { " " span.muted { "(expired)" } }
+                    }
+                    td {
+                        form method="post" action="/passes/revoke" {
+                            input type="hidden" name="plate" value=(e.plate);
+                            button.danger { "Revoke" }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(page("Visitor passes", Some(&a), body).into_response())
 }
 
 #[derive(Deserialize)]

@@ -4,10 +4,11 @@
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
+use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::auth::Authed;
-use super::html::{esc, local, notice, page};
+use super::html::{local, notice, page};
 use super::{Failure, Panel};
 
 #[derive(Deserialize, Default)]
@@ -32,17 +33,16 @@ struct Row {
     crop: bool,
 }
 
-fn form(q: &SearchQuery, days: u32) -> String {
-    format!(
-        "<form class=\"row\" method=\"get\" action=\"/events\">\
-         <input name=\"plate\" id=\"plate\" placeholder=\"Plate (part of it is fine)\" value=\"{}\" required>\
-         <input name=\"purpose\" id=\"purpose\" placeholder=\"Purpose (required, e.g. incident 2026-114)\" value=\"{}\" required minlength=\"3\" size=\"34\">\
-         <label>Days <input name=\"days\" type=\"number\" min=\"1\" max=\"3650\" value=\"{days}\"></label>\
-         <button id=\"search\">Search</button></form>\
-         <p class=\"muted\">Every search is recorded with your name and purpose.</p>",
-        esc(&q.plate),
-        esc(&q.purpose)
-    )
+fn form(q: &SearchQuery, days: u32) -> Markup {
+    html! {
+        form.row method="get" action="/events" {
+            input #plate name="plate" placeholder="Plate (part of it is fine)" value=(q.plate) required;
+            input #purpose name="purpose" placeholder="Purpose (required, e.g. incident 2026-114)" value=(q.purpose) required minlength="3" size="34";
+            label { "Days " input name="days" type="number" min="1" max="3650" value=(days); }
+            button #search { "Search" }
+        }
+        p.muted { "Every search is recorded with your name and purpose." }
+    }
 }
 
 pub async fn search(
@@ -53,15 +53,15 @@ pub async fn search(
     let days = q.days.unwrap_or(30).clamp(1, 3650);
     let needle = crate::plate::normalize(&q.plate);
     if q.plate.trim().is_empty() && q.purpose.trim().is_empty() {
-        return Ok(page("Search events", Some(&a), &form(&q, days)).into_response());
+        return Ok(page("Search events", Some(&a), form(&q, days)).into_response());
     }
     if needle.is_empty() {
-        let body = notice("error", "Enter the plate (letters and digits) to search for.") + &form(&q, days);
-        return Ok(page("Search events", Some(&a), &body).into_response());
+        let body = html! { (notice("error", "Enter the plate (letters and digits) to search for.")) (form(&q, days)) };
+        return Ok(page("Search events", Some(&a), body).into_response());
     }
     if q.purpose.trim().chars().count() < 3 {
-        let body = notice("error", "State the purpose of this search.") + &form(&q, days);
-        return Ok(page("Search events", Some(&a), &body).into_response());
+        let body = html! { (notice("error", "State the purpose of this search.")) (form(&q, days)) };
+        return Ok(page("Search events", Some(&a), body).into_response());
     }
     let now = p.now();
     let since = (now - chrono::Duration::days(days as i64)).timestamp_millis();
@@ -109,28 +109,27 @@ pub async fn search(
         Some(q.purpose.trim().to_string()),
     )
     .await;
-    let mut table = format!(
-        "<p>{} event(s).</p><table id=\"results\"><tr><th>Time</th><th>Lane</th><th>Plate</th><th>Decision</th><th>Host</th><th>Guard</th><th>Crop</th></tr>",
-        rows.len()
-    );
-    for r in &rows {
-        let at = chrono::DateTime::from_timestamp_millis(r.at).unwrap_or_default();
-        let crop = if r.crop {
-            format!("<a href=\"{}\">image</a>", esc(&p.image_url(&r.id)))
-        } else {
-            String::new()
-        };
-        table.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td class=\"plate\">{}</td><td>{} ({})</td><td>{}</td><td>{}</td><td>{crop}</td></tr>",
-            local(at, p.deps.timezone),
-            esc(&r.lane),
-            esc(r.plate.as_deref().unwrap_or("")),
-            esc(&r.action),
-            esc(&r.reason),
-            esc(r.host.as_deref().unwrap_or("")),
-            esc(r.guard.as_deref().unwrap_or("")),
-        ));
-    }
-    table.push_str("</table>");
-    Ok(page("Search events", Some(&a), &(form(&q, days) + &table)).into_response())
+    let tz = p.deps.timezone;
+    let body = html! {
+        (form(&q, days))
+        p { (rows.len()) " event(s)." }
+        table #results {
+            tr { th { "Time" } th { "Lane" } th { "Plate" } th { "Decision" } th { "Host" } th { "Guard" } th { "Crop" } }
+            @for r in &rows {
+                @let at = chrono::DateTime::from_timestamp_millis(r.at).unwrap_or_default();
+                tr {
+                    td { (local(at, tz)) }
+                    td { (r.lane) }
+                    td.plate { (r.plate.as_deref().unwrap_or("")) }
+                    td { (r.action) " (" (r.reason) ")" }
+                    td { (r.host.as_deref().unwrap_or("")) }
+                    td { (r.guard.as_deref().unwrap_or("")) }
+                    td {
+                        @if r.crop { a href=(p.image_url(&r.id)) { "image" } }
+                    }
+                }
+            }
+        }
+    };
+    Ok(page("Search events", Some(&a), body).into_response())
 }

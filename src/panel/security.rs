@@ -28,7 +28,7 @@ pub async fn headers_and_origin(State(p): State<super::Panel>, req: Request, nex
             super::html::page(
                 "Wrong address",
                 None,
-                &super::html::notice(
+                super::html::notice(
                     "error",
                     "This panel does not answer to that name. Use its address, or add the name to [panel] hostnames.",
                 ),
@@ -42,7 +42,7 @@ pub async fn headers_and_origin(State(p): State<super::Panel>, req: Request, nex
             super::html::page(
                 "Forbidden",
                 None,
-                &super::html::notice("error", "Cross-origin request refused."),
+                super::html::notice("error", "Cross-origin request refused."),
             ),
         )
             .into_response()

@@ -8,25 +8,16 @@ mod fake;
 pub mod manifest;
 mod onnx;
 pub mod plate_detect;
-pub mod prior;
 pub mod runtime;
 pub mod select;
 pub mod two_line;
 
 use opencv::core::{Mat, Rect};
 
+pub use crate::plate::{prior, CharRead};
 pub use fake::FakeReader;
 pub use manifest::Manifest;
 pub use onnx::{OnnxPlateReader, ReaderOptions, DEFAULT_MAX_PLATES, DEFAULT_TWO_LINE_MAX_ASPECT};
-
-/// One character of a read.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CharRead {
-    pub ch: char,
-    pub conf: f32,
-    /// The best other A-Z0-9 reading of the same character, with its probability.
-    pub alt: Option<(char, f32)>,
-}
 
 /// A plate found and read in one frame.
 #[derive(Debug, Clone)]

@@ -26,15 +26,7 @@ use super::select::{self, plate_score};
 use super::two_line;
 use super::{FrameReads, PlateCandidate, PlateReader, RecognizeError, StageTimings};
 
-/// Widest plate box (width / height) read as two rows as well. US motorcycle plates are 7 x 4 in (1.75),
-/// Brazilian two-row plates 1.2-1.4, one-row US car plates 2 (12 x 6 in) and EU plates 4.7. The shipped
-/// detector's boxes for two-row plates come out a little flatter than the plates (94% at most 1.8 on the
-/// synthetic two-row sets, 80% at most 1.6); 14% of its US car-plate boxes qualify too, but their rows are
-/// read only when the whole read is short or unsure (`two_line::maybe_one_row`), and win only when they read
-/// clearly better.
-pub const DEFAULT_TWO_LINE_MAX_ASPECT: f32 = 1.8;
-/// Plates read per frame (the detector's best), unless configured.
-pub const DEFAULT_MAX_PLATES: usize = 2;
+pub use crate::config::{DEFAULT_MAX_PLATES, DEFAULT_TWO_LINE_MAX_ASPECT};
 
 /// Reader settings taken from `[recognize]`.
 #[derive(Debug, Clone)]

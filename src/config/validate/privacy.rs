@@ -24,7 +24,7 @@ pub(super) fn validate_privacy(p: RawPrivacy, base: &Path, issues: &mut Issues) 
     if let Some(k) = plate_key.as_deref().filter(|k| k.exists()) {
         let parsed = std::fs::read_to_string(k)
             .map_err(|e| e.to_string())
-            .and_then(|t| crate::access::PlateKey::parse(&t));
+            .and_then(|t| crate::keyfile::parse_hex32(&t, "the plate key"));
         if let Err(e) = parsed {
             issues.push(
                 "privacy.plate_key",

@@ -45,7 +45,7 @@ pub(super) fn validate_recognize(r: RawRecognize, base: &Path, issues: &mut Issu
             "use a multiple of 32 between 320 and 4096, e.g. 960",
         );
     }
-    let mut prior = crate::recognize::prior::FormatPrior::region(&r.region).unwrap_or_else(|| {
+    let mut prior = crate::plate::prior::FormatPrior::region(&r.region).unwrap_or_else(|| {
         issues.push(
             "recognize.region",
             format!("unknown region {:?}", r.region),

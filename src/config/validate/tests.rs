@@ -131,7 +131,7 @@ fn two_row_plate_setting_defaults_and_is_range_checked() {
     let c = parse(GOOD, &base()).expect("valid");
     assert_eq!(
         c.recognize.two_line_max_aspect,
-        crate::recognize::DEFAULT_TWO_LINE_MAX_ASPECT
+        crate::config::DEFAULT_TWO_LINE_MAX_ASPECT
     );
     let off = GOOD.replace(
         "manifest = \"Cargo.toml\"",

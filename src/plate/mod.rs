@@ -1,4 +1,16 @@
-//! Plate text: normalisation and the OCR confusion classes shared by recognition, tracking and access.
+//! Plate text: normalisation, the OCR confusion classes and the regional format priors shared by
+//! recognition, tracking, access and the config. A low module: it imports nothing from the crate.
+
+pub mod prior;
+
+/// One character of a read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CharRead {
+    pub ch: char,
+    pub conf: f32,
+    /// The best other A-Z0-9 reading of the same character, with its probability.
+    pub alt: Option<(char, f32)>,
+}
 
 /// Upper-cases and keeps only A-Z and 0-9 (the scoring convention of the benchmark and of the allowlist).
 pub fn normalize(text: &str) -> String {
