@@ -8,7 +8,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 APT_PACKAGES=(clang libclang-dev libopencv-dev pkg-config ffmpeg libsqlite3-dev ca-certificates python3-pip
-  mosquitto openssl curl chromium chromium-driver)
+  mosquitto openssl curl chromium chromium-driver
+  # GStreamer's RTSP server and its Python bindings: the RTSP camera test serves a lane video with them
+  gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-good gstreamer1.0-plugins-bad)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -21,6 +21,7 @@ use crate::track::{self, PlateRead, VotedRead};
 
 /// Recognition for one lane, on its own thread: newest frame in, best plate read out.
 /// Where a lane's recognition thread records its times.
+#[derive(Clone)]
 pub(super) struct LaneTiming {
     pub(super) timings: Arc<crate::supervise::metrics::Timings>,
     /// The clock frames' ages are measured by; `None` for a replayed file.
@@ -96,6 +97,8 @@ pub(super) struct DecisionCtx {
     pub(super) opens: track::RecentOpens,
     /// The panel's live view (a short push; never waits on the panel).
     pub(super) live: crate::panel::LiveHub,
+    /// Where the capture-to-relay time goes; its clock is `None` for a replayed file (its own time).
+    pub(super) timing: LaneTiming,
 }
 
 /// Decides each voted read, commands the gate (never waiting), then queues the event. The event writer is
@@ -142,6 +145,33 @@ async fn gate_result(reply: GateReply) -> String {
     }
 }
 
+/// Passes the gate controller's answer on, and when the relay pulsed records the time from the capture of
+/// the deciding frame (`captured`) to then. A task of its own, so the time is taken when the relay answers,
+/// not when the event writer next has room.
+fn time_to_relay(
+    timing: &LaneTiming,
+    lane: &Arc<str>,
+    captured: chrono::DateTime<chrono::Utc>,
+    reply: GateReply,
+) -> GateReply {
+    let Some(clock) = timing.clock.clone() else {
+        return reply;
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (timings, lane) = (timing.timings.clone(), lane.clone());
+    tokio::spawn(async move {
+        if let Ok(outcome) = reply.await {
+            if outcome == gate::GateOutcome::Pulsed {
+                let s = (clock.now() - captured).num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6;
+                timings.capture_to_relay(&lane, s);
+                tracing::info!(lane = %lane, capture_to_relay_ms = format!("{:.0}", s * 1e3), "relay pulsed");
+            }
+            let _ = tx.send(outcome);
+        }
+    });
+    rx
+}
+
 pub(super) fn decide_and_act(ctx: &DecisionCtx, v: VotedRead) -> (GateEvent, Option<GateReply>) {
     let now = ctx.clock.now();
     let decision = decide_read(&v, &ctx.allowlist, &ctx.cfg, now, ctx.gate.in_lockdown());
@@ -156,7 +186,7 @@ pub(super) fn decide_and_act(ctx: &DecisionCtx, v: VotedRead) -> (GateEvent, Opt
             reason,
         }) {
             // Filled in with what the relay did before the event is stored.
-            Ok(rx) => reply = Some(rx),
+            Ok(rx) => reply = Some(time_to_relay(&ctx.timing, &v.lane, v.decided_at, rx)),
             Err(e) => {
                 tracing::error!(lane = %v.lane, error = %e, "could not command the gate");
                 gate_result = Some(format!("gate command failed: {e}"));

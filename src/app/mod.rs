@@ -351,10 +351,11 @@ fn start_lanes(
             // A replayed file keeps its own time: its frames' age means nothing.
             clock: (!lane.replay).then(|| parts.clock.clone()),
         };
+        let timing2 = timing.clone();
         lanes.recognize.push(
             std::thread::Builder::new()
                 .name(format!("recognize-{}", lane.name))
-                .spawn(move || recognize_loop(reader, slot2, reads_tx, progress, timing))?,
+                .spawn(move || recognize_loop(reader, slot2, reads_tx, progress, timing2))?,
         );
         let (voted_tx, voted_rx) = mpsc::channel::<VotedRead>(16);
         let opens = track::RecentOpens::default();
@@ -377,6 +378,7 @@ fn start_lanes(
             opened: lanes.opened.clone(),
             opens,
             live: lanes.live.clone(),
+            timing,
         })));
         lanes.slots.push(slot);
         lanes.stats.push(stats);

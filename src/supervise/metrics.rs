@@ -61,6 +61,7 @@ fn seconds_histogram() -> Histogram {
 pub struct Timings {
     recognition: LaneHistograms,
     frame_age: LaneHistograms,
+    capture_to_relay: LaneHistograms,
 }
 
 impl Default for Timings {
@@ -68,6 +69,7 @@ impl Default for Timings {
         Self {
             recognition: Family::new_with_constructor(seconds_histogram as fn() -> Histogram),
             frame_age: Family::new_with_constructor(seconds_histogram as fn() -> Histogram),
+            capture_to_relay: Family::new_with_constructor(seconds_histogram as fn() -> Histogram),
         }
     }
 }
@@ -81,6 +83,14 @@ impl Timings {
     /// How old a frame was when recognition took it (live sources only: a replayed file keeps its own time).
     pub fn frame_age(&self, lane: &str, seconds: f64) {
         self.frame_age
+            .get_or_create(&lane_label(lane))
+            .observe(seconds.max(0.0));
+    }
+
+    /// From the capture of the frame whose read opened the gate to the relay taking the pulse (live
+    /// sources only), on the lane's decision task when the gate controller answers.
+    pub fn capture_to_relay(&self, lane: &str, seconds: f64) {
+        self.capture_to_relay
             .get_or_create(&lane_label(lane))
             .observe(seconds.max(0.0));
     }
@@ -104,6 +114,11 @@ impl Metrics {
             "gatehouse_frame_age_seconds",
             "Age of a frame when recognition took it (live sources), per lane",
             self.timings.frame_age.clone(),
+        );
+        registry.register(
+            "gatehouse_capture_to_relay_seconds",
+            "From a frame's capture to the relay pulsing for the read it gave (live sources), per lane",
+            self.timings.capture_to_relay.clone(),
         );
         let mut out = String::new();
         match prometheus_client::encoding::prometheus_text::encode(&mut out, &registry) {
@@ -516,6 +531,7 @@ mod tests {
         m.timings.recognition("entry", 0.012);
         m.timings.recognition("entry", 0.030);
         m.timings.frame_age("entry", 0.2);
+        m.timings.capture_to_relay("entry", 0.3);
         let text = m.render();
         assert!(
             text.contains("\ngatehouse_recognition_seconds_count{lane=\"entry\"} 2\n"),
@@ -536,6 +552,11 @@ mod tests {
         );
         assert!(
             text.contains("\ngatehouse_frame_age_seconds_count{lane=\"entry\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\ngatehouse_capture_to_relay_seconds_bucket{lane=\"entry\",le=\"0.256\"} 0\n")
+                && text.contains("\ngatehouse_capture_to_relay_seconds_bucket{lane=\"entry\",le=\"0.512\"} 1\n"),
             "{text}"
         );
     }

@@ -1,0 +1,226 @@
+//! A lane on an IP camera as installed: a rendered 1080p H.264 lane video served over RTSP on loopback by
+//! GStreamer's RTSP server (scripts/rtsp-serve.py), read by the daemon through OpenCV/FFmpeg. The daemon
+//! decides the demo plates, then the camera goes away (the server is killed) and comes back on the same
+//! port: the daemon reconnects by itself and decides again.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+
+use crate::support::broker::free_port;
+use crate::support::*;
+
+/// The system Python: GStreamer's bindings come from Debian's packages, not from a virtual environment.
+const PYTHON: &str = "/usr/bin/python3";
+
+struct Kill(Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The lane video at 1920 x 1080, 15 fps, H.264 without B-frames (as IP cameras send it), in Matroska.
+fn lane_video_1080p(dir: &Path) -> std::path::PathBuf {
+    let avi = dir.join("lane.avi");
+    render_video(&avi, "HXP4729,MWK3974", "3", "1.5");
+    let mkv = dir.join("lane1080.mkv");
+    let o = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-i"])
+        .arg(&avi)
+        .args([
+            "-vf",
+            "scale=1920:1080:flags=bicubic",
+            "-r",
+            "15",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-g",
+            "15",
+            "-bf",
+            "0",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .arg(&mkv)
+        .output()
+        .expect("ffmpeg (scripts/setup.sh installs it)");
+    assert!(o.status.success(), "ffmpeg: {}", text(&o));
+    mkv
+}
+
+/// Starts the RTSP server and waits until it says it listens.
+fn serve(video: &Path, port: u16) -> Kill {
+    let mut child = Command::new(PYTHON)
+        .arg(repo().join("scripts/rtsp-serve.py"))
+        .arg(video)
+        .args(["--port", &port.to_string(), "--loop"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start scripts/rtsp-serve.py");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("read");
+    if !first.starts_with("ready") {
+        let out = child.wait_with_output().expect("wait");
+        panic!(
+            "the RTSP server did not start (scripts/setup.sh installs GStreamer's RTSP server and its \
+             Python bindings): {first}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Kill(child)
+}
+
+fn decisions(db: &Path) -> Vec<(String, String)> {
+    let Ok(conn) = Connection::open(db) else {
+        return Vec::new();
+    };
+    let Ok(mut st) = conn.prepare("SELECT plate, action FROM events ORDER BY at") else {
+        return Vec::new();
+    };
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map(|rows| rows.filter_map(Result::ok).collect())
+        .unwrap_or_default()
+}
+
+fn wait_for(what: &str, limit: Duration, log: &Arc<Mutex<Vec<String>>>, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < limit,
+            "{what} within {limit:?}:\n{}",
+            log.lock().expect("lock").join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn reads_a_1080p_rtsp_camera_and_reconnects_when_it_comes_back() {
+    require_models();
+    let dir = tempfile::tempdir().expect("tmp");
+    let video = lane_video_1080p(dir.path());
+    let port = free_port();
+    let url = format!("rtsp://127.0.0.1:{port}/lane");
+    let cfg = write_config(dir.path(), Path::new(&url), "stop");
+    let o = gatehouse(&["allowlist", "--config", cfg.to_str().expect("utf8"), "add", "HXP4729"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let db = dir.path().join("data/gatehouse.db");
+
+    let server = serve(&video, port);
+    let mut daemon = Kill(
+        Command::new(bin())
+            .args(["run", "--config", cfg.to_str().expect("utf8")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn"),
+    );
+    let log = Arc::new(Mutex::new(Vec::<String>::new()));
+    let readers: Vec<_> = [
+        Box::new(daemon.0.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+        Box::new(daemon.0.stderr.take().expect("stderr")),
+    ]
+    .into_iter()
+    .map(|out| {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                log.lock().expect("lock").push(l);
+            }
+        })
+    })
+    .collect();
+
+    // The resident opens, the stranger does not.
+    wait_for(
+        "both demo plates decided from the stream",
+        Duration::from_secs(90),
+        &log,
+        || {
+            let d = decisions(&db);
+            d.contains(&("HXP4729".into(), "open".into())) && d.contains(&("MWK3974".into(), "deny".into()))
+        },
+    );
+    let before = decisions(&db);
+    assert!(
+        before
+            .iter()
+            .all(|(p, a)| (p == "HXP4729" && a == "open") || (p == "MWK3974" && a == "deny")),
+        "only the demo plates, decided right: {before:?}"
+    );
+
+    // The camera goes away: the daemon notices and keeps trying.
+    drop(server);
+    wait_for(
+        "the daemon notices the camera is gone",
+        Duration::from_secs(30),
+        &log,
+        || {
+            log.lock()
+                .expect("lock")
+                .iter()
+                .any(|l| l.contains("camera dropped") || l.contains("camera open failed"))
+        },
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let while_down = decisions(&db).len();
+
+    // It comes back on the same address: the daemon reconnects and decides the next pass.
+    let _server = serve(&video, port);
+    wait_for(
+        "decisions after the camera came back",
+        Duration::from_secs(90),
+        &log,
+        || {
+            decisions(&db)
+                .get(while_down..)
+                .is_some_and(|new| new.iter().any(|(p, a)| p == "HXP4729" && a == "open"))
+        },
+    );
+    let opens = log
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|l| l.contains("camera open") && !l.contains("failed"))
+        .count();
+    assert!(opens >= 2, "the camera was opened again after it came back");
+
+    let kill = Command::new("kill")
+        .args(["-TERM", &daemon.0.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    let stop = Instant::now();
+    let status = loop {
+        if let Some(s) = daemon.0.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            stop.elapsed() < Duration::from_secs(30),
+            "daemon did not stop within 30 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    for r in readers {
+        r.join().expect("reader");
+    }
+    let log = log.lock().expect("lock").join("\n");
+    assert!(status.success(), "exit {status:?}\n{log}");
+    // A live source: its openings carry the capture-to-relay time.
+    assert!(
+        log.contains("relay pulsed") && log.contains("capture_to_relay_ms"),
+        "{log}"
+    );
+}
