@@ -361,6 +361,7 @@ fn main() {
             lane: Some("entry".into()),
         }],
         live: LiveHub::default(),
+        stills: gatehouse::camera::Stills::new(["entry"]),
         sink: None,
         status: Arc::new(|| serde_json::json!({})),
         plate_key: gatehouse::access::PlateKey::from_bytes([1; 32]),

@@ -10,7 +10,8 @@ cd "$root"
 APT_PACKAGES=(clang libclang-dev libopencv-dev pkg-config ffmpeg libsqlite3-dev ca-certificates python3-pip
   mosquitto openssl curl chromium chromium-driver
   # GStreamer's RTSP server and its Python bindings: the RTSP camera test serves a lane video with them
-  gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-good gstreamer1.0-plugins-bad)
+  # and a lane may read it through a GStreamer pipeline (gst: sources; avdec_h264 is in libav)
+  gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

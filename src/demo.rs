@@ -121,8 +121,10 @@ pub fn frame(plate: Option<(&str, f32)>, clock_text: &str, seed: u64) -> Result<
     Ok(img)
 }
 
-/// Writes the demo video (MJPEG in AVI): for each pass, `gap_s` of empty lane, then the vehicle.
-pub fn render(path: &Path, passes: &[DemoPass], fps: f64, gap_s: f32) -> Result<usize, DemoError> {
+/// Writes the demo video (MJPEG in AVI): for each pass, `gap_s` of empty lane, then the vehicle. The lane
+/// markings scroll from frame to frame unless `still_road` (a fixed camera over a still road: what motion
+/// gating sees between vehicles).
+pub fn render(path: &Path, passes: &[DemoPass], fps: f64, gap_s: f32, still_road: bool) -> Result<usize, DemoError> {
     let err = |reason: String| DemoError::Write {
         path: path.display().to_string(),
         reason,
@@ -142,7 +144,7 @@ pub fn render(path: &Path, passes: &[DemoPass], fps: f64, gap_s: f32) -> Result<
     let mut put = |w: &mut VideoWriter, plate: Option<(&str, f32)>, n: &mut usize| -> Result<(), DemoError> {
         let secs = clock_s as u64;
         let stamp = format!("CAM1 2026-11-23 08:{:02}:{:02}", (secs / 60) % 60, secs % 60);
-        w.write(&frame(plate, &stamp, *n as u64)?)?;
+        w.write(&frame(plate, &stamp, if still_road { 0 } else { *n as u64 })?)?;
         *n += 1;
         clock_s += 1.0 / fps;
         Ok(())

@@ -137,6 +137,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     fps,
                     seconds,
                     gap,
+                    still_road,
                 },
         } => {
             let passes = if plates.is_empty() {
@@ -147,7 +148,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .map(|plate| demo::DemoPass { plate, seconds })
                     .collect()
             };
-            let n = demo::render(&out, &passes, fps, gap)?;
+            let n = demo::render(&out, &passes, fps, gap, still_road)?;
             println!("wrote {} ({n} frames, {} vehicles)", out.display(), passes.len());
             Ok(())
         }

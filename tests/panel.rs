@@ -81,6 +81,7 @@ pub fn harness_with(cfg: PanelConfig) -> Harness {
             lane: Some("entry".into()),
         }],
         live: live.clone(),
+        stills: gatehouse::camera::Stills::new(["entry"]),
         sink: None,
         status: Arc::new(|| serde_json::json!({"ok": true})),
         plate_key: gatehouse::access::PlateKey::from_bytes([9; 32]),
@@ -289,6 +290,7 @@ const MATRIX: &[(&str, &str, [bool; 4])] = &[
     ("GET", "/live", [true, true, true, true]),
     ("GET", "/api/live", [true, true, true, true]),
     ("GET", "/img/{id}", [true, true, true, true]),
+    ("GET", "/lane/{name}/still", [true, true, true, true]),
     ("POST", "/gate/{relay}/open", [true, true, true, true]),
     ("POST", "/gate/{relay}/hold", [true, true, true, false]),
     ("POST", "/gate/{relay}/release", [true, true, true, false]),
@@ -562,6 +564,83 @@ async fn signed_image_urls_expire_and_cannot_be_forged() {
     // And never without a session.
     let fresh = h.panel.image_url(&e.id);
     assert_eq!(h.call(Call::get(&fresh)).await.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// Issue 23: each lane's live still on the live page, behind the same signed-URL rules as crops.
+#[tokio::test]
+async fn live_stills_are_signed_expire_and_cannot_be_forged() {
+    use opencv::core::{Mat, Scalar, CV_8UC3};
+    let h = harness();
+    let cookie = h.session(Role::Guard);
+    let r = h.call(Call::get("/live").cookie(&cookie)).await;
+    let page = String::from_utf8(
+        axum::body::to_bytes(r.into_body(), 1 << 20)
+            .await
+            .expect("body")
+            .to_vec(),
+    )
+    .expect("utf8");
+    assert!(
+        page.contains(r#"id="still-entry""#),
+        "the live page has the lane's still"
+    );
+    let r = h.call(Call::get("/api/live?after=0").cookie(&cookie)).await;
+    let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.expect("body");
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(v["stills"][0]["lane"], "entry", "{v}");
+    let url = v["stills"][0]["url"].as_str().expect("a still URL").to_string();
+    assert!(url.starts_with("/lane/entry/still?exp="), "{url}");
+
+    // Nobody watched yet: no still; the request makes the lane start (its next frame is the still).
+    assert_eq!(
+        h.call(Call::get(&url).cookie(&cookie)).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let lane = h.panel.deps.stills.lane("entry").expect("lane");
+    let frame = Mat::new_rows_cols_with_default(1080, 1920, CV_8UC3, Scalar::all(80.0)).expect("mat");
+    lane.offer("entry", &frame, None, std::time::Instant::now());
+    let r = h.call(Call::get(&url).cookie(&cookie)).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let header = |r: &Response, h| r.headers().get(h).and_then(|v| v.to_str().ok()).map(str::to_string);
+    assert_eq!(header(&r, header::CONTENT_TYPE).as_deref(), Some("image/jpeg"));
+    assert_eq!(header(&r, header::CACHE_CONTROL).as_deref(), Some("no-store"));
+    let jpeg = axum::body::to_bytes(r.into_body(), 1 << 22).await.expect("body");
+    assert_eq!(&jpeg[..2], &[0xFF, 0xD8], "a JPEG");
+
+    // Another lane's name or a later expiry under the same signature, a crop's signature, no session.
+    for forged in [
+        url.replace("/lane/entry/", "/lane/exit/"),
+        url.replace("exp=", "exp=9"),
+        url.replace("sig=", "sig=00"),
+    ] {
+        assert_eq!(
+            h.call(Call::get(&forged).cookie(&cookie)).await.status(),
+            StatusCode::FORBIDDEN,
+            "{forged}"
+        );
+    }
+    let crop = h.panel.image_url("018f0000-0000-7000-8000-000000000001");
+    let query = crop.split_once('?').expect("query").1;
+    assert_eq!(
+        h.call(Call::get(&format!("/lane/entry/still?{query}")).cookie(&cookie))
+            .await
+            .status(),
+        StatusCode::FORBIDDEN,
+        "a crop's signature does not open a still"
+    );
+    assert_eq!(h.call(Call::get(&url)).await.status(), StatusCode::UNAUTHORIZED);
+    // A signed URL for a lane that does not exist finds nothing.
+    let nowhere = h.panel.still_url("nowhere");
+    assert_eq!(
+        h.call(Call::get(&nowhere).cookie(&cookie)).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    // Expired after the configured two minutes.
+    h.clock.advance(chrono::Duration::seconds(121));
+    assert_eq!(
+        h.call(Call::get(&url).cookie(&cookie)).await.status(),
+        StatusCode::FORBIDDEN
+    );
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
 //! The guard panel in a real headless Chromium (Debian's chromium + chromium-driver) against the real
-//! daemon on the demo video: admin logs in with password and TOTP, sees a pass appear in the live view,
+//! daemon on the demo video: admin logs in with password and TOTP, sees a pass and the lane's live still
+//! appear in the live view,
 //! opens the gate with a reason (the simulated relay pulses, the audit log has the entry); a guard is
 //! refused the admin pages. Screenshots of the main pages go to target/panel-screenshots/.
 
@@ -223,6 +224,22 @@ async fn admin_logs_in_with_totp_watches_a_pass_opens_the_gate_and_a_guard_is_ke
         "the pass never appeared in the live view"
     );
     assert!(wait_for_text(&c, "#events .event", "not on the list", Duration::from_secs(1)).await);
+    // The lane's live still: the daemon starts making stills once the page asks, the page shows them.
+    let start = Instant::now();
+    loop {
+        let width = c
+            .execute("return document.getElementById('still-entry').naturalWidth;", vec![])
+            .await
+            .expect("script");
+        if width.as_u64() == Some(640) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the lane's live still never showed (naturalWidth {width})"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     shot(&c, &shots, "live").await;
 
     // 3. Open the gate for that vehicle with a reason: the relay pulses, the audit log has it.

@@ -1,7 +1,8 @@
 //! A lane on an IP camera as installed: a rendered 1080p H.264 lane video served over RTSP on loopback by
 //! GStreamer's RTSP server (scripts/rtsp-serve.py), read by the daemon through OpenCV/FFmpeg. The daemon
 //! decides the demo plates, then the camera goes away (the server is killed) and comes back on the same
-//! port: the daemon reconnects by itself and decides again.
+//! port: the daemon reconnects by itself and decides again. Once with the URL (FFmpeg), once through a
+//! GStreamer pipeline (`gst:` source).
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -36,9 +37,7 @@ fn lane_video_1080p(dir: &Path) -> std::path::PathBuf {
         .arg(&avi)
         .args([
             "-vf",
-            "scale=1920:1080:flags=bicubic",
-            "-r",
-            "15",
+            "fps=15,scale=1920:1080:flags=bicubic",
             "-c:v",
             "libx264",
             "-preset",
@@ -108,12 +107,30 @@ fn wait_for(what: &str, limit: Duration, log: &Arc<Mutex<Vec<String>>>, mut done
 
 #[test]
 fn reads_a_1080p_rtsp_camera_and_reconnects_when_it_comes_back() {
+    lane_on_rtsp(|url| url.to_string());
+}
+
+/// The same camera through a GStreamer pipeline (how an ARM box reaches its hardware decoder; here
+/// `decodebin` picks a software one).
+#[test]
+fn reads_the_camera_through_a_gstreamer_pipeline_and_reconnects() {
+    lane_on_rtsp(|url| {
+        format!(
+            "gst:rtspsrc location={url} latency=100 ! rtph264depay ! h264parse ! decodebin ! \
+             videoconvert ! appsink drop=true max-buffers=1"
+        )
+    });
+}
+
+/// Serves the lane video over RTSP, runs the daemon on `source(url)`, checks the decisions, kills the
+/// server, starts it again and checks the daemon reconnects and decides again.
+fn lane_on_rtsp(source: impl Fn(&str) -> String) {
     require_models();
     let dir = tempfile::tempdir().expect("tmp");
     let video = lane_video_1080p(dir.path());
     let port = free_port();
     let url = format!("rtsp://127.0.0.1:{port}/lane");
-    let cfg = write_config(dir.path(), Path::new(&url), "stop");
+    let cfg = write_config(dir.path(), Path::new(&source(&url)), "stop");
     let o = gatehouse(&["allowlist", "--config", cfg.to_str().expect("utf8"), "add", "HXP4729"]);
     assert!(o.status.success(), "{}", text(&o));
     let db = dir.path().join("data/gatehouse.db");

@@ -10,7 +10,7 @@ use opencv::prelude::*;
 use tokio::sync::mpsc;
 
 use crate::access::{self, Action, Decision, SharedAllowlist};
-use crate::camera::{Frame, LatestSlot};
+use crate::camera::{CaptureStats, Frame, LaneStill, LatestSlot, MotionGate};
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::events::{EventSink, GateEvent};
@@ -32,9 +32,12 @@ pub(super) fn recognize_loop(
     mut reader: Box<dyn PlateReader>,
     slot: Arc<LatestSlot<Frame>>,
     out: mpsc::Sender<PlateRead>,
-    progress: crate::supervise::Progress,
+    stats: Arc<CaptureStats>,
+    mut motion: Option<MotionGate>,
+    still: Option<Arc<LaneStill>>,
     timing: LaneTiming,
 ) {
+    let progress = &stats.progress;
     loop {
         let frame = match slot.take_timeout(Duration::from_millis(200)) {
             Ok(Some(f)) => f,
@@ -44,6 +47,16 @@ pub(super) fn recognize_loop(
         if let Some(clock) = &timing.clock {
             let age = (clock.now() - frame.at).num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6;
             timing.timings.frame_age(&frame.lane, age);
+        }
+        if let Some(s) = &still {
+            s.offer(&frame.lane, &frame.image, frame.roi, std::time::Instant::now());
+        }
+        if let Some(gate) = motion.as_mut() {
+            if !gate.wants(&frame.image, frame.roi, frame.at) {
+                stats.still.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                continue;
+            }
         }
         let started = std::time::Instant::now();
         let reads = reader.read(&frame.image, frame.roi);
@@ -59,6 +72,9 @@ pub(super) fn recognize_loop(
         let Some(best) = reads.candidates.into_iter().next() else {
             continue;
         };
+        if let Some(gate) = motion.as_mut() {
+            gate.plate_seen(frame.at);
+        }
         let crop_jpeg = encode_crop(&frame.image, best.bbox).unwrap_or_default();
         let read = PlateRead {
             lane: frame.lane.clone(),

@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::access::{self, SharedAllowlist};
-use crate::camera::{self, CaptureOptions, CaptureStats, Frame, FrameSource, LatestSlot, OpenCvSource};
+use crate::camera::{self, CaptureOptions, CaptureStats, Frame, FrameSource, LatestSlot, MotionGate, OpenCvSource};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, LaneConfig, RelayConfig};
 use crate::events::{self, EventSink};
@@ -161,6 +161,8 @@ struct Lanes {
     decisions: Arc<std::sync::atomic::AtomicU64>,
     opened: Arc<std::sync::atomic::AtomicU64>,
     live: crate::panel::LiveHub,
+    /// Each lane's live still for the panel (made only while a guard watches).
+    stills: camera::Stills,
     /// Recognition time and frame age per lane (the metrics endpoint's histograms).
     timings: Arc<crate::supervise::metrics::Timings>,
     cancel: CancellationToken,
@@ -316,6 +318,7 @@ fn start_lanes(
         decisions: Arc::default(),
         opened: Arc::default(),
         live: crate::panel::LiveHub::default(),
+        stills: camera::Stills::new(cfg.lanes.iter().map(|l| l.name.as_str())),
         timings: Arc::default(),
         cancel: root.child_token(),
     };
@@ -345,17 +348,19 @@ fn start_lanes(
                 .spawn(move || camera::run_capture(source, slot2, opts, clock, stats2, cancel))?,
         );
         let (reads_tx, reads_rx) = mpsc::channel::<PlateRead>(16);
-        let (slot2, progress) = (slot.clone(), stats.progress.clone());
+        let (slot2, stats2) = (slot.clone(), stats.clone());
+        let motion = lane.motion.as_ref().map(MotionGate::new);
         let timing = LaneTiming {
             timings: lanes.timings.clone(),
             // A replayed file keeps its own time: its frames' age means nothing.
             clock: (!lane.replay).then(|| parts.clock.clone()),
         };
         let timing2 = timing.clone();
+        let still = lanes.stills.lane(&lane.name);
         lanes.recognize.push(
             std::thread::Builder::new()
                 .name(format!("recognize-{}", lane.name))
-                .spawn(move || recognize_loop(reader, slot2, reads_tx, progress, timing2))?,
+                .spawn(move || recognize_loop(reader, slot2, reads_tx, stats2, motion, still, timing2))?,
         );
         let (voted_tx, voted_rx) = mpsc::channel::<VotedRead>(16);
         let opens = track::RecentOpens::default();
@@ -585,6 +590,7 @@ fn start_panel(
         timezone: cfg.site.timezone,
         gates: gate_info,
         live: lanes.live.clone(),
+        stills: lanes.stills.clone(),
         sink: Some(stores.sink.clone()),
         status: health,
         plate_key: stores.plate_key.clone(),

@@ -32,6 +32,8 @@ pub struct CaptureOptions {
 pub struct CaptureStats {
     pub frames: AtomicU64,
     pub reconnects: AtomicU64,
+    /// Frames recognition took but did not read: nothing moved in the lane (motion gating).
+    pub still: AtomicU64,
     /// Moves while the lane is alive: bumped by recognition per frame, and by capture while it waits to
     /// reconnect a camera that is down. The watchdog reads it.
     pub progress: Arc<AtomicU64>,

@@ -5,7 +5,9 @@
 mod capture;
 mod fake;
 mod latest;
+pub mod motion;
 mod opencv_source;
+pub mod still;
 
 use std::sync::Arc;
 
@@ -16,7 +18,9 @@ pub use crate::config::redact_url;
 pub use capture::{run_capture, CaptureOptions, CaptureStats};
 pub use fake::{FakeSource, FakeStep};
 pub use latest::LatestSlot;
+pub use motion::MotionGate;
 pub use opencv_source::OpenCvSource;
+pub use still::{LaneStill, Stills};
 
 /// One captured frame on its way to recognition.
 pub struct Frame {

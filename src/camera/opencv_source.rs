@@ -1,11 +1,12 @@
-//! The real [`FrameSource`]: OpenCV `VideoCapture` over a file, an RTSP/HTTP URL or a V4L2 device.
+//! The real [`FrameSource`]: OpenCV `VideoCapture` over a file, an RTSP/HTTP URL, a V4L2 device or a
+//! GStreamer pipeline (OpenCV's GStreamer back end, for hardware decoders).
 
 use opencv::core::Mat;
 use opencv::prelude::*;
 use opencv::videoio::{self, VideoCapture};
 
 use super::{CameraError, FrameSource, Grab};
-use crate::config::{redact_url, SourceSpec};
+use crate::config::{redact_pipeline, redact_url, SourceSpec};
 
 pub struct OpenCvSource {
     spec: SourceSpec,
@@ -22,6 +23,7 @@ impl OpenCvSource {
             SourceSpec::File(p) => p.display().to_string(),
             SourceSpec::Url(u) => redact_url(u),
             SourceSpec::Device(d) => d.display().to_string(),
+            SourceSpec::Pipeline(p) => format!("gst:{}", redact_pipeline(p)),
         }
     }
 }
@@ -53,6 +55,7 @@ impl FrameSource for OpenCvSource {
                 ]),
             ),
             SourceSpec::Device(d) => VideoCapture::from_file(d.as_os_str(), videoio::CAP_V4L2),
+            SourceSpec::Pipeline(p) => VideoCapture::from_file(p, videoio::CAP_GSTREAMER),
         }
         .map_err(|e| open_err(e.to_string()))?;
         if !cap.is_opened().unwrap_or(false) {

@@ -399,6 +399,10 @@ pub enum DemoAction {
         /// Seconds of empty lane between vehicles.
         #[arg(long, default_value_t = 2.0)]
         gap: f32,
+        /// Lane markings stand still (by default they scroll): an empty lane with nothing moving, as
+        /// motion gating sees it between vehicles.
+        #[arg(long)]
+        still_road: bool,
     },
 }
 

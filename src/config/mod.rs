@@ -32,6 +32,24 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// A GStreamer pipeline with its secrets hidden: credentials inside any URL (`location=rtsp://user:pw@..`)
+/// and the value of `user-pw=` (rtspsrc's password property).
+pub fn redact_pipeline(pipeline: &str) -> String {
+    pipeline
+        .split_whitespace()
+        .map(|token| {
+            if token.starts_with("user-pw=") {
+                "user-pw=***".to_string()
+            } else if token.contains("://") {
+                redact_url(token)
+            } else {
+                token.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Exit code for an invalid configuration (sysexits' EX_CONFIG).
 pub const EXIT_CONFIG: u8 = 78;
 
@@ -215,6 +233,9 @@ pub enum SourceSpec {
     File(PathBuf),
     Url(String),
     Device(PathBuf),
+    /// A GStreamer pipeline ending in `appsink`, opened through OpenCV's GStreamer back end (`gst:` in the
+    /// config): how an ARM box uses its hardware decoder.
+    Pipeline(String),
 }
 
 /// Region of interest as fractions of the frame.
@@ -244,6 +265,19 @@ pub struct LaneConfig {
     pub replay: bool,
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
+    /// Motion gating (`[lanes.motion]`): `None` reads every frame recognition can take.
+    pub motion: Option<MotionConfig>,
+}
+
+/// When an idle lane reads a frame (see `camera::motion`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MotionConfig {
+    /// Fraction of the region's thumbnail that must change to count as motion.
+    pub min_changed: f32,
+    /// How long the lane stays awake after motion or a plate.
+    pub hold: Duration,
+    /// With nothing going on, one frame is still read this often.
+    pub idle_read: Duration,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -292,12 +326,21 @@ impl Config {
                 SourceSpec::File(p) => format!("video file {}", p.display()),
                 SourceSpec::Url(u) => format!("stream {}", redact_url(u)),
                 SourceSpec::Device(d) => format!("V4L2 device {}", d.display()),
+                SourceSpec::Pipeline(p) => format!("GStreamer pipeline {}", redact_pipeline(p)),
             };
             let roi = lane
                 .roi
                 .map(|r| format!(", region x={} y={} w={} h={}", r.x, r.y, r.width, r.height))
                 .unwrap_or_default();
-            s.push_str(&format!("lane {}: {source} -> relay {}{roi}\n", lane.name, lane.relay));
+            let motion = lane
+                .motion
+                .as_ref()
+                .map(|m| format!(", read on motion (hold {} ms)", m.hold.as_millis()))
+                .unwrap_or_default();
+            s.push_str(&format!(
+                "lane {}: {source} -> relay {}{roi}{motion}\n",
+                lane.name, lane.relay
+            ));
         }
         for relay in &self.relays {
             let kind = match &relay.kind {

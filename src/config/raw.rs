@@ -237,6 +237,33 @@ pub struct RawLane {
     pub reconnect_min_ms: u64,
     #[serde(default = "default_reconnect_max")]
     pub reconnect_max_ms: u64,
+    /// Read frames only when something moves in the region (or a plate was just seen).
+    #[serde(default)]
+    pub motion: Option<RawMotion>,
+}
+
+/// `[lanes.motion]`: present means on (unless `enabled = false`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMotion {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "default_min_changed")]
+    pub min_changed: f32,
+    #[serde(default = "default_hold_ms")]
+    pub hold_ms: u64,
+    #[serde(default = "default_idle_read_ms")]
+    pub idle_read_ms: u64,
+}
+
+fn default_min_changed() -> f32 {
+    0.002
+}
+fn default_hold_ms() -> u64 {
+    2_000
+}
+fn default_idle_read_ms() -> u64 {
+    2_000
 }
 
 fn default_at_end() -> String {

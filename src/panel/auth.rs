@@ -94,7 +94,9 @@ pub async fn authorize(State(p): State<Panel>, mut req: Request, next: Next) -> 
     if access == Access::Public {
         return next.run(req).await;
     }
-    let page_view = req.method() == Method::GET && !path.starts_with("/api/") && !path.starts_with("/img/");
+    // Images and the feeds answer 401; a page sends the browser to the login.
+    let polled = path == "/api/live" || path == "/lane/{name}/still";
+    let page_view = req.method() == Method::GET && !polled && !path.starts_with("/api/") && !path.starts_with("/img/");
     let unauthorized = || {
         if page_view {
             Redirect::to("/login").into_response()
@@ -110,8 +112,8 @@ pub async fn authorize(State(p): State<Panel>, mut req: Request, next: Next) -> 
         .get::<Source>()
         .map(|s| s.0)
         .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
-    // The live feed polls: it must not keep an unattended session alive forever.
-    let touch = path != "/api/live";
+    // The live feed and the stills poll: they must not keep an unattended session alive forever.
+    let touch = !polled;
     let (now, idle, absolute) = (p.now(), p.cfg.idle, p.cfg.absolute);
     let lookup_id = id.clone();
     let session = match p

@@ -59,6 +59,14 @@ pub async fn live_page(State(p): State<Panel>, Extension(a): Extension<Authed>, 
                 }
             }
         }
+        section.stills {
+            @for lane in p.deps.stills.names() {
+                figure.still {
+                    img id={ "still-" (lane) } alt={ "lane " (lane) " now" };
+                    figcaption { "Lane " (lane) " " span.muted id={ "still-note-" (lane) } { "waiting for the camera" } }
+                }
+            }
+        }
         p.muted { "Newest first. Select a vehicle to act for it. " span #updated {} }
         section #events aria-live="polite" {}
     };
@@ -90,7 +98,13 @@ pub async fn live_api(State(p): State<Panel>, Query(q): Query<AfterQuery>) -> Re
         .iter()
         .map(|g| serde_json::json!({"name": g.handle.name(), "open": g.handle.is_open(), "lockdown": g.handle.in_lockdown()}))
         .collect();
-    Json(serde_json::json!({"events": events, "gates": gates, "now": p.now()})).into_response()
+    let stills: Vec<serde_json::Value> = p
+        .deps
+        .stills
+        .names()
+        .map(|lane| serde_json::json!({"lane": lane, "url": p.still_url(lane)}))
+        .collect();
+    Json(serde_json::json!({"events": events, "gates": gates, "stills": stills, "now": p.now()})).into_response()
 }
 
 #[derive(Deserialize)]
@@ -130,6 +144,29 @@ pub async fn image(
             (header::CACHE_CONTROL, "private, max-age=60"),
         ],
         bytes,
+    )
+        .into_response())
+}
+
+/// A lane's live still, only with a valid, unexpired signature; asking for it keeps the lane making them
+/// for a few seconds ([`crate::camera::still`]). No fresh still (nobody watched until now, or the camera
+/// is down): 404, and the page says so.
+pub async fn still(
+    State(p): State<Panel>,
+    Path(name): Path<String>,
+    Query(s): Query<Signed>,
+) -> Result<Response, Failure> {
+    if !p.verify_image(&super::still_id(&name), s.exp, &s.sig) {
+        return Err(Failure::Forbidden);
+    }
+    let lane = p.deps.stills.lane(&name).ok_or(Failure::NotFound)?;
+    let still = lane.watch(std::time::Instant::now()).ok_or(Failure::NotFound)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/jpeg"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        still.jpeg.to_vec(),
     )
         .into_response())
 }

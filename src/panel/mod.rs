@@ -91,11 +91,18 @@ pub struct PanelDeps {
     pub timezone: chrono_tz::Tz,
     pub gates: Vec<GateInfo>,
     pub live: LiveHub,
+    /// Each lane's live still (the live page shows them behind signed URLs).
+    pub stills: crate::camera::Stills,
     /// Guards' openings become gate events (uploaded like any other).
     pub sink: Option<EventSink>,
     pub status: StatusFn,
     /// The site's plate key (passes are listed plain or sealed).
     pub plate_key: crate::access::PlateKey,
+}
+
+/// What a lane's still URL signs.
+pub fn still_id(lane: &str) -> String {
+    format!("still:{lane}")
 }
 
 /// The panel's shared state; cheap to clone.
@@ -359,6 +366,16 @@ impl Panel {
     pub fn image_url(&self, event_id: &str) -> String {
         let exp = self.now().timestamp() + self.cfg.image_url_ttl.as_secs() as i64;
         format!("/img/{event_id}?exp={exp}&sig={}", self.image_sig(event_id, exp))
+    }
+
+    /// A lane's live-still URL, signed like a crop's (the signed name is `still:LANE`, which no event id
+    /// can be).
+    pub fn still_url(&self, lane: &str) -> String {
+        let exp = self.now().timestamp() + self.cfg.image_url_ttl.as_secs() as i64;
+        format!(
+            "/lane/{lane}/still?exp={exp}&sig={}",
+            self.image_sig(&still_id(lane), exp)
+        )
     }
 
     pub fn image_sig(&self, event_id: &str, exp: i64) -> String {

@@ -39,6 +39,7 @@ pub const ROUTES: &[Route] = &[
     r("GET", "/live", Perm(Perm::ViewLive)),
     r("GET", "/api/live", Perm(Perm::ViewLive)),
     r("GET", "/img/{id}", Perm(Perm::ViewLive)),
+    r("GET", "/lane/{name}/still", Perm(Perm::ViewLive)),
     r("POST", "/gate/{relay}/open", Perm(Perm::GateOpen)),
     r("POST", "/gate/{relay}/hold", Perm(Perm::GateHold)),
     r("POST", "/gate/{relay}/release", Perm(Perm::GateHold)),
@@ -115,6 +116,7 @@ pub fn router(panel: Panel) -> Router {
         .route("/live", get(lanes::live_page))
         .route("/api/live", get(lanes::live_api))
         .route("/img/{id}", get(lanes::image))
+        .route("/lane/{name}/still", get(lanes::still))
         .route("/gate/{relay}/open", post(lanes::open))
         .route("/gate/{relay}/hold", post(lanes::hold))
         .route("/gate/{relay}/release", post(lanes::release))

@@ -167,6 +167,12 @@ impl Metrics {
             self.lanes.iter().map(|(n, _, q)| (lane(n), q.delivered())).collect(),
         );
         family(
+            "gatehouse_frames_still_total",
+            "counter",
+            "Frames recognition took but did not read: nothing moved in the lane (motion gating).",
+            self.lanes.iter().map(|(n, c, _)| (lane(n), r(&c.still))).collect(),
+        );
+        family(
             "gatehouse_camera_reconnects_total",
             "counter",
             "Camera open failures and drops.",
@@ -464,6 +470,7 @@ mod tests {
             "gatehouse_frames_total counter",
             "gatehouse_frames_dropped_total counter",
             "gatehouse_frames_recognized_total counter",
+            "gatehouse_frames_still_total counter",
             "gatehouse_camera_reconnects_total counter",
             "gatehouse_decisions_total counter",
             "gatehouse_gate_opens_total counter",

@@ -81,6 +81,17 @@ pub(super) fn parse_source(s: &str, base: &Path) -> Result<SourceSpec, String> {
     if s.is_empty() {
         return Err("source is empty".into());
     }
+    if let Some(rest) = s.strip_prefix("gst:") {
+        let pipeline = rest.trim();
+        let last = pipeline.rsplit('!').next().unwrap_or("").trim();
+        if !last.starts_with("appsink") {
+            return Err("a GStreamer pipeline must end in an appsink, for example \
+                        \"gst:rtspsrc location=rtsp://cam/1 ! rtph264depay ! h264parse ! avdec_h264 ! \
+                        videoconvert ! appsink drop=true max-buffers=1\""
+                .into());
+        }
+        return Ok(SourceSpec::Pipeline(pipeline.to_string()));
+    }
     if let Some(rest) = s.strip_prefix("v4l2:") {
         return Ok(SourceSpec::Device(PathBuf::from(rest)));
     }
@@ -167,6 +178,29 @@ pub(super) fn validate_lane(l: RawLane, path: &str, base: &Path, issues: &mut Is
             "use 0 < reconnect_min_ms <= reconnect_max_ms",
         );
     }
+    let motion = l.motion.filter(|m| m.enabled).map(|m| {
+        if !(m.min_changed > 0.0 && m.min_changed <= 0.5) {
+            issues.push(
+                format!("{path}.motion.min_changed"),
+                format!("{} is not a fraction of the region", m.min_changed),
+                "use a fraction above 0 and at most 0.5 (0.002 = 0.2% of the region changed)",
+            );
+        }
+        for (key, ms) in [("hold_ms", m.hold_ms), ("idle_read_ms", m.idle_read_ms)] {
+            if !(100..=60_000).contains(&ms) {
+                issues.push(
+                    format!("{path}.motion.{key}"),
+                    format!("{ms} ms is out of range"),
+                    "use 100 to 60000 ms",
+                );
+            }
+        }
+        MotionConfig {
+            min_changed: m.min_changed,
+            hold: Duration::from_millis(m.hold_ms),
+            idle_read: Duration::from_millis(m.idle_read_ms),
+        }
+    });
     if l.replay && !matches!(source, Some(SourceSpec::File(_))) {
         issues.push(
             format!("{path}.replay"),
@@ -184,5 +218,6 @@ pub(super) fn validate_lane(l: RawLane, path: &str, base: &Path, issues: &mut Is
         replay: l.replay,
         reconnect_min: Duration::from_millis(l.reconnect_min_ms),
         reconnect_max: Duration::from_millis(l.reconnect_max_ms.max(l.reconnect_min_ms)),
+        motion,
     })
 }

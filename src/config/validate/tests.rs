@@ -37,6 +37,30 @@ fn good_config_parses_with_defaults() {
 }
 
 #[test]
+fn motion_gating_is_on_with_its_table_and_its_mistakes_are_named() {
+    let on = format!("{GOOD}[lanes.motion]\nhold_ms = 3000\n");
+    let c = parse(&on, &base()).expect("valid");
+    let m = c.lanes[0].motion.as_ref().expect("on with its table");
+    assert_eq!(
+        (m.hold, m.idle_read, m.min_changed),
+        (Duration::from_secs(3), Duration::from_secs(2), 0.002)
+    );
+    assert!(c.summary().contains("read on motion (hold 3000 ms)"), "{}", c.summary());
+    assert!(
+        parse(GOOD, &base()).expect("valid").lanes[0].motion.is_none(),
+        "off by default"
+    );
+    let off = format!("{GOOD}[lanes.motion]\nenabled = false\n");
+    assert!(parse(&off, &base()).expect("valid").lanes[0].motion.is_none());
+    let bad = format!("{GOOD}[lanes.motion]\nmin_changed = 0.9\nidle_read_ms = 10\n");
+    let text = parse(&bad, &base()).expect_err("invalid").to_string();
+    assert!(text.contains("lanes[0].motion.min_changed"), "{text}");
+    assert!(text.contains("lanes[0].motion.idle_read_ms"), "{text}");
+    let unknown = format!("{GOOD}[lanes.motion]\nthreshold = 3\n");
+    assert!(parse(&unknown, &base()).is_err(), "unknown keys are refused");
+}
+
+#[test]
 fn three_mistakes_are_reported_together_with_paths() {
     let bad = GOOD
         .replace("timezone = \"America/Chicago\"", "timezone = \"Mars/Olympus\"")
@@ -185,4 +209,26 @@ fn sources_are_classified() {
         Ok(SourceSpec::File("/etc/gatehouse/a.mp4".into()))
     );
     assert!(parse_source("ftp://x", b).is_err());
+    assert_eq!(
+        parse_source(
+            "gst: rtspsrc location=rtsp://cam/1 ! decodebin ! videoconvert ! appsink",
+            b
+        ),
+        Ok(SourceSpec::Pipeline(
+            "rtspsrc location=rtsp://cam/1 ! decodebin ! videoconvert ! appsink".into()
+        ))
+    );
+    let e =
+        parse_source("gst:rtspsrc location=rtsp://cam/1 ! decodebin ! autovideosink", b).expect_err("not an appsink");
+    assert!(e.contains("must end in an appsink"), "{e}");
+}
+
+#[test]
+fn pipeline_secrets_stay_out_of_logs() {
+    assert_eq!(
+        crate::config::redact_pipeline(
+            "rtspsrc location=rtsp://admin:secret@10.0.0.5/live user-id=admin user-pw=hunter2 ! appsink"
+        ),
+        "rtspsrc location=rtsp://***@10.0.0.5/live user-id=admin user-pw=*** ! appsink"
+    );
 }

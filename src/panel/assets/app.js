@@ -35,6 +35,25 @@ function card(ev) {
   return c;
 }
 
+// A lane's live still: fetched again on each poll once the previous one has loaded (or failed).
+function stillFrame(s) {
+  const img = document.getElementById("still-" + s.lane);
+  const note = document.getElementById("still-note-" + s.lane);
+  if (!img || img.dataset.busy) return;
+  img.dataset.busy = "1";
+  img.onload = () => {
+    delete img.dataset.busy;
+    img.style.visibility = "visible";
+    if (note) note.textContent = new Date().toLocaleTimeString();
+  };
+  img.onerror = () => {
+    delete img.dataset.busy;
+    img.style.visibility = "hidden";
+    if (note) note.textContent = "no picture from the camera";
+  };
+  img.src = s.url;
+}
+
 function live() {
   const list = document.getElementById("events");
   if (!list) return;
@@ -57,6 +76,7 @@ function live() {
           s.textContent = g.lockdown ? "LOCKDOWN" : (g.open ? "OPEN" : "closed");
           s.className = "state " + (g.lockdown ? "locked" : (g.open ? "open" : ""));
         });
+        (d.stills || []).forEach(stillFrame);
         const t = document.getElementById("updated");
         if (t) t.textContent = "updated " + new Date().toLocaleTimeString();
       })
