@@ -52,6 +52,7 @@ pub mod demo;
 pub mod eval;
 pub mod events;
 pub mod gate;
+pub mod inputs;
 pub mod keyfile;
 pub mod panel;
 pub mod plate;

@@ -100,6 +100,11 @@ pub struct Tracker {
     pass: Option<Pass>,
     /// Plates this lane recently opened for, and when they were last seen.
     opens: RecentOpens,
+    /// The lane's loop detector, when it has one: `Some(true)` while a vehicle stands on it.
+    present: Option<bool>,
+    /// The plate decided for the vehicle that just left the loop, and when it left: its last reads as it
+    /// drives off belong to no new pass.
+    left: Option<(String, DateTime<Utc>)>,
 }
 
 /// What the tracker wants done.
@@ -120,15 +125,52 @@ fn chrono_of(d: std::time::Duration) -> chrono::Duration {
 
 impl Tracker {
     pub fn new(cfg: TrackConfig, opens: RecentOpens) -> Self {
-        Self { cfg, pass: None, opens }
+        Self {
+            cfg,
+            pass: None,
+            opens,
+            present: None,
+            left: None,
+        }
+    }
+
+    /// The lane's loop detector changed. While a vehicle is on the loop its pass stays open however long
+    /// the camera loses sight of it; when the loop is released the vehicle has left and its pass closes
+    /// (decided now if it was not yet). The tracker no longer guesses from a gap in the reads.
+    pub fn on_presence(&mut self, present: bool, at: DateTime<Utc>) -> Vec<TrackEvent> {
+        self.present = Some(present);
+        if present {
+            self.left = None;
+            return Vec::new();
+        }
+        let decided = self.pass.as_ref().and_then(|p| p.decided.clone());
+        let out = self.close();
+        // The vote of a pass decided just now on closing counts too.
+        let decided = decided.or_else(|| {
+            out.iter().find_map(|e| match e {
+                TrackEvent::Decide(v) => Some(v.text.clone()),
+                TrackEvent::SameVehicle { .. } => None,
+            })
+        });
+        self.left = decided.map(|t| (t, at));
+        out
     }
 
     /// Feeds one read; may decide the current pass (early) or close it (a different vehicle).
     pub fn on_read(&mut self, read: PlateRead) -> Vec<TrackEvent> {
         let mut out = Vec::new();
+        if let Some((text, at)) = &self.left {
+            if read.at - *at <= chrono_of(self.cfg.pass_gap) && same_plate(text, &read.candidate.text) {
+                return vec![TrackEvent::SameVehicle {
+                    lane: read.lane.clone(),
+                    text: read.candidate.text,
+                }];
+            }
+        }
         let gap = chrono_of(self.cfg.pass_gap);
         let joins = match &self.pass {
-            Some(p) if read.at - p.last_at <= gap => match &p.decided {
+            // A vehicle on the loop is the same vehicle however long the camera lost sight of it.
+            Some(p) if read.at - p.last_at <= gap || self.present == Some(true) => match &p.decided {
                 // After the decision only the same plate (up to one OCR slip, or a part of it cut off by
                 // a clipped box or an occlusion) in the same place belongs to this vehicle: a tailgater
                 // with a similar plate gets its own pass.
@@ -243,6 +285,10 @@ impl Tracker {
 
     /// Time passes with no read: closes the pass once the vehicle has been gone for `pass_gap`.
     pub fn on_idle(&mut self, now: DateTime<Utc>) -> Vec<TrackEvent> {
+        if self.present == Some(true) {
+            // The loop says the vehicle is still there.
+            return Vec::new();
+        }
         match &self.pass {
             Some(p) if now - p.last_at > chrono_of(self.cfg.pass_gap) => self.close(),
             _ => Vec::new(),
@@ -458,6 +504,7 @@ pub async fn run_tracker(
     mut reads: mpsc::Receiver<PlateRead>,
     voted: mpsc::Sender<VotedRead>,
     opens: RecentOpens,
+    mut presence: Option<mpsc::Receiver<crate::inputs::InputEvent>>,
 ) {
     let mut tracker = Tracker::new(cfg.clone(), opens);
     let tick = (cfg.pass_gap / 4).max(std::time::Duration::from_millis(25));
@@ -466,6 +513,13 @@ pub async fn run_tracker(
             r = reads.recv() => match r {
                 Some(read) => tracker.on_read(read),
                 None => break,
+            },
+            p = async { presence.as_mut()?.recv().await }, if presence.is_some() => match p {
+                Some(e) => tracker.on_presence(e.active, e.at),
+                None => {
+                    presence = None;
+                    Vec::new()
+                }
             },
             _ = tokio::time::sleep(tick), if clock.is_some() => {
                 clock.as_ref().map(|c| tracker.on_idle(c.now())).unwrap_or_default()
@@ -550,6 +604,56 @@ mod tests {
             "standing car: no second decision"
         );
         assert!(decided(&tr.on_idle(t(2000))).is_empty());
+    }
+
+    /// Issue 23: a pass bounded by the loop decides once. A denied car stands on the loop while the camera
+    /// loses it for 5 s (without a loop: a second pass and a second decision); the loop's release closes
+    /// the pass, its last reads driving off start nothing; the next car on the loop gets its own pass.
+    #[test]
+    fn a_pass_bounded_by_the_loop_decides_once() {
+        let mut tr = Tracker::new(cfg(), RecentOpens::default());
+        assert!(tr.on_presence(true, t(0)).is_empty());
+        tr.on_read(read("ABC123", 0.95, 0));
+        assert_eq!(decided(&tr.on_read(read("ABC123", 0.97, 100))), vec!["ABC123"]);
+        assert!(tr.on_idle(t(3000)).is_empty(), "on the loop: the pass stays open");
+        assert!(
+            decided(&tr.on_read(read("ABC123", 0.96, 5100))).is_empty(),
+            "same vehicle"
+        );
+        assert!(decided(&tr.on_read(read("ABC123", 0.96, 5200))).is_empty());
+        assert!(decided(&tr.on_presence(false, t(6000))).is_empty(), "already decided");
+        let driving_off = tr.on_read(read("ABC123", 0.9, 6300));
+        assert!(decided(&driving_off).is_empty(), "reads as it leaves start no pass");
+        assert!(decided(&tr.on_idle(t(9000))).is_empty());
+        // The next car.
+        tr.on_presence(true, t(20_000));
+        tr.on_read(read("XYZ789", 0.95, 20_000));
+        assert_eq!(decided(&tr.on_read(read("XYZ789", 0.95, 20_100))), vec!["XYZ789"]);
+
+        // The same stand without a loop decides twice: what the loop fixes.
+        let mut tr = Tracker::new(cfg(), RecentOpens::default());
+        tr.on_read(read("ABC123", 0.95, 0));
+        let mut n = decided(&tr.on_read(read("ABC123", 0.97, 100)));
+        n.extend(decided(&tr.on_idle(t(3000))));
+        tr.on_read(read("ABC123", 0.96, 5100));
+        n.extend(decided(&tr.on_read(read("ABC123", 0.96, 5200))));
+        assert_eq!(n.len(), 2, "{n:?}");
+    }
+
+    #[test]
+    fn a_vehicle_leaving_the_loop_undecided_is_decided_then() {
+        let mut tr = Tracker::new_for_test(TrackConfig {
+            early_confidence: 1.1,
+            ..cfg()
+        });
+        tr.on_presence(true, t(0));
+        tr.on_read(read("ABC123", 0.8, 0));
+        tr.on_read(read("ABC123", 0.8, 100));
+        assert!(
+            tr.on_idle(t(5000)).is_empty(),
+            "no gap closes it while the loop is occupied"
+        );
+        assert_eq!(decided(&tr.on_presence(false, t(5000))), vec!["ABC123"]);
     }
 
     #[test]

@@ -17,6 +17,8 @@ mod daemon;
 mod durability;
 /// `gatehouse eval` on the shared benchmark (skips when ../shared is absent).
 mod eval_cli;
+/// Gate inputs (simulated): exit button opening audited, the gate contact's three alerts as events.
+mod inputs;
 /// The Debian package installed into a throwaway root.
 mod package;
 /// The guard panel: route x role matrix, TOTP replay, lockout, sessions, signed image URLs, CSRF, TLS.

@@ -16,6 +16,9 @@ use crate::recognize::CharRead;
 pub enum Action {
     Open,
     Deny,
+    /// No vehicle decided: an alert about the gate itself (its position contact disagrees with the
+    /// commands), recorded and uploaded like a pass.
+    Alert,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -55,6 +58,13 @@ pub enum Reason {
     Lockdown,
     /// A guard commanded the gate from the panel.
     GuardOverride,
+    /// An exit or guard push-button opened the gate (`[inputs.NAME]`, role exit_button).
+    ExitButton,
+    /// The gate's position contact disagrees with the commands: `gate_not_opened`, `gate_held_open` or
+    /// `gate_forced_open` (see `gate::watch`).
+    GateAlert {
+        alert: &'static str,
+    },
 }
 
 impl Reason {
@@ -74,6 +84,8 @@ impl Reason {
             Reason::TooFewReads { .. } => "too_few_reads",
             Reason::Lockdown => "lockdown",
             Reason::GuardOverride => "guard_override",
+            Reason::ExitButton => "exit_button",
+            Reason::GateAlert { alert } => alert,
         }
     }
 }
@@ -98,6 +110,13 @@ impl fmt::Display for Reason {
             Reason::TooFewReads { reads } => write!(f, "only {reads} read(s) agreed before the vehicle left"),
             Reason::Lockdown => f.write_str("gate in lockdown"),
             Reason::GuardOverride => f.write_str("opened by a guard"),
+            Reason::ExitButton => f.write_str("opened by an exit button"),
+            Reason::GateAlert { alert } => f.write_str(match *alert {
+                "gate_not_opened" => "gate commanded but did not open",
+                "gate_held_open" => "gate held open too long",
+                "gate_forced_open" => "gate forced open: opened with no command",
+                other => other,
+            }),
         }
     }
 }

@@ -33,6 +33,7 @@ use crate::recognize::{Manifest, OnnxPlateReader, PlateReader, ReaderOptions};
 use crate::track::{self, PlateRead, VotedRead};
 
 mod allowlist;
+mod inputs;
 mod lane;
 
 use allowlist::{reload_allowlist, start_allowlist, ReloadCtx};
@@ -163,6 +164,9 @@ struct Lanes {
     live: crate::panel::LiveHub,
     /// Each lane's live still for the panel (made only while a guard watches).
     stills: camera::Stills,
+    /// The gate inputs' reader threads (their tasks are in `tasks`) and what they count.
+    inputs: Vec<std::thread::JoinHandle<()>>,
+    input_stats: Arc<crate::inputs::InputStats>,
     /// Recognition time and frame age per lane (the metrics endpoint's histograms).
     timings: Arc<crate::supervise::metrics::Timings>,
     cancel: CancellationToken,
@@ -319,9 +323,15 @@ fn start_lanes(
         opened: Arc::default(),
         live: crate::panel::LiveHub::default(),
         stills: camera::Stills::new(cfg.lanes.iter().map(|l| l.name.as_str())),
+        inputs: Vec::new(),
+        input_stats: Arc::default(),
         timings: Arc::default(),
         cancel: root.child_token(),
     };
+    let (presence_tx, mut presence_rx): (HashMap<_, _>, HashMap<_, _>) = inputs::presence_channels(cfg)
+        .into_iter()
+        .map(|(lane, (tx, rx))| ((lane.clone(), tx), (lane, rx)))
+        .unzip();
     for lane in &cfg.lanes {
         let reader = (parts.make_reader)(lane).with_context(|| format!("lane {}: recognizer", lane.name))?;
         let source = (parts.make_source)(lane);
@@ -371,6 +381,7 @@ fn start_lanes(
             reads_rx,
             voted_tx,
             opens.clone(),
+            presence_rx.remove(&lane.name),
         )));
         lanes.tasks.push(tokio::spawn(decision_loop(DecisionCtx {
             cfg: cfg.clone(),
@@ -388,6 +399,16 @@ fn start_lanes(
         lanes.slots.push(slot);
         lanes.stats.push(stats);
     }
+    inputs::start_inputs(
+        inputs::InputCtx {
+            cfg,
+            clock: parts.clock.clone(),
+            stores,
+            handles: &gates.handles,
+            presence: presence_tx,
+        },
+        &mut lanes,
+    )?;
     Ok(lanes)
 }
 
@@ -552,6 +573,7 @@ fn start_metrics(
         allowlist_max_age: cfg.sync.as_ref().and_then(|s| s.allowlist_max_age),
         alerts: stores.alerts.clone(),
         timings: lanes.timings.clone(),
+        inputs: lanes.input_stats.clone(),
     });
     tokio::spawn(async move {
         if let Err(e) = crate::supervise::metrics::serve(addr, metrics, cancel).await {
@@ -676,6 +698,9 @@ async fn shut_down(stores: Stores, gates: Gates, lanes: Lanes, services: Service
             deadline.saturating_duration_since(tokio::time::Instant::now()),
         )
         .await;
+    }
+    for t in lanes.inputs {
+        join_thread(t, "a gate input", stop::BACKGROUND).await;
     }
     gates.cancel.cancel();
     for c in gates.controllers {

@@ -61,6 +61,8 @@ pub struct Config {
     pub access: AccessConfig,
     pub relays: Vec<RelayConfig>,
     pub lanes: Vec<LaneConfig>,
+    /// Gate inputs: loop detectors, gate position contacts, exit buttons (`[inputs.NAME]`).
+    pub inputs: Vec<InputConfig>,
     pub logging: LoggingConfig,
     /// Prometheus metrics address (off when absent).
     pub metrics: Option<std::net::SocketAddr>,
@@ -267,6 +269,46 @@ pub struct LaneConfig {
     pub reconnect_max: Duration,
     /// Motion gating (`[lanes.motion]`): `None` reads every frame recognition can take.
     pub motion: Option<MotionConfig>,
+}
+
+/// One gate input (`[inputs.NAME]`, see `inputs`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputConfig {
+    pub name: String,
+    pub kind: InputKind,
+    /// The contact pulls the line low when made.
+    pub active_low: bool,
+    /// A level counts once it has held this long.
+    pub debounce: Duration,
+    pub role: InputRole,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum InputKind {
+    Gpio {
+        chip: PathBuf,
+        line: u32,
+    },
+    /// A file holding `1` (active) or anything else; for tests and the demo.
+    Simulated {
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum InputRole {
+    /// A loop detector under `lane`: a pass opens and closes with it.
+    Presence { lane: String },
+    /// The gate's open contact on `relay`'s gate: alerts when a command is not followed by an opening within
+    /// `open_within`, when the gate stays open `held_open` after the relay let go, and when it opens with no
+    /// command.
+    GatePosition {
+        relay: String,
+        open_within: Duration,
+        held_open: Duration,
+    },
+    /// A push-button that opens `relay`'s gate (exit button, guard's button), audited as its own actor.
+    ExitButton { relay: String },
 }
 
 /// When an idle lane reads a frame (see `camera::motion`).

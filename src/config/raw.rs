@@ -242,6 +242,49 @@ pub struct RawLane {
     pub motion: Option<RawMotion>,
 }
 
+/// `[inputs.NAME]`: one gate input.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInput {
+    /// "gpio" or "simulated".
+    pub kind: String,
+    /// "presence", "gate_position" or "exit_button".
+    pub role: String,
+    #[serde(default)]
+    pub chip: Option<String>,
+    #[serde(default)]
+    pub line: Option<u32>,
+    /// Simulated inputs: the file that holds the level.
+    #[serde(default)]
+    pub file: Option<String>,
+    #[serde(default)]
+    pub active_low: bool,
+    #[serde(default = "default_debounce")]
+    pub debounce_ms: u64,
+    /// presence: the lane whose loop this is.
+    #[serde(default)]
+    pub lane: Option<String>,
+    /// gate_position, exit_button: the relay whose gate this is.
+    #[serde(default)]
+    pub relay: Option<String>,
+    /// gate_position: "commanded but did not open" after this long.
+    #[serde(default = "default_open_within")]
+    pub open_within_ms: u64,
+    /// gate_position: "held open too long" after this long open with the relay let go.
+    #[serde(default = "default_held_open")]
+    pub held_open_s: u64,
+}
+
+fn default_debounce() -> u64 {
+    50
+}
+fn default_open_within() -> u64 {
+    5000
+}
+fn default_held_open() -> u64 {
+    120
+}
+
 /// `[lanes.motion]`: present means on (unless `enabled = false`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -39,6 +39,12 @@ pub struct EventSink {
 }
 
 impl EventSink {
+    /// A sink whose events land in the returned receiver instead of a writer (tests and tools).
+    pub fn channel(capacity: usize) -> (Self, mpsc::Receiver<GateEvent>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        (Self { tx }, rx)
+    }
+
     pub async fn send(&self, e: GateEvent) -> Result<(), EventError> {
         self.tx.send(e).await.map_err(|_| EventError::Stopped)
     }

@@ -26,6 +26,8 @@ pub enum Actor {
     /// The access decision.
     Automatic,
     Guard(String),
+    /// A push-button wired to an input (`[inputs.NAME]`, role exit_button), by the input's name.
+    Button(String),
     System,
 }
 
@@ -82,6 +84,14 @@ struct Request {
     reply: Option<oneshot::Sender<GateOutcome>>,
 }
 
+/// The relay as last set: whether it is energised, and how many times it has been energised (so a pulse
+/// shorter than a watcher's wake-up is still seen).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RelayState {
+    pub on: bool,
+    pub energized_count: u64,
+}
+
 /// A cheap, cloneable way to command one gate without waiting.
 #[derive(Debug, Clone)]
 pub struct GateHandle {
@@ -89,6 +99,7 @@ pub struct GateHandle {
     tx: mpsc::Sender<Request>,
     lockdown: Arc<AtomicBool>,
     energized: Arc<AtomicBool>,
+    relay_state: tokio::sync::watch::Receiver<RelayState>,
 }
 
 impl GateHandle {
@@ -124,6 +135,11 @@ impl GateHandle {
     pub fn name(&self) -> &str {
         &self.name
     }
+
+    /// Follows the relay's transitions (the gate watch compares them with the gate's position contact).
+    pub fn relay_state(&self) -> tokio::sync::watch::Receiver<RelayState> {
+        self.relay_state.clone()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -142,13 +158,18 @@ pub fn run_controller(
     let (tx, rx) = mpsc::channel(32);
     let lockdown = Arc::new(AtomicBool::new(false));
     let energized = Arc::new(AtomicBool::new(false));
+    let (state_tx, relay_state) = tokio::sync::watch::channel(RelayState::default());
     let handle = GateHandle {
         name: cfg.name.clone().into(),
         tx,
         lockdown: lockdown.clone(),
         energized: energized.clone(),
+        relay_state,
     };
-    (handle, controller(cfg, relay, rx, lockdown, energized, cancel))
+    (
+        handle,
+        controller(cfg, relay, rx, lockdown, energized, state_tx, cancel),
+    )
 }
 
 async fn controller(
@@ -157,6 +178,7 @@ async fn controller(
     mut rx: mpsc::Receiver<Request>,
     lockdown: Arc<AtomicBool>,
     energized: Arc<AtomicBool>,
+    state_tx: tokio::sync::watch::Sender<RelayState>,
     cancel: CancellationToken,
 ) {
     let name = cfg.name.clone();
@@ -165,6 +187,14 @@ async fn controller(
         match r.set(on) {
             Ok(()) => {
                 energized.store(on, Ordering::Relaxed);
+                state_tx.send_if_modified(|s| {
+                    let changed = s.on != on;
+                    if on && !s.on {
+                        s.energized_count += 1;
+                    }
+                    s.on = on;
+                    changed
+                });
                 true
             }
             Err(e) => {

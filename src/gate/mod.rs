@@ -7,10 +7,12 @@ pub mod controller;
 mod gpio;
 pub mod safety;
 mod simulated;
+pub mod watch;
 
-pub use controller::{run_controller, Actor, GateCommand, GateHandle, GateOutcome};
+pub use controller::{run_controller, Actor, GateCommand, GateHandle, GateOutcome, RelayState};
 pub use gpio::GpioRelay;
 pub use simulated::{SimulatedRelay, Transition};
+pub use watch::{GateAlertKind, GateWatch, Opening, WatchNotice};
 
 use crate::config::{RelayConfig, RelayKind};
 

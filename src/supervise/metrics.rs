@@ -46,6 +46,8 @@ pub struct Metrics {
     pub alerts: super::Alerts,
     /// Per-lane time histograms, observed by the stages.
     pub timings: Arc<Timings>,
+    /// The gate inputs: positions, vehicles on loops, gate alerts, exit-button openings.
+    pub inputs: Arc<crate::inputs::InputStats>,
 }
 
 /// A histogram per lane.
@@ -279,6 +281,7 @@ impl Metrics {
                 ],
             );
         }
+        input_families(&self.inputs, &mut family);
         let list = self.allowlist.current();
         family(
             "gatehouse_allowlist_entries",
@@ -309,6 +312,58 @@ impl Metrics {
         );
         out
     }
+}
+
+/// The gate inputs' families, each only when some input feeds it.
+fn input_families(
+    stats: &crate::inputs::InputStats,
+    family: &mut impl FnMut(&'static str, &str, &'static str, Vec<(Labels, u64)>),
+) {
+    let s = stats.snapshot();
+    let label = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+    let mut add = |name, kind, help, rows: Vec<(Labels, u64)>| {
+        if !rows.is_empty() {
+            family(name, kind, help, rows);
+        }
+    };
+    add(
+        "gatehouse_gate_position_open",
+        "gauge",
+        "1 while the gate's position contact says it is open.",
+        s.gate_open
+            .iter()
+            .map(|(r, o)| (label("relay", r), u64::from(*o)))
+            .collect(),
+    );
+    add(
+        "gatehouse_vehicle_present",
+        "gauge",
+        "1 while the lane's loop detector says a vehicle is on it.",
+        s.present
+            .iter()
+            .map(|(l, p)| (label("lane", l), u64::from(*p)))
+            .collect(),
+    );
+    add(
+        "gatehouse_gate_alerts_total",
+        "counter",
+        "Gate alerts from the position contact, by relay and kind (gate_not_opened, gate_held_open, gate_forced_open).",
+        s.alerts
+            .iter()
+            .map(|((r, k), n)| {
+                (
+                    vec![("relay".to_string(), r.clone()), ("kind".to_string(), k.clone())],
+                    *n,
+                )
+            })
+            .collect(),
+    );
+    add(
+        "gatehouse_exit_button_opens_total",
+        "counter",
+        "Openings asked for by exit buttons, by relay.",
+        s.button_opens.iter().map(|(r, n)| (label("relay", r), *n)).collect(),
+    );
 }
 
 /// A family's labels: (name, value) pairs.
@@ -408,6 +463,7 @@ mod tests {
             allowlist_max_age: max_age,
             alerts: super::super::Alerts::default(),
             timings: Arc::default(),
+            inputs: Arc::default(),
         };
         let text = metrics(Some(chrono::Duration::hours(168))).render();
         assert!(text.contains("\ngatehouse_allowlist_stale 1\n"), "{text}");
@@ -434,6 +490,7 @@ mod tests {
             allowlist_max_age: None,
             alerts,
             timings: Arc::default(),
+            inputs: Arc::default(),
         };
         let text = m.render();
         assert!(text.contains("\ngatehouse_events_unstored 3\n"), "{text}");
@@ -456,6 +513,34 @@ mod tests {
             allowlist_max_age: None,
             alerts: super::super::Alerts::default(),
             timings: Arc::default(),
+            inputs: Arc::default(),
+        }
+    }
+
+    #[test]
+    fn the_inputs_families_appear_once_an_input_reports() {
+        let m = full();
+        let quiet = m.render();
+        for name in [
+            "gate_position_open",
+            "vehicle_present",
+            "gate_alerts",
+            "exit_button_opens",
+        ] {
+            assert!(!quiet.contains(name), "no inputs, no {name}");
+        }
+        m.inputs.gate_open("main", true);
+        m.inputs.present("entry", false);
+        m.inputs.alert("main", "gate_forced_open");
+        m.inputs.button_open("main");
+        let text = m.render();
+        for line in [
+            "\ngatehouse_gate_position_open{relay=\"main\"} 1\n",
+            "\ngatehouse_vehicle_present{lane=\"entry\"} 0\n",
+            "\ngatehouse_gate_alerts_total{relay=\"main\",kind=\"gate_forced_open\"} 1\n",
+            "\ngatehouse_exit_button_opens_total{relay=\"main\"} 1\n",
+        ] {
+            assert!(text.contains(line), "{line}: {text}");
         }
     }
 

@@ -22,6 +22,7 @@ const SECTIONS: &[&str] = &[
     "privacy",
     "sync",
     "panel",
+    "inputs",
 ];
 
 pub(super) fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
@@ -115,6 +116,23 @@ pub(super) fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
         Some(_) => issues.push("lanes", "must be an array of tables", "write each lane as [[lanes]]"),
     }
 
+    let mut inputs_raw: Vec<(String, RawInput)> = Vec::new();
+    match table.get("inputs") {
+        Some(toml::Value::Table(t)) => {
+            for (name, v) in t {
+                if let Some(i) = value::<RawInput>(v, &format!("inputs.{name}"), &mut issues) {
+                    inputs_raw.push((name.clone(), i));
+                }
+            }
+        }
+        Some(_) => issues.push(
+            "inputs",
+            "must be a table of inputs",
+            "write [inputs.exit_button] with kind, role and relay or lane",
+        ),
+        None => {}
+    }
+
     let site = site.map(|s| validate_site(s, base, &mut issues));
     let recognize = recognize.map(|r| validate_recognize(r, base, &mut issues));
     let track = track.map(|t| validate_track(t, &mut issues));
@@ -151,6 +169,9 @@ pub(super) fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
         }
     }
 
+    let lane_set: HashSet<&str> = lanes.iter().map(|l: &LaneConfig| l.name.as_str()).collect();
+    let inputs = validate_inputs(inputs_raw, &lane_set, &relay_names, base, &mut issues);
+
     if !issues.is_empty() {
         return Err(ConfigError::Invalid(issues.0));
     }
@@ -162,6 +183,7 @@ pub(super) fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
             access,
             relays,
             lanes,
+            inputs,
             logging: LoggingConfig { plates: logging.plates },
             metrics,
             sync,
@@ -245,6 +267,7 @@ fn resolve(base: &Path, p: &str) -> PathBuf {
     }
 }
 
+mod inputs;
 mod lanes;
 mod panel;
 mod privacy;
@@ -254,6 +277,7 @@ mod sync;
 #[cfg(test)]
 mod tests;
 
+use inputs::validate_inputs;
 use lanes::{validate_lane, validate_relay};
 use panel::validate_panel;
 use privacy::validate_privacy;

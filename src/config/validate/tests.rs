@@ -61,6 +61,61 @@ fn motion_gating_is_on_with_its_table_and_its_mistakes_are_named() {
 }
 
 #[test]
+fn gate_inputs_are_typed_and_their_mistakes_name_key_and_fix() {
+    let good = format!(
+        "{GOOD}[inputs.exit]\nkind = \"simulated\"\nrole = \"exit_button\"\nrelay = \"main\"\nfile = \"sim/exit\"\n\
+         [inputs.loop]\nkind = \"gpio\"\nchip = \"/dev/gpiochip0\"\nline = 17\nactive_low = true\nrole = \"presence\"\nlane = \"entry\"\n\
+         [inputs.gate]\nkind = \"gpio\"\nchip = \"/dev/gpiochip0\"\nline = 27\nrole = \"gate_position\"\nrelay = \"main\"\nheld_open_s = 90\n"
+    );
+    let c = parse(&good, &base()).expect("valid");
+    assert_eq!(c.inputs.len(), 3);
+    let exit = c.inputs.iter().find(|i| i.name == "exit").expect("exit");
+    assert_eq!(
+        exit.kind,
+        InputKind::Simulated {
+            file: base().join("sim/exit")
+        }
+    );
+    assert_eq!(exit.debounce, Duration::from_millis(50));
+    let gate = c.inputs.iter().find(|i| i.name == "gate").expect("gate");
+    assert_eq!(
+        gate.role,
+        InputRole::GatePosition {
+            relay: "main".into(),
+            open_within: Duration::from_secs(5),
+            held_open: Duration::from_secs(90)
+        }
+    );
+    assert!(c
+        .inputs
+        .iter()
+        .any(|i| i.active_low && i.role == InputRole::Presence { lane: "entry".into() }));
+
+    let bad = format!(
+        "{GOOD}[inputs.a]\nkind = \"gpio\"\nrole = \"exit_button\"\nrelay = \"gate9\"\n\
+         [inputs.b]\nkind = \"simulated\"\nrole = \"doorbell\"\nfile = \"x\"\n\
+         [inputs.c]\nkind = \"simulated\"\nrole = \"presence\"\nfile = \"x\"\n\
+         [inputs.d]\nkind = \"simulated\"\nrole = \"gate_position\"\nrelay = \"main\"\nfile = \"x\"\nopen_within_ms = 10\n\
+         [inputs.e]\nkind = \"simulated\"\nrole = \"gate_position\"\nrelay = \"main\"\nfile = \"y\"\n"
+    );
+    let err = parse(&bad, &base()).expect_err("invalid");
+    let issues: Vec<(String, String)> = err.issues().iter().map(|i| (i.path.clone(), i.fix.clone())).collect();
+    for (path, fix) in [
+        ("inputs.a.chip", "chip = \"/dev/gpiochip0\""),
+        ("inputs.a.relay", "main"),
+        ("inputs.b.role", "exit_button"),
+        ("inputs.c.lane", "entry"),
+        ("inputs.d.open_within_ms", "500 to 120000"),
+        ("inputs.e.role", "one position contact per gate"),
+    ] {
+        assert!(
+            issues.iter().any(|(p, f)| p == path && f.contains(fix)),
+            "{path} with {fix:?} in {issues:?}"
+        );
+    }
+}
+
+#[test]
 fn three_mistakes_are_reported_together_with_paths() {
     let bad = GOOD
         .replace("timezone = \"America/Chicago\"", "timezone = \"Mars/Olympus\"")

@@ -1,0 +1,184 @@
+//! Gate inputs on the real daemon (simulated inputs: files holding 1 or 0, beside the gpio-cdev ones): an
+//! exit button opens the gate, audited with the button as actor and recorded as an event; the gate's
+//! position contact raises "commanded but did not open", "forced open" and "held open too long", each a
+//! gate event in the store (the in-process test in `app::inputs` follows them to the panel's live feed).
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+
+use crate::support::*;
+
+struct Kill(Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn rows(db: &Path, sql: &str) -> Vec<String> {
+    let Ok(conn) = Connection::open(db) else {
+        return Vec::new();
+    };
+    let Ok(mut st) = conn.prepare(sql) else {
+        return Vec::new();
+    };
+    st.query_map([], |r| r.get::<_, String>(0))
+        .map(|rows| rows.filter_map(Result::ok).collect())
+        .unwrap_or_default()
+}
+
+fn reasons(db: &Path) -> Vec<String> {
+    rows(db, "SELECT action || ':' || reason_code FROM events ORDER BY at")
+}
+
+fn pulses(data: &Path) -> usize {
+    std::fs::read_to_string(data.join("relay.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("\"energized\":true"))
+        .count()
+}
+
+fn wait_for(what: &str, limit: Duration, log: &Arc<Mutex<Vec<String>>>, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < limit,
+            "{what} within {limit:?}:\n{}",
+            log.lock().expect("lock").join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn exit_button_opens_audited_and_the_gate_contact_raises_its_three_alerts() {
+    require_models();
+    let dir = tempfile::tempdir().expect("tmp");
+    let video = dir.path().join("lane.avi");
+    // An unknown car passing now and then: the camera never opens this gate.
+    render_video(&video, "MWK3974", "3", "3");
+    let cfg = write_config(dir.path(), &video, "loop");
+    let (exit, gate) = (dir.path().join("exit"), dir.path().join("gate"));
+    std::fs::write(&exit, "0").expect("write");
+    std::fs::write(&gate, "0").expect("write");
+    let mut text = std::fs::read_to_string(&cfg).expect("config");
+    text.push_str(&format!(
+        r#"
+[inputs.exit]
+kind = "simulated"
+role = "exit_button"
+relay = "main"
+file = "{exit}"
+debounce_ms = 20
+
+[inputs.gate]
+kind = "simulated"
+role = "gate_position"
+relay = "main"
+file = "{gate}"
+open_within_ms = 1000
+held_open_s = 5
+"#,
+        exit = exit.display(),
+        gate = gate.display()
+    ));
+    std::fs::write(&cfg, text).expect("config");
+    let o = gatehouse(&["check-config", cfg.to_str().expect("utf8")]);
+    assert!(o.status.success(), "{}", crate::support::text(&o));
+    let data = dir.path().join("data");
+    let db = data.join("gatehouse.db");
+
+    let mut daemon = Kill(
+        Command::new(bin())
+            .args(["run", "--config", cfg.to_str().expect("utf8")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn"),
+    );
+    let log = Arc::new(Mutex::new(Vec::<String>::new()));
+    for out in [
+        Box::new(daemon.0.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+        Box::new(daemon.0.stderr.take().expect("stderr")),
+    ] {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                log.lock().expect("lock").push(l);
+            }
+        });
+    }
+    let logged = |needle: &str| log.lock().expect("lock").iter().filter(|l| l.contains(needle)).count();
+    wait_for("both inputs read", Duration::from_secs(60), &log, || {
+        logged("input changed") >= 2
+    });
+
+    // 1. The exit button: one press (with contact bounce) opens once, audited and recorded.
+    let before = pulses(&data);
+    for level in ["1", "0", "1"] {
+        std::fs::write(&exit, level).expect("press");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(&exit, "0").expect("release");
+    wait_for("the exit button's opening", Duration::from_secs(10), &log, || {
+        reasons(&db).iter().any(|r| r == "open:exit_button")
+    });
+    assert_eq!(pulses(&data), before + 1, "one press, one pulse");
+    let audit = rows(&db, "SELECT actor || ' ' || action || ' ' || target FROM audit_log");
+    assert!(audit.iter().any(|a| a == "button:exit gate.open main"), "{audit:?}");
+
+    // 2. The gate never moved: "commanded but did not open" within a second or so.
+    wait_for("the not-opened alert", Duration::from_secs(10), &log, || {
+        reasons(&db).iter().any(|r| r == "alert:gate_not_opened")
+    });
+
+    // 3. The gate opens with no command: forced open.
+    std::fs::write(&gate, "1").expect("open");
+    wait_for("the forced-open alert", Duration::from_secs(10), &log, || {
+        reasons(&db).iter().any(|r| r == "alert:gate_forced_open")
+    });
+
+    // 4. It stays open past held_open_s (5 s): held open too long.
+    wait_for("the held-open alert", Duration::from_secs(15), &log, || {
+        reasons(&db).iter().any(|r| r == "alert:gate_held_open")
+    });
+    std::fs::write(&gate, "0").expect("close");
+    wait_for("the gate closed", Duration::from_secs(5), &log, || {
+        logged("gate closed") >= 1
+    });
+
+    // Each alert once; the daemon stops cleanly.
+    let r = reasons(&db);
+    for alert in [
+        "alert:gate_not_opened",
+        "alert:gate_forced_open",
+        "alert:gate_held_open",
+    ] {
+        assert_eq!(r.iter().filter(|x| *x == alert).count(), 1, "{alert} once: {r:?}");
+    }
+    let kill = Command::new("kill")
+        .args(["-TERM", &daemon.0.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    let stop = Instant::now();
+    while daemon.0.try_wait().expect("wait").is_none() {
+        assert!(stop.elapsed() < Duration::from_secs(30), "daemon did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = gatehouse(&["audit", "--config", cfg.to_str().expect("utf8"), "verify"]);
+    assert!(
+        o.status.success(),
+        "the audit chain verifies: {}",
+        crate::support::text(&o)
+    );
+}
