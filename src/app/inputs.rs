@@ -291,16 +291,18 @@ async fn exit_button(mut c: ButtonCtx) {
             continue;
         }
         let reason = format!("exit button {}", c.input);
-        let outcome = match c.handle.try_command_reply(GateCommand::Open {
+        let answer = match c.handle.try_command_reply(GateCommand::Open {
             actor: Actor::Button(c.input.clone()),
             reason: reason.clone(),
         }) {
             Ok(rx) => match tokio::time::timeout(Duration::from_secs(2), rx).await {
-                Ok(Ok(o)) => o.to_string(),
-                _ => "no answer from the gate within 2 s".to_string(),
+                Ok(Ok(o)) => Ok(o),
+                _ => Err("no answer from the gate within 2 s".to_string()),
             },
-            Err(err) => format!("gate command failed: {err}"),
+            Err(err) => Err(format!("gate command failed: {err}")),
         };
+        let refused = answer == Ok(crate::gate::GateOutcome::Lockdown);
+        let outcome = answer.map_or_else(|e| e, |o| o.to_string());
         c.stats.button_open(c.handle.name());
         tracing::info!(input = %c.input, relay = c.handle.name(), outcome = %outcome, "exit button pressed");
         audit_press(&c, &outcome).await;
@@ -315,11 +317,21 @@ async fn exit_button(mut c: ButtonCtx) {
             chars: Vec::new(),
             alternatives: Vec::new(),
             reads: 0,
-            decision: Decision {
-                action: Action::Open,
-                alert: false,
-                reason: Reason::ExitButton,
-                matched: None,
+            // In lockdown the button opens nothing, and the event says so.
+            decision: if refused {
+                Decision {
+                    action: Action::Deny,
+                    alert: false,
+                    reason: Reason::Lockdown,
+                    matched: None,
+                }
+            } else {
+                Decision {
+                    action: Action::Open,
+                    alert: false,
+                    reason: Reason::ExitButton,
+                    matched: None,
+                }
             },
             crop_jpeg: Vec::new(),
             guard_action: Some(format!("open by {reason}")),
