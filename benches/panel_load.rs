@@ -362,6 +362,7 @@ fn main() {
         }],
         live: LiveHub::default(),
         stills: gatehouse::camera::Stills::new(["entry"]),
+        setups: gatehouse::camera::Setups::new([("entry", None)]),
         sink: None,
         status: Arc::new(|| serde_json::json!({})),
         plate_key: gatehouse::access::PlateKey::from_bytes([1; 32]),

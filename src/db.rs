@@ -360,6 +360,9 @@ pub enum MetaKey {
     SyncLastRejection,
     /// The cloud link's state as last recorded (JSON).
     SyncLink,
+    /// Lanes' regions of interest saved on the panel's setup page (JSON: lane -> region); they override
+    /// the config's `roi` at start.
+    LaneRegions,
 }
 
 impl MetaKey {
@@ -371,6 +374,7 @@ impl MetaKey {
             MetaKey::OutboxLastUpload => "outbox_last_upload",
             MetaKey::SyncLastRejection => "sync_last_rejection",
             MetaKey::SyncLink => "sync_link",
+            MetaKey::LaneRegions => "lane_regions",
         }
     }
 }

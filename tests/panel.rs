@@ -82,6 +82,7 @@ pub fn harness_with(cfg: PanelConfig) -> Harness {
         }],
         live: live.clone(),
         stills: gatehouse::camera::Stills::new(["entry"]),
+        setups: gatehouse::camera::Setups::new([("entry", None)]),
         sink: None,
         status: Arc::new(|| serde_json::json!({"ok": true})),
         plate_key: gatehouse::access::PlateKey::from_bytes([9; 32]),
@@ -315,6 +316,10 @@ const MATRIX: &[(&str, &str, [bool; 4])] = &[
     ("POST", "/account/totp/disable", [true, true, true, true]),
     ("GET", "/audit", [false, true, true, true]),
     ("GET", "/system", [false, false, true, true]),
+    ("GET", "/setup", [false, false, true, true]),
+    ("GET", "/api/setup", [false, false, true, true]),
+    ("GET", "/lane/{name}/view", [false, false, true, true]),
+    ("POST", "/setup/{name}/region", [false, false, true, true]),
     ("GET", "/", [true, true, true, true]),
     ("POST", "/logout", [true, true, true, true]),
     ("GET", "/login", [true, true, true, true]),
@@ -641,6 +646,57 @@ async fn live_stills_are_signed_expire_and_cannot_be_forged() {
         h.call(Call::get(&url).cookie(&cookie)).await.status(),
         StatusCode::FORBIDDEN
     );
+}
+
+/// Issue 23: the setup page saves a lane's region: checked by the config's rule, applied to the lane's
+/// shared region at once, kept in the database for the next start, audited with before and after.
+#[tokio::test]
+async fn an_installer_saves_a_lane_region_checked_applied_kept_and_audited() {
+    let h = harness();
+    let cookie = h.session(Role::Installer);
+    let page = h.body(Call::get("/setup").cookie(&cookie)).await;
+    assert!(page.contains(r#"id="save-entry""#), "the lane's region form: {page}");
+    let lane = h.panel.deps.setups.lane("entry").expect("lane");
+    assert_eq!(lane.roi.get(), None, "the whole frame to begin with");
+
+    // Outside the frame: refused, nothing changes.
+    let r = h
+        .call(Call::post("/setup/entry/region", "x=0.5&y=0.2&width=0.7&height=0.5").cookie(&cookie))
+        .await;
+    assert!(location(&r).starts_with("/setup?error="), "{}", location(&r));
+    assert_eq!(lane.roi.get(), None);
+
+    let r = h
+        .call(Call::post("/setup/entry/region", "x=0.1&y=0.4&width=0.8&height=0.55").cookie(&cookie))
+        .await;
+    assert!(location(&r).starts_with("/setup?done="), "{}", location(&r));
+    let roi = lane.roi.get().expect("a region");
+    assert_eq!((roi.x, roi.y, roi.width, roi.height), (0.1, 0.4, 0.8, 0.55));
+    let conn = gatehouse::db::open(&h.dir.path().join("gatehouse.db")).expect("db");
+    let kept = gatehouse::db::meta_get(&conn, gatehouse::db::MetaKey::LaneRegions)
+        .expect("meta")
+        .expect("kept");
+    assert!(kept.contains("\"entry\"") && kept.contains("0.55"), "{kept}");
+    let (before, after): (String, String) = conn
+        .query_row(
+            "SELECT before, after FROM audit_log WHERE action = 'lane.region' ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("audited");
+    assert_eq!(before, "whole frame");
+    assert_eq!(after, "x=0.10 y=0.40 w=0.80 h=0.55");
+    // An unknown lane is not found; a guard may not (the route matrix covers every role).
+    let r = h
+        .call(Call::post("/setup/nowhere/region", "x=0&y=0&width=1&height=1").cookie(&cookie))
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let guard = h.session(Role::Guard);
+    let r = h
+        .call(Call::post("/setup/entry/region", "x=0&y=0&width=1&height=1").cookie(&guard))
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(lane.roi.get(), Some(roi), "unchanged by the refused request");
 }
 
 #[tokio::test]

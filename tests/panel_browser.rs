@@ -2,7 +2,9 @@
 //! daemon on the demo video: admin logs in with password and TOTP, sees a pass and the lane's live still
 //! appear in the live view,
 //! opens the gate with a reason (the simulated relay pulses, the audit log has the entry); a guard is
-//! refused the admin pages. Screenshots of the main pages go to target/panel-screenshots/.
+//! refused the admin pages and the setup page; an installer sees the plate's box and width on the setup page,
+//! saves a region that leaves the plate out (the lane stops reading it; audited; kept after a restart).
+//! Screenshots of the main pages go to target/panel-screenshots/.
 
 use std::io::Write;
 use std::net::TcpStream;
@@ -166,6 +168,13 @@ async fn admin_logs_in_with_totp_watches_a_pass_opens_the_gate_and_a_guard_is_ke
         .trim()
         .to_string();
     add_user(&cfg, "gus", "guard", "booth lamp at night");
+    let out = add_user(&cfg, "ines", "installer", "ladder on the verge");
+    let installer_secret = out
+        .lines()
+        .find_map(|l| l.strip_prefix("second factor key: "))
+        .expect("an installer gets a second factor key")
+        .trim()
+        .to_string();
 
     let mut daemon = Command::new(bin())
         .args(["run", "--config", cfg.to_str().expect("utf8")])
@@ -174,7 +183,7 @@ async fn admin_logs_in_with_totp_watches_a_pass_opens_the_gate_and_a_guard_is_ke
         .spawn()
         .expect("daemon");
     wait_port(port, "the daemon's panel", &mut daemon);
-    let _daemon = Kill(daemon);
+    let mut daemon = Kill(daemon);
     let wd_port = free_port();
     let profile = dir.path().join("chrome-profile");
     let mut chromedriver = Command::new(&driver)
@@ -312,7 +321,7 @@ async fn admin_logs_in_with_totp_watches_a_pass_opens_the_gate_and_a_guard_is_ke
         .await
         .expect("text");
     assert!(!menu.contains("Users") && !menu.contains("Audit"), "guard menu: {menu}");
-    for page in ["/users", "/system", "/audit", "/passes"] {
+    for page in ["/users", "/system", "/audit", "/passes", "/setup"] {
         c.goto(&format!("{base}{page}")).await.expect("goto");
         let body = c
             .find(Locator::Css("main"))
@@ -327,5 +336,103 @@ async fn admin_logs_in_with_totp_watches_a_pass_opens_the_gate_and_a_guard_is_ke
         );
     }
     shot(&c, &shots, "guard-refused").await;
+    c.goto(&format!("{base}/live")).await.expect("goto");
+    wait_path(&c, "/live").await;
+    click(&c, "#logout").await;
+    wait_path(&c, "/login?m=out").await;
+
+    // 5. An installer on the setup page: the frame with the plate's box and pixel width; a region that
+    // leaves the plate out is saved, the lane stops reading it, the audit log has the change, and the
+    // region is still in force after a restart.
+    fill(&c, "#user", "ines").await;
+    fill(&c, "#password", "ladder on the verge").await;
+    click(&c, "#login").await;
+    wait_path(&c, "/login/totp").await;
+    let code = gatehouse::panel::totp::code(&installer_secret, chrono::Utc::now()).expect("code");
+    fill(&c, "#code", &code).await;
+    click(&c, "#verify").await;
+    wait_path(&c, "/system").await;
+    c.goto(&format!("{base}/setup")).await.expect("goto");
+    assert!(
+        wait_for_text(&c, "#plates-entry li", "px wide", Duration::from_secs(60)).await,
+        "the setup page never showed the plate's width"
+    );
+    let boxes = c
+        .find_all(Locator::Css("#overlay-entry rect.plate"))
+        .await
+        .expect("boxes");
+    assert!(!boxes.is_empty(), "the plate's box is drawn on the frame");
+    let label = c
+        .find(Locator::Css("#overlay-entry text.plate-label"))
+        .await
+        .expect("label")
+        .text()
+        .await
+        .expect("text");
+    assert!(label.contains("MWK3974") && label.contains(" px"), "{label}");
+    shot(&c, &shots, "setup").await;
+    // The plate drives through the lower part of the frame: keep only the top 40%.
+    for (field, value) in [("x", "0"), ("y", "0"), ("width", "1"), ("height", "0.4")] {
+        fill(&c, &format!("#{field}-entry"), value).await;
+    }
+    click(&c, "#save-entry").await;
+    wait_path(&c, "/setup?done=").await;
+    let saved_at = chrono::Utc::now().timestamp_millis();
+    assert!(
+        wait_for_text(
+            &c,
+            "#plates-entry li",
+            "no plate in this frame's region",
+            Duration::from_secs(15)
+        )
+        .await,
+        "the new region still shows a plate"
+    );
+    shot(&c, &shots, "setup-after").await;
+    // The video brings the car back every few seconds: no decision comes from it any more.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let db = dir.path().join("data/gatehouse.db");
+    let conn = rusqlite::Connection::open(&db).expect("db");
+    let later: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM events WHERE plate = 'MWK3974' AND at > ?1",
+            [saved_at + 1500],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(later, 0, "the plate outside the new region was still read");
+    c.goto(&format!("{base}/audit")).await.expect("goto");
+    assert!(
+        wait_for_text(&c, "main", "x=0.00 y=0.00 w=1.00 h=0.40", Duration::from_secs(2)).await,
+        "the audit log shows the new region"
+    );
+    // A restart keeps the region.
+    let pid = daemon.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    let stop = Instant::now();
+    while daemon.0.try_wait().expect("wait").is_none() {
+        assert!(stop.elapsed() < Duration::from_secs(30), "daemon did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    daemon.0 = Command::new(bin())
+        .args(["run", "--config", cfg.to_str().expect("utf8")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("daemon");
+    wait_port(port, "the restarted daemon's panel", &mut daemon.0);
+    c.goto(&format!("{base}/setup")).await.expect("goto");
+    let height = c
+        .find(Locator::Css("#height-entry"))
+        .await
+        .expect("field")
+        .attr("value")
+        .await
+        .expect("value");
+    assert_eq!(height.as_deref(), Some("0.40"), "the saved region after a restart");
     c.close().await.expect("close");
 }

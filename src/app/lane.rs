@@ -10,7 +10,8 @@ use opencv::prelude::*;
 use tokio::sync::mpsc;
 
 use crate::access::{self, Action, Decision, SharedAllowlist};
-use crate::camera::{CaptureStats, Frame, LaneStill, LatestSlot, MotionGate};
+use crate::camera::setup::FrameRead;
+use crate::camera::{CaptureStats, Frame, LaneSetup, LaneStill, LatestSlot, MotionGate};
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::events::{EventSink, GateEvent};
@@ -34,7 +35,7 @@ pub(super) fn recognize_loop(
     out: mpsc::Sender<PlateRead>,
     stats: Arc<CaptureStats>,
     mut motion: Option<MotionGate>,
-    still: Option<Arc<LaneStill>>,
+    views: LaneViews,
     timing: LaneTiming,
 ) {
     let progress = &stats.progress;
@@ -48,11 +49,14 @@ pub(super) fn recognize_loop(
             let age = (clock.now() - frame.at).num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6;
             timing.timings.frame_age(&frame.lane, age);
         }
-        if let Some(s) = &still {
-            s.offer(&frame.lane, &frame.image, frame.roi, std::time::Instant::now());
+        let now = std::time::Instant::now();
+        if let Some(s) = &views.still {
+            s.offer(&frame.lane, &frame.image, frame.roi, now);
         }
+        // With the setup page open the lane reads every frame: the installer sees what the reader sees.
+        let setup_open = views.setup.as_ref().is_some_and(|s| s.watched(now));
         if let Some(gate) = motion.as_mut() {
-            if !gate.wants(&frame.image, frame.roi, frame.at) {
+            if !gate.wants(&frame.image, frame.roi, frame.at) && !setup_open {
                 stats.still.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 continue;
@@ -60,7 +64,8 @@ pub(super) fn recognize_loop(
         }
         let started = std::time::Instant::now();
         let reads = reader.read(&frame.image, frame.roi);
-        timing.timings.recognition(&frame.lane, started.elapsed().as_secs_f64());
+        let recognition_s = started.elapsed().as_secs_f64();
+        timing.timings.recognition(&frame.lane, recognition_s);
         progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let reads = match reads {
             Ok(r) => r,
@@ -69,6 +74,17 @@ pub(super) fn recognize_loop(
                 continue;
             }
         };
+        if let Some(s) = &views.setup {
+            let read = FrameRead {
+                image: &frame.image,
+                roi: frame.roi,
+                plates: &reads.candidates,
+                recognition_ms: recognition_s * 1000.0,
+                seq: frame.seq,
+                at: frame.at,
+            };
+            s.offer(&read, std::time::Instant::now());
+        }
         let Some(best) = reads.candidates.into_iter().next() else {
             continue;
         };
@@ -87,6 +103,12 @@ pub(super) fn recognize_loop(
             break;
         }
     }
+}
+
+/// What a lane shows the panel: the guards' live still and the installers' setup view.
+pub(super) struct LaneViews {
+    pub(super) still: Option<Arc<LaneStill>>,
+    pub(super) setup: Option<Arc<LaneSetup>>,
 }
 
 pub(super) fn encode_crop(image: &Mat, bbox: Rect) -> opencv::Result<Vec<u8>> {

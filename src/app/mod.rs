@@ -164,6 +164,8 @@ struct Lanes {
     live: crate::panel::LiveHub,
     /// Each lane's live still for the panel (made only while a guard watches).
     stills: camera::Stills,
+    /// Each lane's setup view and its region of interest (shared with its capture loop).
+    setups: camera::Setups,
     /// The gate inputs' reader threads (their tasks are in `tasks`) and what they count.
     inputs: Vec<std::thread::JoinHandle<()>>,
     input_stats: Arc<crate::inputs::InputStats>,
@@ -323,6 +325,7 @@ fn start_lanes(
         opened: Arc::default(),
         live: crate::panel::LiveHub::default(),
         stills: camera::Stills::new(cfg.lanes.iter().map(|l| l.name.as_str())),
+        setups: lane_regions(cfg, stores),
         inputs: Vec::new(),
         input_stats: Arc::default(),
         timings: Arc::default(),
@@ -342,9 +345,10 @@ fn start_lanes(
             .with_context(|| format!("lane {}: relay {} is not configured", lane.name, lane.relay))?;
         let slot: Arc<LatestSlot<Frame>> = Arc::new(LatestSlot::new());
         let stats = Arc::new(CaptureStats::default());
+        let setup = lanes.setups.lane(&lane.name);
         let opts = CaptureOptions {
             lane: lane.name.as_str().into(),
-            roi: lane.roi,
+            roi: setup.as_ref().map(|s| s.roi.clone()).unwrap_or_default(),
             at_end: lane.at_end,
             realtime: lane.realtime,
             replay: lane.replay,
@@ -366,11 +370,14 @@ fn start_lanes(
             clock: (!lane.replay).then(|| parts.clock.clone()),
         };
         let timing2 = timing.clone();
-        let still = lanes.stills.lane(&lane.name);
+        let views = lane::LaneViews {
+            still: lanes.stills.lane(&lane.name),
+            setup,
+        };
         lanes.recognize.push(
             std::thread::Builder::new()
                 .name(format!("recognize-{}", lane.name))
-                .spawn(move || recognize_loop(reader, slot2, reads_tx, stats2, motion, still, timing2))?,
+                .spawn(move || recognize_loop(reader, slot2, reads_tx, stats2, motion, views, timing2))?,
         );
         let (voted_tx, voted_rx) = mpsc::channel::<VotedRead>(16);
         let opens = track::RecentOpens::default();
@@ -410,6 +417,34 @@ fn start_lanes(
         &mut lanes,
     )?;
     Ok(lanes)
+}
+
+/// Each lane's region: the one saved on the setup page (`meta.lane_regions`) where there is one, else the
+/// config's. A saved region that no longer passes the rule is ignored (and said so).
+fn lane_regions(cfg: &Config, stores: &Stores) -> camera::Setups {
+    let saved: std::collections::BTreeMap<String, crate::config::Roi> = if stores.db_ok {
+        crate::db::open(&cfg.site.database_path())
+            .ok()
+            .and_then(|c| crate::db::meta_get(&c, crate::db::MetaKey::LaneRegions).ok().flatten())
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default()
+    } else {
+        Default::default()
+    };
+    camera::Setups::new(cfg.lanes.iter().map(|l| {
+        let roi = match saved.get(&l.name) {
+            Some(r) if r.is_valid() => {
+                tracing::info!(lane = %l.name, region = ?r, "region of interest from the setup page");
+                Some(*r)
+            }
+            Some(r) => {
+                tracing::warn!(lane = %l.name, region = ?r, "saved region is not inside the frame; using the config's");
+                l.roi
+            }
+            None => l.roi,
+        };
+        (l.name.as_str(), roi)
+    }))
 }
 
 /// A summary of the pipeline for the cloud heartbeat and the panel's system page, with its alerts.
@@ -613,6 +648,7 @@ fn start_panel(
         gates: gate_info,
         live: lanes.live.clone(),
         stills: lanes.stills.clone(),
+        setups: lanes.setups.clone(),
         sink: Some(stores.sink.clone()),
         status: health,
         plate_key: stores.plate_key.clone(),

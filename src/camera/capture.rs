@@ -13,10 +13,29 @@ use super::{Frame, FrameSource, Grab, LatestSlot};
 use crate::clock::SharedClock;
 use crate::config::{AtEnd, Roi};
 
+/// A lane's region of interest, shared: the capture loop reads it for every frame, the installers' setup
+/// page changes it while the lane runs.
+#[derive(Debug, Clone, Default)]
+pub struct LaneRoi(Arc<std::sync::RwLock<Option<Roi>>>);
+
+impl LaneRoi {
+    pub fn new(roi: Option<Roi>) -> Self {
+        Self(Arc::new(std::sync::RwLock::new(roi)))
+    }
+
+    pub fn get(&self) -> Option<Roi> {
+        *self.0.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn set(&self, roi: Option<Roi>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = roi;
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct CaptureOptions {
     pub lane: Arc<str>,
-    pub roi: Option<Roi>,
+    pub roi: LaneRoi,
     pub at_end: AtEnd,
     /// Files: pace reads at the declared frame rate.
     pub realtime: bool,
@@ -87,7 +106,7 @@ pub fn run_capture(
                     n = n.saturating_add(1);
                     seq += 1;
                     stats.frames.fetch_add(1, Ordering::Relaxed);
-                    let roi = opts.roi.and_then(|r| roi_pixels(r, image.cols(), image.rows()));
+                    let roi = opts.roi.get().and_then(|r| roi_pixels(r, image.cols(), image.rows()));
                     let at = if replay {
                         replay_at += frame_step;
                         replay_start + replay_at
@@ -167,7 +186,7 @@ mod tests {
     fn opts() -> CaptureOptions {
         CaptureOptions {
             lane: "t".into(),
-            roi: None,
+            roi: LaneRoi::default(),
             at_end: AtEnd::Stop,
             realtime: false,
             replay: false,

@@ -7,6 +7,7 @@ mod fake;
 mod latest;
 pub mod motion;
 mod opencv_source;
+pub mod setup;
 pub mod still;
 
 use std::sync::Arc;
@@ -15,11 +16,12 @@ use chrono::{DateTime, Utc};
 use opencv::core::{Mat, Rect};
 
 pub use crate::config::redact_url;
-pub use capture::{run_capture, CaptureOptions, CaptureStats};
+pub use capture::{run_capture, CaptureOptions, CaptureStats, LaneRoi};
 pub use fake::{FakeSource, FakeStep};
 pub use latest::LatestSlot;
 pub use motion::MotionGate;
 pub use opencv_source::OpenCvSource;
+pub use setup::{LaneSetup, Setups};
 pub use still::{LaneStill, Stills};
 
 /// One captured frame on its way to recognition.

@@ -241,12 +241,25 @@ pub enum SourceSpec {
 }
 
 /// Region of interest as fractions of the frame.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Roi {
     pub x: f32,
     pub y: f32,
     pub width: f32,
     pub height: f32,
+}
+
+impl Roi {
+    /// Inside the frame and more than 5% of it each way (the config's and the setup page's rule).
+    pub fn is_valid(&self) -> bool {
+        [self.x, self.y, self.width, self.height]
+            .iter()
+            .all(|v| (0.0..=1.0).contains(v))
+            && self.width > 0.05
+            && self.height > 0.05
+            && self.x + self.width <= 1.0 + 1e-6
+            && self.y + self.height <= 1.0 + 1e-6
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

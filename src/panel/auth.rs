@@ -95,7 +95,10 @@ pub async fn authorize(State(p): State<Panel>, mut req: Request, next: Next) -> 
         return next.run(req).await;
     }
     // Images and the feeds answer 401; a page sends the browser to the login.
-    let polled = path == "/api/live" || path == "/lane/{name}/still";
+    let polled = matches!(
+        path.as_str(),
+        "/api/live" | "/lane/{name}/still" | "/api/setup" | "/lane/{name}/view"
+    );
     let page_view = req.method() == Method::GET && !polled && !path.starts_with("/api/") && !path.starts_with("/img/");
     let unauthorized = || {
         if page_view {

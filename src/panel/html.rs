@@ -24,6 +24,7 @@ const MENU: &[(&str, &str, Perm)] = &[
     ("/users", "Users", Perm::ManageUsers),
     ("/audit", "Audit log", Perm::ViewAudit),
     ("/system", "System", Perm::ViewSystem),
+    ("/setup", "Setup", Perm::SetupLanes),
     ("/sessions", "Sessions", Perm::OwnAccount),
     ("/account", "Account", Perm::OwnAccount),
 ];

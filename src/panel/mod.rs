@@ -23,6 +23,7 @@ pub mod routes;
 pub mod search;
 pub mod security;
 pub mod server;
+pub mod setup;
 pub mod store;
 pub mod tls;
 pub mod totp;
@@ -93,6 +94,8 @@ pub struct PanelDeps {
     pub live: LiveHub,
     /// Each lane's live still (the live page shows them behind signed URLs).
     pub stills: crate::camera::Stills,
+    /// Each lane's setup view and region (the installers' setup page).
+    pub setups: crate::camera::Setups,
     /// Guards' openings become gate events (uploaded like any other).
     pub sink: Option<EventSink>,
     pub status: StatusFn,
@@ -371,11 +374,13 @@ impl Panel {
     /// A lane's live-still URL, signed like a crop's (the signed name is `still:LANE`, which no event id
     /// can be).
     pub fn still_url(&self, lane: &str) -> String {
+        self.signed_url(&format!("/lane/{lane}/still"), &still_id(lane))
+    }
+
+    /// `path` with an expiry and a signature over `id`, valid for the configured minutes.
+    pub fn signed_url(&self, path: &str, id: &str) -> String {
         let exp = self.now().timestamp() + self.cfg.image_url_ttl.as_secs() as i64;
-        format!(
-            "/lane/{lane}/still?exp={exp}&sig={}",
-            self.image_sig(&still_id(lane), exp)
-        )
+        format!("{path}?exp={exp}&sig={}", self.image_sig(id, exp))
     }
 
     pub fn image_sig(&self, event_id: &str, exp: i64) -> String {

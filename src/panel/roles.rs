@@ -12,6 +12,7 @@
 //! | users and roles, everyone's sessions | no | no | yes | no |
 //! | audit log | no | yes | yes | yes |
 //! | system status | no | no | yes | yes |
+//! | lane setup (camera view, region of interest) | no | no | yes | yes |
 //! | own account and sessions | yes | yes | yes | yes |
 
 use std::fmt;
@@ -38,6 +39,8 @@ pub enum Perm {
     ManageUsers,
     ViewAudit,
     ViewSystem,
+    /// The lanes' setup page: camera view, region of interest.
+    SetupLanes,
     OwnAccount,
 }
 
@@ -62,8 +65,11 @@ impl Role {
         match self {
             Role::Admin => true,
             Role::Guard => matches!(p, ViewLive | GateOpen | GateHold | SearchEvents | OwnAccount),
-            Role::Supervisor => !matches!(p, ManageUsers | ViewSystem),
-            Role::Installer => matches!(p, ViewLive | GateOpen | ViewAudit | ViewSystem | OwnAccount),
+            Role::Supervisor => !matches!(p, ManageUsers | ViewSystem | SetupLanes),
+            Role::Installer => matches!(
+                p,
+                ViewLive | GateOpen | ViewAudit | ViewSystem | SetupLanes | OwnAccount
+            ),
         }
     }
 

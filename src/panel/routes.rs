@@ -12,7 +12,7 @@ use axum::Router;
 
 pub use super::roles::Access;
 use super::roles::Perm;
-use super::{account, admin, auth, lanes, passes, search, security, Panel};
+use super::{account, admin, auth, lanes, passes, search, security, setup, Panel};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Route {
@@ -64,6 +64,10 @@ pub const ROUTES: &[Route] = &[
     r("POST", "/account/totp/disable", Perm(Perm::OwnAccount)),
     r("GET", "/audit", Perm(Perm::ViewAudit)),
     r("GET", "/system", Perm(Perm::ViewSystem)),
+    r("GET", "/setup", Perm(Perm::SetupLanes)),
+    r("GET", "/api/setup", Perm(Perm::SetupLanes)),
+    r("GET", "/lane/{name}/view", Perm(Perm::SetupLanes)),
+    r("POST", "/setup/{name}/region", Perm(Perm::SetupLanes)),
 ];
 
 /// Whether the table has the path under any method (a request with another method gets 405).
@@ -117,6 +121,10 @@ pub fn router(panel: Panel) -> Router {
         .route("/api/live", get(lanes::live_api))
         .route("/img/{id}", get(lanes::image))
         .route("/lane/{name}/still", get(lanes::still))
+        .route("/setup", get(setup::setup_page))
+        .route("/api/setup", get(setup::setup_api))
+        .route("/lane/{name}/view", get(setup::view_image))
+        .route("/setup/{name}/region", post(setup::save_region))
         .route("/gate/{relay}/open", post(lanes::open))
         .route("/gate/{relay}/hold", post(lanes::hold))
         .route("/gate/{relay}/release", post(lanes::release))

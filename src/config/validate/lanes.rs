@@ -151,12 +151,7 @@ pub(super) fn validate_lane(l: RawLane, path: &str, base: &Path, issues: &mut Is
         height: r.height,
     });
     if let Some(r) = roi {
-        let ok = [r.x, r.y, r.width, r.height].iter().all(|v| (0.0..=1.0).contains(v))
-            && r.width > 0.05
-            && r.height > 0.05
-            && r.x + r.width <= 1.0 + 1e-6
-            && r.y + r.height <= 1.0 + 1e-6;
-        if !ok {
+        if !r.is_valid() {
             issues.push(
                 format!("{path}.roi"),
                 format!("{r:?} is not inside the frame"),
