@@ -1,7 +1,8 @@
 //! Gate inputs on the real daemon (simulated inputs: files holding 1 or 0, beside the gpio-cdev ones): an
 //! exit button opens the gate, audited with the button as actor and recorded as an event; the gate's
 //! position contact raises "commanded but did not open", "forced open" and "held open too long", each a
-//! gate event in the store (the in-process test in `app::inputs` follows them to the panel's live feed).
+//! gate event in the store (the in-process test in `app::inputs` follows them to the panel's live feed);
+//! a loop detector holds one pass open while the camera loses the car.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -181,4 +182,44 @@ held_open_s = 5
         "the audit chain verifies: {}",
         crate::support::text(&o)
     );
+}
+
+/// Runs the daemon over `video` to its end, with a loop detector held occupied throughout when `looped`;
+/// returns the decisions (plate, action).
+fn decisions_with_loop(dir: &Path, video: &Path, looped: bool) -> Vec<String> {
+    let cfg = write_config(dir, video, "stop");
+    if looped {
+        let occupied = dir.join("loop");
+        std::fs::write(&occupied, "1").expect("write");
+        let mut text = std::fs::read_to_string(&cfg).expect("config");
+        text.push_str(&format!(
+            "\n[inputs.loop]\nkind = \"simulated\"\nrole = \"presence\"\nlane = \"entry\"\nfile = \"{}\"\n",
+            occupied.display()
+        ));
+        std::fs::write(&cfg, text).expect("config");
+    }
+    let o = gatehouse(&["run", "--config", cfg.to_str().expect("utf8")]);
+    assert!(o.status.success(), "{}", crate::support::text(&o));
+    rows(
+        &dir.join("data/gatehouse.db"),
+        "SELECT plate || ':' || action FROM events ORDER BY at",
+    )
+}
+
+/// Acceptance (issue 23): a pass bounded by the loop decides once. The same car shows, is lost for 2.5 s
+/// (a van in front, the sun in the lens) and shows again: without a loop the tracker, seeing no car for
+/// longer than `pass_gap`, decides twice; with the loop occupied throughout it is one pass and one decision.
+#[test]
+fn a_pass_bounded_by_the_loop_decides_once() {
+    require_models();
+    let dir = tempfile::tempdir().expect("tmp");
+    let video = dir.path().join("lost.avi");
+    render_video(&video, "MWK3974,MWK3974", "2.5", "2.5");
+    let (a, b) = (dir.path().join("no-loop"), dir.path().join("loop"));
+    std::fs::create_dir_all(&a).expect("dir");
+    std::fs::create_dir_all(&b).expect("dir");
+    let without = decisions_with_loop(&a, &video, false);
+    assert_eq!(without, ["MWK3974:deny", "MWK3974:deny"], "without a loop: two passes");
+    let with = decisions_with_loop(&b, &video, true);
+    assert_eq!(with, ["MWK3974:deny"], "with the loop occupied: one pass, one decision");
 }
