@@ -336,75 +336,8 @@ fn start_lanes(
         .map(|(lane, (tx, rx))| ((lane.clone(), tx), (lane, rx)))
         .unzip();
     for lane in &cfg.lanes {
-        let reader = (parts.make_reader)(lane).with_context(|| format!("lane {}: recognizer", lane.name))?;
-        let source = (parts.make_source)(lane);
-        let gate = gates
-            .handles
-            .get(&lane.relay)
-            .cloned()
-            .with_context(|| format!("lane {}: relay {} is not configured", lane.name, lane.relay))?;
-        let slot: Arc<LatestSlot<Frame>> = Arc::new(LatestSlot::new());
-        let stats = Arc::new(CaptureStats::default());
-        let setup = lanes.setups.lane(&lane.name);
-        let opts = CaptureOptions {
-            lane: lane.name.as_str().into(),
-            roi: setup.as_ref().map(|s| s.roi.clone()).unwrap_or_default(),
-            at_end: lane.at_end,
-            realtime: lane.realtime,
-            replay: lane.replay,
-            reconnect_min: lane.reconnect_min,
-            reconnect_max: lane.reconnect_max,
-        };
-        let (slot2, clock, stats2, cancel) = (slot.clone(), parts.clock.clone(), stats.clone(), lanes.cancel.clone());
-        lanes.capture.push(
-            std::thread::Builder::new()
-                .name(format!("capture-{}", lane.name))
-                .spawn(move || camera::run_capture(source, slot2, opts, clock, stats2, cancel))?,
-        );
-        let (reads_tx, reads_rx) = mpsc::channel::<PlateRead>(16);
-        let (slot2, stats2) = (slot.clone(), stats.clone());
-        let motion = lane.motion.as_ref().map(MotionGate::new);
-        let timing = LaneTiming {
-            timings: lanes.timings.clone(),
-            // A replayed file keeps its own time: its frames' age means nothing.
-            clock: (!lane.replay).then(|| parts.clock.clone()),
-        };
-        let timing2 = timing.clone();
-        let views = lane::LaneViews {
-            still: lanes.stills.lane(&lane.name),
-            setup,
-        };
-        lanes.recognize.push(
-            std::thread::Builder::new()
-                .name(format!("recognize-{}", lane.name))
-                .spawn(move || recognize_loop(reader, slot2, reads_tx, stats2, motion, views, timing2))?,
-        );
-        let (voted_tx, voted_rx) = mpsc::channel::<VotedRead>(16);
-        let opens = track::RecentOpens::default();
-        lanes.tasks.push(tokio::spawn(track::run_tracker(
-            cfg.track.clone(),
-            // A replayed video runs on its own clock: only its reads (and its end) close a pass.
-            (!lane.replay).then(|| parts.clock.clone()),
-            reads_rx,
-            voted_tx,
-            opens.clone(),
-            presence_rx.remove(&lane.name),
-        )));
-        lanes.tasks.push(tokio::spawn(decision_loop(DecisionCtx {
-            cfg: cfg.clone(),
-            clock: parts.clock.clone(),
-            allowlist: stores.allowlist.clone(),
-            gate,
-            sink: stores.sink.clone(),
-            voted: voted_rx,
-            decisions: lanes.decisions.clone(),
-            opened: lanes.opened.clone(),
-            opens,
-            live: lanes.live.clone(),
-            timing,
-        })));
-        lanes.slots.push(slot);
-        lanes.stats.push(stats);
+        let presence = presence_rx.remove(&lane.name);
+        start_lane(cfg, lane, parts, stores, gates, &mut lanes, presence)?;
     }
     inputs::start_inputs(
         inputs::InputCtx {
@@ -417,6 +350,89 @@ fn start_lanes(
         &mut lanes,
     )?;
     Ok(lanes)
+}
+
+/// One lane: its capture thread, recognition thread, tracker (with its loop detector, if any) and decision
+/// task, joined to its gate.
+fn start_lane(
+    cfg: &Config,
+    lane: &LaneConfig,
+    parts: &Parts,
+    stores: &Stores,
+    gates: &Gates,
+    lanes: &mut Lanes,
+    presence: Option<mpsc::Receiver<crate::inputs::InputEvent>>,
+) -> anyhow::Result<()> {
+    let reader = (parts.make_reader)(lane).with_context(|| format!("lane {}: recognizer", lane.name))?;
+    let source = (parts.make_source)(lane);
+    let gate = gates
+        .handles
+        .get(&lane.relay)
+        .cloned()
+        .with_context(|| format!("lane {}: relay {} is not configured", lane.name, lane.relay))?;
+    let slot: Arc<LatestSlot<Frame>> = Arc::new(LatestSlot::new());
+    let stats = Arc::new(CaptureStats::default());
+    let setup = lanes.setups.lane(&lane.name);
+    let opts = CaptureOptions {
+        lane: lane.name.as_str().into(),
+        roi: setup.as_ref().map(|s| s.roi.clone()).unwrap_or_default(),
+        at_end: lane.at_end,
+        realtime: lane.realtime,
+        replay: lane.replay,
+        reconnect_min: lane.reconnect_min,
+        reconnect_max: lane.reconnect_max,
+    };
+    let (slot2, clock, stats2, cancel) = (slot.clone(), parts.clock.clone(), stats.clone(), lanes.cancel.clone());
+    lanes.capture.push(
+        std::thread::Builder::new()
+            .name(format!("capture-{}", lane.name))
+            .spawn(move || camera::run_capture(source, slot2, opts, clock, stats2, cancel))?,
+    );
+    let (reads_tx, reads_rx) = mpsc::channel::<PlateRead>(16);
+    let (slot2, stats2) = (slot.clone(), stats.clone());
+    let motion = lane.motion.as_ref().map(MotionGate::new);
+    let timing = LaneTiming {
+        timings: lanes.timings.clone(),
+        // A replayed file keeps its own time: its frames' age means nothing.
+        clock: (!lane.replay).then(|| parts.clock.clone()),
+    };
+    let timing2 = timing.clone();
+    let views = lane::LaneViews {
+        still: lanes.stills.lane(&lane.name),
+        setup,
+    };
+    lanes.recognize.push(
+        std::thread::Builder::new()
+            .name(format!("recognize-{}", lane.name))
+            .spawn(move || recognize_loop(reader, slot2, reads_tx, stats2, motion, views, timing2))?,
+    );
+    let (voted_tx, voted_rx) = mpsc::channel::<VotedRead>(16);
+    let opens = track::RecentOpens::default();
+    lanes.tasks.push(tokio::spawn(track::run_tracker(
+        cfg.track.clone(),
+        // A replayed video runs on its own clock: only its reads (and its end) close a pass.
+        (!lane.replay).then(|| parts.clock.clone()),
+        reads_rx,
+        voted_tx,
+        opens.clone(),
+        presence,
+    )));
+    lanes.tasks.push(tokio::spawn(decision_loop(DecisionCtx {
+        cfg: cfg.clone(),
+        clock: parts.clock.clone(),
+        allowlist: stores.allowlist.clone(),
+        gate,
+        sink: stores.sink.clone(),
+        voted: voted_rx,
+        decisions: lanes.decisions.clone(),
+        opened: lanes.opened.clone(),
+        opens,
+        live: lanes.live.clone(),
+        timing,
+    })));
+    lanes.slots.push(slot);
+    lanes.stats.push(stats);
+    Ok(())
 }
 
 /// Each lane's region: the one saved on the setup page (`meta.lane_regions`) where there is one, else the
