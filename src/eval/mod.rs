@@ -231,7 +231,14 @@ pub struct EvalReport {
     pub p90_ms: f64,
     pub threads: usize,
     pub unreadable_images: usize,
+    /// Exact top-1 over the samples whose label is a whole plate ([`FULL_PLATE_CHARS`] characters or
+    /// more), and how many those are: a crop labelled "0" or "248" is part of a plate or a sticker.
+    pub full_plate_exact_top1: f64,
+    pub full_plate_labels: usize,
 }
+
+/// A label this long or longer is a whole plate (US plates have 4 to 7 characters, vanity plates aside).
+pub const FULL_PLATE_CHARS: usize = 4;
 
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -317,6 +324,10 @@ where
     let mut ms: Vec<f64> = results.iter().map(|r| r.ms).collect();
     ms.sort_by(|a, b| a.total_cmp(b));
     let with_box: Vec<bool> = results.iter().filter_map(|r| r.detected).collect();
+    let full: Vec<&SampleResult> = results
+        .iter()
+        .filter(|r| r.truth.chars().count() >= FULL_PLATE_CHARS)
+        .collect();
     let report = EvalReport {
         set: set.to_string(),
         frames,
@@ -329,6 +340,12 @@ where
         p90_ms: percentile(&ms, 0.9),
         threads,
         unreadable_images: unreadable.into_inner(),
+        full_plate_exact_top1: if full.is_empty() {
+            0.0
+        } else {
+            full.iter().filter(|r| r.correct).count() as f64 / full.len() as f64
+        },
+        full_plate_labels: full.len(),
     };
     Ok((report, results))
 }
@@ -378,7 +395,16 @@ impl EvalReport {
     pub fn table(&self) -> String {
         let pct = |v: f64| format!("{:.1}%", v * 100.0);
         format!(
-            "set {set}: frames {f}, exact top-1 {t1}, top-{n} {tn}, detection recall {dr}, median {med:.1} ms, p90 {p90:.1} ms per frame ({th} thread(s){unr})",
+            "set {set}: frames {f}, exact top-1 {t1}{full}, top-{n} {tn}, detection recall {dr}, median {med:.1} ms, p90 {p90:.1} ms per frame ({th} thread(s){unr})",
+            full = if self.full_plate_labels < self.frames {
+                format!(
+                    " ({} over the {} labels of {FULL_PLATE_CHARS}+ characters)",
+                    pct(self.full_plate_exact_top1),
+                    self.full_plate_labels
+                )
+            } else {
+                String::new()
+            },
             set = self.set,
             f = self.frames,
             t1 = pct(self.exact_top1),
