@@ -6,22 +6,13 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
 use crate::support::*;
-
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn rows(db: &Path, sql: &str) -> Vec<String> {
     let Ok(conn) = Connection::open(db) else {
@@ -45,18 +36,6 @@ fn pulses(data: &Path) -> usize {
         .lines()
         .filter(|l| l.contains("\"energized\":true"))
         .count()
-}
-
-fn wait_for(what: &str, limit: Duration, log: &Arc<Mutex<Vec<String>>>, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < limit,
-            "{what} within {limit:?}:\n{}",
-            log.lock().expect("lock").join("\n")
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]

@@ -17,15 +17,6 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use crate::support::broker::free_port;
 use crate::support::*;
 
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn wait_port(port: u16, what: &str, child: &mut Child) {
     let start = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {

@@ -6,7 +6,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,15 +17,6 @@ use crate::support::*;
 
 /// The system Python: GStreamer's bindings come from Debian's packages, not from a virtual environment.
 const PYTHON: &str = "/usr/bin/python3";
-
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// The lane video at 1920 x 1080, 15 fps, H.264 without B-frames (as IP cameras send it), in Matroska.
 fn lane_video_1080p(dir: &Path) -> std::path::PathBuf {
@@ -91,18 +82,6 @@ fn decisions(db: &Path) -> Vec<(String, String)> {
     st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
         .map(|rows| rows.filter_map(Result::ok).collect())
         .unwrap_or_default()
-}
-
-fn wait_for(what: &str, limit: Duration, log: &Arc<Mutex<Vec<String>>>, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < limit,
-            "{what} within {limit:?}:\n{}",
-            log.lock().expect("lock").join("\n")
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 #[test]

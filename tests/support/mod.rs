@@ -102,3 +102,31 @@ pub fn bench_dir() -> Option<PathBuf> {
     let d = repo().join("../shared/datasets/openalpr-bench");
     d.is_dir().then_some(d)
 }
+
+/// A child process killed (and reaped) when the test lets go of it, pass or fail.
+pub struct Kill(pub std::process::Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until `done`, failing after `limit` with `what` and the daemon's log so far.
+pub fn wait_for(
+    what: &str,
+    limit: std::time::Duration,
+    log: &std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    mut done: impl FnMut() -> bool,
+) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < limit,
+            "{what} within {limit:?}:\n{}",
+            log.lock().expect("lock").join("\n")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
