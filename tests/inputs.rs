@@ -76,26 +76,7 @@ held_open_s = 5
     let data = dir.path().join("data");
     let db = data.join("gatehouse.db");
 
-    let mut daemon = Kill(
-        Command::new(bin())
-            .args(["run", "--config", cfg.to_str().expect("utf8")])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn"),
-    );
-    let log = Arc::new(Mutex::new(Vec::<String>::new()));
-    for out in [
-        Box::new(daemon.0.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
-        Box::new(daemon.0.stderr.take().expect("stderr")),
-    ] {
-        let log = log.clone();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                log.lock().expect("lock").push(l);
-            }
-        });
-    }
+    let (mut daemon, log) = spawn_logged(&cfg);
     let logged = |needle: &str| log.lock().expect("lock").iter().filter(|l| l.contains(needle)).count();
     wait_for("both inputs read", Duration::from_secs(60), &log, || {
         logged("input changed") >= 2
@@ -201,4 +182,93 @@ fn a_pass_bounded_by_the_loop_decides_once() {
     assert_eq!(without, ["MWK3974:deny", "MWK3974:deny"], "without a loop: two passes");
     let with = decisions_with_loop(&b, &video, true);
     assert_eq!(with, ["MWK3974:deny"], "with the loop occupied: one pass, one decision");
+}
+
+/// Starts the daemon on `cfg` with its output gathered line by line.
+fn spawn_logged(cfg: &Path) -> (Kill, Arc<Mutex<Vec<String>>>) {
+    let mut daemon = Kill(
+        Command::new(bin())
+            .args(["run", "--config", cfg.to_str().expect("utf8")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn"),
+    );
+    let log = Arc::new(Mutex::new(Vec::<String>::new()));
+    for out in [
+        Box::new(daemon.0.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+        Box::new(daemon.0.stderr.take().expect("stderr")),
+    ] {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                log.lock().expect("lock").push(l);
+            }
+        });
+    }
+    (daemon, log)
+}
+
+/// `open_only_present`: a resident's plate read before the car reaches the gate opens it only once the
+/// loop says the car is there. First pass: the loop stays empty, the opening is dropped after
+/// `present_wait_s` and the event says so (no pulse). Next pass: the car drives onto the loop while the
+/// opening waits, and the gate opens then.
+#[test]
+fn an_opening_waits_for_the_car_on_the_loop() {
+    require_models();
+    let dir = tempfile::tempdir().expect("tmp");
+    let video = dir.path().join("lane.avi");
+    render_video(&video, "HXP4729", "3", "6");
+    let cfg = write_config(dir.path(), &video, "loop");
+    let occupied = dir.path().join("loop");
+    std::fs::write(&occupied, "0").expect("write");
+    let mut text = std::fs::read_to_string(&cfg).expect("config");
+    text.push_str(&format!(
+        "\n[inputs.loop]\nkind = \"simulated\"\nrole = \"presence\"\nlane = \"entry\"\nfile = \"{}\"\n\
+         debounce_ms = 20\nopen_only_present = true\npresent_wait_s = 2\n",
+        occupied.display()
+    ));
+    std::fs::write(&cfg, text).expect("config");
+    let c = cfg.to_str().expect("utf8");
+    let o = gatehouse(&["allowlist", "--config", c, "add", "HXP4729"]);
+    assert!(o.status.success(), "{}", crate::support::text(&o));
+    let data = dir.path().join("data");
+    let db = data.join("gatehouse.db");
+    let (_daemon, log) = spawn_logged(&cfg);
+    let logged = |needle: &str| log.lock().expect("lock").iter().filter(|l| l.contains(needle)).count();
+    let results = || {
+        rows(
+            &db,
+            "SELECT action || ':' || gate_result FROM events WHERE plate = 'HXP4729' ORDER BY at",
+        )
+    };
+
+    wait_for(
+        "an opening dropped for want of a car",
+        Duration::from_secs(60),
+        &log,
+        || !results().is_empty(),
+    );
+    assert_eq!(
+        results(),
+        ["open:not pulsed: no vehicle came onto the loop in time"],
+        "decided open, never pulsed"
+    );
+    assert_eq!(pulses(&data), 0, "no pulse with the loop empty");
+
+    wait_for(
+        "the next pass waiting for the car",
+        Duration::from_secs(30),
+        &log,
+        || logged("opening waits for the vehicle") >= 2,
+    );
+    std::fs::write(&occupied, "1").expect("car on the loop");
+    wait_for(
+        "the opening once the car is there",
+        Duration::from_secs(10),
+        &log,
+        || results().len() >= 2,
+    );
+    assert_eq!(results()[1], "open:gate pulsed open");
+    assert_eq!(pulses(&data), 1);
 }

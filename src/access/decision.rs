@@ -19,6 +19,9 @@ pub enum Action {
     /// No vehicle decided: an alert about the gate itself (its position contact disagrees with the
     /// commands), recorded and uploaded like a pass.
     Alert,
+    /// No vehicle decided: one finished opening of the gate as its position contact saw it (`first_seen`
+    /// when it opened, `at` when it closed).
+    Gate,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -65,6 +68,10 @@ pub enum Reason {
     GateAlert {
         alert: &'static str,
     },
+    /// One opening of the gate, from its position contact; `commanded` when a command explains it.
+    GateCycle {
+        commanded: bool,
+    },
 }
 
 impl Reason {
@@ -86,6 +93,7 @@ impl Reason {
             Reason::GuardOverride => "guard_override",
             Reason::ExitButton => "exit_button",
             Reason::GateAlert { alert } => alert,
+            Reason::GateCycle { .. } => "gate_cycle",
         }
     }
 }
@@ -111,6 +119,8 @@ impl fmt::Display for Reason {
             Reason::Lockdown => f.write_str("gate in lockdown"),
             Reason::GuardOverride => f.write_str("opened by a guard"),
             Reason::ExitButton => f.write_str("opened by an exit button"),
+            Reason::GateCycle { commanded: true } => f.write_str("gate opened on command and closed"),
+            Reason::GateCycle { commanded: false } => f.write_str("gate opened with no command and closed"),
             Reason::GateAlert { alert } => f.write_str(match *alert {
                 "gate_not_opened" => "gate commanded but did not open",
                 "gate_held_open" => "gate held open too long",

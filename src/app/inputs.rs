@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::{Lanes, Stores};
 use crate::access::{Action, Decision, Reason};
@@ -26,17 +26,43 @@ pub(super) const ALERT_INPUT: &str = "input_unavailable";
 /// How often the gate watch looks at the time (its alerts fire within this of their threshold).
 const WATCH_TICK: Duration = Duration::from_millis(250);
 
-/// The loop detectors' senders by lane, made before the lanes so each tracker gets its receiver.
-pub(super) fn presence_channels(
-    cfg: &Config,
-) -> HashMap<String, (mpsc::Sender<InputEvent>, mpsc::Receiver<InputEvent>)> {
+/// A lane's loop detector as its lane sees it: the changes (for the tracker), whether a vehicle is on it
+/// now, and how long a decided opening waits for one (`None`: it does not wait).
+pub(super) struct LaneLoop {
+    pub events: mpsc::Receiver<InputEvent>,
+    pub present: watch::Receiver<bool>,
+    pub open_wait: Option<Duration>,
+}
+
+/// Where a loop detector's changes go: its lane's tracker and its "vehicle present" state.
+#[derive(Clone)]
+pub(super) struct LoopFeed {
+    events: mpsc::Sender<InputEvent>,
+    present: Arc<watch::Sender<bool>>,
+}
+
+/// The loop detectors by lane, made before the lanes so each lane gets its end.
+pub(super) fn loop_channels(cfg: &Config) -> (HashMap<String, LoopFeed>, HashMap<String, LaneLoop>) {
     cfg.inputs
         .iter()
         .filter_map(|i| match &i.role {
-            InputRole::Presence { lane } => Some((lane.clone(), mpsc::channel(32))),
+            InputRole::Presence { lane, open_wait } => {
+                let (tx, rx) = mpsc::channel(32);
+                let (ptx, prx) = watch::channel(false);
+                let feed = LoopFeed {
+                    events: tx,
+                    present: Arc::new(ptx),
+                };
+                let tap = LaneLoop {
+                    events: rx,
+                    present: prx,
+                    open_wait: *open_wait,
+                };
+                Some(((lane.clone(), feed), (lane.clone(), tap)))
+            }
             _ => None,
         })
-        .collect()
+        .unzip()
 }
 
 /// What the gate-side input tasks need.
@@ -45,7 +71,7 @@ pub(super) struct InputCtx<'a> {
     pub clock: crate::clock::SharedClock,
     pub stores: &'a Stores,
     pub handles: &'a HashMap<String, GateHandle>,
-    pub presence: HashMap<String, mpsc::Sender<InputEvent>>,
+    pub presence: HashMap<String, LoopFeed>,
 }
 
 /// Opens every input and starts its reader thread and the task that acts on it.
@@ -78,7 +104,7 @@ pub(super) fn start_inputs(ctx: InputCtx<'_>, lanes: &mut Lanes) -> anyhow::Resu
                 .spawn(move || inputs::run_input(name, line, debounce, clock, tx, cancel))?,
         );
         let task = match &ic.role {
-            InputRole::Presence { lane } => {
+            InputRole::Presence { lane, .. } => {
                 let Some(to) = ctx.presence.get(lane).cloned() else {
                     continue;
                 };
@@ -132,15 +158,11 @@ fn lane_of(cfg: &Config, relay: &str) -> Arc<str> {
         .into()
 }
 
-async fn forward_presence(
-    mut rx: mpsc::Receiver<InputEvent>,
-    to: mpsc::Sender<InputEvent>,
-    lane: String,
-    stats: Arc<InputStats>,
-) {
+async fn forward_presence(mut rx: mpsc::Receiver<InputEvent>, to: LoopFeed, lane: String, stats: Arc<InputStats>) {
     while let Some(e) = rx.recv().await {
         stats.present(&lane, e.active);
-        if to.send(e).await.is_err() {
+        to.present.send_replace(e.active);
+        if to.events.send(e).await.is_err() {
             break;
         }
     }
@@ -242,7 +264,40 @@ async fn notice(c: &WatchCtx, relay: &str, n: WatchNotice) {
                 commanded = o.commanded,
                 "gate closed"
             );
+            let e = cycle_event(&c.lane, &o, &c.input.name);
+            if tokio::time::timeout(Duration::from_secs(2), c.sink.send(e))
+                .await
+                .is_err()
+            {
+                tracing::error!(relay, "gate opening could not be queued for the event store");
+            }
         }
+    }
+}
+
+/// A finished opening as a gate event: action `gate`, `first_seen` when the gate opened, `at` when it
+/// closed, how long it stood open in the gate result.
+fn cycle_event(lane: &Arc<str>, o: &crate::gate::Opening, input: &str) -> GateEvent {
+    let open_s = (o.closed_at - o.opened_at).num_milliseconds() as f64 / 1000.0;
+    GateEvent {
+        id: GateEvent::new_id(o.closed_at),
+        lane: lane.clone(),
+        at: o.closed_at,
+        first_seen: o.opened_at,
+        plate: String::new(),
+        confidence: 0.0,
+        chars: Vec::new(),
+        alternatives: Vec::new(),
+        reads: 0,
+        decision: Decision {
+            action: Action::Gate,
+            alert: !o.commanded,
+            reason: Reason::GateCycle { commanded: o.commanded },
+            matched: None,
+        },
+        crop_jpeg: Vec::new(),
+        guard_action: None,
+        gate_result: Some(format!("open {open_s:.1} s, seen by input {input}")),
     }
 }
 
@@ -460,6 +515,15 @@ mod tests {
             assert!(start.elapsed() < Duration::from_secs(5), "cleared");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        // The opening itself is recorded too: when it opened, when it closed, with no command behind it.
+        let cycle = tokio::time::timeout(Duration::from_secs(5), stored.recv())
+            .await
+            .expect("in time")
+            .expect("an event");
+        assert_eq!(cycle.decision.action, Action::Gate);
+        assert_eq!(cycle.decision.reason, Reason::GateCycle { commanded: false });
+        assert!(cycle.first_seen <= cycle.at && cycle.at <= clock.now());
+        assert!(cycle.gate_result.as_deref().is_some_and(|g| g.starts_with("open ")));
         drop(tx);
         task.await.expect("task");
         cancel.cancel();

@@ -137,26 +137,47 @@ pub(super) struct DecisionCtx {
     pub(super) live: crate::panel::LiveHub,
     /// Where the capture-to-relay time goes; its clock is `None` for a replayed file (its own time).
     pub(super) timing: LaneTiming,
+    /// With a loop detector set to `open_only_present`: a decided opening waits for a vehicle on it.
+    pub(super) wait_for_vehicle: Option<WaitForVehicle>,
 }
 
+/// A lane whose gate opens for a decided plate only while its loop detector says a vehicle is there.
+pub(super) struct WaitForVehicle {
+    pub(super) present: tokio::sync::watch::Receiver<bool>,
+    pub(super) wait: Duration,
+}
+
+/// How long an event waits for the gate controller's answer before it is recorded without it.
+const ANSWER_WITHIN: Duration = Duration::from_secs(2);
+
 /// Decides each voted read, commands the gate (never waiting), then queues the event. The event writer is
-/// never awaited while a read is waiting: events that do not fit its queue wait in a local backlog.
+/// never awaited while a read is waiting: events that do not fit its queue wait in a local backlog, and an
+/// event waiting for the gate's answer (at most [`ANSWER_WITHIN`], or the loop's wait) waits in a task of
+/// its own, so neither the next decision nor the other events wait for it.
 pub(super) async fn decision_loop(mut ctx: DecisionCtx) {
-    let mut backlog: std::collections::VecDeque<(GateEvent, Option<GateReply>)> = std::collections::VecDeque::new();
+    let mut backlog: std::collections::VecDeque<GateEvent> = std::collections::VecDeque::new();
+    let mut answering: tokio::task::JoinSet<GateEvent> = tokio::task::JoinSet::new();
     let mut reads_open = true;
-    while reads_open || !backlog.is_empty() {
+    while reads_open || !backlog.is_empty() || !answering.is_empty() {
         tokio::select! {
             v = ctx.voted.recv(), if reads_open => match v {
-                Some(v) => backlog.push_back(decide_and_act(&ctx, v)),
+                Some(v) => match decide_and_act(&ctx, v) {
+                    (e, None) => backlog.push_back(e),
+                    (mut e, Some((reply, within))) => {
+                        answering.spawn(async move {
+                            e.gate_result = Some(gate_result(reply, within).await);
+                            e
+                        });
+                    }
+                },
                 None => reads_open = false,
             },
+            Some(done) = answering.join_next(), if !answering.is_empty() => match done {
+                Ok(e) => backlog.push_back(e),
+                Err(e) => tracing::error!(error = %e, "an event waiting for the gate's answer was lost"),
+            },
             permit = ctx.sink.reserve(), if !backlog.is_empty() => match (permit, backlog.pop_front()) {
-                (Ok(permit), Some((mut e, reply))) => {
-                    if let Some(reply) = reply {
-                        e.gate_result = Some(gate_result(reply).await);
-                    }
-                    permit.send(e)
-                }
+                (Ok(permit), Some(e)) => permit.send(e),
                 (Err(_), _) => {
                     tracing::error!(events = backlog.len(), "event writer has stopped; events not recorded");
                     backlog.clear();
@@ -174,13 +195,46 @@ pub(super) async fn decision_loop(mut ctx: DecisionCtx) {
 type GateReply = tokio::sync::oneshot::Receiver<gate::GateOutcome>;
 
 /// The event's record of what the relay did: the controller's answer (it answers as soon as it has set
-/// the relay, so this wait is short; the gate was commanded before it began).
-async fn gate_result(reply: GateReply) -> String {
-    match tokio::time::timeout(Duration::from_secs(2), reply).await {
+/// the relay, so this wait is short unless the opening waits for the loop; the gate was commanded, or
+/// the wait begun, before this).
+async fn gate_result(reply: GateReply, within: Duration) -> String {
+    match tokio::time::timeout(within, reply).await {
         Ok(Ok(outcome)) => outcome.to_string(),
         Ok(Err(_)) => "gate controller stopped before it answered".to_string(),
-        Err(_) => "gate controller did not answer within 2 s".to_string(),
+        Err(_) => format!("gate controller did not answer within {} s", within.as_secs()),
     }
+}
+
+/// Opens the gate once a vehicle is on the loop, waiting at most `wait` (an opening for a car the camera
+/// read on its way in). The answer says what became of it: the controller's outcome, or no vehicle.
+fn open_when_present(
+    gate: GateHandle,
+    cmd: GateCommand,
+    mut present: tokio::sync::watch::Receiver<bool>,
+    wait: Duration,
+) -> GateReply {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let arrived = matches!(tokio::time::timeout(wait, present.wait_for(|p| *p)).await, Ok(Ok(_)));
+        let outcome = if !arrived {
+            tracing::warn!(
+                gate = gate.name(),
+                wait_s = wait.as_secs(),
+                "decided opening dropped: no vehicle came onto the loop"
+            );
+            gate::GateOutcome::NoVehicle
+        } else {
+            match gate.try_command_reply(cmd) {
+                Ok(reply) => reply.await.unwrap_or(gate::GateOutcome::RelayFailed),
+                Err(e) => {
+                    tracing::error!(gate = gate.name(), error = %e, "could not command the gate");
+                    gate::GateOutcome::RelayFailed
+                }
+            }
+        };
+        let _ = tx.send(outcome);
+    });
+    rx
 }
 
 /// Passes the gate controller's answer on, and when the relay pulsed records the time from the capture of
@@ -210,7 +264,9 @@ fn time_to_relay(
     rx
 }
 
-pub(super) fn decide_and_act(ctx: &DecisionCtx, v: VotedRead) -> (GateEvent, Option<GateReply>) {
+/// Decides one voted read and commands the gate; the event, and when the gate was commanded, where its
+/// answer comes and how long to wait for it.
+pub(super) fn decide_and_act(ctx: &DecisionCtx, v: VotedRead) -> (GateEvent, Option<(GateReply, Duration)>) {
     let now = ctx.clock.now();
     let decision = decide_read(&v, &ctx.allowlist, &ctx.cfg, now, ctx.gate.in_lockdown());
     ctx.decisions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -218,17 +274,25 @@ pub(super) fn decide_and_act(ctx: &DecisionCtx, v: VotedRead) -> (GateEvent, Opt
     if decision.action == Action::Open {
         ctx.opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         ctx.opens.record(&v.text, v.decided_at);
-        let reason = decision.reason.to_string();
-        match ctx.gate.try_command_reply(GateCommand::Open {
+        let cmd = GateCommand::Open {
             actor: Actor::Automatic,
-            reason,
-        }) {
-            // Filled in with what the relay did before the event is stored.
-            Ok(rx) => reply = Some(time_to_relay(&ctx.timing, &v.lane, v.decided_at, rx)),
-            Err(e) => {
-                tracing::error!(lane = %v.lane, error = %e, "could not command the gate");
-                gate_result = Some(format!("gate command failed: {e}"));
+            reason: decision.reason.to_string(),
+        };
+        match &ctx.wait_for_vehicle {
+            // The car is not on the loop yet: the opening waits for it (the event records what became of it).
+            Some(w) if !*w.present.borrow() => {
+                tracing::info!(lane = %v.lane, wait_s = w.wait.as_secs(), "opening waits for the vehicle on the loop");
+                let rx = open_when_present(ctx.gate.clone(), cmd, w.present.clone(), w.wait);
+                reply = Some((rx, w.wait + ANSWER_WITHIN));
             }
+            _ => match ctx.gate.try_command_reply(cmd) {
+                // Filled in with what the relay did before the event is stored.
+                Ok(rx) => reply = Some((time_to_relay(&ctx.timing, &v.lane, v.decided_at, rx), ANSWER_WITHIN)),
+                Err(e) => {
+                    tracing::error!(lane = %v.lane, error = %e, "could not command the gate");
+                    gate_result = Some(format!("gate command failed: {e}"));
+                }
+            },
         }
     }
     let opted_out = decision.action == Action::Open && decision.matched.as_ref().is_some_and(|m| m.do_not_log);
@@ -286,4 +350,72 @@ pub fn decide_read(
         tz: cfg.site.timezone,
     };
     access::stage::decide_pass(read, &allowlist.current(), rules, now, lockdown)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{RelayConfig, RelayKind, SafeState};
+    use crate::gate::{Relay, SimulatedRelay};
+
+    fn gate() -> (GateHandle, Arc<std::sync::Mutex<Vec<gate::Transition>>>) {
+        let cfg = RelayConfig {
+            name: "main".into(),
+            kind: RelayKind::Simulated { log: None },
+            active_low: false,
+            pulse: Duration::from_millis(200),
+            cooldown: Duration::from_secs(1),
+            max_hold: Duration::from_secs(60),
+            safe_state: SafeState::Closed,
+        };
+        let r = SimulatedRelay::new("main", None).expect("relay");
+        let t = r.transitions.clone();
+        let b: Box<dyn Relay> = Box::new(r);
+        let (handle, run) = gate::run_controller(cfg, Arc::new(std::sync::Mutex::new(b)), Default::default());
+        tokio::spawn(run);
+        (handle, t)
+    }
+
+    fn open() -> GateCommand {
+        GateCommand::Open {
+            actor: Actor::Automatic,
+            reason: "test".into(),
+        }
+    }
+
+    fn pulses(t: &std::sync::Mutex<Vec<gate::Transition>>) -> usize {
+        t.lock().expect("lock").iter().filter(|x| x.energized).count()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_opening_waits_for_the_vehicle_on_the_loop() {
+        let (handle, t) = gate();
+        let (present, rx) = tokio::sync::watch::channel(false);
+        let reply = open_when_present(handle, open(), rx, Duration::from_secs(20));
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(pulses(&t), 0, "no pulse while the loop is empty");
+        present.send_replace(true);
+        assert_eq!(reply.await.expect("answer"), gate::GateOutcome::Pulsed);
+        assert_eq!(pulses(&t), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_opening_no_vehicle_comes_for_is_dropped() {
+        let (handle, t) = gate();
+        let (_present, rx) = tokio::sync::watch::channel(false);
+        let reply = open_when_present(handle, open(), rx, Duration::from_secs(20));
+        let answer = reply.await.expect("answer");
+        assert_eq!(answer, gate::GateOutcome::NoVehicle);
+        assert_eq!(answer.to_string(), "not pulsed: no vehicle came onto the loop in time");
+        assert_eq!(pulses(&t), 0);
+        // The loop's feed gone (shutdown) ends the wait at once, without an opening.
+        let (handle, t) = gate();
+        let (present, rx) = tokio::sync::watch::channel(false);
+        drop(present);
+        let started = tokio::time::Instant::now();
+        let reply = open_when_present(handle, open(), rx, Duration::from_secs(20));
+        assert_eq!(reply.await.expect("answer"), gate::GateOutcome::NoVehicle);
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert_eq!(pulses(&t), 0);
+    }
 }

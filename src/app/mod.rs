@@ -331,13 +331,10 @@ fn start_lanes(
         timings: Arc::default(),
         cancel: root.child_token(),
     };
-    let (presence_tx, mut presence_rx): (HashMap<_, _>, HashMap<_, _>) = inputs::presence_channels(cfg)
-        .into_iter()
-        .map(|(lane, (tx, rx))| ((lane.clone(), tx), (lane, rx)))
-        .unzip();
+    let (presence_tx, mut loops) = inputs::loop_channels(cfg);
     for lane in &cfg.lanes {
-        let presence = presence_rx.remove(&lane.name);
-        start_lane(cfg, lane, parts, stores, gates, &mut lanes, presence)?;
+        let lane_loop = loops.remove(&lane.name);
+        start_lane(cfg, lane, parts, stores, gates, &mut lanes, lane_loop)?;
     }
     inputs::start_inputs(
         inputs::InputCtx {
@@ -361,8 +358,18 @@ fn start_lane(
     stores: &Stores,
     gates: &Gates,
     lanes: &mut Lanes,
-    presence: Option<mpsc::Receiver<crate::inputs::InputEvent>>,
+    lane_loop: Option<inputs::LaneLoop>,
 ) -> anyhow::Result<()> {
+    let (presence, wait_for_vehicle) = match lane_loop {
+        Some(l) => (
+            Some(l.events),
+            l.open_wait.map(|wait| lane::WaitForVehicle {
+                present: l.present,
+                wait,
+            }),
+        ),
+        None => (None, None),
+    };
     let reader = (parts.make_reader)(lane).with_context(|| format!("lane {}: recognizer", lane.name))?;
     let source = (parts.make_source)(lane);
     let gate = gates
@@ -429,6 +436,7 @@ fn start_lane(
         opens,
         live: lanes.live.clone(),
         timing,
+        wait_for_vehicle,
     })));
     lanes.slots.push(slot);
     lanes.stats.push(stats);

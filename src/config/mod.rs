@@ -310,8 +310,9 @@ pub enum InputKind {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum InputRole {
-    /// A loop detector under `lane`: a pass opens and closes with it.
-    Presence { lane: String },
+    /// A loop detector under `lane`: a pass opens and closes with it. With `open_wait` set, a plate decided
+    /// "open" opens the gate only while the loop is occupied, waiting at most that long for it.
+    Presence { lane: String, open_wait: Option<Duration> },
     /// The gate's open contact on `relay`'s gate: alerts when a command is not followed by an opening within
     /// `open_within`, when the gate stays open `held_open` after the relay let go, and when it opens with no
     /// command.
@@ -322,6 +323,38 @@ pub enum InputRole {
     },
     /// A push-button that opens `relay`'s gate (exit button, guard's button), audited as its own actor.
     ExitButton { relay: String },
+}
+
+impl InputConfig {
+    /// One line for `check-config`: the line, its polarity and what it does.
+    pub fn describe(&self) -> String {
+        let line = match &self.kind {
+            InputKind::Gpio { chip, line } => format!("GPIO line {line} on {}", chip.display()),
+            InputKind::Simulated { file } => format!("simulated, level in {}", file.display()),
+        };
+        let polarity = if self.active_low { "active low" } else { "active high" };
+        let role = match &self.role {
+            InputRole::Presence { lane, open_wait: None } => format!("loop detector of lane {lane}"),
+            InputRole::Presence {
+                lane,
+                open_wait: Some(w),
+            } => format!(
+                "loop detector of lane {lane}; a decided opening waits up to {} s for a vehicle on it",
+                w.as_secs()
+            ),
+            InputRole::GatePosition {
+                relay,
+                open_within,
+                held_open,
+            } => format!(
+                "gate position of relay {relay}; alerts: not open within {} ms, held open over {} s, forced open",
+                open_within.as_millis(),
+                held_open.as_secs()
+            ),
+            InputRole::ExitButton { relay } => format!("exit button opening relay {relay}"),
+        };
+        format!("{line}, {polarity}, debounce {} ms, {role}", self.debounce.as_millis())
+    }
 }
 
 /// When an idle lane reads a frame (see `camera::motion`).
@@ -410,6 +443,9 @@ impl Config {
                 relay.cooldown.as_millis(),
                 relay.safe_state
             ));
+        }
+        for input in &self.inputs {
+            s.push_str(&format!("input {}: {}\n", input.name, input.describe()));
         }
         s.push_str(&format!("models: {}\n", self.recognize.manifest.display()));
         match &self.privacy.effective.state {

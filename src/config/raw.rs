@@ -264,6 +264,13 @@ pub struct RawInput {
     /// presence: the lane whose loop this is.
     #[serde(default)]
     pub lane: Option<String>,
+    /// presence: a plate decided "open" opens the gate only while the loop is occupied (the camera often
+    /// reads a plate before the car reaches the gate; the opening waits for it).
+    #[serde(default)]
+    pub open_only_present: bool,
+    /// presence, with `open_only_present`: how long a decided opening waits for the loop.
+    #[serde(default = "default_present_wait")]
+    pub present_wait_s: u64,
     /// gate_position, exit_button: the relay whose gate this is.
     #[serde(default)]
     pub relay: Option<String>,
@@ -277,6 +284,9 @@ pub struct RawInput {
 
 fn default_debounce() -> u64 {
     50
+}
+fn default_present_wait() -> u64 {
+    20
 }
 fn default_open_within() -> u64 {
     5000

@@ -59,6 +59,9 @@ pub enum GateOutcome {
     Unlocked,
     /// The relay did not take the change.
     RelayFailed,
+    /// Not pulsed: the opening waited for a vehicle on the lane's loop detector (`open_only_present`)
+    /// and none came in time.
+    NoVehicle,
 }
 
 impl std::fmt::Display for GateOutcome {
@@ -73,6 +76,7 @@ impl std::fmt::Display for GateOutcome {
             GateOutcome::LockedDown => "lockdown on",
             GateOutcome::Unlocked => "lockdown lifted",
             GateOutcome::RelayFailed => "relay failed: the gate was not moved",
+            GateOutcome::NoVehicle => "not pulsed: no vehicle came onto the loop in time",
         })
     }
 }

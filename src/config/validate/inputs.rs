@@ -77,7 +77,19 @@ pub(super) fn validate_inputs(
                 }
             };
         let role = match i.role.as_str() {
-            "presence" => named("lane", &i.lane, lanes, "lane", issues).map(|lane| InputRole::Presence { lane }),
+            "presence" => {
+                if i.open_only_present && !(1..=600).contains(&i.present_wait_s) {
+                    issues.push(
+                        format!("{path}.present_wait_s"),
+                        format!("{} s is out of range", i.present_wait_s),
+                        "use 1 to 600 (how long a decided opening waits for the car to reach the loop)",
+                    );
+                }
+                named("lane", &i.lane, lanes, "lane", issues).map(|lane| InputRole::Presence {
+                    lane,
+                    open_wait: i.open_only_present.then(|| Duration::from_secs(i.present_wait_s)),
+                })
+            }
             "gate_position" => {
                 if !(500..=120_000).contains(&i.open_within_ms) {
                     issues.push(
@@ -111,6 +123,13 @@ pub(super) fn validate_inputs(
                 None
             }
         };
+        if i.open_only_present && !matches!(role, Some(InputRole::Presence { .. }) | None) {
+            issues.push(
+                format!("{path}.open_only_present"),
+                "only a loop detector can hold an opening until a vehicle is there",
+                "set it on the lane's role = \"presence\" input, or remove it",
+            );
+        }
         let (Some(kind), Some(role)) = (kind, role) else {
             continue;
         };

@@ -65,6 +65,7 @@ fn gate_inputs_are_typed_and_their_mistakes_name_key_and_fix() {
     let good = format!(
         "{GOOD}[inputs.exit]\nkind = \"simulated\"\nrole = \"exit_button\"\nrelay = \"main\"\nfile = \"sim/exit\"\n\
          [inputs.loop]\nkind = \"gpio\"\nchip = \"/dev/gpiochip0\"\nline = 17\nactive_low = true\nrole = \"presence\"\nlane = \"entry\"\n\
+         open_only_present = true\n\
          [inputs.gate]\nkind = \"gpio\"\nchip = \"/dev/gpiochip0\"\nline = 27\nrole = \"gate_position\"\nrelay = \"main\"\nheld_open_s = 90\n"
     );
     let c = parse(&good, &base()).expect("valid");
@@ -86,17 +87,26 @@ fn gate_inputs_are_typed_and_their_mistakes_name_key_and_fix() {
             held_open: Duration::from_secs(90)
         }
     );
-    assert!(c
-        .inputs
-        .iter()
-        .any(|i| i.active_low && i.role == InputRole::Presence { lane: "entry".into() }));
+    assert!(c.inputs.iter().any(|i| i.active_low
+        && i.role
+            == InputRole::Presence {
+                lane: "entry".into(),
+                open_wait: Some(Duration::from_secs(20))
+            }));
+    let summary = c.summary();
+    assert!(
+        summary.contains("input loop: GPIO line 17 on /dev/gpiochip0, active low, debounce 50 ms, loop detector of lane entry; a decided opening waits up to 20 s"),
+        "{summary}"
+    );
 
     let bad = format!(
         "{GOOD}[inputs.a]\nkind = \"gpio\"\nrole = \"exit_button\"\nrelay = \"gate9\"\n\
          [inputs.b]\nkind = \"simulated\"\nrole = \"doorbell\"\nfile = \"x\"\n\
          [inputs.c]\nkind = \"simulated\"\nrole = \"presence\"\nfile = \"x\"\n\
          [inputs.d]\nkind = \"simulated\"\nrole = \"gate_position\"\nrelay = \"main\"\nfile = \"x\"\nopen_within_ms = 10\n\
-         [inputs.e]\nkind = \"simulated\"\nrole = \"gate_position\"\nrelay = \"main\"\nfile = \"y\"\n"
+         [inputs.e]\nkind = \"simulated\"\nrole = \"gate_position\"\nrelay = \"main\"\nfile = \"y\"\n\
+         [inputs.f]\nkind = \"simulated\"\nrole = \"exit_button\"\nrelay = \"main\"\nfile = \"z\"\nopen_only_present = true\n\
+         [inputs.g]\nkind = \"simulated\"\nrole = \"presence\"\nlane = \"entry\"\nfile = \"w\"\nopen_only_present = true\npresent_wait_s = 0\n"
     );
     let err = parse(&bad, &base()).expect_err("invalid");
     let issues: Vec<(String, String)> = err.issues().iter().map(|i| (i.path.clone(), i.fix.clone())).collect();
@@ -107,6 +117,8 @@ fn gate_inputs_are_typed_and_their_mistakes_name_key_and_fix() {
         ("inputs.c.lane", "entry"),
         ("inputs.d.open_within_ms", "500 to 120000"),
         ("inputs.e.role", "one position contact per gate"),
+        ("inputs.f.open_only_present", "role = \"presence\""),
+        ("inputs.g.present_wait_s", "1 to 600"),
     ] {
         assert!(
             issues.iter().any(|(p, f)| p == path && f.contains(fix)),
