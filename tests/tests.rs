@@ -29,6 +29,8 @@ mod panel_abuse;
 mod panel_browser;
 /// Privacy: DSAR export/delete, legal holds and the access log.
 mod privacy;
+/// Property tests of every parser that takes outside input (fixed seed and case budget).
+mod properties;
 /// A 1080p H.264 camera over RTSP (GStreamer's server on loopback): read, decided, reconnected.
 mod rtsp;
 /// A full disk, a damaged or an empty database: the gate decides, nothing decided is lost, alerts say why.
