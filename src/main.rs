@@ -111,6 +111,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => cli::speed(&dir, rounds, baseline.as_deref(), &models),
         Command::Allowlist { config, action } => cli::allowlist(&config, action),
         Command::Keys { action } => cli::keys(action),
+        Command::Dsar { action } => cli::dsar(action),
         Command::Audit { config, action } => cli::audit_cmd(&config, action),
         Command::User { config, action } => cli::user(&config, action),
         Command::Panel {

@@ -395,3 +395,66 @@ fn signed_dsar_commands_over_the_link_run_once_and_are_logged() {
         .expect("audit");
     assert_eq!(audited, 2);
 }
+
+/// Every byte of the database and its WAL, as text (lossy).
+fn database_bytes(db: &std::path::Path) -> String {
+    let mut all = Vec::new();
+    for suffix in ["", "-wal"] {
+        all.extend(std::fs::read(format!("{}{suffix}", db.display())).unwrap_or_default());
+    }
+    String::from_utf8_lossy(&all).into_owned()
+}
+
+/// A legal hold on an opted-out resident's plate is kept, logged and audited under the plate's sealed id:
+/// its text is nowhere in the database. A hold on any other plate keeps the text (the scan can see it).
+#[test]
+fn a_legal_hold_on_an_opted_out_plate_is_sealed() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = write_config(dir.path(), &dir.path().join("none.avi"), "stop");
+    let c = cfg.to_str().expect("utf8");
+    for args in [
+        &["allowlist", "--config", c, "add", "OPT4821", "--do-not-log"][..],
+        &[
+            "events",
+            "--config",
+            c,
+            "hold",
+            "--plate",
+            "opt 4821",
+            "--reason",
+            "court order 7",
+        ],
+        &[
+            "events",
+            "--config",
+            c,
+            "hold",
+            "--plate",
+            "PLN5173",
+            "--reason",
+            "court order 8",
+        ],
+    ] {
+        let o = gatehouse(args);
+        assert!(o.status.success(), "{args:?}: {}", text(&o));
+    }
+    let db = dir.path().join("data/gatehouse.db");
+    let conn = Connection::open(&db).expect("db");
+    let held: Vec<String> = conn
+        .prepare("SELECT plate FROM legal_holds ORDER BY created_at")
+        .expect("stmt")
+        .query_map([], |r| r.get(0))
+        .expect("q")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(held.len(), 2);
+    assert!(held[0].starts_with('~') && held[0].len() == 33, "sealed: {held:?}");
+    assert_eq!(held[1], "PLN5173");
+    drop(conn);
+    let bytes = database_bytes(&db);
+    assert!(
+        !bytes.contains("OPT4821"),
+        "the opted-out plate's text is in the database"
+    );
+    assert!(bytes.contains("PLN5173"), "the scan sees plate text where it is kept");
+}

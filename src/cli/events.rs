@@ -27,7 +27,15 @@ pub fn events(config: &Path, action: EventsAction) -> anyhow::Result<()> {
             reason,
         } => {
             anyhow::ensure!(event.is_some() || p.is_some(), "name --event ID or --plate PLATE");
-            let p = p.map(|p| plate::normalize(&p));
+            // An opted-out resident's plate is held, logged and audited by its sealed id, never its text.
+            let p = match p.map(|p| plate::normalize(&p)) {
+                Some(p) => Some(access_log::plate_as_logged(
+                    &conn,
+                    &p,
+                    &crate::access::PlateKey::load_or_create(&cfg.plate_key_path())?,
+                )?),
+                None => None,
+            };
             retention::hold(&conn, event.as_deref(), p.as_deref(), &reason, Utc::now())?;
             access_log::record(
                 &conn,

@@ -4,6 +4,7 @@
 mod allowlist;
 mod audit;
 mod debug;
+mod dsar;
 mod events;
 mod models;
 mod recognize;
@@ -18,6 +19,7 @@ use clap::{Parser, Subcommand};
 pub use allowlist::{allowlist, keys};
 pub use audit::audit_cmd;
 pub use debug::event_burst;
+pub use dsar::{dsar, DsarAction};
 pub use events::events;
 pub use models::{default_manifest, VERSION};
 pub use recognize::{eval, eval_passes, recognize, speed};
@@ -136,6 +138,11 @@ pub enum Command {
         config: PathBuf,
         #[command(subcommand)]
         action: AuditAction,
+    },
+    /// Data-subject requests as the cloud sends them: `dsar sign` makes a signed export or delete command.
+    Dsar {
+        #[command(subcommand)]
+        action: DsarAction,
     },
     /// Signing keys for allowlist envelopes.
     Keys {

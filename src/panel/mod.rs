@@ -11,6 +11,7 @@
 pub mod account;
 pub mod admin;
 pub mod auth;
+pub mod breached;
 pub mod html;
 pub mod lanes;
 pub mod limits;
