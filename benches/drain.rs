@@ -93,6 +93,12 @@ fn main() {
             heartbeat: Duration::from_secs(60),
             window: 200,
             max_packet_bytes: 1 << 20,
+            // GATEHOUSE_MQTT=3.1.1 drains over MQTT 3.1.1 instead (the same broker and outbox).
+            protocol: match std::env::var("GATEHOUSE_MQTT").as_deref() {
+                Ok("3.1.1") => gatehouse::config::MqttProtocol::V311,
+                _ => gatehouse::config::MqttProtocol::V5,
+            },
+            session_expiry: Duration::from_secs(3600),
         },
         db_path: db.clone(),
         allowlist: SharedAllowlist::new(Allowlist::new(vec![], 0)),

@@ -73,7 +73,10 @@ impl Daemon {
             .expect("log");
         let child = Command::new(bin())
             .args(["run", "--config", cfg.to_str().expect("utf8")])
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("GATEHOUSE_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(f.try_clone().expect("log"))
             .stderr(f)
             .spawn()
@@ -186,7 +189,7 @@ fn wait_all_ids(cloud: &broker::Cloud, want: &[String], secs: u64, what: &str) {
     });
 }
 
-fn burst(cfg: &Path, count: usize) -> Child {
+pub(crate) fn burst(cfg: &Path, count: usize) -> Child {
     Command::new(bin())
         .args([
             "debug",

@@ -19,6 +19,8 @@ mod durability;
 mod eval_cli;
 /// Gate inputs (simulated): exit button opening audited, the gate contact's three alerts as events.
 mod inputs;
+/// MQTT 5 at the broker's edges: a refused publish named once, an oversized message never delivered.
+mod mqtt5;
 /// The Debian package installed into a throwaway root.
 mod package;
 /// The guard panel: route x role matrix, TOTP replay, lockout, sessions, signed image URLs, CSRF, TLS.

@@ -120,6 +120,19 @@ pub struct MqttConfig {
     pub heartbeat: Duration,
     pub window: u16,
     pub max_packet_bytes: usize,
+    pub protocol: MqttProtocol,
+    /// MQTT 5: how long the broker keeps the session while the device is away.
+    pub session_expiry: Duration,
+}
+
+/// The MQTT version the cloud link speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MqttProtocol {
+    /// MQTT 5: reason codes on acknowledgements, the device's maximum packet size announced, message
+    /// expiry on heartbeats.
+    V5,
+    /// MQTT 3.1.1, for brokers without MQTT 5.
+    V311,
 }
 
 #[derive(Debug, Clone)]
@@ -466,10 +479,18 @@ impl Config {
             ));
             match &sync.mqtt {
                 Some(m) => s.push_str(&format!(
-                    "cloud link: mqtts://{}:{} as {} (TLS 1.3, client certificate {}), topics under {}/d/{}/\n",
+                    "cloud link: mqtts://{}:{} as {} ({}, TLS 1.3, client certificate {}), topics under {}/d/{}/\n",
                     m.host,
                     m.port,
                     sync.mqtt_id(),
+                    match m.protocol {
+                        MqttProtocol::V5 => format!(
+                            "MQTT 5, session kept {} h offline, packets up to {} KiB",
+                            m.session_expiry.as_secs() / 3600,
+                            m.max_packet_bytes / 1024
+                        ),
+                        MqttProtocol::V311 => format!("MQTT 3.1.1, packets up to {} KiB", m.max_packet_bytes / 1024),
+                    },
                     m.cert.display(),
                     m.topic_prefix,
                     sync.mqtt_id()

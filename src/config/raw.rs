@@ -442,6 +442,19 @@ pub struct RawMqtt {
     /// Largest MQTT packet accepted from the broker (allowlist chunks must fit).
     #[serde(default = "default_max_packet_kb")]
     pub max_packet_kb: usize,
+    /// "5" (MQTT 5, the default) or "3.1.1" (for a broker without MQTT 5).
+    #[serde(default = "default_protocol")]
+    pub protocol: String,
+    /// MQTT 5: how long the broker keeps this device's session (and the messages for it) while it is away.
+    #[serde(default = "default_session_expiry")]
+    pub session_expiry_h: u32,
+}
+
+fn default_protocol() -> String {
+    "5".into()
+}
+fn default_session_expiry() -> u32 {
+    168
 }
 
 fn default_topic_prefix() -> String {

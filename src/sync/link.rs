@@ -14,10 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rumqttc::{
-    AsyncClient, ClientError, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS, SubscribeFilter,
-    TlsConfiguration, Transport,
-};
+use rumqttc::Outgoing;
 use rusqlite::Connection;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -25,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use super::chunk::Assembler;
 use super::envelope::{self, MAX_ENVELOPE_BYTES};
 use super::keys::TrustedKeys;
+use super::mqtt::{self, Client, LinkEvent, Qos as QoS};
 use super::pairing::Pairing;
 use super::topics::Topics;
 use super::SyncError;
@@ -45,6 +43,8 @@ pub struct LinkStats {
     pub connects: AtomicU64,
     pub envelopes_applied: AtomicU64,
     pub envelopes_rejected: AtomicU64,
+    /// Publishes the broker refused (MQTT 5 reason code), e.g. by its ACL.
+    pub publishes_refused: AtomicU64,
     pub upload: UploadStats,
 }
 
@@ -83,45 +83,80 @@ pub fn spawn(ctx: LinkCtx, cancel: CancellationToken) -> Result<std::thread::Joi
         .map_err(|e| SyncError::Db(format!("cloud link thread: {e}")))
 }
 
-/// What a publish was, so its PUBACK can be traced back.
+/// What a publish was, so its PUBACK can be traced back (and a refusal named by its topic).
 #[derive(Debug, Clone)]
 enum Tag {
     Event(String),
-    Other,
+    Other(String),
+}
+
+/// A publish that is not an event (its topic is filled in when it is published).
+fn other() -> Tag {
+    Tag::Other(String::new())
 }
 
 /// The real [`Uplink`]: QoS 1 publishes on the current connection, PUBACKs traced back to event ids by
 /// [`Pairing`] (the protocol state, tested on its own).
 struct MqttUplink {
-    client: AsyncClient,
+    client: Client,
     events_topic: String,
     connected: bool,
     pairing: Pairing<Tag>,
     acked: Vec<String>,
+    /// Topics the broker refused a publish on lately: nothing is published there on this connection.
+    held: std::collections::HashSet<String>,
 }
 
 impl MqttUplink {
     fn publish(&mut self, topic: String, qos: QoS, retain: bool, payload: Vec<u8>, tag: Tag) -> bool {
-        match self.client.try_publish(topic, qos, retain, payload) {
-            Ok(()) => {
-                self.pairing.requested(tag);
-                true
-            }
-            Err(ClientError::TryRequest(_)) | Err(ClientError::Request(_)) => false,
-        }
+        self.publish_expiring(topic, qos, retain, payload, tag, None)
     }
 
-    fn on_event(&mut self, ev: &Event) {
+    /// A publish with an MQTT 5 message expiry (ignored with 3.1.1).
+    fn publish_expiring(
+        &mut self,
+        topic: String,
+        qos: QoS,
+        retain: bool,
+        payload: Vec<u8>,
+        tag: Tag,
+        expiry: Option<Duration>,
+    ) -> bool {
+        if self.held.contains(&topic) {
+            return false;
+        }
+        let tag = match tag {
+            Tag::Other(t) if t.is_empty() => Tag::Other(topic.clone()),
+            t => t,
+        };
+        let ok = self.client.try_publish(topic, qos, retain, payload, expiry);
+        if ok {
+            self.pairing.requested(tag);
+        }
+        ok
+    }
+
+    /// Follows the publishes to their acknowledgements; returns the topic and reason of a publish the
+    /// broker refused (MQTT 5). A refused event stays owed: it is not marked uploaded.
+    fn on_event(&mut self, ev: &LinkEvent) -> Option<(String, String)> {
         match ev {
-            Event::Outgoing(Outgoing::Publish(pkid)) => self.pairing.written(*pkid),
-            Event::Outgoing(Outgoing::AwaitAck(_)) => self.pairing.held_back(),
-            Event::Incoming(Packet::PubAck(ack)) => {
-                if let Some(Tag::Event(id)) = self.pairing.acked(ack.pkid) {
-                    self.acked.push(id);
+            LinkEvent::Outgoing(Outgoing::Publish(pkid)) => self.pairing.written(*pkid),
+            LinkEvent::Outgoing(Outgoing::AwaitAck(_)) => self.pairing.held_back(),
+            LinkEvent::PubAck { pkid, refused } => match (self.pairing.acked(*pkid), refused) {
+                (Some(Tag::Event(id)), None) => self.acked.push(id),
+                (Some(Tag::Event(_)), Some(why)) => {
+                    self.held.insert(self.events_topic.clone());
+                    return Some((self.events_topic.clone(), why.clone()));
                 }
-            }
+                (Some(Tag::Other(topic)), Some(why)) => {
+                    self.held.insert(topic.clone());
+                    return Some((topic, why.clone()));
+                }
+                _ => {}
+            },
             _ => {}
         }
+        None
     }
 }
 
@@ -184,7 +219,17 @@ struct Link {
     audit_published: i64,
     /// The device's audit public key (base64), read once when the first checkpoint goes out.
     audit_public_key: Option<String>,
+    /// Topics and reasons of refused publishes already logged.
+    refusals: std::collections::HashSet<(String, String)>,
+    /// Topics refused lately, and until when nothing is published there (see [`REFUSAL_HOLD`]).
+    held: std::collections::HashMap<String, std::time::Instant>,
 }
+
+/// How long the link publishes nothing on a topic the broker refused. Some brokers also close the
+/// connection after a refusal (Mosquitto 2.0.11 over TLS does): without the hold the device would
+/// reconnect and be refused again in a loop. Events stay owed and go once the hold ends (or the daemon
+/// restarts after the broker's ACL is fixed).
+const REFUSAL_HOLD: Duration = Duration::from_secs(600);
 
 fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -203,6 +248,8 @@ impl Link {
             started: std::time::Instant::now(),
             audit_published: 0,
             audit_public_key: None,
+            refusals: Default::default(),
+            held: Default::default(),
             ctx,
             tls,
             trusted,
@@ -214,24 +261,23 @@ impl Link {
         self.ctx.clock.now()
     }
 
-    fn options(&self) -> MqttOptions {
+    fn options(&self) -> mqtt::Options {
         let m = &self.ctx.mqtt;
-        let mut o = MqttOptions::new(self.ctx.sync.mqtt_id(), m.host.clone(), m.port);
-        o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(self.tls.clone())));
-        o.set_keep_alive(m.keep_alive);
-        // A persistent session: allowlist messages sent while the gate was offline wait at the broker.
-        o.set_clean_session(false);
-        o.set_max_packet_size(m.max_packet_bytes, m.max_packet_bytes);
-        o.set_inflight(m.window.saturating_add(16));
-        o.set_request_channel_capacity(m.window as usize + 64);
         let will = serde_json::json!({ "state": "offline", "reason": "connection lost" });
-        o.set_last_will(LastWill::new(
-            self.topics.status(),
-            will.to_string(),
-            QoS::AtLeastOnce,
-            true,
-        ));
-        o
+        mqtt::Options {
+            protocol: m.protocol,
+            client_id: self.ctx.sync.mqtt_id(),
+            host: m.host.clone(),
+            port: m.port,
+            tls: self.tls.clone(),
+            keep_alive: m.keep_alive,
+            max_packet_bytes: m.max_packet_bytes,
+            inflight: m.window.saturating_add(16),
+            request_capacity: m.window as usize + 64,
+            will_topic: self.topics.status(),
+            will_payload: will.to_string().into_bytes(),
+            session_expiry: m.session_expiry,
+        }
     }
 
     async fn run(&mut self, cancel: CancellationToken) {
@@ -240,13 +286,14 @@ impl Link {
             if cancel.is_cancelled() {
                 break;
             }
-            let (client, eventloop) = AsyncClient::new(self.options(), self.ctx.mqtt.window as usize + 64);
+            let (client, eventloop) = mqtt::connect(&self.options());
             let mut up = MqttUplink {
                 client,
                 events_topic: self.topics.events(),
                 connected: false,
                 pairing: Pairing::default(),
                 acked: Vec::new(),
+                held: self.held_topics(),
             };
             let end = self.session(&mut up, eventloop, &cancel, &mut failures).await;
             self.ctx.stats.connected.store(false, Ordering::Relaxed);
@@ -271,7 +318,7 @@ impl Link {
     async fn session(
         &mut self,
         up: &mut MqttUplink,
-        el: EventLoop,
+        el: mqtt::Connection,
         cancel: &CancellationToken,
         failures: &mut u32,
     ) -> SessionEnd {
@@ -287,7 +334,7 @@ impl Link {
     async fn session_loop(
         &mut self,
         up: &mut MqttUplink,
-        events: &mut tokio::sync::mpsc::Receiver<Result<Event, String>>,
+        events: &mut tokio::sync::mpsc::Receiver<Result<LinkEvent, String>>,
         cancel: &CancellationToken,
         failures: &mut u32,
     ) -> SessionEnd {
@@ -329,7 +376,15 @@ impl Link {
                     if up.connected && tokio::time::Instant::now() >= next_heartbeat {
                         next_heartbeat = tokio::time::Instant::now() + self.ctx.mqtt.heartbeat;
                         let hb = self.heartbeat();
-                        up.publish(self.topics.heartbeat(), QoS::AtMostOnce, false, hb.into_bytes(), Tag::Other);
+                        // Expires after two periods: a heartbeat nobody read in time says nothing. With
+                        // MQTT 5 it goes at QoS 1, so a broker's refusal is seen (and the topic held back)
+                        // instead of silently dropping, or with some brokers closing, the connection.
+                        let expiry = Some(self.ctx.mqtt.heartbeat * 2);
+                        let qos = match self.ctx.mqtt.protocol {
+                            crate::config::MqttProtocol::V5 => QoS::AtLeastOnce,
+                            crate::config::MqttProtocol::V311 => QoS::AtMostOnce,
+                        };
+                        up.publish_expiring(self.topics.heartbeat(), qos, false, hb.into_bytes(), other(), expiry);
                     }
                 }
             }
@@ -337,10 +392,12 @@ impl Link {
     }
 
     /// One event from the broker connection.
-    fn handle(&mut self, up: &mut MqttUplink, ev: Event, failures: &mut u32) -> Result<(), String> {
-        up.on_event(&ev);
+    fn handle(&mut self, up: &mut MqttUplink, ev: LinkEvent, failures: &mut u32) -> Result<(), String> {
+        if let Some((topic, why)) = up.on_event(&ev) {
+            self.refused(&topic, &why);
+        }
         match ev {
-            Event::Incoming(Packet::ConnAck(ack)) => {
+            LinkEvent::ConnAck { session_present } => {
                 *failures = 0;
                 up.connected = true;
                 self.ctx.stats.connected.store(true, Ordering::Relaxed);
@@ -348,14 +405,12 @@ impl Link {
                 self.record_link_state("online");
                 tracing::info!(
                     broker = %format!("{}:{}", self.ctx.mqtt.host, self.ctx.mqtt.port),
-                    session_present = ack.session_present,
+                    protocol = ?self.ctx.mqtt.protocol,
+                    session_present,
                     "cloud link up"
                 );
-                let subs = self
-                    .topics
-                    .subscriptions()
-                    .map(|t| SubscribeFilter::new(t, QoS::AtLeastOnce));
-                if up.client.try_subscribe_many(subs).is_err() {
+                let subs = self.topics.subscriptions();
+                if !up.client.try_subscribe_many(&subs) {
                     return Err("could not queue the subscription".into());
                 }
                 let online = serde_json::json!({
@@ -368,25 +423,52 @@ impl Link {
                     QoS::AtLeastOnce,
                     true,
                     online.to_string().into_bytes(),
-                    Tag::Other,
+                    other(),
                 );
                 self.publish_state(up);
             }
-            Event::Incoming(Packet::SubAck(ack))
-                if ack
-                    .return_codes
-                    .iter()
-                    .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure)) =>
-            {
-                tracing::error!(
-                    "the broker refused the allowlist subscription (check its ACL for this device); \
-                     allowlist updates will not arrive"
-                );
+            LinkEvent::SubAck { refused } => {
+                for (topic, why) in self.topics.subscriptions().into_iter().zip(refused) {
+                    if let Some(why) = why {
+                        tracing::error!(
+                            topic,
+                            reason = why,
+                            "the broker refused a subscription (check its ACL for this device); \
+                             what the cloud sends there will not arrive"
+                        );
+                    }
+                }
             }
-            Event::Incoming(Packet::Publish(p)) => self.on_message(up, &p.topic, &p.payload),
+            LinkEvent::Message { topic, payload } => self.on_message(up, &topic, &payload),
+            LinkEvent::BrokerDisconnect(why) => return Err(format!("the broker ended the session: {why}")),
             _ => {}
         }
         Ok(())
+    }
+
+    /// The topics still on hold after a refusal (expired holds are dropped).
+    fn held_topics(&mut self) -> std::collections::HashSet<String> {
+        let now = std::time::Instant::now();
+        self.held.retain(|_, until| *until > now);
+        self.held.keys().cloned().collect()
+    }
+
+    /// A publish the broker refused (MQTT 5 reason code): logged once per topic and reason while the
+    /// daemon runs, never retried in a loop (a refused event stays owed and goes again on the next
+    /// connection, when the broker's ACL may have been fixed).
+    fn refused(&mut self, topic: &str, why: &str) {
+        self.ctx.stats.publishes_refused.fetch_add(1, Ordering::Relaxed);
+        self.held
+            .insert(topic.to_string(), std::time::Instant::now() + REFUSAL_HOLD);
+        if self.refusals.insert((topic.to_string(), why.to_string())) {
+            tracing::error!(
+                topic,
+                reason = why,
+                hold_s = REFUSAL_HOLD.as_secs(),
+                "the broker refused a publish (check its ACL for this device); logged once per topic, \
+                 nothing is published there for a while"
+            );
+        }
     }
 
     /// Commits acknowledgements and tops up the window.
@@ -408,7 +490,11 @@ impl Link {
 
     /// Clean shutdown: status offline (retained), wait briefly for outstanding acknowledgements,
     /// disconnect, commit acknowledgements.
-    async fn goodbye(&mut self, up: &mut MqttUplink, events: &mut tokio::sync::mpsc::Receiver<Result<Event, String>>) {
+    async fn goodbye(
+        &mut self,
+        up: &mut MqttUplink,
+        events: &mut tokio::sync::mpsc::Receiver<Result<LinkEvent, String>>,
+    ) {
         if up.connected {
             let off = serde_json::json!({ "state": "offline", "reason": "shutdown", "at": rfc3339(self.now()) });
             up.publish(
@@ -416,7 +502,7 @@ impl Link {
                 QoS::AtLeastOnce,
                 true,
                 off.to_string().into_bytes(),
-                Tag::Other,
+                other(),
             );
             up.connected = false;
             let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
@@ -431,10 +517,10 @@ impl Link {
                     _ => break,
                 }
             }
-            let _ = up.client.try_disconnect();
+            up.client.try_disconnect();
             let _ = tokio::time::timeout(Duration::from_millis(500), async {
                 while let Some(Ok(ev)) = events.recv().await {
-                    if matches!(ev, Event::Outgoing(Outgoing::Disconnect)) {
+                    if matches!(ev, LinkEvent::Outgoing(Outgoing::Disconnect)) {
                         break;
                     }
                 }
@@ -522,7 +608,7 @@ impl Link {
                 if let Some(bundle) = o.export {
                     let room = self.ctx.mqtt.max_packet_bytes.saturating_sub(4096).max(4096);
                     for part in super::chunk::split(&bundle, room) {
-                        if !up.publish(self.topics.dsar_export(), QoS::AtLeastOnce, false, part, Tag::Other) {
+                        if !up.publish(self.topics.dsar_export(), QoS::AtLeastOnce, false, part, other()) {
                             tracing::error!(id = %c.id, "DSAR export could not be queued whole; the cloud should ask again");
                             break;
                         }
@@ -549,7 +635,7 @@ impl Link {
             QoS::AtLeastOnce,
             false,
             report.to_string().into_bytes(),
-            Tag::Other,
+            other(),
         );
         self.publish_checkpoint(up);
     }
@@ -587,7 +673,7 @@ impl Link {
 
     fn publish_state(&mut self, up: &mut MqttUplink) {
         if let Ok(s) = serde_json::to_vec(&self.state()) {
-            up.publish(self.topics.state(), QoS::AtLeastOnce, true, s, Tag::Other);
+            up.publish(self.topics.state(), QoS::AtLeastOnce, true, s, other());
         }
     }
 
@@ -638,7 +724,7 @@ impl Link {
             QoS::AtLeastOnce,
             true,
             msg.to_string().into_bytes(),
-            Tag::Other,
+            other(),
         );
         self.audit_published = seq;
     }
@@ -681,7 +767,7 @@ impl Link {
 }
 
 /// Polls the event loop until it fails or the session is dropped, forwarding what it yields.
-async fn drive(mut el: EventLoop, tx: tokio::sync::mpsc::Sender<Result<Event, String>>) {
+async fn drive(mut el: mqtt::Connection, tx: tokio::sync::mpsc::Sender<Result<LinkEvent, String>>) {
     loop {
         let ev = el.poll().await.map_err(|e| e.to_string());
         let failed = ev.is_err();

@@ -12,6 +12,7 @@ pub mod envelope;
 pub mod freshness;
 pub mod keys;
 pub mod link;
+pub mod mqtt;
 pub mod pairing;
 pub(crate) mod tls;
 pub mod topics;

@@ -232,7 +232,13 @@ impl Broker {
         format!(
             "\n[sync]\ndevice = \"{device}\"\ntrusted_keys = {{ {keys} }}\n\n[sync.mqtt]\n\
              broker = \"mqtts://localhost:{port}\"\nca = \"{d}/ca.pem\"\ncert = \"{d}/{name}.pem\"\nkey = \"{d}/{name}.key\"\n\
-             heartbeat_s = 5\n",
+             heartbeat_s = 5\n{protocol}",
+            // GATEHOUSE_TEST_MQTT=3.1.1 runs the cloud-link tests over MQTT 3.1.1 (scripts/test.sh does, after
+            // the MQTT 5 run); the tests of MQTT 5's own behaviour (`mqtt5`) remove this line.
+            protocol = match std::env::var("GATEHOUSE_TEST_MQTT").as_deref() {
+                Ok("3.1.1") => "protocol = \"3.1.1\"\n",
+                _ => "",
+            },
             keys = keys.join(", "),
             port = self.port,
             d = self.dir.display(),

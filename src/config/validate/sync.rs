@@ -140,6 +140,25 @@ pub(super) fn validate_mqtt(m: RawMqtt, base: &Path, issues: &mut Issues) -> Opt
             "use 64 to 65536 KiB (allowlist chunks must fit)",
         );
     }
+    let protocol = match m.protocol.as_str() {
+        "5" | "5.0" => MqttProtocol::V5,
+        "3.1.1" | "4" => MqttProtocol::V311,
+        other => {
+            issues.push(
+                "sync.mqtt.protocol",
+                format!("{other:?} is not an MQTT version this device speaks"),
+                "use \"5\" (default) or \"3.1.1\" for a broker without MQTT 5",
+            );
+            MqttProtocol::V5
+        }
+    };
+    if !(1..=8760).contains(&m.session_expiry_h) {
+        issues.push(
+            "sync.mqtt.session_expiry_h",
+            format!("{} is out of range", m.session_expiry_h),
+            "use 1 to 8760 hours (how long the broker keeps messages for an offline device)",
+        );
+    }
     if issues.0.len() > before {
         return None;
     }
@@ -156,5 +175,7 @@ pub(super) fn validate_mqtt(m: RawMqtt, base: &Path, issues: &mut Issues) -> Opt
         heartbeat: Duration::from_secs(m.heartbeat_s),
         window: m.window,
         max_packet_bytes: m.max_packet_kb * 1024,
+        protocol,
+        session_expiry: Duration::from_secs(u64::from(m.session_expiry_h) * 3600),
     })
 }
