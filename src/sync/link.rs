@@ -368,6 +368,10 @@ impl Link {
                     self.pump(up, false);
                 }
                 _ = tick.tick() => {
+                    // A hold ends on its own time, on a broker that keeps the connection after a refusal too.
+                    if !up.held.is_empty() {
+                        up.held = self.held_topics();
+                    }
                     self.pump(up, true);
                     if up.connected && tokio::time::Instant::now() >= next_checkpoint {
                         next_checkpoint = tokio::time::Instant::now() + Duration::from_secs(2);
@@ -752,6 +756,8 @@ impl Link {
             "link_connects": st.connects.load(Ordering::Relaxed),
             "envelopes_applied": st.envelopes_applied.load(Ordering::Relaxed),
             "envelopes_rejected": st.envelopes_rejected.load(Ordering::Relaxed),
+            "publishes_refused": st.publishes_refused.load(Ordering::Relaxed),
+            "held_topics": self.held.keys().collect::<Vec<_>>(),
             "daemon": (self.ctx.health)(),
         })
         .to_string()
