@@ -14,7 +14,7 @@ use rusqlite::Connection;
 
 use crate::support::*;
 
-fn rows(db: &Path, sql: &str) -> Vec<String> {
+pub(crate) fn rows(db: &Path, sql: &str) -> Vec<String> {
     let Ok(conn) = Connection::open(db) else {
         return Vec::new();
     };
@@ -30,7 +30,7 @@ fn reasons(db: &Path) -> Vec<String> {
     rows(db, "SELECT action || ':' || reason_code FROM events ORDER BY at")
 }
 
-fn pulses(data: &Path) -> usize {
+pub(crate) fn pulses(data: &Path) -> usize {
     std::fs::read_to_string(data.join("relay.jsonl"))
         .unwrap_or_default()
         .lines()
@@ -185,7 +185,7 @@ fn a_pass_bounded_by_the_loop_decides_once() {
 }
 
 /// Starts the daemon on `cfg` with its output gathered line by line.
-fn spawn_logged(cfg: &Path) -> (Kill, Arc<Mutex<Vec<String>>>) {
+pub(crate) fn spawn_logged(cfg: &Path) -> (Kill, Arc<Mutex<Vec<String>>>) {
     let mut daemon = Kill(
         Command::new(bin())
             .args(["run", "--config", cfg.to_str().expect("utf8")])

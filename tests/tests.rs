@@ -13,6 +13,8 @@ mod check_config;
 mod cloud_link;
 /// The daemon end to end: demo video -> plates -> decisions -> relay -> events.
 mod daemon;
+/// A corrupt model: the daemon runs on without reading plates, alerts, and the exit button still opens.
+mod degraded;
 /// kill -9 during a burst of commits: the database opens cleanly and keeps every committed event.
 mod durability;
 /// `gatehouse eval` on the shared benchmark (skips when ../shared is absent).

@@ -57,7 +57,6 @@ pub struct Parts {
 
 impl Parts {
     pub fn real(cfg: &Config) -> anyhow::Result<Self> {
-        let manifest = Manifest::load(&cfg.recognize.manifest)?;
         let rc = cfg.recognize.clone();
         Ok(Self {
             clock: Arc::new(SystemClock),
@@ -74,6 +73,8 @@ impl Parts {
                     max_plates: rc.max_plates,
                     ..Default::default()
                 };
+                // Loaded per lane: a manifest that cannot be read costs that lane its plates, not the daemon.
+                let manifest = Manifest::load(&rc.manifest)?;
                 let reader = OnnxPlateReader::new(&manifest, rc.onnxruntime.as_deref(), opts)?;
                 Ok(Box::new(reader) as Box<dyn PlateReader>)
             }),
@@ -86,6 +87,8 @@ impl Parts {
 const ALERT_PANEL: &str = "panel";
 /// Raised when the cloud link cannot start because the database is unusable.
 const ALERT_LINK: &str = "cloud_link";
+/// Raised when a lane's models cannot be loaded: it runs without reading plates.
+const ALERT_RECOGNITION: &str = "recognition";
 
 /// What a run did, for the exit message and tests.
 #[derive(Debug, Default, Clone)]
@@ -370,7 +373,21 @@ fn start_lane(
         ),
         None => (None, None),
     };
-    let reader = (parts.make_reader)(lane).with_context(|| format!("lane {}: recognizer", lane.name))?;
+    let reader = match (parts.make_reader)(lane) {
+        Ok(r) => r,
+        // Without its models the lane reads no plate (nothing opens for a plate); guards, buttons, stills,
+        // events and the cloud link go on. A standing alert says why and how to fix it.
+        Err(e) => {
+            let why = format!(
+                "lane {}: plates cannot be read, so none opens the gate ({e:#}); guards and exit buttons still \
+                 open it. Fix the models (scripts/setup.sh, `gatehouse check-config`) and restart",
+                lane.name
+            );
+            tracing::error!("{why}");
+            stores.alerts.raise(ALERT_RECOGNITION, why);
+            Box::new(crate::recognize::UnavailableReader)
+        }
+    };
     let source = (parts.make_source)(lane);
     let gate = gates
         .handles

@@ -11,6 +11,7 @@ pub mod plate_detect;
 pub mod runtime;
 pub mod select;
 pub mod two_line;
+mod unavailable;
 
 use opencv::core::{Mat, Rect};
 
@@ -18,6 +19,7 @@ pub use crate::plate::{prior, CharRead};
 pub use fake::FakeReader;
 pub use manifest::Manifest;
 pub use onnx::{OnnxPlateReader, ReaderOptions, DEFAULT_MAX_PLATES, DEFAULT_TWO_LINE_MAX_ASPECT};
+pub use unavailable::UnavailableReader;
 
 /// A plate found and read in one frame.
 #[derive(Debug, Clone)]

@@ -1,0 +1,74 @@
+//! The daemon without its models (a corrupt model file on the card): it does not exit into a restart loop
+//! that would take the panel and the exit button with it. It runs, reads no plate (so no plate opens the
+//! gate), raises a standing alert naming the file and the fix, and the exit button still opens the gate.
+
+use std::time::Duration;
+
+use crate::inputs::{pulses, rows, spawn_logged};
+use crate::support::*;
+
+#[test]
+fn a_corrupt_model_leaves_the_gate_to_guards_and_buttons_with_an_alert() {
+    require_models();
+    let dir = tempfile::tempdir().expect("tmp");
+    // A copy of the models with one byte of the reader changed.
+    let models = dir.path().join("models");
+    std::fs::create_dir_all(&models).expect("dir");
+    let manifest = repo().join("models/manifest.toml");
+    let listed = std::fs::read_to_string(&manifest).expect("manifest");
+    for line in listed.lines() {
+        if let Some(f) = line.strip_prefix("file = \"").and_then(|l| l.strip_suffix('"')) {
+            std::fs::copy(repo().join("models").join(f), models.join(f)).expect("copy model");
+        }
+    }
+    std::fs::write(models.join("manifest.toml"), &listed).expect("manifest");
+    let reader = models.join("plate_reader.onnx");
+    let mut bytes = std::fs::read(&reader).expect("reader");
+    bytes[1000] ^= 0x5a;
+    std::fs::write(&reader, bytes).expect("corrupt");
+
+    let video = dir.path().join("lane.avi");
+    render_video(&video, "HXP4729", "2", "1");
+    let cfg = write_config(dir.path(), &video, "loop");
+    let exit = dir.path().join("exit");
+    std::fs::write(&exit, "0").expect("write");
+    let mut t = std::fs::read_to_string(&cfg).expect("cfg");
+    t = t.replace(
+        &repo().join("models/manifest.toml").display().to_string(),
+        &models.join("manifest.toml").display().to_string(),
+    );
+    t.push_str(&format!(
+        "\n[inputs.exit]\nkind = \"simulated\"\nrole = \"exit_button\"\nrelay = \"main\"\nfile = \"{}\"\ndebounce_ms = 20\n",
+        exit.display()
+    ));
+    std::fs::write(&cfg, t).expect("cfg");
+    let c = cfg.to_str().expect("utf8");
+    let o = gatehouse(&["allowlist", "--config", c, "add", "HXP4729"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = gatehouse(&["check-config", c]);
+    assert!(
+        !o.status.success() && text(&o).contains("plate_reader.onnx has sha256"),
+        "check-config names the bad model: {}",
+        text(&o)
+    );
+
+    let (mut daemon, log) = spawn_logged(&cfg);
+    let logged = |needle: &str| log.lock().expect("lock").iter().any(|l| l.contains(needle));
+    wait_for("the alert", Duration::from_secs(30), &log, || {
+        logged("ALERT: lane entry: plates cannot be read") && logged("input changed")
+    });
+    // The listed car passes (twice, the video loops): nothing is read, nothing opens.
+    std::thread::sleep(Duration::from_secs(6));
+    let data = dir.path().join("data");
+    assert_eq!(pulses(&data), 0, "no plate opened the gate");
+    // The exit button still does.
+    std::fs::write(&exit, "1").expect("press");
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(&exit, "0").expect("release");
+    let db = data.join("gatehouse.db");
+    wait_for("the exit button's opening", Duration::from_secs(10), &log, || {
+        rows(&db, "SELECT action || ':' || reason_code FROM events").contains(&"open:exit_button".to_string())
+    });
+    assert_eq!(pulses(&data), 1);
+    assert!(daemon.0.try_wait().expect("wait").is_none(), "the daemon runs on");
+}
