@@ -40,6 +40,8 @@ fn a_refused_publish_is_named_once_and_the_link_does_not_loop() {
             .replace("device = \"oak/gate-1\"", "device = \"oak/gate-9\"")
             .replace(V311, ""),
     );
+    let port = crate::support::broker::free_port();
+    t.push_str(&format!("\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"));
     std::fs::write(&cfg, t).expect("cfg");
     let o = crate::support::gatehouse(&["check-config", cfg.to_str().expect("utf8")]);
     assert!(
@@ -65,7 +67,9 @@ fn a_refused_publish_is_named_once_and_the_link_does_not_loop() {
     std::thread::sleep(Duration::from_secs(2));
     let settled = count(&daemon.log(), "cloud link up");
     std::thread::sleep(Duration::from_secs(6));
+    let refused = crate::cloud_link::metric(port, "gatehouse_cloud_publishes_refused_total").unwrap_or(0.0);
     let log = daemon.stop();
+    assert!(refused >= 4.0, "{refused} refusals counted in /metrics");
     assert_eq!(
         count(&log, "cloud link up"),
         settled,

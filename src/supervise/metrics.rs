@@ -280,6 +280,12 @@ impl Metrics {
                     ),
                 ],
             );
+            family(
+                "gatehouse_cloud_publishes_refused_total",
+                "counter",
+                "Publishes the broker refused with an MQTT 5 reason code (its ACL, usually); see the log.",
+                vec![(Vec::new(), r(&l.publishes_refused))],
+            );
         }
         input_families(&self.inputs, &mut family);
         let list = self.allowlist.current();
@@ -571,6 +577,7 @@ mod tests {
             "gatehouse_cloud_connected gauge",
             "gatehouse_events_uploaded_total counter",
             "gatehouse_allowlist_envelopes_total counter",
+            "gatehouse_cloud_publishes_refused_total counter",
             "gatehouse_allowlist_entries gauge",
             "gatehouse_allowlist_version gauge",
             "gatehouse_allowlist_age_seconds gauge",
