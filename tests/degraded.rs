@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::inputs::{pulses, rows, spawn_logged};
+use crate::inputs::{pulses, rows};
 use crate::support::*;
 
 #[test]
@@ -52,7 +52,7 @@ fn a_corrupt_model_leaves_the_gate_to_guards_and_buttons_with_an_alert() {
         text(&o)
     );
 
-    let (mut daemon, log) = spawn_logged(&cfg);
+    let (mut daemon, (log, _)) = spawn_logged(&cfg);
     let logged = |needle: &str| log.lock().expect("lock").iter().any(|l| l.contains(needle));
     wait_for("the alert", Duration::from_secs(30), &log, || {
         logged("ALERT: lane entry: plates cannot be read") && logged("input changed")

@@ -4,10 +4,8 @@
 //! gate event in the store (the in-process test in `app::inputs` follows them to the panel's live feed);
 //! a loop detector holds one pass open while the camera loses the car.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
@@ -76,7 +74,7 @@ held_open_s = 5
     let data = dir.path().join("data");
     let db = data.join("gatehouse.db");
 
-    let (mut daemon, log) = spawn_logged(&cfg);
+    let (mut daemon, (log, _)) = spawn_logged(&cfg);
     let logged = |needle: &str| log.lock().expect("lock").iter().filter(|l| l.contains(needle)).count();
     wait_for("both inputs read", Duration::from_secs(60), &log, || {
         logged("input changed") >= 2
@@ -184,31 +182,6 @@ fn a_pass_bounded_by_the_loop_decides_once() {
     assert_eq!(with, ["MWK3974:deny"], "with the loop occupied: one pass, one decision");
 }
 
-/// Starts the daemon on `cfg` with its output gathered line by line.
-pub(crate) fn spawn_logged(cfg: &Path) -> (Kill, Arc<Mutex<Vec<String>>>) {
-    let mut daemon = Kill(
-        Command::new(bin())
-            .args(["run", "--config", cfg.to_str().expect("utf8")])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn"),
-    );
-    let log = Arc::new(Mutex::new(Vec::<String>::new()));
-    for out in [
-        Box::new(daemon.0.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
-        Box::new(daemon.0.stderr.take().expect("stderr")),
-    ] {
-        let log = log.clone();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                log.lock().expect("lock").push(l);
-            }
-        });
-    }
-    (daemon, log)
-}
-
 /// `open_only_present`: a resident's plate read before the car reaches the gate opens it only once the
 /// loop says the car is there. First pass: the loop stays empty, the opening is dropped after
 /// `present_wait_s` and the event says so (no pulse). Next pass: the car drives onto the loop while the
@@ -234,7 +207,7 @@ fn an_opening_waits_for_the_car_on_the_loop() {
     assert!(o.status.success(), "{}", crate::support::text(&o));
     let data = dir.path().join("data");
     let db = data.join("gatehouse.db");
-    let (_daemon, log) = spawn_logged(&cfg);
+    let (_daemon, (log, _)) = spawn_logged(&cfg);
     let logged = |needle: &str| log.lock().expect("lock").iter().filter(|l| l.contains(needle)).count();
     let results = || {
         rows(

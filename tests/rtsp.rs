@@ -7,7 +7,6 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
@@ -115,29 +114,7 @@ fn lane_on_rtsp(source: impl Fn(&str) -> String) {
     let db = dir.path().join("data/gatehouse.db");
 
     let server = serve(&video, port);
-    let mut daemon = Kill(
-        Command::new(bin())
-            .args(["run", "--config", cfg.to_str().expect("utf8")])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn"),
-    );
-    let log = Arc::new(Mutex::new(Vec::<String>::new()));
-    let readers: Vec<_> = [
-        Box::new(daemon.0.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
-        Box::new(daemon.0.stderr.take().expect("stderr")),
-    ]
-    .into_iter()
-    .map(|out| {
-        let log = log.clone();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                log.lock().expect("lock").push(l);
-            }
-        })
-    })
-    .collect();
+    let (mut daemon, (log, readers)) = spawn_logged(&cfg);
 
     // The resident opens, the stranger does not.
     wait_for(

@@ -279,50 +279,25 @@ async fn notice(c: &WatchCtx, relay: &str, n: WatchNotice) {
 /// closed, how long it stood open in the gate result.
 fn cycle_event(lane: &Arc<str>, o: &crate::gate::Opening, input: &str) -> GateEvent {
     let open_s = (o.closed_at - o.opened_at).num_milliseconds() as f64 / 1000.0;
-    GateEvent {
-        id: GateEvent::new_id(o.closed_at),
-        lane: lane.clone(),
-        at: o.closed_at,
-        first_seen: o.opened_at,
-        plate: String::new(),
-        confidence: 0.0,
-        chars: Vec::new(),
-        alternatives: Vec::new(),
-        reads: 0,
-        decision: Decision {
-            action: Action::Gate,
-            alert: !o.commanded,
-            reason: Reason::GateCycle { commanded: o.commanded },
-            matched: None,
-        },
-        crop_jpeg: Vec::new(),
-        guard_action: None,
-        gate_result: Some(format!("open {open_s:.1} s, seen by input {input}")),
-    }
+    let decision = Decision {
+        action: Action::Gate,
+        alert: !o.commanded,
+        reason: Reason::GateCycle { commanded: o.commanded },
+        matched: None,
+    };
+    let result = format!("open {open_s:.1} s, seen by input {input}");
+    GateEvent::without_plate(lane.clone(), o.opened_at, o.closed_at, decision, result)
 }
 
 /// A gate alert as a gate event: no plate, action `alert`, the alert's code as its reason.
 fn alert_event(lane: &Arc<str>, at: chrono::DateTime<chrono::Utc>, kind: GateAlertKind, input: &str) -> GateEvent {
-    GateEvent {
-        id: GateEvent::new_id(at),
-        lane: lane.clone(),
-        at,
-        first_seen: at,
-        plate: String::new(),
-        confidence: 0.0,
-        chars: Vec::new(),
-        alternatives: Vec::new(),
-        reads: 0,
-        decision: Decision {
-            action: Action::Alert,
-            alert: true,
-            reason: Reason::GateAlert { alert: kind.code() },
-            matched: None,
-        },
-        crop_jpeg: Vec::new(),
-        guard_action: None,
-        gate_result: Some(format!("seen by input {input}")),
-    }
+    let decision = Decision {
+        action: Action::Alert,
+        alert: true,
+        reason: Reason::GateAlert { alert: kind.code() },
+        matched: None,
+    };
+    GateEvent::without_plate(lane.clone(), at, at, decision, format!("seen by input {input}"))
 }
 
 struct ButtonCtx {
@@ -362,35 +337,25 @@ async fn exit_button(mut c: ButtonCtx) {
         tracing::info!(input = %c.input, relay = c.handle.name(), outcome = %outcome, "exit button pressed");
         audit_press(&c, &outcome).await;
         let now = c.clock.now();
+        // In lockdown the button opens nothing, and the event says so.
+        let decision = if refused {
+            Decision {
+                action: Action::Deny,
+                alert: false,
+                reason: Reason::Lockdown,
+                matched: None,
+            }
+        } else {
+            Decision {
+                action: Action::Open,
+                alert: false,
+                reason: Reason::ExitButton,
+                matched: None,
+            }
+        };
         let event = GateEvent {
-            id: GateEvent::new_id(now),
-            lane: c.lane.clone(),
-            at: now,
-            first_seen: now,
-            plate: String::new(),
-            confidence: 0.0,
-            chars: Vec::new(),
-            alternatives: Vec::new(),
-            reads: 0,
-            // In lockdown the button opens nothing, and the event says so.
-            decision: if refused {
-                Decision {
-                    action: Action::Deny,
-                    alert: false,
-                    reason: Reason::Lockdown,
-                    matched: None,
-                }
-            } else {
-                Decision {
-                    action: Action::Open,
-                    alert: false,
-                    reason: Reason::ExitButton,
-                    matched: None,
-                }
-            },
-            crop_jpeg: Vec::new(),
             guard_action: Some(format!("open by {reason}")),
-            gate_result: Some(outcome),
+            ..GateEvent::without_plate(c.lane.clone(), now, now, decision, outcome)
         };
         c.live.publish(crate::panel::LiveEvent::from_event(&event));
         if tokio::time::timeout(Duration::from_secs(2), c.sink.send(event))

@@ -35,6 +35,32 @@ impl GateEvent {
         Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, secs, nanos))
     }
 
+    /// An event about the gate with no vehicle read (an exit button, a gate alert, an opening seen by the
+    /// position contact): no plate, no crop.
+    pub fn without_plate(
+        lane: std::sync::Arc<str>,
+        first_seen: DateTime<Utc>,
+        at: DateTime<Utc>,
+        decision: crate::access::Decision,
+        gate_result: String,
+    ) -> Self {
+        Self {
+            id: Self::new_id(at),
+            lane,
+            at,
+            first_seen,
+            plate: String::new(),
+            confidence: 0.0,
+            chars: Vec::new(),
+            alternatives: Vec::new(),
+            reads: 0,
+            decision,
+            crop_jpeg: Vec::new(),
+            guard_action: None,
+            gate_result: Some(gate_result),
+        }
+    }
+
     /// Whether this pass is an opted-out entry entering normally. Denials and alerts are always recorded.
     pub fn opted_out(&self) -> bool {
         self.decision.action == crate::access::Action::Open

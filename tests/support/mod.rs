@@ -130,3 +130,39 @@ pub fn wait_for(
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+/// A line-by-line log of a daemon's output, and the threads that gather it (join them after the daemon
+/// exits to have every line).
+pub type DaemonLog = (
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    Vec<std::thread::JoinHandle<()>>,
+);
+
+/// Starts `gatehouse run --config cfg` with its stdout and stderr gathered line by line.
+pub fn spawn_logged(cfg: &Path) -> (Kill, DaemonLog) {
+    use std::io::BufRead;
+    let mut daemon = Kill(
+        Command::new(bin())
+            .args(["run", "--config", cfg.to_str().expect("utf8")])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn"),
+    );
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let readers = [
+        Box::new(daemon.0.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+        Box::new(daemon.0.stderr.take().expect("stderr")),
+    ]
+    .into_iter()
+    .map(|out| {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                log.lock().expect("lock").push(l);
+            }
+        })
+    })
+    .collect();
+    (daemon, (log, readers))
+}
