@@ -46,6 +46,13 @@ pub enum DbError {
          start a new one (the allowlist then comes from the last-good snapshot beside it)"
     )]
     Damaged { path: String, detail: String },
+    #[error(
+        "database {path} does not open with this device's key ({source_name}): the master key changed, or the file \
+         comes from another device. Restore the credential that sealed it, or restore the database from a backup"
+    )]
+    WrongKey { path: String, source_name: String },
+    #[error("database {path}: encrypting it (it was written in clear) failed: {reason}; the clear file is untouched")]
+    Encrypt { path: String, reason: String },
     #[error("database {path}: cannot read it: {source}")]
     Read {
         path: String,
@@ -97,7 +104,8 @@ pub fn check_file(path: &Path) -> Result<(), DbError> {
     if head.is_empty() {
         return Err(DbError::Empty { path: shown() });
     }
-    if head.as_slice() != SQLITE_HEADER {
+    // An encrypted database starts with its random salt, not the header; its key is checked at open.
+    if head.as_slice() != SQLITE_HEADER && crate::secrets::installed().is_none() {
         return Err(DbError::Foreign {
             path: shown(),
             head: String::from_utf8_lossy(&head).into_owned(),
@@ -135,6 +143,12 @@ fn classify(path: &Path, e: rusqlite::Error) -> DbError {
         Some(rusqlite::ErrorCode::DatabaseCorrupt) => DbError::Damaged {
             path: path.display().to_string(),
             detail: e.to_string(),
+        },
+        Some(rusqlite::ErrorCode::NotADatabase) if crate::secrets::installed().is_some() => DbError::WrongKey {
+            path: path.display().to_string(),
+            source_name: crate::secrets::installed()
+                .map(|k| k.source().to_string())
+                .unwrap_or_default(),
         },
         Some(rusqlite::ErrorCode::NotADatabase) => DbError::Foreign {
             path: path.display().to_string(),
@@ -271,10 +285,10 @@ pub fn open(path: &Path) -> Result<Connection, DbError> {
     }
     check_file(path)?;
     create_private(path)?;
-    let conn = Connection::open(path).map_err(|source| DbError::Open {
-        path: path.display().to_string(),
-        source,
-    })?;
+    if crate::secrets::installed().is_some() && starts_in_clear(path)? {
+        encrypt_in_place(path)?;
+    }
+    let conn = connect(path)?;
     let setup = || -> rusqlite::Result<()> {
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -289,6 +303,101 @@ pub fn open(path: &Path) -> Result<Connection, DbError> {
         other => other,
     })?;
     Ok(conn)
+}
+
+/// Opens the file with the process's at-rest key when there is one (SQLCipher: the key statement must
+/// come first), without pragmas or migrations: what `check-config` and [`open`] build on.
+pub fn connect(path: &Path) -> Result<Connection, DbError> {
+    let conn = Connection::open(path).map_err(|source| DbError::Open {
+        path: path.display().to_string(),
+        source,
+    })?;
+    if let Some(keys) = crate::secrets::installed() {
+        conn.execute_batch(&keys.sqlcipher_key_sql())
+            .map_err(|e| classify(path, e))?;
+        // The key is only tried on the first read.
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
+            .map_err(|e| classify(path, e))?;
+    }
+    Ok(conn)
+}
+
+/// Whether the file holds a database written in clear (its header; an empty new file does not count).
+fn starts_in_clear(path: &Path) -> Result<bool, DbError> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(16);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(16).read_to_end(&mut head))
+        .map_err(|source| DbError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+    Ok(head.as_slice() == SQLITE_HEADER)
+}
+
+/// Serializes the switch from clear to encrypted within this process (tasks open the database together).
+static ENCRYPTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Rewrites a database written in clear as an encrypted one (`sqlcipher_export`), then moves it into place:
+/// the clear file stays whole until the encrypted one is complete and synced. Run once, when encryption
+/// at rest is switched on; stop other processes using the file first (docs/operations.md).
+fn encrypt_in_place(path: &Path) -> Result<(), DbError> {
+    let _one = ENCRYPTING.lock().unwrap_or_else(|p| p.into_inner());
+    if !starts_in_clear(path)? {
+        return Ok(()); // another task did it
+    }
+    let Some(keys) = crate::secrets::installed() else {
+        return Ok(());
+    };
+    let fail = |reason: String| DbError::Encrypt {
+        path: path.display().to_string(),
+        reason,
+    };
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".encrypting");
+    let tmp = std::path::PathBuf::from(tmp);
+    let _ = std::fs::remove_file(&tmp);
+    {
+        let plain = Connection::open(path).map_err(|e| fail(e.to_string()))?;
+        plain
+            .busy_timeout(Duration::from_secs(5))
+            .map_err(|e| fail(e.to_string()))?;
+        let version: i64 = plain
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| fail(e.to_string()))?;
+        let key = keys.sqlcipher_key_sql();
+        let raw = key
+            .trim_start_matches("PRAGMA key = \"")
+            .trim_end_matches("\";")
+            .to_string();
+        let tmp_s = tmp.to_str().ok_or_else(|| fail("the path is not UTF-8".into()))?;
+        plain
+            .execute("ATTACH DATABASE ?1 AS encrypted KEY ?2", rusqlite::params![tmp_s, raw])
+            .map_err(|e| fail(e.to_string()))?;
+        plain
+            .query_row("SELECT sqlcipher_export('encrypted')", [], |_| Ok(()))
+            .map_err(|e| fail(e.to_string()))?;
+        plain
+            .execute_batch(&format!(
+                "PRAGMA encrypted.user_version = {version}; DETACH DATABASE encrypted;"
+            ))
+            .map_err(|e| fail(e.to_string()))?;
+    }
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| fail(e.to_string()))?;
+    // The clear file's WAL and index belong to it: gone before the encrypted file takes its name.
+    for ext in ["-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(ext);
+        let _ = std::fs::remove_file(std::path::PathBuf::from(p));
+    }
+    std::fs::rename(&tmp, path).map_err(|e| fail(e.to_string()))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+    }
+    tracing::warn!(path = %path.display(), "encrypted the database, which was in clear (encryption at rest is on); free blocks of the old file may stay on flash until reused");
+    Ok(())
 }
 
 /// [`open`], then a quick integrity check: what the daemon does at start and before it writes to a file

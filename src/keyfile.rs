@@ -83,10 +83,17 @@ pub fn write_public(path: &Path, key: &SigningKey, replace: bool) -> Result<(), 
 
 fn read32(path: &Path) -> Result<[u8; 32], KeyFileError> {
     let text = std::fs::read_to_string(path).map_err(|e| key_err(path, e.to_string()))?;
-    let bytes = B64
-        .decode(text.trim())
-        .map_err(|e| key_err(path, format!("not base64: {e}")))?;
-    bytes.try_into().map_err(|_| key_err(path, "not a 32-byte ed25519 key"))
+    decode32(&text).map_err(|reason| key_err(path, reason))
+}
+
+fn decode32(text: &str) -> Result<[u8; 32], String> {
+    let bytes = B64.decode(text.trim()).map_err(|e| format!("not base64: {e}"))?;
+    bytes.try_into().map_err(|_| "not a 32-byte ed25519 key".to_string())
+}
+
+/// A signing key from a key file's text (read by the caller, e.g. opened from a sealed file).
+pub fn parse_signing(text: &str) -> Result<SigningKey, String> {
+    Ok(SigningKey::from_bytes(&decode32(text)?))
 }
 
 pub fn read_signing(path: &Path) -> Result<SigningKey, KeyFileError> {

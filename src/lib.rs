@@ -25,6 +25,8 @@
 //! - [`supervise`]: signals, the panic hook, sd_notify readiness, the progress-fed watchdog, metrics.
 //! - [`sync`]: signed allowlist envelopes from the cloud (keys, verify, atomic apply).
 //! - [`db`]: the SQLite file, its pragmas and migrations.
+//! - [`secrets`]: the master key (a systemd credential) and what it locks at rest: the database (SQLCipher)
+//!   and the sealed files (crops, spill, snapshot, keys).
 //! - [`keyfile`], [`secret_file`], [`plate`], [`privacy`], [`db`], [`clock`]: low modules (key files, files
 //!   written with care, plate text and format priors, the retention rules, the SQLite file, time) that
 //!   `config`, `audit` and everything above build on. `config` and `audit` import nothing higher (a test
@@ -59,6 +61,7 @@ pub mod plate;
 pub mod privacy;
 pub mod recognize;
 pub mod secret_file;
+pub mod secrets;
 pub mod supervise;
 pub mod sync;
 pub mod track;
@@ -76,6 +79,7 @@ mod layering {
         "audit",
         "keyfile",
         "secret_file",
+        "secrets",
         "plate",
         "privacy",
         "db",

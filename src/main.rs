@@ -43,7 +43,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run { config } => {
             // Start-up: config (touches nothing) -> panic hook -> runtime -> app (opens devices, models, db).
-            let cfg = config::load(&config)?;
+            let cfg = cli::load_unlocked(&config)?;
             supervise::install_panic_hook(true);
             let parts = app::Parts::real(&cfg)?;
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -62,7 +62,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::CheckConfig { config } => {
-            let cfg = config::load(&config)?;
+            let cfg = cli::load_unlocked(&config)?;
             // The models `run` loads, checked as `run` checks them (each file against its sha256).
             gatehouse::recognize::Manifest::load(&cfg.recognize.manifest)
                 .and_then(|m| m.verify_files())

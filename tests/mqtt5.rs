@@ -26,7 +26,7 @@ fn lines_with(log: &str, parts: &[&str]) -> usize {
 /// The device's certificate says oak.gate-1, its config says oak/gate-9: the ACL refuses every topic it
 /// publishes on. Mosquitto 2.0.11 over TLS also closes the connection after each refusal, so the link
 /// must not simply reconnect and publish again: each refused topic is logged once, held back, and after
-/// a few connections (one per topic refused) the link stays up. No event is marked uploaded.
+/// a few connections (one or two per topic refused) the link stays up. No event is marked uploaded.
 #[test]
 fn a_refused_publish_is_named_once_and_the_link_does_not_loop() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -75,7 +75,10 @@ fn a_refused_publish_is_named_once_and_the_link_does_not_loop() {
         settled,
         "the link kept reconnecting:\n{log}"
     );
-    assert!(settled <= 5, "{settled} connections:\n{log}");
+    // One connection per refused topic (four) and the first; a refusal costs a second connection when
+    // the broker's close reaches the device before its PUBACK does (the device's next write fails first
+    // and it never reads the reason code), so the bound is two per topic: what matters is that it settles.
+    assert!(settled <= 9, "{settled} connections:\n{log}");
     for topic in [
         events_topic,
         "gatehouse/d/oak.gate-9/status\"",

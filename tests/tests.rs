@@ -5,6 +5,8 @@
 
 mod support;
 
+/// Encryption at rest: a copied data folder holds no plate, TOTP secret or key in clear (WAL included).
+mod at_rest;
 /// The audit log: CLI actions recorded, verify names tampering.
 mod audit;
 /// `check-config`: every mistake reported at once, keyed by path, exit code 78.

@@ -46,7 +46,8 @@ impl PlateKey {
     /// Reads the key file, or creates it (random, mode 0600) when it does not exist yet.
     pub fn load_or_create(path: &Path) -> Result<Self, AccessError> {
         let bad = |m: String| AccessError::Key(format!("{}: {m}", path.display()));
-        match std::fs::read_to_string(path) {
+        // Sealed when the data folder is encrypted (a clear one found then is sealed in place).
+        match crate::secrets::sealed::read_secret(path).map(|b| String::from_utf8_lossy(&b).into_owned()) {
             Ok(text) => Self::parse(&text).map_err(|e| {
                 bad(format!(
                     "{e}; restore the site's key (the cloud holds a copy) or remove the file to start a new one \
@@ -59,11 +60,13 @@ impl PlateKey {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     crate::secret_file::create_dir_all(dir, 0o750).map_err(|e| bad(e.to_string()))?;
                 }
-                match crate::secret_file::write_new(path, format!("{}\n", hex::encode(bytes)).as_bytes()) {
+                match crate::secrets::sealed::write_new(path, format!("{}\n", hex::encode(bytes)).as_bytes()) {
                     Ok(()) => {}
                     // Another task made it first (atomically, so it is whole): use theirs.
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+                        let text = crate::secrets::sealed::read_secret(path)
+                            .map(|b| String::from_utf8_lossy(&b).into_owned())
+                            .map_err(|e| bad(e.to_string()))?;
                         return Self::parse(&text).map_err(bad);
                     }
                     Err(e) => return Err(bad(e.to_string())),

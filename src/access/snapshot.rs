@@ -50,7 +50,8 @@ pub fn write(path: &Path, entries: &[Entry], version: u64, now: DateTime<Utc>) -
     .map_err(|e| invalid(path, e))?;
     let sum = hex::encode(Sha256::digest(body.as_bytes()));
     // Written whole or not at all, fsynced, 0600, never through a planted link.
-    crate::secret_file::replace_mode(path, format!("{sum}\n{body}\n").as_bytes(), 0o600).map_err(|e| invalid(path, e))
+    // Sealed when the data folder is encrypted (it names every resident's plate).
+    crate::secrets::sealed::replace(path, format!("{sum}\n{body}\n").as_bytes()).map_err(|e| invalid(path, e))
 }
 
 /// Puts a last-good list into a new database: its entries and its applied version, in one transaction.
@@ -69,7 +70,8 @@ pub fn restore_into(
 
 /// Reads and verifies the snapshot.
 pub fn read(path: &Path) -> Result<LastGood, AccessError> {
-    let text = std::fs::read_to_string(path).map_err(|e| invalid(path, e))?;
+    let bytes = crate::secrets::sealed::read(path).map_err(|e| invalid(path, e))?;
+    let text = String::from_utf8(bytes).map_err(|e| invalid(path, e))?;
     let (sum, body) = text
         .split_once('\n')
         .ok_or_else(|| invalid(path, "truncated (no checksum line)"))?;

@@ -110,7 +110,11 @@ pub fn device_key(path: &Path) -> Result<SigningKey, AuditError> {
         path: path.display().to_string(),
         reason,
     };
-    let read = || crate::keyfile::read_signing(path).map_err(|e| err(e.to_string()));
+    // Sealed when the data folder is encrypted (a clear one found then is sealed in place).
+    let read = || {
+        let bytes = crate::secrets::sealed::read_secret(path).map_err(|e| err(e.to_string()))?;
+        crate::keyfile::parse_signing(&String::from_utf8_lossy(&bytes)).map_err(|e| err(e.to_string()))
+    };
     if std::fs::symlink_metadata(path).is_ok() {
         return read();
     }
@@ -118,7 +122,7 @@ pub fn device_key(path: &Path) -> Result<SigningKey, AuditError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         crate::secret_file::create_dir_all(dir, 0o750).map_err(|e| err(e.to_string()))?;
     }
-    match crate::secret_file::write_new(path, format!("{}\n", B64.encode(key.to_bytes())).as_bytes()) {
+    match crate::secrets::sealed::write_new(path, format!("{}\n", B64.encode(key.to_bytes())).as_bytes()) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return read(),
         Err(e) => return Err(err(e.to_string())),

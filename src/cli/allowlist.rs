@@ -58,7 +58,7 @@ pub fn allowlist(config: &Path, action: AllowlistAction) -> anyhow::Result<()> {
             plate_key.as_deref(),
         );
     }
-    let cfg = crate::config::load(config)?;
+    let cfg = super::load_unlocked(config)?;
     let mut conn = crate::db::open(&cfg.site.database_path())?;
     let key = crate::access::PlateKey::load_or_create(&cfg.plate_key_path())?;
     match action {

@@ -33,7 +33,7 @@ pub fn record(cfg: &Config, action: &str, target: &str, after: Option<String>) -
 }
 
 pub fn audit_cmd(config: &Path, action: AuditAction) -> anyhow::Result<()> {
-    let cfg = crate::config::load(config)?;
+    let cfg = super::load_unlocked(config)?;
     let conn = crate::db::open(&cfg.site.database_path())?;
     match action {
         AuditAction::Verify => {

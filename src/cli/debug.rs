@@ -11,7 +11,7 @@ use crate::recognize::CharRead;
 /// Commits `count` synthetic events as fast as the store takes them; each commit is logged
 /// ("event committed") only after its transaction is durable.
 pub fn event_burst(config: &Path, count: usize) -> anyhow::Result<()> {
-    let cfg = crate::config::load(config)?;
+    let cfg = super::load_unlocked(config)?;
     let (sink, writer, stats) = spawn_writer(WriterOptions {
         log_plates: true,
         min_free: cfg.site.min_free_bytes,

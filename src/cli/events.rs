@@ -9,7 +9,7 @@ use crate::events::{access_log, dsar, list_recent, retention};
 use crate::plate;
 
 pub fn events(config: &Path, action: EventsAction) -> anyhow::Result<()> {
-    let cfg = crate::config::load(config)?;
+    let cfg = super::load_unlocked(config)?;
     let mut conn = crate::db::open(&cfg.site.database_path())?;
     let actor = access_log::current_actor();
     match action {

@@ -27,6 +27,32 @@ pub use storage::check_storage;
 pub use sync::status as sync_status;
 pub use user::{panel_cert, user};
 
+/// Loads the config and, when it has `[secrets]`, the master key that unlocks the data folder (before any
+/// command opens the database or a sealed file).
+pub fn load_unlocked(path: &std::path::Path) -> anyhow::Result<crate::config::Config> {
+    let cfg = crate::config::load(path)?;
+    unlock(&cfg)?;
+    Ok(cfg)
+}
+
+/// Installs the at-rest keys named by `[secrets]` for this process; says so when there are none.
+pub fn unlock(cfg: &crate::config::Config) -> anyhow::Result<()> {
+    use crate::secrets;
+    match &cfg.secrets {
+        Some(src) => {
+            let dir = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+            let keys = secrets::load(src, dir.as_deref(), secrets::under_systemd())?;
+            tracing::debug!(source = keys.source(), "data folder encrypted at rest");
+            secrets::install(keys);
+        }
+        None if secrets::under_systemd() => tracing::warn!(
+            "the data folder is NOT encrypted at rest (no [secrets] in the config): see docs/operations.md, at rest"
+        ),
+        None => {}
+    }
+    Ok(())
+}
+
 pub const DEFAULT_CONFIG: &str = "/etc/gatehouse/gatehouse.toml";
 
 #[derive(Debug, Parser)]

@@ -11,10 +11,7 @@ pub fn check_storage(cfg: &Config) -> anyhow::Result<()> {
         return Ok(());
     }
     crate::db::check_file(&path)?;
-    let conn = rusqlite::Connection::open(&path).map_err(|source| crate::db::DbError::Open {
-        path: path.display().to_string(),
-        source,
-    })?;
+    let conn = crate::db::connect(&path)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     crate::db::check_integrity(&conn, &path, true)?;
     println!("database {}: integrity check ok", path.display());

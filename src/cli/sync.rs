@@ -7,7 +7,7 @@ use crate::db::MetaKey;
 use crate::events::outbox;
 
 pub fn status(config: &Path, json: bool) -> anyhow::Result<()> {
-    let cfg = crate::config::load(config)?;
+    let cfg = super::load_unlocked(config)?;
     let conn = crate::db::open(&cfg.site.database_path())?;
     let meta = |k: MetaKey| -> Option<String> { crate::db::meta_get(&conn, k).ok().flatten() };
     let parse = |v: Option<String>| v.and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok());

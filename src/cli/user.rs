@@ -49,7 +49,7 @@ fn read_hidden(prompt: &str) -> anyhow::Result<String> {
 }
 
 pub fn user(config: &Path, action: UserAction) -> anyhow::Result<()> {
-    let cfg = crate::config::load(config)?;
+    let cfg = super::load_unlocked(config)?;
     let conn = crate::db::open(&cfg.site.database_path())?;
     match action {
         UserAction::Add {

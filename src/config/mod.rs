@@ -71,6 +71,8 @@ pub struct Config {
     pub sync: Option<SyncConfig>,
     /// The guards' HTTPS panel (absent: off).
     pub panel: Option<PanelConfig>,
+    /// Where the master key that encrypts the data folder comes from (absent: nothing is encrypted).
+    pub secrets: Option<crate::secrets::MasterKeySource>,
 }
 
 #[derive(Debug, Clone)]
@@ -422,6 +424,15 @@ impl Config {
             self.site.timezone,
             self.site.data_dir.display()
         );
+        match &self.secrets {
+            Some(src) => s.push_str(&format!(
+                "at rest: encrypted (database SQLCipher, crops/spill/snapshot/keys sealed), master key from {}\n",
+                src.describe()
+            )),
+            None => s.push_str(
+                "at rest: NOT encrypted (no [secrets]): whoever pulls the card reads plates, TOTP secrets and keys\n",
+            ),
+        }
         for lane in &self.lanes {
             let source = match &lane.source {
                 SourceSpec::File(p) => format!("video file {}", p.display()),

@@ -344,6 +344,17 @@ pub struct RawLogging {
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+pub struct RawSecrets {
+    /// The systemd credential holding the master key (LoadCredentialEncrypted= in the unit).
+    #[serde(default)]
+    pub credential: Option<String>,
+    /// Development only: a clear master key file, made on first use; refused under systemd.
+    #[serde(default)]
+    pub insecure_dev_key_file: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 pub struct RawMetrics {
     /// Address for Prometheus metrics, e.g. "127.0.0.1:9898"; absent = off.
     #[serde(default)]

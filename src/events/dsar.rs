@@ -43,7 +43,9 @@ pub fn export(conn: &Connection, plate: &str, sealed: &str, out: &Path) -> Resul
         let (id, mut record, crop) = row?;
         if let Some(c) = crop.map(PathBuf::from).filter(|c| c.is_file()) {
             let name = format!("{id}.jpg");
-            std::fs::copy(&c, out.join("crops").join(&name)).map_err(io(&c))?;
+            // The export is for the person asking: crops go out opened (they are sealed in the data folder).
+            let jpeg = crate::secrets::sealed::read(&c).map_err(io(&c))?;
+            std::fs::write(out.join("crops").join(&name), jpeg).map_err(io(&c))?;
             record["crop"] = json!(format!("crops/{name}"));
             crops += 1;
         }

@@ -67,7 +67,7 @@ impl Spill {
             let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
             used = end as u64;
             for line in bytes[..end].split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-                match serde_json::from_slice::<EventRow>(line) {
+                match decode(line).and_then(|l| serde_json::from_slice::<EventRow>(&l).map_err(|e| e.to_string())) {
                     Ok(r) => rows.push(r),
                     Err(e) => tracing::warn!(path = %path.display(), error = %e, "skipped a damaged spilled event"),
                 }
@@ -94,6 +94,10 @@ impl Spill {
         for r in rows {
             // An EventRow always serializes (plain strings and numbers).
             if let Ok(line) = serde_json::to_vec(r) {
+                let line = encode(line).map_err(|source| SpillError::Io {
+                    path: self.path.display().to_string(),
+                    source,
+                })?;
                 buf.extend_from_slice(&line);
                 buf.push(b'\n');
             }
@@ -133,4 +137,35 @@ impl Spill {
         self.used = 0;
         Ok(())
     }
+}
+
+/// The context sealed spill lines are bound to.
+const SPILL_CONTEXT: &str = "events.spill";
+
+/// A record line as written: its JSON, or, when the data folder is encrypted, `S` and the base64 of the
+/// sealed JSON (a line holds no newline and no zero byte either way).
+fn encode(json: Vec<u8>) -> std::io::Result<Vec<u8>> {
+    use base64::Engine;
+    match crate::secrets::installed() {
+        Some(k) => {
+            let sealed = crate::secrets::sealed::seal(k, SPILL_CONTEXT, &json).map_err(std::io::Error::other)?;
+            let mut line = b"S".to_vec();
+            line.extend_from_slice(base64::engine::general_purpose::STANDARD.encode(sealed).as_bytes());
+            Ok(line)
+        }
+        None => Ok(json),
+    }
+}
+
+/// The JSON of a line [`encode`] wrote.
+fn decode(line: &[u8]) -> Result<Vec<u8>, String> {
+    use base64::Engine;
+    let Some(b64) = line.strip_prefix(b"S") else {
+        return Ok(line.to_vec());
+    };
+    let keys = crate::secrets::installed().ok_or("a sealed spilled event and no master key ([secrets])")?;
+    let sealed = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|e| e.to_string())?;
+    crate::secrets::sealed::open(keys, SPILL_CONTEXT, &sealed).map_err(|e| e.to_string())
 }

@@ -508,8 +508,10 @@ fn write_crop(path: &Path, bytes: &[u8]) -> Result<(), EventError> {
     }
     let tmp = path.with_extension("jpg.tmp");
     let result = (|| {
+        // Sealed (bound to its final name) when the data folder is encrypted.
+        let bytes = crate::secrets::sealed::for_disk(path, bytes)?;
         let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
+        f.write_all(&bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
     })();

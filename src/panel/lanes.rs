@@ -135,7 +135,10 @@ pub async fn image(
                 })
                 .await?;
             let path = path.ok_or(Failure::NotFound)?;
-            tokio::fs::read(&path).await.map_err(|_| Failure::NotFound)?
+            let path = std::path::PathBuf::from(path);
+            let on_disk = tokio::fs::read(&path).await.map_err(|_| Failure::NotFound)?;
+            // Sealed when the data folder is encrypted; a crop that does not open is not shown.
+            crate::secrets::sealed::from_disk(&path, on_disk).map_err(|_| Failure::NotFound)?
         }
     };
     Ok((

@@ -24,7 +24,9 @@ fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, PanelError> {
 /// The server configuration: TLS 1.3 only, HTTP/1.1.
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, PanelError> {
     let chain = certs(cert)?;
-    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| err(key, e))?;
+    // The self-signed key is sealed when the data folder is encrypted; a site's own key file is read as is.
+    let pem = crate::secrets::sealed::read_secret(key).map_err(|e| err(key, e))?;
+    let key_der = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| err(key, e))?;
     let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| err(cert, e))?
@@ -55,7 +57,7 @@ pub fn self_signed(dir: &Path, hostnames: &[String]) -> Result<(PathBuf, PathBuf
     params.not_after = rcgen::date_time_ymd(year + 10, 1, 1);
     let key = rcgen::KeyPair::generate().map_err(|e| err(&key_path, e))?;
     let cert = params.self_signed(&key).map_err(|e| err(&cert_path, e))?;
-    crate::secret_file::replace(&key_path, key.serialize_pem().as_bytes()).map_err(|e| err(&key_path, e))?;
+    crate::secrets::sealed::replace(&key_path, key.serialize_pem().as_bytes()).map_err(|e| err(&key_path, e))?;
     crate::secret_file::replace_mode(&cert_path, cert.pem().as_bytes(), crate::secret_file::PUBLIC)
         .map_err(|e| err(&cert_path, e))?;
     Ok((cert_path, key_path))

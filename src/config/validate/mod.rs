@@ -23,6 +23,7 @@ const SECTIONS: &[&str] = &[
     "sync",
     "panel",
     "inputs",
+    "secrets",
 ];
 
 pub(super) fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
@@ -169,6 +170,12 @@ pub(super) fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
         }
     }
 
+    let secrets = match table.get("secrets") {
+        Some(v) => value::<RawSecrets>(v, "secrets", &mut issues)
+            .and_then(|s| validate_secrets(s, base, site.as_ref().map(|s| s.data_dir.as_path()), &mut issues)),
+        None => None,
+    };
+
     let lane_set: HashSet<&str> = lanes.iter().map(|l: &LaneConfig| l.name.as_str()).collect();
     let inputs = validate_inputs(inputs_raw, &lane_set, &relay_names, base, &mut issues);
 
@@ -188,6 +195,7 @@ pub(super) fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
             metrics,
             sync,
             panel,
+            secrets,
             privacy: privacy.unwrap_or_else(|| PrivacyConfig {
                 effective: crate::privacy::effective(&crate::privacy::Meta::builtin(), None, 180, 60),
                 counsel_acknowledged: None,
@@ -201,6 +209,73 @@ pub(super) fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
             problem: "incomplete configuration".into(),
             fix: "see config/gatehouse.toml for a complete example".into(),
         }])),
+    }
+}
+
+/// `[secrets]`: exactly one source; a development key file outside the data folder it locks.
+fn validate_secrets(
+    s: RawSecrets,
+    base: &Path,
+    data_dir: Option<&Path>,
+    issues: &mut Issues,
+) -> Option<crate::secrets::MasterKeySource> {
+    use crate::secrets::{MasterKeySource, DEFAULT_CREDENTIAL};
+    match (s.credential, s.insecure_dev_key_file) {
+        (Some(_), Some(_)) => {
+            issues.push(
+                "secrets",
+                "both credential and insecure_dev_key_file are set",
+                "keep credential on a gate box; insecure_dev_key_file is for development only",
+            );
+            None
+        }
+        (None, None) => {
+            issues.push(
+                "secrets",
+                "no master key source",
+                format!(
+                    "add credential = \"{DEFAULT_CREDENTIAL}\" (or remove [secrets] to keep the data folder in clear)"
+                ),
+            );
+            None
+        }
+        (Some(name), None) => {
+            let ok = !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                && !name.starts_with('.');
+            if !ok {
+                issues.push(
+                    "secrets.credential",
+                    format!("{name:?} is not a credential name"),
+                    format!("use letters, digits, - _ . (the unit's LoadCredentialEncrypted= name, e.g. \"{DEFAULT_CREDENTIAL}\")"),
+                );
+                return None;
+            }
+            Some(MasterKeySource::Credential(name))
+        }
+        (None, Some(file)) => {
+            let path = resolve(base, &file);
+            if let Some(d) = data_dir {
+                let inside = path.starts_with(d)
+                    || path
+                        .parent()
+                        .and_then(|p| p.canonicalize().ok())
+                        .zip(d.canonicalize().ok())
+                        .is_some_and(|(p, d)| p.starts_with(d));
+                if inside {
+                    issues.push(
+                        "secrets.insecure_dev_key_file",
+                        format!("{} is inside the data folder it would lock", path.display()),
+                        "put it outside [site] data_dir (a key beside the data protects nothing), or use credential",
+                    );
+                    return None;
+                }
+            }
+            Some(MasterKeySource::InsecureDevFile(path))
+        }
     }
 }
 

@@ -22,9 +22,13 @@ pub(super) fn validate_privacy(p: RawPrivacy, base: &Path, issues: &mut Issues) 
         count_opted_out: p.count_opted_out,
     };
     if let Some(k) = plate_key.as_deref().filter(|k| k.exists()) {
-        let parsed = std::fs::read_to_string(k)
-            .map_err(|e| e.to_string())
-            .and_then(|t| crate::keyfile::parse_hex32(&t, "the plate key"));
+        // A sealed key (encryption at rest) is checked when it is opened at start.
+        let parsed = std::fs::read(k).map_err(|e| e.to_string()).and_then(|b| {
+            if crate::secrets::sealed::is_sealed(&b) {
+                return Ok([0u8; 32]);
+            }
+            crate::keyfile::parse_hex32(&String::from_utf8_lossy(&b), "the plate key")
+        });
         if let Err(e) = parsed {
             issues.push(
                 "privacy.plate_key",
