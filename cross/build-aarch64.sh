@@ -33,7 +33,7 @@ TARGET=aarch64-unknown-linux-gnu
 S=$root/target/sysroot-arm64
 # What the sysroot holds: OpenCV's modules that the daemon links, and the C/C++ runtime to link against.
 SYSROOT_PACKAGES=(libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev libopencv-videoio-dev
-  libc6-dev libstdc++-12-dev libgcc-12-dev)
+  libc6-dev libstdc++-12-dev libgcc-12-dev libssl-dev)
 log() { echo "build-aarch64: $*" >&2; }
 
 # 1. Toolchain.
@@ -95,6 +95,15 @@ PY
   echo "$want_stamp" > "$stamp"
 fi
 
+# OpenSSL's headers for SQLCipher (libcrypto): Debian splits them between /usr/include/openssl and the
+# multiarch folder, which the cross compiler does not search; one folder holds both.
+ossl="$S/opt/openssl/include/openssl"
+if [ ! -f "$ossl/configuration.h" ]; then
+  mkdir -p "$ossl"
+  cp -a "$S/usr/include/openssl/." "$ossl/"
+  cp -a "$S/usr/include/aarch64-linux-gnu/openssl/." "$ossl/"
+fi
+
 # 3. ONNX Runtime for aarch64.
 ortdir=vendor/onnxruntime-arm64
 if [ ! -f "$ortdir/libonnxruntime.so.$ORT_VERSION" ]; then
@@ -132,6 +141,9 @@ export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
 export OPENCV_LINK_LIBS=opencv_videoio,opencv_imgcodecs,opencv_imgproc,opencv_core
 export OPENCV_LINK_PATHS=$S/usr/lib/aarch64-linux-gnu
 export OPENCV_INCLUDE_PATHS=$S/usr/include/opencv4,$S/usr/include/aarch64-linux-gnu/opencv4
+# SQLCipher (libsqlite3-sys) links the box's libcrypto (libssl3): Debian's security updates reach it.
+export OPENSSL_INCLUDE_DIR=$S/opt/openssl/include
+export OPENSSL_LIB_DIR=$S/usr/lib/aarch64-linux-gnu
 log "$(cargo --version), target $TARGET"
 cargo build --release --locked --target "$TARGET" --target-dir target/aarch64 --bin gatehouse
 bin=target/aarch64/$TARGET/release/gatehouse

@@ -42,6 +42,8 @@ for f in $(sed -n 's/^file = "\(.*\)"/\1/p' models/manifest.toml); do
 done
 install -D -m 0644 config/retention/us-states.toml "$p/usr/share/gatehouse/retention/us-states.toml"
 install -D -m 0644 systemd/gatehouse.service "$p/lib/systemd/system/gatehouse.service"
+install -D -m 0644 systemd/gatehouse-credentials.service "$p/lib/systemd/system/gatehouse-credentials.service"
+install -D -m 0755 systemd/seal-master-key.sh "$p/usr/lib/gatehouse/seal-master-key"
 install -D -m 0644 systemd/60-gatehouse.rules "$p/lib/udev/rules.d/60-gatehouse.rules"
 install -D -m 0644 systemd/gatehouse.sysusers "$p/usr/lib/sysusers.d/gatehouse.conf"
 install -D -m 0644 README.md "$p/usr/share/doc/gatehouse/README.md"
@@ -69,7 +71,7 @@ Architecture: $arch
 Maintainer: Gatehouse engineers <gatehouse@localhost>
 Section: misc
 Priority: optional
-Depends: libopencv-videoio406, libopencv-imgcodecs406, libopencv-imgproc406, libopencv-core406, libc6, libgcc-s1, systemd
+Depends: libopencv-videoio406, libopencv-imgcodecs406, libopencv-imgproc406, libopencv-core406, libssl3, libc6, libgcc-s1, systemd
 Description: entrance gate daemon for gated communities (license-plate camera)
  Reads plates from the lane cameras with its own ONNX models, checks them against a
  signed, cloud-synced allowlist kept in SQLite, drives the gate relay over GPIO and

@@ -323,7 +323,7 @@ pub fn connect(path: &Path) -> Result<Connection, DbError> {
 }
 
 /// Whether the file holds a database written in clear (its header; an empty new file does not count).
-fn starts_in_clear(path: &Path) -> Result<bool, DbError> {
+pub fn starts_in_clear(path: &Path) -> Result<bool, DbError> {
     use std::io::Read;
     let mut head = Vec::with_capacity(16);
     std::fs::File::open(path)

@@ -278,3 +278,72 @@ fn a_copied_data_folder_holds_no_plate_totp_secret_or_key_in_clear() {
         .query_row("SELECT count(*) FROM events", [], |r| r.get::<_, i64>(0))
         .is_err());
 }
+
+/// Switching encryption on for a site that ran in clear: the first command that opens the data folder
+/// with `[secrets]` encrypts the database in place and seals the key files it reads; nothing is lost and
+/// the audit chain still verifies.
+#[test]
+fn a_site_run_in_clear_is_encrypted_in_place_when_secrets_are_added() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = write_config(dir.path(), &dir.path().join("v.avi"), "stop");
+    let csv = dir.path().join("allow.csv");
+    std::fs::write(
+        &csv,
+        "plate,kind,host,unit,valid_from,valid_until\nHXP4729,resident,Ana Diaz,12B,,\n",
+    )
+    .expect("csv");
+    cli(&cfg, None, &["allowlist", "import", csv.to_str().expect("utf8")], "");
+    let added = cli(
+        &cfg,
+        None,
+        &["user", "add", "alex", "--role", "admin"],
+        "quiet river morning\n",
+    );
+    let totp = added
+        .lines()
+        .find_map(|l| l.strip_prefix("second factor key: "))
+        .expect("a TOTP secret")
+        .trim()
+        .to_string();
+    let data = dir.path().join("data");
+    let pk = std::fs::read_to_string(data.join("plate.key")).expect("plate key");
+    let ak = std::fs::read_to_string(data.join("audit-device.key")).expect("audit key");
+    assert!(std::fs::read(data.join("gatehouse.db"))
+        .expect("db")
+        .starts_with(b"SQLite format 3\0"));
+
+    let creds = dir.path().join("credentials");
+    std::fs::create_dir_all(&creds).expect("creds");
+    std::fs::write(creds.join("gatehouse-master"), MASTER).expect("master");
+    let mut t = std::fs::read_to_string(&cfg).expect("cfg");
+    t.push_str("\n[secrets]\ncredential = \"gatehouse-master\"\n");
+    std::fs::write(&cfg, t).expect("cfg");
+    let check = cli(&cfg, Some(&creds), &["check-config"], "");
+    assert!(check.contains("encrypted at the next start"), "{check}");
+
+    let listed = cli(&cfg, Some(&creds), &["allowlist", "export"], "");
+    assert!(listed.contains("encrypted the database"), "said once: {listed}");
+    assert!(listed.contains("HXP4729") && listed.contains("Ana Diaz"), "{listed}");
+    let verified = cli(&cfg, Some(&creds), &["audit", "verify"], "");
+    assert!(verified.contains("audit log OK"), "{verified}");
+    assert!(!std::fs::read(data.join("gatehouse.db"))
+        .expect("db")
+        .starts_with(b"SQLite format 3\0"));
+    for f in ["plate.key", "audit-device.key"] {
+        assert!(
+            sealed::is_sealed(&std::fs::read(data.join(f)).expect("key")),
+            "{f} sealed"
+        );
+    }
+    let site = Site {
+        copy: data.clone(),
+        totp,
+        log: String::new(),
+    };
+    let found = scan(&data, &needles(&site, &pk, &ak));
+    assert!(found.is_empty(), "left in clear: {found:?}");
+    // Later commands open it as it is now.
+    let again = cli(&cfg, Some(&creds), &["allowlist", "export"], "");
+    assert!(!again.contains("WARN"), "nothing left to encrypt: {again}");
+    assert!(listed.ends_with(&again), "the same list: {again}");
+}

@@ -38,10 +38,61 @@ relay = "mian"
 #[test]
 fn the_shipped_configs_are_valid() {
     require_models();
+    // The reference config encrypts at rest with the unit's credential: given as systemd gives it.
+    let creds = tempfile::tempdir().expect("tmp");
+    std::fs::write(creds.path().join("gatehouse-master"), [3u8; 32]).expect("credential");
     for f in ["config/gatehouse.toml", "config/demo.toml"] {
-        let o = gatehouse(&["check-config", repo().join(f).to_str().expect("utf8")]);
+        let o = std::process::Command::new(crate::support::bin())
+            .args(["check-config", repo().join(f).to_str().expect("utf8")])
+            .env("CREDENTIALS_DIRECTORY", creds.path())
+            .env_remove("INVOCATION_ID")
+            .output()
+            .expect("run");
         assert!(o.status.success(), "{f}: {}", text(&o));
     }
+}
+
+/// `[secrets]`: a credential systemd did not load, or a development key file under systemd, stops the
+/// start with the fix; a development key file inside the data folder is a config error.
+#[test]
+fn the_master_key_source_is_checked_with_its_fix() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = write_config(dir.path(), &dir.path().join("v.avi"), "stop");
+    let base = std::fs::read_to_string(&cfg).expect("read");
+    let run = |extra: &str, env: &[(&str, &str)]| {
+        std::fs::write(&cfg, format!("{base}\n[secrets]\n{extra}\n")).expect("write");
+        let mut c = std::process::Command::new(crate::support::bin());
+        c.args(["check-config", cfg.to_str().expect("utf8")])
+            .env_remove("INVOCATION_ID")
+            .env_remove("CREDENTIALS_DIRECTORY");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let o = c.output().expect("run");
+        (o.status.code(), text(&o))
+    };
+    let (code, out) = run("credential = \"gatehouse-master\"", &[]);
+    assert_ne!(code, Some(0), "{out}");
+    assert!(
+        out.contains("CREDENTIALS_DIRECTORY") && out.contains("seal-master-key"),
+        "{out}"
+    );
+    let dev = dir.path().join("dev-master.key");
+    let line = format!("insecure_dev_key_file = \"{}\"", dev.display());
+    let (code, out) = run(&line, &[("INVOCATION_ID", "0123")]);
+    assert_ne!(code, Some(0), "{out}");
+    assert!(out.contains("refused under systemd"), "{out}");
+    assert!(!dev.exists(), "no key made when refused");
+    let (code, out) = run(&line, &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("at rest: encrypted") && out.contains("INSECURE"), "{out}");
+    let inside = format!("insecure_dev_key_file = \"{}\"", dir.path().join("data/k").display());
+    let (code, out) = run(&inside, &[]);
+    assert_eq!(code, Some(78), "{out}");
+    assert!(
+        out.contains("secrets.insecure_dev_key_file") && out.contains("outside"),
+        "{out}"
+    );
 }
 
 #[test]

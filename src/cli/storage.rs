@@ -11,7 +11,19 @@ pub fn check_storage(cfg: &Config) -> anyhow::Result<()> {
         return Ok(());
     }
     crate::db::check_file(&path)?;
-    let conn = crate::db::connect(&path)?;
+    let clear = crate::secrets::installed().is_some() && crate::db::starts_in_clear(&path)?;
+    let conn = if clear {
+        println!(
+            "database {}: in clear; it is encrypted at the next start (stop other tools using it first)",
+            path.display()
+        );
+        rusqlite::Connection::open(&path).map_err(|source| crate::db::DbError::Open {
+            path: path.display().to_string(),
+            source,
+        })?
+    } else {
+        crate::db::connect(&path)?
+    };
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     crate::db::check_integrity(&conn, &path, true)?;
     println!("database {}: integrity check ok", path.display());
