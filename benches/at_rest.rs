@@ -7,6 +7,7 @@
 //! - panel search: the panel's plate search (LIKE, last 30 days, newest 200) over those 100,000 events;
 //! - start-up: opening the 100,000-event database as the daemon does at start (key, pragmas,
 //!   migrations, quick_check).
+//!
 //! Decisions never touch the disk (benches/decision.rs and benches/purge.rs measure them).
 //! `cargo bench --bench at_rest -- ROUNDS` (default 3).
 
@@ -184,7 +185,8 @@ fn main() {
     }
     let m = |i: usize, g: fn(&Figures) -> f64| median(runs[i].iter().map(g).collect());
     println!("\nmedians of {rounds} rounds (each in its own process), encrypted / plain:");
-    let rows: [(&str, fn(&Figures) -> f64, &str, bool); 4] = [
+    type Row = (&'static str, fn(&Figures) -> f64, &'static str, bool);
+    let rows: [Row; 4] = [
         ("event commits (8 KiB crop each)", |f| f.commit, "events/s", true),
         ("retention purge", |f| f.purge, "events/s", true),
         ("panel search, 100k events", |f| f.search_ms, "ms", false),
