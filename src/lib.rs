@@ -45,6 +45,7 @@
 pub mod access;
 pub mod app;
 pub mod audit;
+pub mod backup;
 pub mod camera;
 pub mod cli;
 pub mod clock;

@@ -113,6 +113,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys { action } => cli::keys(action),
         Command::Dsar { action } => cli::dsar(action),
         Command::Audit { config, action } => cli::audit_cmd(&config, action),
+        Command::Backup {
+            config,
+            recipient,
+            out,
+            events,
+        } => cli::backup(&config, &recipient, &out, events),
+        Command::BackupKey { dir, id } => cli::backup_key(&dir, &id),
+        Command::Restore {
+            config,
+            from,
+            key,
+            other_site,
+        } => cli::restore(&config, &from, &key, other_site),
         Command::User { config, action } => cli::user(&config, action),
         Command::Panel {
             action: cli::PanelAction::Cert { dir, hosts },

@@ -9,6 +9,8 @@ mod support;
 mod at_rest;
 /// The audit log: CLI actions recorded, verify names tampering.
 mod audit;
+/// Backup made online, data folder wiped, restored onto a new key: same decisions, audit verifies.
+mod backup;
 /// `check-config`: every mistake reported at once, keyed by path, exit code 78.
 mod check_config;
 /// The cloud link over MQTT/mTLS against a real Mosquitto: allowlists in, events out, outages, ACL.

@@ -3,6 +3,7 @@
 
 mod allowlist;
 mod audit;
+mod backup;
 mod debug;
 mod dsar;
 mod events;
@@ -18,6 +19,7 @@ use clap::{Parser, Subcommand};
 
 pub use allowlist::{allowlist, keys};
 pub use audit::audit_cmd;
+pub use backup::{backup, backup_key, restore};
 pub use debug::event_burst;
 pub use dsar::{dsar, DsarAction};
 pub use events::events;
@@ -164,6 +166,42 @@ pub enum Command {
         config: PathBuf,
         #[command(subcommand)]
         action: AuditAction,
+    },
+    /// Back the site up while the daemon runs: allowlist, users, audit log, config and keys (events with
+    /// --events), encrypted to a recipient's public key (made with `backup-key`, kept off the box).
+    Backup {
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// The recipient's public key file (`backup-key` writes it).
+        #[arg(long)]
+        recipient: PathBuf,
+        /// The backup file to write (never over an existing file).
+        #[arg(long)]
+        out: PathBuf,
+        /// Include the events (large; the cloud holds them too).
+        #[arg(long)]
+        events: bool,
+    },
+    /// Make a recipient key pair for backups: DIR/ID.key (private: keep it off the box) and DIR/ID.pub.
+    BackupKey {
+        dir: PathBuf,
+        #[arg(long, default_value = "backup")]
+        id: String,
+    },
+    /// Restore a backup onto a fresh data folder; refuses another site's backup unless --other-site, and
+    /// verifies the audit chain after.
+    Restore {
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// The backup file.
+        #[arg(long)]
+        from: PathBuf,
+        /// The recipient's private key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// Restore even though the backup is of another site (this box takes that site over).
+        #[arg(long)]
+        other_site: bool,
     },
     /// Data-subject requests as the cloud sends them: `dsar sign` makes a signed export or delete command.
     Dsar {
