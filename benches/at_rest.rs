@@ -140,7 +140,7 @@ fn child(encrypted: bool) -> Figures {
         citations: vec![],
     };
     let t = Instant::now();
-    let purged = retention::purge(&mut conn, &retention, Utc::now(), 5_000).expect("purge");
+    let purged = retention::purge(&mut conn, &retention, Utc::now(), 5_000, false).expect("purge");
     let purge = purged.events as f64 / t.elapsed().as_secs_f64();
     assert_eq!(purged.events as usize, PURGED);
     Figures {

@@ -83,7 +83,7 @@ fn main() {
         citations: vec![],
     };
     let t = Instant::now();
-    let purged = retention::purge(&mut conn, &retention, Utc::now(), 5_000).expect("purge");
+    let purged = retention::purge(&mut conn, &retention, Utc::now(), 5_000, false).expect("purge");
     let secs = t.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     let (worst, n) = decider.join().expect("decider");

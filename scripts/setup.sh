@@ -8,7 +8,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 APT_PACKAGES=(clang libclang-dev libopencv-dev pkg-config ffmpeg libsqlite3-dev ca-certificates python3-pip
-  mosquitto openssl libssl-dev curl chromium chromium-driver
+  mosquitto openssl libssl-dev curl chromium chromium-driver faketime
   # GStreamer's RTSP server and its Python bindings: the RTSP camera test serves a lane video with them
   # and a lane may read it through a GStreamer pipeline (gst: sources; avdec_h264 is in libav)
   gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav)

@@ -13,6 +13,8 @@ mod audit;
 mod backup;
 /// `check-config`: every mistake reported at once, keyed by path, exit code 78.
 mod check_config;
+/// The wall clock set back and forward 400 days (libfaketime): no wrong open, nothing committed lost.
+mod clock;
 /// The cloud link over MQTT/mTLS against a real Mosquitto: allowlists in, events out, outages, ACL.
 mod cloud_link;
 /// The daemon end to end: demo video -> plates -> decisions -> relay -> events.

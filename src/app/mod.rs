@@ -55,11 +55,33 @@ pub struct Parts {
     pub make_relay: RelayFactory,
 }
 
+/// The newest time the site has recorded (events, audit log): the floor of the daemon's clock. None when
+/// there is no readable database yet, or `GATEHOUSE_TRUST_WALL_CLOCK=1` says to follow the wall clock.
+fn newest_record(cfg: &Config) -> Option<chrono::DateTime<chrono::Utc>> {
+    if std::env::var("GATEHOUSE_TRUST_WALL_CLOCK").is_ok_and(|v| v == "1") {
+        return None;
+    }
+    let path = cfg.site.database_path();
+    if std::fs::metadata(&path).map(|m| m.len() == 0).unwrap_or(true) {
+        return None;
+    }
+    let conn = crate::db::connect(&path).ok()?;
+    let ms: Option<i64> = conn
+        .query_row(
+            "SELECT max(m) FROM (SELECT max(at) AS m FROM events UNION ALL SELECT max(at) FROM audit_log)",
+            [],
+            |r| r.get(0),
+        )
+        .ok()
+        .flatten();
+    ms.and_then(chrono::DateTime::from_timestamp_millis)
+}
+
 impl Parts {
     pub fn real(cfg: &Config) -> anyhow::Result<Self> {
         let rc = cfg.recognize.clone();
         Ok(Self {
-            clock: Arc::new(SystemClock),
+            clock: Arc::new(crate::clock::TrustedClock::new(SystemClock, newest_record(cfg))),
             notifier: crate::supervise::Notifier::from_env(),
             make_source: Box::new(|lane| Box::new(OpenCvSource::new(lane.source.clone()))),
             make_reader: Box::new(move |_lane| {
@@ -241,6 +263,17 @@ fn open_stores(cfg: &Config, clock: &SharedClock, root: &CancellationToken) -> a
         tracing::warn!(dir = %cfg.site.crops_dir().display(), "the crops folder was open to every user; closed to others");
     }
     let alerts = crate::supervise::Alerts::default();
+    if let Some(b) = clock.behind() {
+        alerts.raise(
+            "clock",
+            format!(
+                "the wall clock is {} days {} h behind the newest record: the gate goes on from that record's time; \
+                 set the clock right (RTC battery, NTP)",
+                b.num_days(),
+                b.num_hours() % 24
+            ),
+        );
+    }
     let plate_key = crate::access::PlateKey::load_or_create(&cfg.plate_key_path())?;
     let (list, db_ok) = start_allowlist(cfg, &plate_key, &alerts, clock)?;
     let allowlist = SharedAllowlist::new(list);
@@ -260,7 +293,9 @@ fn open_stores(cfg: &Config, clock: &SharedClock, root: &CancellationToken) -> a
             clock.clone(),
             background.clone(),
         );
-        move || events::retention::run_loop(path, retention, clock, cancel, db_ok)
+        // With a cloud link, events still owed to it outlive a forward clock jump.
+        let keep_owed = cfg.sync.as_ref().is_some_and(|s| s.mqtt.is_some());
+        move || events::retention::run_loop(path, retention, clock, cancel, db_ok, keep_owed)
     })?;
     let reloader = std::thread::Builder::new().name("allowlist-reload".into()).spawn({
         let ctx = ReloadCtx {

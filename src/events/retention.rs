@@ -16,6 +16,8 @@ use crate::privacy::Effective;
 pub struct Purged {
     pub events: usize,
     pub crops: usize,
+    /// Events past their retention kept because the cloud has not acknowledged them.
+    pub kept_owed: usize,
 }
 
 /// Places a legal hold on one event or on every event of a plate (with a reason).
@@ -35,12 +37,15 @@ pub fn hold(
 
 const HELD: &str = "NOT EXISTS (SELECT 1 FROM legal_holds h WHERE h.event_id = events.id OR (h.plate IS NOT NULL AND h.plate = events.plate))";
 
-/// Runs one purge at `now`, `batch` rows per transaction.
+/// Runs one purge at `now`, `batch` rows per transaction. With `keep_owed` (a cloud link is configured)
+/// an event the cloud has not acknowledged yet is kept past its retention: a clock that jumps forward
+/// (a wrong RTC, a bad NTP answer) must not delete events nobody else holds; they go once uploaded.
 pub fn purge(
     conn: &mut Connection,
     retention: &Effective,
     now: DateTime<Utc>,
     batch: usize,
+    keep_owed: bool,
 ) -> Result<Purged, EventError> {
     let mut out = Purged::default();
     let image_cutoff = (now - Duration::days(retention.images.days as i64)).timestamp_millis();
@@ -75,15 +80,23 @@ pub fn purge(
         out.crops += rows.len();
     }
     // Events past the read retention.
+    let owed = if keep_owed { "AND uploaded_at IS NOT NULL" } else { "" };
     loop {
         let n = conn.execute(
-            &format!("DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at < ?1 AND {HELD} LIMIT ?2)"),
+            &format!("DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at < ?1 AND {HELD} {owed} LIMIT ?2)"),
             params![read_cutoff, batch as i64],
         )?;
         out.events += n;
         if n == 0 {
             break;
         }
+    }
+    if keep_owed {
+        out.kept_owed = conn.query_row(
+            "SELECT count(*) FROM events WHERE at < ?1 AND uploaded_at IS NULL",
+            [read_cutoff],
+            |r| r.get::<_, i64>(0),
+        )? as usize;
     }
     Ok(out)
 }
@@ -96,6 +109,7 @@ pub fn run_loop(
     clock: crate::clock::SharedClock,
     cancel: tokio_util::sync::CancellationToken,
     db_ok: bool,
+    keep_owed: bool,
 ) {
     // A database that was not usable at start is not written to until it passes the quick check.
     let Some(mut conn) = crate::db::open_when_usable(
@@ -108,11 +122,18 @@ pub fn run_loop(
         return;
     };
     while !cancel.is_cancelled() {
-        match purge(&mut conn, &retention, clock.now(), 500) {
-            Ok(p) if p.events + p.crops > 0 => {
-                tracing::info!(events = p.events, crops = p.crops, "retention purge")
+        match purge(&mut conn, &retention, clock.now(), 500, keep_owed) {
+            Ok(p) => {
+                if p.events + p.crops > 0 {
+                    tracing::info!(events = p.events, crops = p.crops, "retention purge");
+                }
+                if p.kept_owed > 0 {
+                    tracing::warn!(
+                        events = p.kept_owed,
+                        "events past their retention are kept until the cloud acknowledges them (the link is down, or the clock jumped forward)"
+                    );
+                }
             }
-            Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "retention purge failed; will retry"),
         }
         let until = std::time::Instant::now() + std::time::Duration::from_secs(3600);
@@ -158,6 +179,32 @@ mod tests {
         r.collect::<Result<_, _>>().expect("rows")
     }
 
+    /// The clock jumps 400 days forward: with a cloud link, the events the cloud has acknowledged go (it
+    /// holds them), those still owed stay until they are uploaded; nothing committed is lost.
+    #[test]
+    fn a_forward_clock_jump_never_purges_events_the_cloud_has_not_acknowledged() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut conn = crate::db::open(&dir.path().join("g.db")).expect("db");
+        let t0 = Utc::now();
+        insert(&conn, "sent", "ABC123", t0, None);
+        insert(&conn, "owed", "XYZ789", t0, None);
+        conn.execute("UPDATE events SET uploaded_at = 1 WHERE id = 'sent'", [])
+            .expect("mark");
+        let r = retention(180, 60);
+        let jumped = t0 + Duration::days(400);
+        let p = purge(&mut conn, &r, jumped, 100, true).expect("purge");
+        assert_eq!((p.events, p.kept_owed), (1, 1));
+        assert_eq!(ids(&conn), vec!["owed"]);
+        // Uploaded later: the next purge removes it.
+        conn.execute("UPDATE events SET uploaded_at = 2 WHERE id = 'owed'", [])
+            .expect("mark");
+        let p = purge(&mut conn, &r, jumped, 100, true).expect("purge");
+        assert_eq!((p.events, p.kept_owed), (1, 0));
+        // Without a cloud link the events are the site's own record: retention applies as written.
+        insert(&conn, "local", "LOC111", t0, None);
+        assert_eq!(purge(&mut conn, &r, jumped, 100, false).expect("purge").events, 1);
+    }
+
     #[test]
     fn kept_the_day_before_gone_the_day_after_crops_included_holds_survive() {
         let dir = tempfile::tempdir().expect("tmp");
@@ -176,26 +223,30 @@ mod tests {
 
         // Day 29 after: everything kept.
         assert_eq!(
-            purge(&mut conn, &r, t0 + Duration::days(29), 100).expect("purge"),
+            purge(&mut conn, &r, t0 + Duration::days(29), 100, false).expect("purge"),
             Purged::default()
         );
         assert!(crop.exists());
         // Day 31: the crop is past its 30 days; the row stays.
         assert_eq!(
-            purge(&mut conn, &r, t0 + Duration::days(31), 100).expect("purge"),
-            Purged { events: 0, crops: 1 }
+            purge(&mut conn, &r, t0 + Duration::days(31), 100, false).expect("purge"),
+            Purged {
+                events: 0,
+                crops: 1,
+                kept_owed: 0
+            }
         );
         assert!(!crop.exists() && held_crop.exists());
         assert_eq!(ids(&conn), vec!["a", "h"]);
         // Day 59 (the day before the read retention ends): kept. Day 61: gone, except the held one.
         assert_eq!(
-            purge(&mut conn, &r, t0 + Duration::days(59), 100)
+            purge(&mut conn, &r, t0 + Duration::days(59), 100, false)
                 .expect("purge")
                 .events,
             0
         );
         assert_eq!(
-            purge(&mut conn, &r, t0 + Duration::days(61), 100)
+            purge(&mut conn, &r, t0 + Duration::days(61), 100, false)
                 .expect("purge")
                 .events,
             1
