@@ -82,6 +82,14 @@ fn a_clock_set_back_or_forward_400_days_opens_nothing_it_should_not_and_loses_no
 
     // Set back 400 days: the pass's end is in the clock's future, but not in the site's.
     let log = run(&cfg, Some("-400d"));
+    let wrong = decisions(&log).iter().filter(|d| *d == "JCY4712 Open").count() as i64;
+    crate::support::faults::row(
+        "wall clock set back 400 days (restart under the wrong clock)",
+        "went on from the newest recorded time (not the clock), standing alert 'clock'; an expired pass stayed shut",
+        None,
+        4 - events(dir.path()),
+        wrong,
+    );
     assert_eq!(decisions(&log), right, "an expired pass must not open:\n{log}");
     assert!(log.contains("the wall clock is behind the newest time"), "{log}");
     assert_eq!(events(dir.path()), 4, "nothing committed is lost");
@@ -96,6 +104,13 @@ fn a_clock_set_back_or_forward_400_days_opens_nothing_it_should_not_and_loses_no
 
     // Forward 400 days: followed (NTP corrects boxes without an RTC forward after every power cut).
     let log = run(&cfg, Some("+400d"));
+    crate::support::faults::row(
+        "wall clock set forward 400 days",
+        "followed it (NTP does this after power cuts); passes judged by it; retention keeps events the cloud has not acknowledged",
+        None,
+        0,
+        decisions(&log).iter().filter(|d| *d == "JCY4712 Open").count() as i64,
+    );
     assert_eq!(decisions(&log), right, "{log}");
     let n = events(dir.path());
     assert!(n >= 2, "this run's events are committed ({n})");

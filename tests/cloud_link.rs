@@ -500,9 +500,11 @@ fn broker_outage_during_a_burst_loses_no_event() {
         .expect("count");
     assert!(during >= 3, "only {during} decisions while the broker was down");
     broker.resume();
+    let back = Instant::now();
     let want = db_ids(dir.path());
     assert!(want.len() >= 10_000);
     wait_all_ids(&cloud, &want, 180, "every event id at the cloud");
+    let caught_up = back.elapsed();
     let got = event_ids(&cloud.on(&format!("{TOPIC}/events")));
     let mut seen = std::collections::HashSet::new();
     let firsts: Vec<&String> = got.iter().filter(|id| seen.insert(id.as_str())).collect();
@@ -512,6 +514,20 @@ fn broker_outage_during_a_burst_loses_no_event() {
     assert!(
         positions.windows(2).all(|w| w[0] < w[1]),
         "first deliveries out of commit order"
+    );
+    let wrong: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM events WHERE action = 'open' AND plate = 'MWK3974'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    crate::support::faults::row(
+        "broker stopped 60 s during a 10,000-event burst, then back",
+        &format!("decided on ({during} passes while down), reconnected, uploaded the backlog in commit order"),
+        Some(caught_up),
+        0,
+        wrong,
     );
     println!(
         "outage test: {} events, {} deliveries ({} duplicates), {during} lane decisions while the broker was down",
@@ -544,8 +560,16 @@ fn kill_9_during_upload_loses_no_event() {
         after_kill < 20_000,
         "the upload finished before the kill; nothing was tested"
     );
+    let restarted = Instant::now();
     let daemon = Daemon::start(&cfg, dir.path());
     wait_all_ids(&cloud, &want, 120, "every event id at the cloud after the restart");
+    crate::support::faults::row(
+        "kill -9 while uploading a 20,000-event backlog, restart",
+        "restarted, uploaded what had no PUBACK again (the cloud de-duplicates by id)",
+        Some(restarted.elapsed()),
+        0,
+        0,
+    );
     let conn = Connection::open(dir.path().join("data/gatehouse.db")).expect("db");
     let start = Instant::now();
     loop {

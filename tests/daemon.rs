@@ -203,6 +203,7 @@ fn sigterm_drains_the_pipeline_and_leaves_the_relay_safe() {
         );
         std::thread::sleep(Duration::from_millis(50));
     };
+    let stopped_in = stop.elapsed();
     reader.join().expect("reader");
     let log = lines.lock().expect("lock").join("\n");
     assert!(status.success(), "exit {status:?}\n{log}");
@@ -216,5 +217,22 @@ fn sigterm_drains_the_pipeline_and_leaves_the_relay_safe() {
     let n: i64 = conn
         .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
         .expect("count");
+    let opened_for_stranger: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM events WHERE action = 'open' AND plate != 'HXP4729'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    crate::support::faults::row(
+        "SIGTERM while a lane is deciding (looping video)",
+        &format!(
+            "stopped in order in {:.1} s (open pass decided, queued events committed), relay released",
+            stopped_in.as_secs_f64()
+        ),
+        None,
+        committed(&lines) as i64 - n,
+        opened_for_stranger,
+    );
     assert_eq!(n as usize, committed(&lines), "{log}");
 }

@@ -151,6 +151,7 @@ fn lane_on_rtsp(source: impl Fn(&str) -> String) {
     let while_down = decisions(&db).len();
 
     // It comes back on the same address: the daemon reconnects and decides the next pass.
+    let back = Instant::now();
     let _server = serve(&video, port);
     wait_for(
         "decisions after the camera came back",
@@ -169,6 +170,15 @@ fn lane_on_rtsp(source: impl Fn(&str) -> String) {
         .filter(|l| l.contains("camera open") && !l.contains("failed"))
         .count();
     assert!(opens >= 2, "the camera was opened again after it came back");
+    let after = decisions(&db);
+    let wrong = after.iter().filter(|(p, a)| a == "open" && p != "HXP4729").count() as i64;
+    crate::support::faults::row(
+        "camera stream killed, back on the same address",
+        "kept trying with backoff, reopened the stream, decided the next pass",
+        Some(back.elapsed()),
+        0,
+        wrong,
+    );
 
     let kill = Command::new("kill")
         .args(["-TERM", &daemon.0.id().to_string()])

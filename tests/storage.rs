@@ -202,7 +202,15 @@ fn a_scribbled_events_table_is_caught_at_start_and_nothing_is_dropped() {
     let status = run.status();
     assert!(status.contains("ALERT: database"), "the damage is an alert: {status}");
     // The decided event is not dropped: it waits in the spill file for a usable database.
-    assert!(spilled(&data, "ABC123"), "the event is held on disk");
+    let held = spilled(&data, "ABC123");
+    crate::support::faults::row(
+        "corrupt database (events table scribbled)",
+        "caught by quick_check at start, decided on the last-good allowlist, alert 'database', events held in the spill file",
+        None,
+        (!held) as i64,
+        0,
+    );
+    assert!(held, "the event is held on disk");
 }
 
 #[test]
@@ -364,6 +372,13 @@ fn a_full_disk_during_a_burst_loses_no_decided_event_and_no_committed_crop() {
     let stored: i64 = c
         .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
         .expect("count");
+    crate::support::faults::row(
+        "disk full on the data folder during a 1,000-event burst",
+        "released its reserve, held what it could not store in the spill file and memory, stored it all when space returned",
+        None,
+        1001 - stored,
+        0,
+    );
     assert_eq!(stored, 1001, "every decided event is stored");
     assert!(Path::new(&first_crop).exists(), "a committed crop was deleted");
 }

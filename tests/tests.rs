@@ -43,6 +43,8 @@ mod privacy;
 mod properties;
 /// A 1080p H.264 camera over RTSP (GStreamer's server on loopback): read, decided, reconnected.
 mod rtsp;
+/// Soak on a looping lane: memory, descriptors and threads stay flat (GATEHOUSE_SOAK_MINUTES, default 1).
+mod soak;
 /// A full disk, a damaged or an empty database: the gate decides, nothing decided is lost, alerts say why.
 mod storage;
 /// Allowlist signing and applying from the command line, with the configured trust store.
