@@ -365,11 +365,7 @@ fn encrypt_in_place(path: &Path) -> Result<(), DbError> {
         let version: i64 = plain
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(|e| fail(e.to_string()))?;
-        let key = keys.sqlcipher_key_sql();
-        let raw = key
-            .trim_start_matches("PRAGMA key = \"")
-            .trim_end_matches("\";")
-            .to_string();
+        let raw = keys.sqlcipher_raw_key();
         let tmp_s = tmp.to_str().ok_or_else(|| fail("the path is not UTF-8".into()))?;
         plain
             .execute("ATTACH DATABASE ?1 AS encrypted KEY ?2", rusqlite::params![tmp_s, raw])

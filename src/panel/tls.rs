@@ -24,8 +24,9 @@ fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, PanelError> {
 /// The server configuration: TLS 1.3 only, HTTP/1.1.
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, PanelError> {
     let chain = certs(cert)?;
-    // The self-signed key is sealed when the data folder is encrypted; a site's own key file is read as is.
-    let pem = crate::secrets::sealed::read_secret(key).map_err(|e| err(key, e))?;
+    // The self-signed key is sealed when the data folder is encrypted (opened here); a site's own key file
+    // is read as it is (or from a systemd credential: docs/operations.md, at rest).
+    let pem = crate::secrets::sealed::read(key).map_err(|e| err(key, e))?;
     let key_der = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| err(key, e))?;
     let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -70,6 +71,8 @@ pub fn ensure(cfg: &crate::config::PanelConfig, data_dir: &Path) -> Result<(Path
     }
     let (c, k) = (data_dir.join("panel-cert.pem"), data_dir.join("panel-key.pem"));
     if c.exists() && k.exists() {
+        // Made in clear by an older version: sealed now when the data folder is encrypted.
+        crate::secrets::sealed::read_secret(&k).map_err(|e| err(&k, e))?;
         return Ok((c, k));
     }
     let made = self_signed(data_dir, &cfg.hostnames)?;

@@ -49,9 +49,9 @@ impl MasterKeySource {
 #[derive(Debug, thiserror::Error)]
 pub enum SecretsError {
     #[error(
-        "[secrets] credential = {name:?}: $CREDENTIALS_DIRECTORY is not set, so systemd did not load it; run the \
-         daemon from its unit (systemd/gatehouse.service has LoadCredentialEncrypted={name}:...), and seal the key \
-         once with systemd/seal-master-key.sh (docs/operations.md)"
+        "[secrets] credential = {name:?}: $CREDENTIALS_DIRECTORY is not set (systemd did not load it) and \
+         /etc/credstore.encrypted/{name} could not be decrypted here (run as root, or from the unit, which has \
+         LoadCredentialEncrypted={name}:...); seal the key once with systemd/seal-master-key.sh (docs/operations.md)"
     )]
     NoCredentials { name: String },
     #[error(
@@ -110,9 +110,14 @@ impl AtRest {
         }
     }
 
-    /// The SQLCipher key statement (a raw key: no password stretching at open).
+    /// The SQLCipher key as SQLCipher takes a raw key (`x'HEX'`: no password stretching at open).
+    pub fn sqlcipher_raw_key(&self) -> String {
+        format!("x'{}'", hex::encode_upper(self.db_key))
+    }
+
+    /// The SQLCipher key statement.
     pub fn sqlcipher_key_sql(&self) -> String {
-        format!("PRAGMA key = \"x'{}'\";", hex::encode_upper(self.db_key))
+        format!("PRAGMA key = \"{}\";", self.sqlcipher_raw_key())
     }
 
     pub fn source(&self) -> &str {
@@ -147,7 +152,13 @@ pub fn under_systemd() -> bool {
 pub fn load(source: &MasterKeySource, credentials_dir: Option<&Path>, systemd: bool) -> Result<AtRest, SecretsError> {
     match source {
         MasterKeySource::Credential(name) => {
-            let dir = credentials_dir.ok_or_else(|| SecretsError::NoCredentials { name: name.clone() })?;
+            let Some(dir) = credentials_dir else {
+                // By hand on the box (root running `gatehouse user add`, `check-config`): systemd-creds
+                // decrypts the same credential the unit loads.
+                let what = format!("systemd credential {name} (decrypted with systemd-creds)");
+                let bytes = decrypt_stored(name).ok_or_else(|| SecretsError::NoCredentials { name: name.clone() })?;
+                return Ok(AtRest::from_master(&parse_master(&bytes, &what)?, &what));
+            };
             let path = dir.join(name);
             let bytes = std::fs::read(&path).map_err(|e| SecretsError::Credential {
                 name: name.clone(),
@@ -188,6 +199,26 @@ pub fn load(source: &MasterKeySource, credentials_dir: Option<&Path>, systemd: b
             Ok(AtRest::from_master(&parse_master(&bytes, &what)?, &what))
         }
     }
+}
+
+/// Where the shipped unit keeps its encrypted credentials.
+pub const CREDSTORE: &str = "/etc/credstore.encrypted";
+
+/// The credential decrypted by `systemd-creds` from [`CREDSTORE`] (root only: the host key and the TPM
+/// are root's), when it is there.
+fn decrypt_stored(name: &str) -> Option<Vec<u8>> {
+    let path = Path::new(CREDSTORE).join(name);
+    if !path.is_file() {
+        return None;
+    }
+    let out = std::process::Command::new("systemd-creds")
+        .args(["decrypt", &format!("--name={name}")])
+        .arg(&path)
+        .arg("-")
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    out.status.success().then_some(out.stdout)
 }
 
 /// A master key is 32 raw bytes (what `head -c 32 /dev/urandom | systemd-creds encrypt` seals) or 64 hex

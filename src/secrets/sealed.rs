@@ -105,8 +105,15 @@ pub fn read(path: &Path) -> io::Result<Vec<u8>> {
 pub fn read_secret(path: &Path) -> io::Result<Vec<u8>> {
     let on_disk = std::fs::read(path)?;
     if installed().is_some() && !is_sealed(&on_disk) {
-        crate::secret_file::replace(path, &for_disk(path, &on_disk)?)?;
-        tracing::warn!(path = %path.display(), "sealed a key file that was in clear (encryption at rest is on)");
+        // A key the site keeps elsewhere (read-only under the unit's ProtectSystem=) is used as it is.
+        match for_disk(path, &on_disk).and_then(|b| crate::secret_file::replace(path, &b)) {
+            Ok(()) => {
+                tracing::warn!(path = %path.display(), "sealed a key file that was in clear (encryption at rest is on)")
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "a key file in clear could not be sealed in place; using it as it is")
+            }
+        }
         return Ok(on_disk);
     }
     from_disk(path, on_disk)
