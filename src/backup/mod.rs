@@ -45,6 +45,8 @@ pub enum BackupError {
     File { path: String, reason: String },
     #[error("backup: {0}")]
     Crypto(String),
+    #[error("backup contents: {0}")]
+    Invalid(String),
     #[error(
         "this backup is of site {backup:?}, this box is configured as {here:?}: restoring it would give this gate \
          another site's residents and users. Check the config's [site] name and [sync] device, or pass \
@@ -184,7 +186,7 @@ pub fn load(conn: &mut Connection, tables: &[(String, Table)]) -> Result<usize, 
     let mut n = 0;
     for (name, t) in tables {
         if !TABLES.contains(&name.as_str()) && name != "events" {
-            return Err(BackupError::Crypto(format!("unknown table {name:?} in the backup")));
+            return Err(BackupError::Invalid(format!("unknown table {name:?} in the backup")));
         }
         if t.columns.is_empty()
             || !t
@@ -192,7 +194,7 @@ pub fn load(conn: &mut Connection, tables: &[(String, Table)]) -> Result<usize, 
                 .iter()
                 .all(|c| !c.is_empty() && c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_'))
         {
-            return Err(BackupError::Crypto(format!("table {name}: bad column names")));
+            return Err(BackupError::Invalid(format!("table {name}: bad column names")));
         }
         // The meta row a fresh database already has (the schema) is replaced by the backup's.
         let verb = if name == "meta" { "INSERT OR REPLACE" } else { "INSERT" };
@@ -210,7 +212,7 @@ pub fn load(conn: &mut Connection, tables: &[(String, Table)]) -> Result<usize, 
                 .iter()
                 .map(from_json)
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| BackupError::Crypto(format!("table {name}: {e}")))?;
+                .map_err(|e| BackupError::Invalid(format!("table {name}: {e}")))?;
             st.execute(rusqlite::params_from_iter(values))?;
             n += 1;
         }

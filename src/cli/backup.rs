@@ -67,7 +67,7 @@ pub fn restore(config: &Path, from: &Path, key: &Path, other_site: bool) -> anyh
     let private = seal::read_key(key)?;
     let sealed = std::fs::read(from).with_context(|| format!("reading {}", from.display()))?;
     let contents: Contents = serde_json::from_slice(&seal::decrypt(&private, &sealed)?)
-        .map_err(|e| BackupError::Crypto(format!("the backup's contents do not parse: {e}")))?;
+        .map_err(|e| BackupError::Invalid(format!("the backup's contents do not parse: {e}")))?;
     let (site, device) = site_of(&cfg);
     if (contents.site.as_str(), contents.device.as_deref()) != (site.as_str(), device.as_deref()) && !other_site {
         return Err(BackupError::OtherSite {
