@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use super::store::EventRow;
 
-/// The spill file's size: about 1,500 events.
+/// The spill file's size: about 1,500 events (about 1,000 when the data folder is encrypted).
 pub const SIZE: u64 = 1024 * 1024;
 
 /// An open spill file (or none, when it could not be made).
