@@ -3,7 +3,6 @@
 //! same scan over a site run in clear finds each of them, so the scan works. The master key comes from a
 //! systemd credential (`$CREDENTIALS_DIRECTORY`, as the unit's `LoadCredentialEncrypted=` sets it up).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -11,37 +10,31 @@ use std::time::Duration;
 use base64::Engine;
 use gatehouse::secrets::{sealed, AtRest};
 
-use crate::support::{bin, render_video, require_models, text, write_config, Kill};
+use crate::support::{bin, gatehouse_with, render_video, require_models, text, write_config, Kill};
 
 /// 32 bytes the scan can look for.
 const MASTER: &[u8; 32] = b"gatehouse-test-master-key-32byte";
 const PLATES: [&str; 2] = ["HXP4729", "MWK3974"];
 
 fn cli(cfg: &Path, creds: Option<&Path>, args: &[&str], stdin: &str) -> String {
-    let mut c = Command::new(bin());
-    match args[0] {
-        "check-config" => c.arg(args[0]).arg(cfg),
-        _ => c.arg(args[0]).arg("--config").arg(cfg).args(&args[1..]),
+    let cfg = cfg.to_str().expect("utf8");
+    let full: Vec<&str> = match args[0] {
+        "check-config" => vec![args[0], cfg],
+        _ => [&[args[0], "--config", cfg], &args[1..]].concat(),
     };
-    c.env_remove("INVOCATION_ID").env_remove("CREDENTIALS_DIRECTORY");
-    if let Some(d) = creds {
-        c.env("CREDENTIALS_DIRECTORY", d);
-    }
-    let mut child = c
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("stdin");
-    let out = child.wait_with_output().expect("wait");
+    let out = gatehouse_with(&full, creds, stdin);
     assert!(out.status.success(), "{args:?}: {}", text(&out));
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The TOTP secret `user add` printed.
+fn totp_of(added: &str) -> String {
+    added
+        .lines()
+        .find_map(|l| l.strip_prefix("second factor key: "))
+        .expect("a TOTP secret")
+        .trim()
+        .to_string()
 }
 
 struct Site {
@@ -88,12 +81,7 @@ fn run_site(dir: &Path, encrypted: bool) -> Site {
         &["user", "add", "alex", "--role", "admin"],
         "quiet river morning\n",
     );
-    let totp = added
-        .lines()
-        .find_map(|l| l.strip_prefix("second factor key: "))
-        .expect("a TOTP secret")
-        .trim()
-        .to_string();
+    let totp = totp_of(&added);
 
     let mut c = Command::new(bin());
     c.args(["run", "--config", cfg.to_str().expect("utf8")])
@@ -299,12 +287,7 @@ fn a_site_run_in_clear_is_encrypted_in_place_when_secrets_are_added() {
         &["user", "add", "alex", "--role", "admin"],
         "quiet river morning\n",
     );
-    let totp = added
-        .lines()
-        .find_map(|l| l.strip_prefix("second factor key: "))
-        .expect("a TOTP secret")
-        .trim()
-        .to_string();
+    let totp = totp_of(&added);
     let data = dir.path().join("data");
     let pk = std::fs::read_to_string(data.join("plate.key")).expect("plate key");
     let ak = std::fs::read_to_string(data.join("audit-device.key")).expect("audit key");

@@ -2,30 +2,14 @@
 //! restored onto the fresh folder of a box with a new master key: the daemon decides the demo plates as
 //! before and the audit chain verifies. Another site's backup is refused, and so is a folder in use.
 
-use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{bin, render_video, require_models, text, write_config};
+use crate::support::{bin, gatehouse_with, logged_decisions, render_video, require_models, text, write_config};
 
 fn gh(creds: &Path, args: &[&str], stdin: &str) -> (bool, String) {
-    let mut child = Command::new(bin())
-        .args(args)
-        .env("CREDENTIALS_DIRECTORY", creds)
-        .env_remove("INVOCATION_ID")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("stdin");
-    let out = child.wait_with_output().expect("wait");
+    let out = gatehouse_with(args, Some(creds), stdin);
     (out.status.success(), text(&out))
 }
 
@@ -40,8 +24,7 @@ fn new_credential(dir: &Path, byte: u8) {
     std::fs::write(dir.join("gatehouse-master"), [byte; 32]).expect("master");
 }
 
-/// Runs the daemon over the video to its end; returns (plate, action) of the events it stored, as the
-/// daemon's own `events` command lists them... read here through the CLI's export.
+/// Runs the daemon over the video to its end (`during` runs meanwhile); returns its log.
 fn run_daemon(creds: &Path, cfg: &Path, during: impl FnOnce()) -> String {
     let mut child = Command::new(bin())
         .args(["run", "--config", cfg.to_str().expect("utf8")])
@@ -64,17 +47,6 @@ fn run_daemon(creds: &Path, cfg: &Path, during: impl FnOnce()) -> String {
     let log = text(&out);
     assert!(out.status.success(), "{log}");
     log
-}
-
-fn decisions(log: &str) -> Vec<String> {
-    log.lines()
-        .filter(|l| l.contains(" decision ") || l.ends_with(" decision") || l.contains("\"decision\""))
-        .filter_map(|l| {
-            let plate = l.split("plate=").nth(1)?.split_whitespace().next()?;
-            let action = l.split("action=").nth(1)?.split_whitespace().next()?;
-            Some(format!("{plate} {action}"))
-        })
-        .collect()
 }
 
 #[test]
@@ -131,7 +103,7 @@ fn backup_wipe_restore_and_the_gate_decides_as_before() {
     });
     let made = made.into_inner();
     assert!(made.contains("allowlist 1") && made.contains("users 1"), "{made}");
-    let before = decisions(&first);
+    let before = logged_decisions(&first);
     assert_eq!(before, vec!["HXP4729 Open", "MWK3974 Deny"], "{first}");
     let sealed = std::fs::read(&file).expect("backup");
     assert!(!sealed.windows(7).any(|w| w == b"HXP4729"), "the backup is encrypted");
@@ -198,7 +170,7 @@ fn backup_wipe_restore_and_the_gate_decides_as_before() {
 
     let second = run_daemon(&creds2, &cfg, || {});
     assert_eq!(
-        decisions(&second),
+        logged_decisions(&second),
         before,
         "the restored gate decides as before:\n{second}"
     );

@@ -7,7 +7,7 @@
 
 use std::process::Command;
 
-use crate::support::{bin, render_video, require_models, text, write_config};
+use crate::support::{bin, logged_decisions, render_video, require_models, text, write_config};
 
 fn run(cfg: &std::path::Path, shift: Option<&str>) -> String {
     let mut c = match shift {
@@ -27,17 +27,6 @@ fn run(cfg: &std::path::Path, shift: Option<&str>) -> String {
     let log = text(&out);
     assert!(out.status.success(), "{log}");
     log
-}
-
-fn decisions(log: &str) -> Vec<String> {
-    log.lines()
-        .filter(|l| l.contains(" decision "))
-        .filter_map(|l| {
-            let plate = l.split("plate=").nth(1)?.split_whitespace().next()?;
-            let action = l.split("action=").nth(1)?.split_whitespace().next()?;
-            Some(format!("{plate} {action}"))
-        })
-        .collect()
 }
 
 fn events(dir: &std::path::Path) -> i64 {
@@ -77,12 +66,12 @@ fn a_clock_set_back_or_forward_400_days_opens_nothing_it_should_not_and_loses_no
     let right = vec!["HXP4729 Open".to_string(), "JCY4712 Deny".to_string()];
 
     let log = run(&cfg, None);
-    assert_eq!(decisions(&log), right, "{log}");
+    assert_eq!(logged_decisions(&log), right, "{log}");
     assert_eq!(events(dir.path()), 2);
 
     // Set back 400 days: the pass's end is in the clock's future, but not in the site's.
     let log = run(&cfg, Some("-400d"));
-    let wrong = decisions(&log).iter().filter(|d| *d == "JCY4712 Open").count() as i64;
+    let wrong = logged_decisions(&log).iter().filter(|d| *d == "JCY4712 Open").count() as i64;
     crate::support::faults::row(
         "wall clock set back 400 days (restart under the wrong clock)",
         "went on from the newest recorded time (not the clock), standing alert 'clock'; an expired pass stayed shut",
@@ -90,7 +79,7 @@ fn a_clock_set_back_or_forward_400_days_opens_nothing_it_should_not_and_loses_no
         4 - events(dir.path()),
         wrong,
     );
-    assert_eq!(decisions(&log), right, "an expired pass must not open:\n{log}");
+    assert_eq!(logged_decisions(&log), right, "an expired pass must not open:\n{log}");
     assert!(log.contains("the wall clock is behind the newest time"), "{log}");
     assert_eq!(events(dir.path()), 4, "nothing committed is lost");
     let newest_ms: i64 = rusqlite::Connection::open(dir.path().join("data/gatehouse.db"))
@@ -109,9 +98,9 @@ fn a_clock_set_back_or_forward_400_days_opens_nothing_it_should_not_and_loses_no
         "followed it (NTP does this after power cuts); passes judged by it; retention keeps events the cloud has not acknowledged",
         None,
         0,
-        decisions(&log).iter().filter(|d| *d == "JCY4712 Open").count() as i64,
+        logged_decisions(&log).iter().filter(|d| *d == "JCY4712 Open").count() as i64,
     );
-    assert_eq!(decisions(&log), right, "{log}");
+    assert_eq!(logged_decisions(&log), right, "{log}");
     let n = events(dir.path());
     assert!(n >= 2, "this run's events are committed ({n})");
 }

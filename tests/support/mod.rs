@@ -167,3 +167,41 @@ pub fn spawn_logged(cfg: &Path) -> (Kill, DaemonLog) {
     .collect();
     (daemon, (log, readers))
 }
+
+/// Runs `gatehouse ARGS` with `stdin` as outside systemd, with `$CREDENTIALS_DIRECTORY` set to `creds`
+/// when given (as the unit's `LoadCredentialEncrypted=` sets it up).
+pub fn gatehouse_with(args: &[&str], creds: Option<&Path>, stdin: &str) -> Output {
+    use std::io::Write;
+    let mut c = Command::new(bin());
+    c.args(args)
+        .env_remove("INVOCATION_ID")
+        .env_remove("CREDENTIALS_DIRECTORY");
+    if let Some(d) = creds {
+        c.env("CREDENTIALS_DIRECTORY", d);
+    }
+    let mut child = c
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("stdin");
+    child.wait_with_output().expect("wait")
+}
+
+/// "PLATE Action" of each decision in a daemon's log (logging.plates = true).
+pub fn logged_decisions(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains(" decision "))
+        .filter_map(|l| {
+            let plate = l.split("plate=").nth(1)?.split_whitespace().next()?;
+            let action = l.split("action=").nth(1)?.split_whitespace().next()?;
+            Some(format!("{plate} {action}"))
+        })
+        .collect()
+}
