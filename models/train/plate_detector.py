@@ -9,7 +9,10 @@ concatenated into one output [1, 5, H/8, W/8] (`--stride 4`: one more top-down s
 Input: BGR, (x/255 - 0.5)/0.5, any size that is a multiple of 32. Trained on the training split (models/train/split.py) of the end-to-end US, EU and BR frames with
 their plate boxes, plus synthetic plates rendered with Debian's DejaVu fonts pasted onto those frames
 (a quarter of them nearly square two-row plates, as on motorcycles and trailers);
-heavy scale/crop/colour augmentation. Prints the validation split's recall (IoU >= 0.4) at the end.
+heavy scale/crop/colour augmentation. `--text-negatives P` paints, on a share P of the samples, 1-3
+unlabelled lines of vehicle text (phone, fleet and DOT numbers, trade words, web addresses; no border, in
+other fonts and colours) beside the plate or anywhere, so that a van's phone number is not taken for its
+plate (issue 21). Prints the validation split's recall (IoU >= 0.4) at the end.
 Seeded; runs on CPU (about 15 minutes on 2 cores for the committed model's 1600 steps).
 """
 import argparse
@@ -31,6 +34,7 @@ from split import endtoend_plates  # noqa: E402
 STRIDE = 8  # --stride
 DARK = 0.0  # --dark
 SMALL = 0.0  # --small
+TEXT = 0.0  # --text-negatives
 PATCH = 320
 FONTS = [
     "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
@@ -146,6 +150,67 @@ def render_two_row_plate(rng, w, rows=None):
     return im
 
 
+TEXT_FONTS = [
+    "/usr/share/fonts/truetype/dejavu/" + f
+    for f in ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSansCondensed.ttf", "DejaVuSansCondensed-Bold.ttf",
+              "DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf", "DejaVuSansMono-Bold.ttf", "DejaVuSans-BoldOblique.ttf")
+]
+TEXT_WORDS = ["PLUMBING", "STORAGE", "DELIVERY", "ELECTRIC", "LANDSCAPING", "MOVING", "PEST CONTROL", "CATERING",
+              "HEATING & AIR", "LOCKS", "SERVICE", "CONSTRUCTION", "FLOWERS", "ROOFING", "POOL CARE", "EXPRESS"]
+
+
+def vehicle_text(rng):
+    """A line of text a vehicle carries that is not its plate: phone numbers, web addresses, fleet and DOT
+    numbers, trade words (issue 21: a van's phone number outranked its plate)."""
+    d = lambda n: "".join(rng.choice("0123456789") for _ in range(n))  # noqa: E731
+    word = rng.choice(TEXT_WORDS)
+    return rng.choice([
+        f"{d(3)}-{d(4)}", f"{d(3)}-{d(3)}-{d(4)}", f"({d(3)}) {d(3)}-{d(4)}", f"1-800-{d(3)}-{d(4)}",
+        f"{d(3)}.{d(3)}.{d(4)}", "www." + word.split()[0].lower() + ".com", word, word + " " + d(2),
+        "USDOT " + d(7), "DOT " + d(6), "UNIT " + d(3), "No. " + d(3), "#" + d(4), d(3), d(4), d(5),
+        "CALL " + f"{d(3)}-{d(4)}", word.title(),
+    ])
+
+
+def paint_text_negatives(rng, im, boxes):
+    """Paints 1-3 unlabelled text lines (vehicle_text) on the frame, half of them beside or above a plate at
+    about its character size, the rest anywhere; never over a plate. No border, unlike a plate."""
+    d = ImageDraw.Draw(im)
+    for _ in range(rng.randint(1, 3)):
+        s = vehicle_text(rng)
+        bx, by, bw, bh = rng.choice(boxes)
+        char_h = max(6.0, bh * rng.uniform(0.3, 0.9) if rng.random() < 0.7 else rng.uniform(0.01, 0.06) * im.height)
+        font = ImageFont.truetype(rng.choice(TEXT_FONTS), max(6, int(char_h / 0.72)))
+        tw = d.textlength(s, font=font)
+        if rng.random() < 0.5:
+            where = rng.choice(["above", "above", "left", "right", "below"])
+            if where == "above":
+                tx, ty = bx + bw / 2 - tw / 2 + rng.uniform(-0.5, 0.5) * bw, by - bh * rng.uniform(0.8, 3.5) - char_h
+            elif where == "below":
+                tx, ty = bx + bw / 2 - tw / 2 + rng.uniform(-0.5, 0.5) * bw, by + bh * rng.uniform(1.2, 2.5)
+            elif where == "left":
+                tx, ty = bx - tw - bw * rng.uniform(0.2, 1.0), by + rng.uniform(-0.6, 0.6) * bh
+            else:
+                tx, ty = bx + bw + bw * rng.uniform(0.2, 1.0), by + rng.uniform(-0.6, 0.6) * bh
+        else:
+            tx, ty = rng.uniform(0, max(1, im.width - tw)), rng.uniform(0, max(1, im.height - char_h * 1.4))
+        t = (tx - 2, ty - 2, tw + 4, char_h * 1.4 + 4)
+        if any(iou(t, b) > 0 for b in boxes):
+            continue
+        if rng.random() < 0.25:  # a painted band behind the text, as on vans' liveries
+            band = tuple(rng.randint(0, 255) for _ in range(3))
+            d.rectangle([tx - char_h * 0.3, ty - char_h * 0.1, tx + tw + char_h * 0.3, ty + char_h * 1.3], fill=band)
+            region_mean = sum(band) / 3
+        else:
+            region = np.asarray(im.crop((int(tx), int(ty), int(tx + tw) + 1, int(ty + char_h * 1.4) + 1)).convert("L"))
+            region_mean = 128 if region.size == 0 else region.mean()
+        if rng.random() < 0.3:
+            ink = tuple(int(v) for v in rng.choice(INK_COLOURS + [(200, 40, 20), (230, 120, 20)]))
+        else:
+            ink = (20, 20, 20) if region_mean > 110 else (240, 240, 240)
+        d.text((tx, ty), s, fill=ink, font=font)
+
+
 def sample(rng, frames, cache):
     path, box = rng.choice(frames)
     if path not in cache:
@@ -172,6 +237,9 @@ def sample(rng, frames, cache):
                 continue
             im.paste(plate, (x, y))
             boxes.append(b)
+    if TEXT and rng.random() < TEXT:  # (no draw without --text-negatives: the old command's random stream)
+        im = im.copy()
+        paint_text_negatives(rng, im, boxes)
     # scale so the long side matches the detector's working size, with jitter
     target = rng.uniform(420, 900)
     if SMALL and rng.random() < SMALL:  # distant cars: plates down to about 25 px at the working size
@@ -300,10 +368,14 @@ def main():
     ap.add_argument("--small", type=float, default=0.0,
                     help="share of samples scaled to a long side of 260-420 px instead of 420-900 (distant "
                          "plates); 0 (default) leaves the samples and the random stream as before")
+    ap.add_argument("--text-negatives", type=float, default=0.0,
+                    help="share of samples with 1-3 unlabelled lines of vehicle text (phone, fleet and DOT "
+                         "numbers, trade words, web addresses) painted beside the plate or anywhere; 0 (default) "
+                         "leaves the samples and the random stream as before")
     args = ap.parse_args()
-    global STRIDE, DARK, SMALL
+    global STRIDE, DARK, SMALL, TEXT
     STRIDE = args.stride
-    DARK, SMALL = args.dark, args.small
+    DARK, SMALL, TEXT = args.dark, args.small, args.text_negatives
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     rng = random.Random(args.seed)

@@ -22,6 +22,14 @@ training part's crops are tight, so their edge pixels are repeated outward befor
 `--br-share` of each batch (default 0.2, taken from the real-plate part; synthetic stays `--synthetic`) comes
 from them, and the cleaned validation part is scored with the other sets ("brcrop", each crop read whole).
 Without the option the samples and the random stream are exactly those of the command without it.
+
+`--det-margins P` (issue 21): a share P of the end-to-end plates is cut as the daemon cuts a detector's box
+rather than with uniform margins: the labelled box's edges are moved by the errors the committed detector
+makes on the training frames (DET_EDGE: mean and spread of each edge, measured 2026-12-06 with
+`gatehouse recognize` on the 212 training-split frames), then the daemon's margin is added (a tenth of the
+box's width each side, a quarter of its height). The reader's exact read had changed with a few pixels of box
+movement (models/train/README.md, "Detector: dusk and distant plates"); this trains it on the boxes it
+gets. Without the option the random stream is unchanged.
 """
 import argparse
 import math
@@ -171,17 +179,38 @@ def val_crop(sample, cache):
     return im.crop((max(0, x - mx), max(0, y - my), min(im.width, x + w + mx), min(im.height, y + h + my)))
 
 
-def augment(rng, im, box):
-    """A random view of the plate at `box` in `im`: margins, skew, resolution, blur, colour, noise."""
+# The plate detector's box against the labelled one, as fractions of the labelled box's width / height
+# (each edge; positive is right / down): mean and spread measured with the committed detector on the 212
+# training-split end-to-end frames (2026-12-06; `--det-margins`).
+DET_EDGE = {"left": (0.0, 0.065), "right": (0.02, 0.065), "top": (0.01, 0.07), "bottom": (0.05, 0.078)}
+
+
+def det_crop(rng, box):
+    """The crop the daemon reads around a detector box: the labelled box moved edge by edge as the detector's
+    boxes are (DET_EDGE), then the daemon's margin (a tenth of the width each side, a quarter of the height)."""
+    x, y, w, h = box
+    e = {k: max(-0.25, min(0.25, rng.gauss(m, sd))) for k, (m, sd) in DET_EDGE.items()}
+    dl, dr = x + w * e["left"], x + w + w * e["right"]
+    dt, db = y + h * e["top"], y + h + h * e["bottom"]
+    mx, my = (dr - dl) / 10, (db - dt) / 4
+    return dl - mx, dr + mx, dt - my, db + my
+
+
+def augment(rng, im, box, det_like=False):
+    """A random view of the plate at `box` in `im`: margins, skew, resolution, blur, colour, noise.
+    `det_like`: the margins of a detector box (det_crop) rather than uniform ones."""
     x, y, w, h = box
     if rng.random() < 0.15:
         # small rotation / shear around the plate (perspective-like)
         ang = rng.uniform(-5, 5)
         im = im.rotate(ang, resample=Image.BILINEAR, center=(x + w / 2, y + h / 2), fillcolor=(128, 128, 128))
-    l = x - w * rng.uniform(-0.03, 0.16)
-    r = x + w + w * rng.uniform(-0.03, 0.16)
-    t = y - h * rng.uniform(-0.05, 0.4)
-    b = y + h + h * rng.uniform(-0.05, 0.4)
+    if det_like:
+        l, r, t, b = det_crop(rng, box)
+    else:
+        l = x - w * rng.uniform(-0.03, 0.16)
+        r = x + w + w * rng.uniform(-0.03, 0.16)
+        t = y - h * rng.uniform(-0.05, 0.4)
+        b = y + h + h * rng.uniform(-0.05, 0.4)
     crop = im.crop((int(l), int(t), int(math.ceil(r)), int(math.ceil(b))))
     # the plate as a small camera sees it: down to 40-200 px wide, then back up
     target_w = rng.uniform(40, 220)
@@ -272,6 +301,10 @@ def main():
     ap.add_argument("--no-eval", action="store_true", help="skip the validation passes (smoke tests)")
     ap.add_argument("--br-crops", help="openalpr-train-detector/br folder: add its cleaned training crops (br_crops.py)")
     ap.add_argument("--br-share", type=float, default=0.2, help="share of Brazilian crops in a batch (--br-crops)")
+    ap.add_argument("--det-margins", type=float, default=0.0,
+                    help="share of end-to-end plates cut as the daemon cuts a detector box (the labelled box "
+                         "moved by the detector's measured edge errors, then its margin) instead of with uniform "
+                         "margins; 0 (default) leaves the samples and the random stream as before")
     args = ap.parse_args()
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -308,7 +341,9 @@ def main():
                 else:
                     s = rng.choice(train)
                 im, box = region(s, cache)
-                x, text = augment(rng, im, box), s[4]
+                # (no extra draw without --det-margins either)
+                det_like = bool(args.det_margins) and s[3] is not None and rng.random() < args.det_margins
+                x, text = augment(rng, im, box, det_like), s[4]
             xs.append(x)
             texts.append(text)
         logits = model.net(torch.from_numpy(np.stack(xs)))

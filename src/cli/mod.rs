@@ -271,6 +271,9 @@ pub struct ModelArgs {
     /// Plates read per frame, the detector's best first (1 to 8).
     #[arg(long, default_value_t = crate::recognize::DEFAULT_MAX_PLATES, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=8))]
     pub max_plates: usize,
+    /// Further detector boxes read when one of the first `--max-plates` reads no plate.
+    #[arg(long, default_value_t = crate::recognize::DEFAULT_SPARE_PLATES, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=4))]
+    pub spare_plates: usize,
 }
 
 #[derive(Debug, Subcommand)]

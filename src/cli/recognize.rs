@@ -31,12 +31,14 @@ fn reader_factory(
     let side = models.detector_max_side;
     let two_line_max_aspect = models.two_line_max_aspect;
     let max_plates = models.max_plates;
+    let spare_plates = models.spare_plates;
     Ok(move || {
         let opts = ReaderOptions {
             threads: 1,
             detector_max_side: side,
             two_line_max_aspect,
             max_plates,
+            spare_plates,
             top_n,
             prior: prior.clone(),
             ..Default::default()

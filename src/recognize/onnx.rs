@@ -28,6 +28,9 @@ use super::{FrameReads, PlateCandidate, PlateReader, RecognizeError, StageTiming
 
 pub use crate::config::{DEFAULT_MAX_PLATES, DEFAULT_TWO_LINE_MAX_ASPECT};
 
+/// Spare detector boxes per frame ([`ReaderOptions::spare_plates`]).
+pub const DEFAULT_SPARE_PLATES: usize = 1;
+
 /// Reader settings taken from `[recognize]`.
 #[derive(Debug, Clone)]
 pub struct ReaderOptions {
@@ -39,6 +42,9 @@ pub struct ReaderOptions {
     pub max_boxes: usize,
     /// Most plates read per frame (two-stage models).
     pub max_plates: usize,
+    /// Further detector boxes held back for a frame where one of the `max_plates` reads no plate (a sign, a
+    /// brake light): they are read in a second batch, until `max_plates` plates are read.
+    pub spare_plates: usize,
     /// Alternatives kept per candidate (top-N).
     pub top_n: usize,
     /// Regional format prior applied to every read.
@@ -56,6 +62,7 @@ impl Default for ReaderOptions {
             detector_max_side: 960,
             max_boxes: 8,
             max_plates: DEFAULT_MAX_PLATES,
+            spare_plates: DEFAULT_SPARE_PLATES,
             top_n: 5,
             prior: Default::default(),
             two_line_max_aspect: DEFAULT_TWO_LINE_MAX_ASPECT,
@@ -540,7 +547,7 @@ impl OnnxPlateReader {
         let boxes = if coarse_side > 0 && coarse_side < view.cols().max(view.rows()) as u32 {
             let coarse = self.detect_at(view, coarse_side, th)?;
             let long_side = view.cols().max(view.rows()) as f32;
-            plate_detect::merge_scales(fine, coarse, long_side, th, self.opts.max_plates)
+            plate_detect::merge_scales(fine, coarse, long_side, th, self.box_cap())
         } else {
             fine
         };
@@ -557,6 +564,7 @@ impl OnnxPlateReader {
         side: u32,
         th: plate_detect::Thresholds,
     ) -> Result<Vec<plate_detect::PlateBox>, RecognizeError> {
+        let cap = self.box_cap();
         let Some(PlateDetector { session, spec, quant }) = self.pipeline.plate_detector() else {
             return Ok(Vec::new());
         };
@@ -590,10 +598,15 @@ impl OnnxPlateReader {
             }
         };
         let stride = lb.height as f32 / h as f32;
-        Ok(plate_detect::decode(maps, h, w, stride, th, self.opts.max_plates)
+        Ok(plate_detect::decode(maps, h, w, stride, th, cap)
             .into_iter()
             .map(|b| b.scaled(1.0 / lb.scale_x, 1.0 / lb.scale_y))
             .collect())
+    }
+
+    /// Detector boxes kept per frame: the plates to read and the spares behind them.
+    fn box_cap(&self) -> usize {
+        self.opts.max_plates + self.opts.spare_plates
     }
 
     /// Two-stage read: plates first, then text lines inside each plate, then the recogniser.
@@ -615,7 +628,19 @@ impl OnnxPlateReader {
             });
         }
         let plate_ms = t0.elapsed().as_secs_f64() * 1e3;
-        let (candidates, mut timings) = self.read_plate_images(crops)?;
+        // A box that read no plate (a sign, a light, a logo) gives its place to a spare box behind it.
+        let max = self.opts.max_plates;
+        if !matches!(self.pipeline, Pipeline::Plates(_)) {
+            crops.truncate(max);
+        }
+        let mut timings = StageTimings::default();
+        let mut candidates = select::read_with_spares(crops, max, |batch| {
+            let (plates, t) = self.read_plate_images(batch)?;
+            timings.detect_ms += t.detect_ms;
+            timings.recognize_ms += t.recognize_ms;
+            Ok::<_, RecognizeError>(plates)
+        })?;
+        select::best_first(&mut candidates);
         timings.detect_ms += plate_ms;
         Ok((candidates, timings))
     }

@@ -45,9 +45,64 @@ pub fn best_first(candidates: &mut [super::PlateCandidate]) {
     candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
 }
 
+/// Reads a frame's detector boxes (best first): the first `max` in one batch, then, when fewer than `max`
+/// of them read a plate (a brake light, a logo or a sign can outscore a plate), as many of the spare boxes
+/// behind them as are missing, in a second batch. `read` returns the plates a batch of boxes read.
+pub fn read_with_spares<B, P, E>(
+    mut boxes: Vec<B>,
+    max: usize,
+    mut read: impl FnMut(Vec<B>) -> Result<Vec<P>, E>,
+) -> Result<Vec<P>, E> {
+    let spares = boxes.split_off(boxes.len().min(max));
+    let mut plates = read(boxes)?;
+    let short = max.saturating_sub(plates.len());
+    if short > 0 && !spares.is_empty() {
+        plates.extend(read(spares.into_iter().take(short).collect())?);
+    }
+    Ok(plates)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Boxes named by what they read: "" reads no plate.
+    fn reads<'a>(
+        batches: &'a mut Vec<Vec<&'static str>>,
+    ) -> impl FnMut(Vec<&'static str>) -> Result<Vec<&'static str>, ()> + 'a {
+        |boxes: Vec<&'static str>| {
+            batches.push(boxes.clone());
+            Ok(boxes.into_iter().filter(|b| !b.is_empty()).collect())
+        }
+    }
+
+    #[test]
+    fn a_box_that_reads_no_plate_gives_its_place_to_the_next() {
+        let mut batches = Vec::new();
+        let plates = read_with_spares(vec!["", "SIGN1", "1AMW240", "LATER"], 2, reads(&mut batches)).unwrap();
+        assert_eq!(plates, ["SIGN1", "1AMW240"]);
+        assert_eq!(
+            batches,
+            [vec!["", "SIGN1"], vec!["1AMW240"]],
+            "one spare read, in a second batch"
+        );
+    }
+
+    #[test]
+    fn spares_are_not_read_when_every_box_read_a_plate_or_there_are_none() {
+        let mut batches = Vec::new();
+        let plates = read_with_spares(vec!["ABC123", "XYZ789", "SPARE"], 2, reads(&mut batches)).unwrap();
+        assert_eq!(plates, ["ABC123", "XYZ789"]);
+        assert_eq!(batches.len(), 1, "no second batch: {batches:?}");
+        let mut batches = Vec::new();
+        let plates = read_with_spares(vec!["", ""], 2, reads(&mut batches)).unwrap();
+        assert!(plates.is_empty());
+        assert_eq!(batches.len(), 1, "no spares, no second batch");
+        let mut batches = Vec::new();
+        let plates = read_with_spares(vec!["", "", "", "P1", "P2"], 2, reads(&mut batches)).unwrap();
+        assert_eq!(plates, ["P1"], "the spares fill the missing places only");
+        assert_eq!(batches, [vec!["", ""], vec!["", "P1"]]);
+    }
     use crate::recognize::CharRead;
 
     fn dec(text: &str, others: usize) -> Decoded {
