@@ -196,9 +196,34 @@ def det_crop(rng, box):
     return dl - mx, dr + mx, dt - my, db + my
 
 
-def augment(rng, im, box, det_like=False):
+def stretch(arr, max_gain=8.0):
+    """The daemon's per-plate contrast stretch (src/recognize/detect.rs, contrast_stretch; manifest
+    input.auto_contrast): the 1st..99th percentile of luminance onto 0..255, the gain at most `max_gain`."""
+    lum = np.floor(arr.sum(axis=2) / 3)
+    lo, hi = np.percentile(lum, 1, method="inverted_cdf"), np.percentile(lum, 99, method="inverted_cdf")
+    gain = min(255.0 / max(hi - lo, 1.0), max_gain)
+    if hi - lo < 1 or gain <= 1:
+        return arr
+    return np.clip((arr - lo) * gain, 0, 255)
+
+
+def dim_and_stretch(rng, arr):
+    """A plate at dusk or under weak light as the reader gets it: dimmed (gain 0.1-0.6, gamma 1.0-2.2),
+    sensor noise (sigma 1.5-7) on 8-bit values, then the daemon's contrast stretch, which brings the plate
+    back into range and the noise up with it. (`--dim`; ranges wider than the dusk class set's.)"""
+    arr = 255.0 * rng.uniform(0.1, 0.6) * (np.clip(arr, 0, 255) / 255.0) ** rng.uniform(1.0, 2.2)
+    arr = arr + np.random.default_rng(rng.randint(0, 1 << 30)).normal(0, rng.uniform(1.5, 7), arr.shape)
+    arr = stretch(np.round(np.clip(arr, 0, 255)))
+    if rng.random() < 0.3:
+        arr = arr.mean(axis=2, keepdims=True).repeat(3, axis=2)
+    arr = arr[:, :, ::-1]
+    return ((arr / 255.0 - 0.5) / 0.5).transpose(2, 0, 1).astype(np.float32)
+
+
+def augment(rng, im, box, det_like=False, dim=False):
     """A random view of the plate at `box` in `im`: margins, skew, resolution, blur, colour, noise.
-    `det_like`: the margins of a detector box (det_crop) rather than uniform ones."""
+    `det_like`: the margins of a detector box (det_crop) rather than uniform ones; `dim`: darkened and
+    stretched as the daemon stretches a dim plate (dim_and_stretch) instead of the colour jitter."""
     x, y, w, h = box
     if rng.random() < 0.15:
         # small rotation / shear around the plate (perspective-like)
@@ -220,6 +245,8 @@ def augment(rng, im, box, det_like=False):
     if rng.random() < 0.2:
         crop = crop.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.3)))
     arr = np.asarray(crop.resize((W, H), Image.BILINEAR), dtype=np.float32)
+    if dim:
+        return dim_and_stretch(rng, arr)
     arr = arr * rng.uniform(0.55, 1.35) + rng.uniform(-45, 45)
     if rng.random() < 0.2:
         arr = arr.mean(axis=2, keepdims=True).repeat(3, axis=2)
@@ -305,6 +332,9 @@ def main():
                     help="share of end-to-end plates cut as the daemon cuts a detector box (the labelled box "
                          "moved by the detector's measured edge errors, then its margin) instead of with uniform "
                          "margins; 0 (default) leaves the samples and the random stream as before")
+    ap.add_argument("--dim", type=float, default=0.0,
+                    help="share of real plates darkened with sensor noise and then contrast-stretched as the "
+                         "daemon does (dim_and_stretch); 0 (default) leaves the random stream as before")
     args = ap.parse_args()
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -343,7 +373,8 @@ def main():
                 im, box = region(s, cache)
                 # (no extra draw without --det-margins either)
                 det_like = bool(args.det_margins) and s[3] is not None and rng.random() < args.det_margins
-                x, text = augment(rng, im, box, det_like), s[4]
+                dim = bool(args.dim) and rng.random() < args.dim
+                x, text = augment(rng, im, box, det_like, dim), s[4]
             xs.append(x)
             texts.append(text)
         logits = model.net(torch.from_numpy(np.stack(xs)))
