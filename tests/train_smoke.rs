@@ -61,7 +61,18 @@ fn plate_detector_trains_exports_and_loads() {
     };
     require_models();
     let dir = tempfile::tempdir().expect("tmp");
-    let (float, _) = train_briefly(dir.path(), "plate_detector.py", &["--batch", "2"]);
+    // The committed command's options, each sample taking them (text negatives, dusk, distant plates).
+    let options = [
+        "--batch",
+        "2",
+        "--text-negatives",
+        "1",
+        "--dark",
+        "0.5",
+        "--small",
+        "0.5",
+    ];
+    let (float, _) = train_briefly(dir.path(), "plate_detector.py", &options);
     // The shipped detector is the trained one quantized to 8 bits: quantize this one the same way.
     let onnx = dir.path().join("plate_detector.int8.onnx");
     let o = Command::new("python3")
@@ -165,11 +176,24 @@ fn plate_reader_trains_exports_and_loads() {
     let dir = tempfile::tempdir().expect("tmp");
     let m = repo().join("models");
     let base = m.join("ch_PP-OCRv4_rec_infer.onnx");
-    let (onnx, sha) = train_briefly(
-        dir.path(),
-        "plate_reader.py",
-        &["--batch", "4", "--base", base.to_str().expect("utf8")],
-    );
+    // The committed command's options (crops cut like a detector box's, the cleaned Brazilian crops when
+    // that dataset is beside the bench) and the dim-plate one.
+    let mut options = vec![
+        "--batch",
+        "4",
+        "--base",
+        base.to_str().expect("utf8"),
+        "--det-margins",
+        "1",
+        "--dim",
+        "0.5",
+    ];
+    let br = bench.join("../openalpr-train-detector/br");
+    let br = br.to_str().expect("utf8").to_string();
+    if std::path::Path::new(&br).is_dir() {
+        options.extend(["--br-crops", br.as_str()]);
+    }
+    let (onnx, sha) = train_briefly(dir.path(), "plate_reader.py", &options);
     let committed = std::fs::read_to_string(m.join("manifest.toml")).expect("manifest");
     let detector = committed
         .split("[[model]]")
