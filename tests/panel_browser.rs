@@ -6,7 +6,6 @@
 //! saves a region that leaves the plate out (the lane stops reading it; audited; kept after a restart).
 //! Screenshots of the main pages go to target/panel-screenshots/.
 
-use std::io::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -32,28 +31,9 @@ fn wait_port(port: u16, what: &str, child: &mut Child) {
 }
 
 fn add_user(cfg: &Path, name: &str, role: &str, password: &str) -> String {
-    let mut child = Command::new(bin())
-        .args([
-            "user",
-            "--config",
-            cfg.to_str().expect("utf8"),
-            "add",
-            name,
-            "--role",
-            role,
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(format!("{password}\n").as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("wait");
+    let cfg = cfg.to_str().expect("utf8");
+    let args = ["user", "--config", cfg, "add", name, "--role", role];
+    let out = gatehouse_with(&args, None, &format!("{password}\n"));
     assert!(out.status.success(), "{}", text(&out));
     String::from_utf8_lossy(&out.stdout).to_string()
 }
