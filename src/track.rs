@@ -1,9 +1,15 @@
-//! Stage 3: one read per vehicle pass. Reads of the same lane that follow each other within
-//! `pass_gap` and look alike, or sit where the plate was a moment ago (an approaching car's first,
-//! far-away reads disagree with each other), form a pass. Characters are voted with their confidences over
-//! the clear reads (weak guesses vote only when there is nothing else); the pass is decided early once the
-//! vote is confident or its latest clear reads agree, or when the vehicle leaves. A decision the gate did
-//! not open for may be revised once by agreeing clear reads at the plate's place (a character dropped at a
+//! Stage 3: one read per vehicle pass. A lane may see more than one plate-like thing at once: the
+//! vehicle's plate and the text painted on it (a phone or fleet number), or a second vehicle. Every read of
+//! a frame comes to the tracker, and each follows its own pass, one pass per place: a frame's reads are
+//! matched one to one to the open passes (the same text first, then a similar one, then the place where a
+//! pass's plate was a moment ago: an approaching car's first, far-away reads disagree with each other); a
+//! read that matches none starts a pass of its own. So a van's phone number keeps to its own pass and
+//! never outvotes the plate's.
+//!
+//! In each pass, characters are voted with their confidences over the clear reads (weak guesses vote only
+//! when there is nothing else); the pass is decided early once the vote is confident or its latest clear
+//! reads agree, or when the vehicle leaves (no read of it for `pass_gap`). A decision the gate did not
+//! open for may be revised once by agreeing clear reads at the plate's place (a character dropped at a
 //! distance, read when the car comes closer). A car standing in front of the camera (or flickering in and
 //! out of view within `same_vehicle`) never makes a second pass.
 //!
@@ -47,6 +53,8 @@ pub struct VotedRead {
     pub alternatives: Vec<(String, f32)>,
     pub best_crop: Vec<u8>,
     pub best_bbox: Rect,
+    /// The frame the best read (and `best_bbox`) comes from.
+    pub best_frame: u64,
     /// Whether the decision came before the vehicle left.
     pub early: bool,
 }
@@ -61,6 +69,10 @@ struct Pass {
     revised: bool,
     /// Where the plate was last seen (frame pixels).
     last_bbox: Rect,
+    /// Read in the same frame as another pass: something beside a vehicle (its text, a sign, a second
+    /// vehicle). Such a pass with fewer than `min_reads` clear reads (it could not open the gate) is a
+    /// passing misread or a sticker far more often than a vehicle: it closes without a decision.
+    beside: bool,
 }
 
 /// Plates a lane recently opened for (written by the decision, read by the tracker): only a vehicle the
@@ -97,14 +109,15 @@ impl RecentOpens {
 /// The per-lane pass state machine.
 pub struct Tracker {
     cfg: TrackConfig,
-    pass: Option<Pass>,
+    /// The passes in view, one per place, oldest first (at most [`MAX_PASSES`]).
+    passes: Vec<Pass>,
     /// Plates this lane recently opened for, and when they were last seen.
     opens: RecentOpens,
     /// The lane's loop detector, when it has one: `Some(true)` while a vehicle stands on it.
     present: Option<bool>,
-    /// The plate decided for the vehicle that just left the loop, and when it left: its last reads as it
+    /// The plates decided for the vehicle that just left the loop, and when it left: its last reads as it
     /// drives off belong to no new pass.
-    left: Option<(String, DateTime<Utc>)>,
+    left: Vec<(String, DateTime<Utc>)>,
 }
 
 /// What the tracker wants done.
@@ -119,6 +132,10 @@ pub enum TrackEvent {
 /// Reads kept per pass before a decision (the weakest is dropped beyond this).
 const MAX_READS: usize = 64;
 
+/// Passes a lane follows at once (a plate, the vehicle's own text, a second vehicle, a sign); beyond this
+/// the pass seen least recently is closed.
+const MAX_PASSES: usize = 4;
+
 fn chrono_of(d: std::time::Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
@@ -127,122 +144,270 @@ impl Tracker {
     pub fn new(cfg: TrackConfig, opens: RecentOpens) -> Self {
         Self {
             cfg,
-            pass: None,
+            passes: Vec::new(),
             opens,
             present: None,
-            left: None,
+            left: Vec::new(),
         }
     }
 
-    /// The lane's loop detector changed. While a vehicle is on the loop its pass stays open however long
-    /// the camera loses sight of it; when the loop is released the vehicle has left and its pass closes
-    /// (decided now if it was not yet). The tracker no longer guesses from a gap in the reads.
+    /// The lane's loop detector changed. While a vehicle is on the loop its passes stay open however long
+    /// the camera loses sight of it; when the loop is released the vehicle has left and its passes close
+    /// (decided now if they were not yet). The tracker no longer guesses from a gap in the reads.
     pub fn on_presence(&mut self, present: bool, at: DateTime<Utc>) -> Vec<TrackEvent> {
         self.present = Some(present);
         if present {
-            self.left = None;
+            self.left.clear();
             return Vec::new();
         }
-        let decided = self.pass.as_ref().and_then(|p| p.decided.clone());
-        let out = self.close();
-        // The vote of a pass decided just now on closing counts too.
-        let decided = decided.or_else(|| {
-            out.iter().find_map(|e| match e {
-                TrackEvent::Decide(v) => Some(v.text.clone()),
-                TrackEvent::SameVehicle { .. } => None,
-            })
-        });
-        self.left = decided.map(|t| (t, at));
+        let mut out = Vec::new();
+        let mut left = Vec::new();
+        for p in std::mem::take(&mut self.passes) {
+            let (events, decided) = self.close(p);
+            out.extend(events);
+            left.extend(decided.map(|t| (t, at)));
+        }
+        self.left = left;
         out
     }
 
-    /// Feeds one read; may decide the current pass (early) or close it (a different vehicle).
+    /// Feeds one read (a frame with one plate read).
     pub fn on_read(&mut self, read: PlateRead) -> Vec<TrackEvent> {
+        self.on_frame(vec![read])
+    }
+
+    /// Feeds every plate read of one frame; may decide passes (early) or close those whose vehicle has
+    /// been gone for `pass_gap` (the frames' own time closes passes of a replayed video).
+    pub fn on_frame(&mut self, reads: Vec<PlateRead>) -> Vec<TrackEvent> {
         let mut out = Vec::new();
-        if let Some((text, at)) = &self.left {
-            if read.at - *at <= chrono_of(self.cfg.pass_gap) && same_plate(text, &read.candidate.text) {
-                return vec![TrackEvent::SameVehicle {
+        let Some(now) = reads.iter().map(|r| r.at).max() else {
+            return out;
+        };
+        let gap = chrono_of(self.cfg.pass_gap);
+        let mut fresh = Vec::with_capacity(reads.len());
+        for read in reads {
+            // the vehicle that just left the loop, driving off
+            if self
+                .left
+                .iter()
+                .any(|(text, at)| read.at - *at <= gap && same_plate(text, &read.candidate.text))
+            {
+                out.push(TrackEvent::SameVehicle {
                     lane: read.lane.clone(),
                     text: read.candidate.text,
-                }];
+                });
+            } else {
+                fresh.push(read);
             }
+        }
+        out.extend(self.close_gone(now));
+        // Each read to the pass it fits best, one read per pass: the same text, a similar one, the place.
+        let mut pairs: Vec<(f32, usize, usize)> = Vec::new();
+        for (i, r) in fresh.iter().enumerate() {
+            for (j, p) in self.passes.iter().enumerate() {
+                if let Some(score) = self.affinity(p, r) {
+                    pairs.push((score, i, j));
+                }
+            }
+        }
+        pairs.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let mut to: Vec<Option<usize>> = vec![None; fresh.len()];
+        let mut taken = vec![false; self.passes.len()];
+        for (_, i, j) in pairs {
+            if to[i].is_none() && !taken[j] {
+                to[i] = Some(j);
+                taken[j] = true;
+            }
+        }
+        let several = fresh.len() > 1;
+        let mut touched = Vec::with_capacity(fresh.len());
+        // Where a plate the gate opened for is read again.
+        let mut reseen: Vec<Rect> = Vec::new();
+        for (read, j) in fresh.into_iter().zip(to) {
+            let j = match j {
+                Some(j) => j,
+                None => {
+                    self.passes.push(Pass {
+                        first_at: read.at,
+                        last_at: read.at,
+                        reads: Vec::new(),
+                        decided: None,
+                        after: Vec::new(),
+                        revised: false,
+                        last_bbox: read.candidate.bbox,
+                        beside: false,
+                    });
+                    self.passes.len() - 1
+                }
+            };
+            touched.push(j);
+            let (cfg, opens) = (&self.cfg, &self.opens);
+            let p = &mut self.passes[j];
+            if p.decided
+                .as_deref()
+                .is_some_and(|t| same_plate(t, &read.candidate.text) && opens.seen_since(t, p.first_at))
+            {
+                reseen.push(read.candidate.bbox);
+            }
+            p.beside |= several;
+            p.add(read);
+            out.extend(p.decide(cfg, opens, false));
+            out.extend(p.revise(cfg, opens));
+        }
+        // A pass begun where the plate of a vehicle the gate opened for is read again is that vehicle's
+        // misreads (it still stands there while the gate opens): it ends without a decision of its own.
+        if !reseen.is_empty() {
+            let mut kept = Vec::with_capacity(self.passes.len());
+            for (k, p) in std::mem::take(&mut self.passes).into_iter().enumerate() {
+                let misread =
+                    p.decided.is_none() && !touched.contains(&k) && reseen.iter().any(|b| follows(p.last_bbox, *b));
+                match (misread, p.reads.first()) {
+                    (true, Some(r)) => out.push(TrackEvent::SameVehicle {
+                        lane: r.lane.clone(),
+                        text: vote(&p.reads).0,
+                    }),
+                    _ => kept.push(p),
+                }
+            }
+            self.passes = kept;
+        }
+        // Bounded: beyond MAX_PASSES the pass seen least recently is closed.
+        while self.passes.len() > MAX_PASSES {
+            let oldest = (0..self.passes.len()).min_by_key(|&j| (self.passes[j].last_at, self.passes[j].first_at));
+            let Some(j) = oldest else { break };
+            let p = self.passes.remove(j);
+            out.extend(self.close(p).0);
+        }
+        out
+    }
+
+    /// How well a read fits a pass (higher is better), or `None` when it is not this pass's vehicle.
+    fn affinity(&self, p: &Pass, read: &PlateRead) -> Option<f32> {
+        let text = &read.candidate.text;
+        let iou = crate::recognize::iou(p.last_bbox, read.candidate.bbox);
+        let score = match &p.decided {
+            // After the decision only the same plate (up to one OCR slip, or a part of it cut off by a
+            // clipped box or an occlusion) where the plate just was belongs to this vehicle: a look-alike
+            // elsewhere in the frame gets its own pass. A vehicle the gate did not open for still stands
+            // where its plate was: its reads there may revise a misread.
+            Some(t) => {
+                if t == text {
+                    3.0
+                } else if (same_plate(t, text) || part_of(t, text)) && follows(p.last_bbox, read.candidate.bbox) {
+                    2.0
+                } else if !p.revised
+                    && follows(p.last_bbox, read.candidate.bbox)
+                    && !self.opens.seen_since(t, p.first_at)
+                {
+                    1.0
+                } else {
+                    return None;
+                }
+            }
+            // Before it: a read like the vote, or one where the plate just was (an approaching car's first,
+            // far-away reads disagree with each other).
+            None => {
+                let voted = vote(&p.reads).0;
+                if voted == *text {
+                    3.0
+                } else if similar(&voted, text) {
+                    2.0
+                } else if follows(p.last_bbox, read.candidate.bbox) {
+                    1.0
+                } else {
+                    return None;
+                }
+            }
+        };
+        Some(score + iou)
+    }
+
+    /// Time passes with no read: closes the passes whose vehicle has been gone for `pass_gap`.
+    pub fn on_idle(&mut self, now: DateTime<Utc>) -> Vec<TrackEvent> {
+        self.close_gone(now)
+    }
+
+    /// Closes the passes not seen for `pass_gap` before `now` (none while the loop says a vehicle is there).
+    fn close_gone(&mut self, now: DateTime<Utc>) -> Vec<TrackEvent> {
+        if self.present == Some(true) {
+            return Vec::new();
         }
         let gap = chrono_of(self.cfg.pass_gap);
-        let joins = match &self.pass {
-            // A vehicle on the loop is the same vehicle however long the camera lost sight of it.
-            Some(p) if read.at - p.last_at <= gap || self.present == Some(true) => match &p.decided {
-                // After the decision only the same plate (up to one OCR slip, or a part of it cut off by
-                // a clipped box or an occlusion) in the same place belongs to this vehicle: a tailgater
-                // with a similar plate gets its own pass.
-                // A vehicle the gate did not open for still stands where its plate was: its reads there
-                // may revise a misread.
-                Some(t) => {
-                    *t == read.candidate.text
-                        || ((same_plate(t, &read.candidate.text) || part_of(t, &read.candidate.text))
-                            && crate::recognize::iou(p.last_bbox, read.candidate.bbox) > 0.3)
-                        || (!p.revised
-                            && follows(p.last_bbox, read.candidate.bbox)
-                            && !self.opens.seen_since(t, p.first_at))
-                }
-                // Before it: a read like the vote, or one where the plate just was (an approaching car's
-                // first, far-away reads disagree with each other).
-                None => similar(&vote(&p.reads).0, &read.candidate.text) || follows(p.last_bbox, read.candidate.bbox),
-            },
-            _ => false,
-        };
-        if !joins {
-            out.extend(self.close());
-            self.pass = Some(Pass {
-                first_at: read.at,
-                last_at: read.at,
-                reads: Vec::new(),
-                decided: None,
-                after: Vec::new(),
-                revised: false,
-                last_bbox: read.candidate.bbox,
-            });
+        let mut out = Vec::new();
+        let (gone, kept): (Vec<Pass>, Vec<Pass>) = std::mem::take(&mut self.passes)
+            .into_iter()
+            .partition(|p| now - p.last_at > gap);
+        self.passes = kept;
+        for p in gone {
+            out.extend(self.close(p).0);
         }
-        if let Some(p) = self.pass.as_mut() {
-            p.last_at = p.last_at.max(read.at);
-            p.last_bbox = read.candidate.bbox;
-            if p.decided.is_none() {
-                if p.reads.len() >= MAX_READS {
-                    // keep the pass bounded: drop the weakest read
-                    if let Some((i, _)) = p
-                        .reads
-                        .iter()
-                        .enumerate()
-                        .min_by(|a, b| a.1.candidate.confidence.total_cmp(&b.1.candidate.confidence))
-                    {
-                        p.reads.remove(i);
-                    }
-                }
-                p.reads.push(read);
-            } else if !p.revised {
-                if p.after.len() >= 16 {
-                    p.after.remove(0);
-                }
-                p.after.push(read);
-            }
-        }
-        out.extend(self.maybe_decide(false));
-        out.extend(self.maybe_revise());
         out
+    }
+
+    /// The lane is stopping: close what is open.
+    pub fn finish(&mut self) -> Vec<TrackEvent> {
+        let mut out = Vec::new();
+        for p in std::mem::take(&mut self.passes) {
+            out.extend(self.close(p).0);
+        }
+        out
+    }
+
+    /// Closes a pass: decided now if it was not yet. Returns its events and the plate it was decided as.
+    fn close(&mut self, mut p: Pass) -> (Vec<TrackEvent>, Option<String>) {
+        if p.decided.is_none() && p.beside && p.reads.iter().filter(|r| strong(r)).count() < self.cfg.min_reads {
+            if let Some(r) = p.reads.first() {
+                tracing::debug!(lane = %r.lane, read = %crate::plate::redact(&r.candidate.text),
+                    "a passing read beside another pass: no decision");
+            }
+            return (Vec::new(), None);
+        }
+        let out = p.decide(&self.cfg, &self.opens, true);
+        if let Some(text) = &p.decided {
+            // a vehicle we opened for is "recent" from when it was last seen
+            self.opens.touch(text, p.last_at);
+        }
+        (out, p.decided)
+    }
+}
+
+impl Pass {
+    fn add(&mut self, read: PlateRead) {
+        self.last_at = self.last_at.max(read.at);
+        self.last_bbox = read.candidate.bbox;
+        if self.decided.is_none() {
+            if self.reads.len() >= MAX_READS {
+                // keep the pass bounded: drop the weakest read
+                if let Some((i, _)) = self
+                    .reads
+                    .iter()
+                    .enumerate()
+                    .min_by(|a, b| a.1.candidate.confidence.total_cmp(&b.1.candidate.confidence))
+                {
+                    self.reads.remove(i);
+                }
+            }
+            self.reads.push(read);
+        } else if !self.revised {
+            if self.after.len() >= 16 {
+                self.after.remove(0);
+            }
+            self.after.push(read);
+        }
     }
 
     /// A decision the gate did not open for, followed at the plate's place by `min_reads` agreeing clear
     /// reads of another plate (a character dropped at a distance, a look-alike read closer): decided once
     /// more with those reads, by the same standard as an early decision.
-    fn maybe_revise(&mut self) -> Vec<TrackEvent> {
-        let Some(p) = self.pass.as_mut() else { return Vec::new() };
-        let Some(decided) = p.decided.as_deref() else {
+    fn revise(&mut self, cfg: &TrackConfig, opens: &RecentOpens) -> Vec<TrackEvent> {
+        let Some(decided) = self.decided.as_deref() else {
             return Vec::new();
         };
-        if p.revised || self.opens.seen_since(decided, p.first_at) {
+        if self.revised || opens.seen_since(decided, self.first_at) {
             return Vec::new();
         }
-        let Some(latest) = latest_agreeing(&p.after, self.cfg.min_reads, self.cfg.early_confidence)
-            .or_else(|| dominant(&p.after, self.cfg.min_reads, self.cfg.early_confidence))
+        let Some(latest) = latest_agreeing(&self.after, cfg.min_reads, cfg.early_confidence)
+            .or_else(|| dominant(&self.after, cfg.min_reads, cfg.early_confidence))
         else {
             return Vec::new();
         };
@@ -251,13 +416,10 @@ impl Tracker {
             return Vec::new();
         }
         let (text, chars, agreeing) = vote(&latest);
-        p.revised = true;
-        p.decided = Some(text.clone());
+        self.revised = true;
+        self.decided = Some(text.clone());
         // the revised plate was just opened for (the same vehicle, back within the window): no second opening
-        if self
-            .opens
-            .seen_since(&text, p.first_at - chrono_of(self.cfg.same_vehicle))
-        {
+        if opens.seen_since(&text, self.first_at - chrono_of(cfg.same_vehicle)) {
             return vec![TrackEvent::SameVehicle {
                 lane: latest[0].lane.clone(),
                 text,
@@ -265,106 +427,84 @@ impl Tracker {
         }
         let best = latest
             .iter()
-            .max_by(|a, b| a.candidate.confidence.total_cmp(&b.candidate.confidence))
-            .map(|r| (r.crop_jpeg.clone(), r.candidate.bbox, r.candidate.alternatives.clone()));
-        let (best_crop, best_bbox, alternatives) = best.unwrap_or_default();
-        vec![TrackEvent::Decide(Box::new(VotedRead {
-            lane: latest[0].lane.clone(),
-            confidence: chars.iter().map(|c| c.conf).fold(1.0f32, f32::min),
+            .max_by(|a, b| a.candidate.confidence.total_cmp(&b.candidate.confidence));
+        vec![TrackEvent::Decide(Box::new(voted_read(
             text,
             chars,
-            reads: agreeing,
-            first_seen: p.first_at,
-            decided_at: p.last_at,
-            alternatives,
-            best_crop,
-            best_bbox,
-            early: true,
-        }))]
+            agreeing,
+            best,
+            self.first_at,
+            self.last_at,
+            true,
+        )))]
     }
 
-    /// Time passes with no read: closes the pass once the vehicle has been gone for `pass_gap`.
-    pub fn on_idle(&mut self, now: DateTime<Utc>) -> Vec<TrackEvent> {
-        if self.present == Some(true) {
-            // The loop says the vehicle is still there.
+    /// Decides the pass when its reads are enough (`closing`: the vehicle left, decide with what there is).
+    fn decide(&mut self, cfg: &TrackConfig, opens: &RecentOpens, closing: bool) -> Vec<TrackEvent> {
+        if self.decided.is_some() || self.reads.is_empty() {
             return Vec::new();
         }
-        match &self.pass {
-            Some(p) if now - p.last_at > chrono_of(self.cfg.pass_gap) => self.close(),
-            _ => Vec::new(),
-        }
-    }
-
-    /// The lane is stopping: close what is open.
-    pub fn finish(&mut self) -> Vec<TrackEvent> {
-        self.close()
-    }
-
-    fn close(&mut self) -> Vec<TrackEvent> {
-        let out = self.maybe_decide(true);
-        if let Some(p) = self.pass.take() {
-            if let Some(text) = p.decided {
-                // a vehicle we opened for is "recent" from when it was last seen
-                self.opens.touch(&text, p.last_at);
-            }
-        }
-        out
-    }
-
-    fn maybe_decide(&mut self, closing: bool) -> Vec<TrackEvent> {
-        let Some(p) = self.pass.as_mut() else { return Vec::new() };
-        if p.decided.is_some() || p.reads.is_empty() {
-            return Vec::new();
-        }
-        let (mut text, mut chars, mut agreeing) = vote(&p.reads);
-        let mut confidence = chars.iter().map(|c| c.conf).fold(1.0f32, f32::min);
-        let dwelled = p.last_at - p.first_at >= chrono_of(self.cfg.decide_after);
-        let early = agreeing >= self.cfg.min_reads && (confidence >= self.cfg.early_confidence || dwelled);
+        let (mut text, mut chars, mut agreeing) = vote(&self.reads);
+        let confidence = chars.iter().map(|c| c.conf).fold(1.0f32, f32::min);
+        let dwelled = self.last_at - self.first_at >= chrono_of(cfg.decide_after);
+        let early = agreeing >= cfg.min_reads && (confidence >= cfg.early_confidence || dwelled);
         if !early && !closing {
             // The car comes closer and its reads get better: the latest `min_reads` clear reads agreeing,
             // one of them confident, decide even when the first, far-away reads said otherwise.
-            let Some(latest) = latest_agreeing(&p.reads, self.cfg.min_reads, self.cfg.early_confidence)
-                .or_else(|| dominant(&p.reads, self.cfg.min_reads, self.cfg.early_confidence))
+            let Some(latest) = latest_agreeing(&self.reads, cfg.min_reads, cfg.early_confidence)
+                .or_else(|| dominant(&self.reads, cfg.min_reads, cfg.early_confidence))
             else {
                 return Vec::new();
             };
             (text, chars, agreeing) = vote(&latest);
-            confidence = chars.iter().map(|c| c.conf).fold(1.0f32, f32::min);
         }
-        p.decided = Some(text.clone());
-        let window = chrono_of(self.cfg.same_vehicle);
-        let lane = p.reads[0].lane.clone();
-        if self.opens.seen_since(&text, p.first_at - window) {
+        self.decided = Some(text.clone());
+        let lane = self.reads[0].lane.clone();
+        if opens.seen_since(&text, self.first_at - chrono_of(cfg.same_vehicle)) {
             return vec![TrackEvent::SameVehicle { lane, text }];
         }
-        let best = p
+        let by_conf = |a: &&PlateRead, b: &&PlateRead| a.candidate.confidence.total_cmp(&b.candidate.confidence);
+        let best = self
             .reads
             .iter()
             .filter(|r| r.candidate.text == text)
-            .max_by(|a, b| a.candidate.confidence.total_cmp(&b.candidate.confidence))
-            .or_else(|| {
-                p.reads
-                    .iter()
-                    .max_by(|a, b| a.candidate.confidence.total_cmp(&b.candidate.confidence))
-            });
-        let (best_crop, best_bbox, alternatives) = match best {
-            Some(r) => (r.crop_jpeg.clone(), r.candidate.bbox, r.candidate.alternatives.clone()),
-            None => (Vec::new(), Rect::default(), Vec::new()),
-        };
-        let decided_at = p.last_at;
-        vec![TrackEvent::Decide(Box::new(VotedRead {
-            lane,
+            .max_by(by_conf)
+            .or_else(|| self.reads.iter().max_by(by_conf));
+        vec![TrackEvent::Decide(Box::new(voted_read(
             text,
             chars,
-            confidence,
-            reads: agreeing,
-            first_seen: p.first_at,
-            decided_at,
-            alternatives,
-            best_crop,
-            best_bbox,
-            early: !closing,
-        }))]
+            agreeing,
+            best,
+            self.first_at,
+            self.last_at,
+            !closing,
+        )))]
+    }
+}
+
+/// The voted read of a pass, with its best single read's crop, place and alternatives.
+fn voted_read(
+    text: String,
+    chars: Vec<CharRead>,
+    reads: usize,
+    best: Option<&PlateRead>,
+    first_seen: DateTime<Utc>,
+    decided_at: DateTime<Utc>,
+    early: bool,
+) -> VotedRead {
+    VotedRead {
+        lane: best.map(|r| r.lane.clone()).unwrap_or_else(|| Arc::from("")),
+        confidence: chars.iter().map(|c| c.conf).fold(1.0f32, f32::min),
+        text,
+        chars,
+        reads,
+        first_seen,
+        decided_at,
+        alternatives: best.map(|r| r.candidate.alternatives.clone()).unwrap_or_default(),
+        best_crop: best.map(|r| r.crop_jpeg.clone()).unwrap_or_default(),
+        best_bbox: best.map(|r| r.candidate.bbox).unwrap_or_default(),
+        best_frame: best.map(|r| r.frame_seq).unwrap_or_default(),
+        early,
     }
 }
 
@@ -495,13 +635,13 @@ fn vote(reads: &[PlateRead]) -> (String, Vec<CharRead>, usize) {
     (text, chars, group.len())
 }
 
-/// Drives a [`Tracker`] for one lane: reads in, voted reads out. Closes passes on idle using the clock
+/// Drives a [`Tracker`] for one lane: each frame's reads in, voted reads out. Closes passes on idle using the clock
 /// (none for a replayed video, whose time is its own). Ends (closing the open pass) when the recognizer
 /// closes its channel.
 pub async fn run_tracker(
     cfg: TrackConfig,
     clock: Option<SharedClock>,
-    mut reads: mpsc::Receiver<PlateRead>,
+    mut reads: mpsc::Receiver<Vec<PlateRead>>,
     voted: mpsc::Sender<VotedRead>,
     opens: RecentOpens,
     mut presence: Option<mpsc::Receiver<crate::inputs::InputEvent>>,
@@ -511,7 +651,7 @@ pub async fn run_tracker(
     loop {
         let events = tokio::select! {
             r = reads.recv() => match r {
-                Some(read) => tracker.on_read(read),
+                Some(frame) => tracker.on_frame(frame),
                 None => break,
             },
             p = async { presence.as_mut()?.recv().await }, if presence.is_some() => match p {
@@ -683,9 +823,137 @@ mod tests {
         tr.on_read(read("ABC123", 0.8, 0));
         let mut other = read("XYZ789", 0.8, 100);
         other.candidate.bbox = Rect::new(400, 300, 100, 30); // not where ABC123 was a moment ago
-        let ev = tr.on_read(other);
-        assert_eq!(decided(&ev), vec!["ABC123"]);
+        assert!(decided(&tr.on_read(other.clone())).is_empty(), "each its own pass");
+        other.at = t(1050);
+        // ABC123 has not been read for longer than the gap: it has left, and is decided with what it had
+        assert_eq!(decided(&tr.on_read(other)), vec!["ABC123"]);
         assert_eq!(decided(&tr.finish()), vec!["XYZ789"]);
+    }
+
+    fn placed(text: &str, conf: f32, at_ms: i64, bbox: Rect) -> PlateRead {
+        let mut r = read(text, conf, at_ms);
+        r.candidate.bbox = bbox;
+        r
+    }
+
+    /// Issue 21: a van with its phone number painted above the plate. The number is often the frame's best
+    /// read; with only the best read of each frame the pass alternated between the two and was decided as
+    /// the phone number. Every read of a frame now goes to the tracker, each to the pass at its place.
+    #[test]
+    fn vehicle_text_beside_the_plate_keeps_to_its_own_pass() {
+        let plate = |x: i32| Rect::new(300 + x, 400, 120, 40);
+        let text = |x: i32| Rect::new(280 + x, 250, 160, 40);
+        let mut tr = Tracker::new(cfg(), RecentOpens::default());
+        let mut events = Vec::new();
+        let frames = [
+            (("3768750", 0.92), Some(("1AMW240", 0.80))),
+            (("3768750", 0.88), None),
+            (("1AMW240", 0.95), Some(("3768750", 0.85))),
+            (("3768750", 0.93), Some(("1AMW240", 0.91))),
+        ];
+        for (k, ((a, ca), b)) in frames.into_iter().enumerate() {
+            let at = k as i64 * 100;
+            let x = k as i32 * 4;
+            let place = |s: &str| if s == "1AMW240" { plate(x) } else { text(x) };
+            let mut reads = vec![placed(a, ca, at, place(a))];
+            reads.extend(b.map(|(s, c)| placed(s, c, at, place(s))));
+            events.extend(tr.on_frame(reads));
+        }
+        events.extend(tr.finish());
+        let mut got = decided(&events);
+        got.sort();
+        assert_eq!(
+            got,
+            vec!["1AMW240", "3768750"],
+            "the plate decided as itself, the text on its own"
+        );
+        let plate_decision = events.iter().find_map(|e| match e {
+            TrackEvent::Decide(v) if v.text == "1AMW240" => Some(v.best_bbox),
+            _ => None,
+        });
+        assert_eq!(
+            plate_decision.map(|b| b.y),
+            Some(400),
+            "decided from the reads at the plate's place"
+        );
+
+        // The same frames through the best read alone (what the tracker got before): the phone number wins.
+        let mut tr = Tracker::new(cfg(), RecentOpens::default());
+        let mut events = Vec::new();
+        for (k, ((a, ca), _)) in frames.into_iter().enumerate() {
+            let place = if a == "1AMW240" {
+                plate(k as i32 * 4)
+            } else {
+                text(k as i32 * 4)
+            };
+            events.extend(tr.on_read(placed(a, ca, k as i64 * 100, place)));
+        }
+        events.extend(tr.finish());
+        assert!(
+            !decided(&events).contains(&"1AMW240".to_string()),
+            "{:?}",
+            decided(&events)
+        );
+    }
+
+    #[test]
+    fn a_passing_misread_beside_another_pass_ends_without_a_decision_but_a_lone_one_is_reported() {
+        let mut tr = Tracker::new(cfg(), RecentOpens::default());
+        let far = Rect::new(600, 50, 40, 12);
+        let mut events = tr.on_frame(vec![read("ABC123", 0.95, 0), placed("SKA75", 0.9, 0, far)]);
+        events.extend(tr.on_frame(vec![read("ABC123", 0.96, 100), placed("SKAA24", 0.15, 100, far)]));
+        events.extend(tr.on_frame(vec![read("ABC123", 0.96, 200), placed("SKAA2", 0.12, 200, far)]));
+        events.extend(tr.on_idle(t(2000)));
+        // one clear read of a sticker, then weak ones: no decision; a sticker read only weakly, neither
+        assert_eq!(decided(&events), vec!["ABC123"]);
+        let mut tr = Tracker::new(cfg(), RecentOpens::default());
+        let mut events = tr.on_frame(vec![read("ABC123", 0.95, 0), placed("SK1", 0.3, 0, far)]);
+        events.extend(tr.on_frame(vec![read("ABC123", 0.96, 100), placed("SK1", 0.3, 100, far)]));
+        events.extend(tr.finish());
+        assert_eq!(decided(&events), vec!["ABC123"]);
+        // the same read alone in its frames is a vehicle seen once: reported when it leaves
+        let mut tr = Tracker::new(cfg(), RecentOpens::default());
+        assert_eq!(decided(&tr.on_frame(vec![placed("SKA75", 0.9, 0, far)])).len(), 0);
+        assert_eq!(decided(&tr.finish()), vec!["SKA75"]);
+    }
+
+    #[test]
+    fn misreads_where_an_opened_plate_is_read_again_are_that_vehicle() {
+        let opens = RecentOpens::default();
+        let mut tr = Tracker::new(cfg(), opens.clone());
+        let at_x = |x: i32| Rect::new(300 + x, 300, 60, 20);
+        tr.on_read(placed("WTC249", 0.99, 0, at_x(0)));
+        assert_eq!(
+            decided(&tr.on_read(placed("WTC249", 0.95, 100, at_x(2)))),
+            vec!["WTC249"]
+        );
+        opens.record("WTC249", t(100));
+        // the car moves on while the gate opens: reads two characters off start a pass of their own ...
+        let mut events = tr.on_read(placed("HIC249", 0.59, 200, at_x(40)));
+        events.extend(tr.on_read(placed("WIC249", 0.55, 300, at_x(44))));
+        events.extend(tr.on_read(placed("WIC249", 0.83, 400, at_x(48))));
+        // ... until the opened plate is read there again: they were its misreads
+        events.extend(tr.on_read(placed("WTC249", 0.84, 500, at_x(50))));
+        events.extend(tr.finish());
+        assert!(decided(&events).is_empty(), "{:?}", decided(&events));
+        assert!(events
+            .iter()
+            .any(|e| matches!(e, TrackEvent::SameVehicle { text, .. } if text == "WIC249")));
+
+        // a tailgater coming to the same place after the opened car has gone is decided
+        let opens = RecentOpens::default();
+        let mut tr = Tracker::new(cfg(), opens.clone());
+        tr.on_read(placed("WTC249", 0.99, 0, at_x(0)));
+        assert_eq!(
+            decided(&tr.on_read(placed("WTC249", 0.95, 100, at_x(2)))),
+            vec!["WTC249"]
+        );
+        opens.record("WTC249", t(100));
+        tr.on_read(placed("XYZ789", 0.95, 300, at_x(4)));
+        assert_eq!(
+            decided(&tr.on_read(placed("XYZ789", 0.96, 400, at_x(6)))),
+            vec!["XYZ789"]
+        );
     }
 
     fn at(mut r: PlateRead, x: i32, width: i32) -> PlateRead {

@@ -1,5 +1,5 @@
-//! One lane's stages after capture: recognition on its own thread (newest frame in, best read out, crop
-//! encoded), and the decision task (decision stage -> gate command -> event), which never waits on the
+//! One lane's stages after capture: recognition on its own thread (newest frame in, its plate reads out,
+//! crops encoded), and the decision task (decision stage -> gate command -> event), which never waits on the
 //! event writer.
 
 use std::sync::Arc;
@@ -20,7 +20,7 @@ use crate::plate;
 use crate::recognize::PlateReader;
 use crate::track::{self, PlateRead, VotedRead};
 
-/// Recognition for one lane, on its own thread: newest frame in, best plate read out.
+/// Recognition for one lane, on its own thread: newest frame in, its plate reads out.
 /// Where a lane's recognition thread records its times.
 #[derive(Clone)]
 pub(super) struct LaneTiming {
@@ -32,7 +32,7 @@ pub(super) struct LaneTiming {
 pub(super) fn recognize_loop(
     mut reader: Box<dyn PlateReader>,
     slot: Arc<LatestSlot<Frame>>,
-    out: mpsc::Sender<PlateRead>,
+    out: mpsc::Sender<Vec<PlateRead>>,
     stats: Arc<CaptureStats>,
     mut motion: Option<MotionGate>,
     views: LaneViews,
@@ -85,21 +85,26 @@ pub(super) fn recognize_loop(
             };
             s.offer(&read, std::time::Instant::now());
         }
-        let Some(best) = reads.candidates.into_iter().next() else {
+        if reads.candidates.is_empty() {
             continue;
-        };
+        }
         if let Some(gate) = motion.as_mut() {
             gate.plate_seen(frame.at);
         }
-        let crop_jpeg = encode_crop(&frame.image, best.bbox).unwrap_or_default();
-        let read = PlateRead {
-            lane: frame.lane.clone(),
-            at: frame.at,
-            frame_seq: frame.seq,
-            candidate: best,
-            crop_jpeg,
-        };
-        if out.blocking_send(read).is_err() {
+        // Every plate of the frame goes to the tracker (best first): the vehicle's own text or a second
+        // vehicle follows its own pass there instead of outvoting the plate.
+        let frame_reads: Vec<PlateRead> = reads
+            .candidates
+            .into_iter()
+            .map(|candidate| PlateRead {
+                lane: frame.lane.clone(),
+                at: frame.at,
+                frame_seq: frame.seq,
+                crop_jpeg: encode_crop(&frame.image, candidate.bbox).unwrap_or_default(),
+                candidate,
+            })
+            .collect();
+        if out.blocking_send(frame_reads).is_err() {
             break;
         }
     }

@@ -447,7 +447,7 @@ fn start_lane(
             .name(format!("capture-{}", lane.name))
             .spawn(move || camera::run_capture(source, slot2, opts, clock, stats2, cancel))?,
     );
-    let (reads_tx, reads_rx) = mpsc::channel::<PlateRead>(16);
+    let (reads_tx, reads_rx) = mpsc::channel::<Vec<PlateRead>>(16);
     let (slot2, stats2) = (slot.clone(), stats.clone());
     let motion = lane.motion.as_ref().map(MotionGate::new);
     let timing = LaneTiming {

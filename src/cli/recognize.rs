@@ -250,7 +250,7 @@ pub fn eval_passes(
     pb.finish_and_clear();
     for r in results
         .iter()
-        .filter(|r| r.outcome != Outcome::Correct || r.decisions.len() > 1)
+        .filter(|r| r.outcome != Outcome::Correct || r.decisions.len() > 1 || !r.elsewhere.is_empty())
     {
         println!(
             "{} {}: truth {} decided {} after {} image(s)",
@@ -269,6 +269,9 @@ pub fn eval_passes(
         println!("    reads: {}", r.reads.join(" | "));
         if r.decisions.len() > 1 {
             println!("    decisions: {}", r.decisions.join(", "));
+        }
+        if !r.elsewhere.is_empty() {
+            println!("    decided elsewhere in the frame: {}", r.elsewhere.join(", "));
         }
     }
     println!("{}", report.table());

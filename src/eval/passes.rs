@@ -62,10 +62,13 @@ pub struct PassResult {
     pub opened_for: Option<String>,
     /// Some decision of the pass opened the gate for another entry of the list.
     pub opened_other: bool,
-    /// Every plate the tracker decided during the pass (more than one: the pass was split, or a denied
-    /// misread was revised); the outcome is the last one's.
+    /// Every plate the tracker decided at the labelled plate's place during the pass (more than one: the
+    /// pass was split, or a denied misread was revised); the outcome is the last one's.
     pub decisions: Vec<String>,
-    /// Each image's best read: `TEXT conf/plate width px`, or `-` for none.
+    /// What the tracker decided elsewhere in the frame (the vehicle's text, a sign): each its own pass,
+    /// through the same decision stage (an opening for one of them counts in `opened_other`).
+    pub elsewhere: Vec<String>,
+    /// Each image's plate reads, best first: `TEXT conf/plate width px` joined by ` + `, or `-` for none.
     pub reads: Vec<String>,
 }
 
@@ -82,8 +85,10 @@ pub struct PassReport {
     pub opened_right: usize,
     /// The gate opened for another entry of the list.
     pub opened_wrong: usize,
-    /// Passes with more than one decision (split, or a denied misread revised).
+    /// Passes with more than one decision at the plate's place (split, or a denied misread revised).
     pub split: usize,
+    /// Passes with a decision elsewhere in the frame (the vehicle's text, a sign).
+    pub elsewhere: usize,
     pub threads: usize,
 }
 
@@ -99,7 +104,8 @@ impl PassReport {
         format!(
             "set {set}: {p} passes of {f} images; decided right {c} ({cp}), wrong plate decided {w}, no decision {n}; \
              median images to the decision {m}; gate opened for the car's own entry {or} ({orp}), for another entry {ow}; \
-             passes with several decisions {sp} ({th} thread(s))",
+             passes with several decisions {sp}, with a decision elsewhere in the frame (vehicle text, signs) {el} \
+             ({th} thread(s))",
             set = self.set,
             p = self.passes,
             f = self.frames_per_pass,
@@ -115,6 +121,7 @@ impl PassReport {
             orp = pct(self.opened_right),
             ow = self.opened_wrong,
             sp = self.split,
+            el = self.elsewhere,
             th = self.threads,
         )
     }
@@ -171,8 +178,40 @@ fn translate(x: f64, y: f64) -> M3 {
     [[1.0, 0.0, x], [0.0, 1.0, y], [0.0, 0.0, 1.0]]
 }
 
-/// The approach's images of one labelled frame (the last is the frame itself, re-encoded like the rest).
-pub fn approach(image: &Mat, plate: Rect, name: &str, opts: PassOptions) -> Result<Vec<Mat>, EvalError> {
+/// The approach's images of one labelled frame (the last is the frame itself, re-encoded like the rest),
+/// and where the labelled plate is in each.
+pub struct Approach {
+    pub images: Vec<Mat>,
+    pub plates: Vec<Rect>,
+}
+
+/// Where a homography puts a rectangle: the box around its four corners.
+fn warp_rect(m: &M3, r: Rect) -> Rect {
+    let corners = [
+        (r.x, r.y),
+        (r.x + r.width, r.y),
+        (r.x, r.y + r.height),
+        (r.x + r.width, r.y + r.height),
+    ];
+    let (mut x0, mut y0, mut x1, mut y1) = (f64::MAX, f64::MAX, f64::MIN, f64::MIN);
+    for (x, y) in corners {
+        let (x, y) = (x as f64, y as f64);
+        let d = m[2][0] * x + m[2][1] * y + m[2][2];
+        let (u, v) = (
+            (m[0][0] * x + m[0][1] * y + m[0][2]) / d,
+            (m[1][0] * x + m[1][1] * y + m[1][2]) / d,
+        );
+        (x0, y0, x1, y1) = (x0.min(u), y0.min(v), x1.max(u), y1.max(v));
+    }
+    Rect::new(
+        x0.round() as i32,
+        y0.round() as i32,
+        (x1 - x0).round() as i32,
+        (y1 - y0).round() as i32,
+    )
+}
+
+pub fn approach(image: &Mat, plate: Rect, name: &str, opts: PassOptions) -> Result<Approach, EvalError> {
     let cv = |e: opencv::Error| EvalError::Recognize(RecognizeError::Image(e));
     let mut rng = Rng::new(opts.seed, name);
     let (w, h) = (image.cols() as f64, image.rows() as f64);
@@ -189,6 +228,7 @@ pub fn approach(image: &Mat, plate: Rect, name: &str, opts: PassOptions) -> Resu
     let quality = rng.range(50.0, 85.0).round() as i32;
     let n = opts.frames.max(1);
     let mut out = Vec::with_capacity(n);
+    let mut plates = Vec::with_capacity(n);
     for k in 0..n {
         let t = if n == 1 { 1.0 } else { k as f64 / (n - 1) as f64 };
         let s = s0 + (1.0 - s0) * t;
@@ -209,6 +249,7 @@ pub fn approach(image: &Mat, plate: Rect, name: &str, opts: PassOptions) -> Resu
             ),
         );
         let hm = mul(&zoom, &persp);
+        plates.push(warp_rect(&hm, plate));
         let m = Mat::from_slice_2d(&hm).map_err(cv)?;
         let mut warped = Mat::default();
         imgproc::warp_perspective(
@@ -246,7 +287,7 @@ pub fn approach(image: &Mat, plate: Rect, name: &str, opts: PassOptions) -> Resu
         imgcodecs::imencode(".jpg", &frame, &mut buf, &params).map_err(cv)?;
         out.push(imgcodecs::imdecode(&buf, imgcodecs::IMREAD_COLOR).map_err(cv)?);
     }
-    Ok(out)
+    Ok(Approach { images: out, plates })
 }
 
 /// Runs every sample's approach through the reader, the tracker and the access decision.
@@ -297,6 +338,7 @@ where
             .count(),
         opened_wrong: results.iter().filter(|r| r.opened_other).count(),
         split: results.iter().filter(|r| r.decisions.len() > 1).count(),
+        elsewhere: results.iter().filter(|r| !r.elsewhere.is_empty()).count(),
         threads,
     };
     Ok((report, results))
@@ -355,38 +397,59 @@ fn run_pass(
         }
     };
     let mut at = start;
-    let mut seen = Vec::with_capacity(frames.len());
-    for (k, frame) in frames.iter().enumerate() {
+    let mut seen = Vec::with_capacity(frames.images.len());
+    for (k, frame) in frames.images.iter().enumerate() {
         at = start + period * k as i32;
         let reads = reader.read(frame, None)?;
-        seen.push(
+        seen.push(if reads.candidates.is_empty() {
+            "-".to_string()
+        } else {
             reads
                 .candidates
-                .first()
+                .iter()
                 .map(|c| format!("{} {:.2}/{}px", c.text, c.confidence, c.bbox.width))
-                .unwrap_or_else(|| "-".into()),
-        );
-        if let Some(best) = reads.candidates.into_iter().next() {
-            let events = tracker.on_read(PlateRead {
+                .collect::<Vec<_>>()
+                .join(" + ")
+        });
+        // As in the daemon: every plate read of the image, in one frame.
+        let frame_reads: Vec<PlateRead> = reads
+            .candidates
+            .into_iter()
+            .map(|candidate| PlateRead {
                 lane: lane.clone(),
                 at,
                 frame_seq: k as u64,
-                candidate: best,
+                candidate,
                 crop_jpeg: Vec::new(),
-            });
-            take(events, k + 1, &mut decided);
+            })
+            .collect();
+        if !frame_reads.is_empty() {
+            take(tracker.on_frame(frame_reads), k + 1, &mut decided);
         }
     }
     // The car has left: the lane goes quiet for longer than the pass gap.
     let gone = at + chrono::Duration::from_std(pass_gap).unwrap_or(chrono::Duration::MAX) + period;
-    take(tracker.on_idle(gone), frames.len(), &mut decided);
-    take(tracker.finish(), frames.len(), &mut decided);
+    take(tracker.on_idle(gone), frames.images.len(), &mut decided);
+    take(tracker.finish(), frames.images.len(), &mut decided);
     let opened_for = decided.iter().find_map(|(_, _, o)| o.clone());
     let opened_other = decided
         .iter()
         .any(|(_, _, o)| o.as_ref().is_some_and(|p| *p != sample.plate));
-    // The decision standing at the end of the pass (a denied misread may have been revised).
-    let (text, outcome, took, early) = match decided.last() {
+    // The plate's own decisions are those whose best read lies on the labelled plate; the others are of
+    // something else in the frame (the vehicle's text, a sign), reported beside them.
+    let on_plate = |v: &crate::track::VotedRead| {
+        frames
+            .plates
+            .get(v.best_frame as usize)
+            .is_some_and(|p| crate::recognize::iou(*p, v.best_bbox) >= 0.3)
+    };
+    let elsewhere: Vec<String> = decided
+        .iter()
+        .filter(|(v, _, _)| !on_plate(v))
+        .map(|(v, _, _)| v.text.clone())
+        .collect();
+    // The decision standing at the end of the plate's pass (a denied misread may have been revised).
+    let (text, outcome, took, early) = match decided.iter().rev().find(|(v, _, _)| on_plate(v)) {
         Some((v, seen, _)) => {
             let outcome = if v.text == sample.plate {
                 Outcome::Correct
@@ -406,7 +469,12 @@ fn run_pass(
         early,
         opened_for,
         opened_other,
-        decisions: decided.iter().map(|(v, _, _)| v.text.clone()).collect(),
+        decisions: decided
+            .iter()
+            .filter(|(v, _, _)| on_plate(v))
+            .map(|(v, _, _)| v.text.clone())
+            .collect(),
+        elsewhere,
         reads: seen,
     }))
 }
@@ -427,13 +495,18 @@ mod tests {
         };
         let a = approach(&img, plate, "x.jpg", opts).expect("approach");
         let b = approach(&img, plate, "x.jpg", opts).expect("approach");
+        // the labelled plate's place in each image: growing, and the label itself in the last
+        assert_eq!(a.plates.len(), 6);
+        assert!(a.plates[0].width < a.plates[5].width, "{:?}", a.plates);
+        assert_eq!(a.plates[5], plate);
+        let (a, b) = (a.images, b.images);
         assert_eq!(a.len(), 6);
         let bytes = |m: &Mat| m.data_bytes().expect("bytes").to_vec();
         assert!(
             a.iter().zip(&b).all(|(x, y)| bytes(x) == bytes(y)),
             "the same seed, the same images"
         );
-        let other = approach(&img, plate, "y.jpg", opts).expect("approach");
+        let other = approach(&img, plate, "y.jpg", opts).expect("approach").images;
         assert_ne!(bytes(&a[0]), bytes(&other[0]), "another image name, another approach");
         // the bright plate covers more of the frame as the car comes closer
         let bright = |m: &Mat| m.data_bytes().expect("bytes").iter().filter(|v| **v > 200).count();
