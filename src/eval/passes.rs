@@ -10,11 +10,14 @@
 //!   shorter as the car slows;
 //! - sensor noise (Gaussian, sigma 2 to 6) and JPEG artefacts (quality 50 to 85), both seeded.
 //!
-//! The images go through the real reader, the best read of each into the real [`Tracker`] (the daemon's
-//! defaults, timestamps at `fps` as `replay` gives them), and each voted read into the daemon's decision
-//! stage ([`access::stage::decide_pass`]: the match, `min_reads`) against an allowlist of every plate of
-//! the set (all residents). Per pass: the decided plate is right, wrong (a false accept risk), or there is
-//! no decision; how many images it took; whether the gate opened, and for whom.
+//! The images go through the real reader, every plate read of each into the real [`Tracker`] as one frame
+//! (the daemon's defaults, timestamps at `fps` as `replay` gives them), and each voted read into the
+//! daemon's decision stage ([`access::stage::decide_pass`]: the match, `min_reads`) against an allowlist of
+//! every plate of the set (all residents). The pass's outcome is the last decision whose best read lies on
+//! the labelled plate (its box carried through the approach's warp, IoU >= 0.3): right, wrong (a false
+//! accept risk), or no decision; decisions elsewhere in the frame (the vehicle's text, a sign) are listed
+//! beside it, and an opening for any of them counts as an opening for another entry. Also per pass: how
+//! many images it took; whether the gate opened, and for whom.
 
 use chrono::{DateTime, Utc};
 use opencv::core::{Mat, Point, Rect, Scalar, Size, Vector, BORDER_REPLICATE, CV_8UC3};
