@@ -184,8 +184,15 @@ impl Tracker {
             return out;
         };
         let gap = chrono_of(self.cfg.pass_gap);
-        let mut fresh = Vec::with_capacity(reads.len());
+        let mut fresh: Vec<PlateRead> = Vec::with_capacity(reads.len());
+        let mut boxed: Vec<Rect> = Vec::with_capacity(reads.len());
         for read in reads {
+            // A box on a plate another read of this frame already covers (a part of it, a second box on
+            // it) is that plate's: the first (best) read stands for it.
+            if boxed.iter().any(|b| overlaps(*b, read.candidate.bbox)) {
+                continue;
+            }
+            boxed.push(read.candidate.bbox);
             // the vehicle that just left the loop, driving off
             if self
                 .left
@@ -566,6 +573,12 @@ fn follows(last: Rect, next: Rect) -> bool {
     ratio <= 2.0 && (dx * dx + dy * dy).sqrt() <= wl.max(wn)
 }
 
+/// Two boxes of one frame on the same thing: they overlap by IoU > 0.3, or one's centre lies in the other.
+fn overlaps(a: Rect, b: Rect) -> bool {
+    let centre = |r: Rect| opencv::core::Point::new(r.x + r.width / 2, r.y + r.height / 2);
+    crate::recognize::iou(a, b) > 0.3 || a.contains(centre(b)) || b.contains(centre(a))
+}
+
 /// The same plate, up to one OCR slip or any confusable characters.
 fn same_plate(a: &str, b: &str) -> bool {
     levenshtein(a, b) <= 1
@@ -915,6 +928,22 @@ mod tests {
         let mut tr = Tracker::new(cfg(), RecentOpens::default());
         assert_eq!(decided(&tr.on_frame(vec![placed("SKA75", 0.9, 0, far)])).len(), 0);
         assert_eq!(decided(&tr.finish()), vec!["SKA75"]);
+    }
+
+    #[test]
+    fn a_second_box_on_the_same_plate_in_a_frame_is_not_a_pass() {
+        let mut tr = Tracker::new(cfg(), RecentOpens::default());
+        let plate = Rect::new(300, 300, 120, 40);
+        let part = Rect::new(360, 302, 60, 36); // the plate's right half, boxed again
+        let mut events = Vec::new();
+        for k in 0..4 {
+            events.extend(tr.on_frame(vec![
+                placed("JCY4712", 0.95, k * 100, plate),
+                placed("4712", 0.93, k * 100, part),
+            ]));
+        }
+        events.extend(tr.finish());
+        assert_eq!(decided(&events), vec!["JCY4712"]);
     }
 
     #[test]
