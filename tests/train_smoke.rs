@@ -222,14 +222,14 @@ produced_by = "smoke test"
 
 /// `models/train/compute_budget.py` counts the shipped models' multiply-accumulates from their graphs:
 /// a smaller frame costs the detector fewer, the reader's count does not move, and the per-frame total
-/// is the detector plus the reader passes.
+/// is the detector plus the reader passes (plus, by default, the coarse and close detector passes).
 #[test]
 fn the_compute_budget_is_counted_from_the_graphs() {
     require_models();
-    let run = |frame: &str, plates: &str| {
+    let run = |frame: &str, plates: &str, extra: &str| {
         let o = Command::new("python3")
             .arg(repo().join("models/train/compute_budget.py"))
-            .args(["--frame", frame, "--plates", plates])
+            .args(["--frame", frame, "--plates", plates, "--extra", extra])
             .output()
             .expect("python3");
         assert!(o.status.success(), "compute_budget.py failed:\n{}", text(&o));
@@ -249,13 +249,19 @@ fn the_compute_budget_is_counted_from_the_graphs() {
             .unwrap_or_else(|| panic!("no per-frame line in:\n{out}"));
         (macs("plate_detector"), macs("plate_reader"), total)
     };
-    let (det, reader, total) = run("640x352", "2");
+    let (det, reader, total) = run("640x352", "2", "");
     assert!(det > 10.0 && reader > 10.0, "{det} {reader}");
     assert!(
         (total - (det + 2.0 * reader)).abs() < 0.2,
         "{total} vs {det} + 2 x {reader}"
     );
-    let (small, reader_again, _) = run("320x192", "1");
+    let (_, _, with_passes) = run("640x352", "2", "224x128,128x64");
+    let more = with_passes - total;
+    assert!(
+        more > 0.05 * det && more < 0.3 * det,
+        "the coarse and close passes add {more} M to a {det} M detector pass"
+    );
+    let (small, reader_again, _) = run("320x192", "1", "");
     assert!(small < det / 2.0, "a quarter of the pixels: {small} vs {det}");
     assert!((reader_again - reader).abs() < 0.05);
 }

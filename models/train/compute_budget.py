@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Multiply-accumulates and parameter bytes of Gatehouse's models, counted from the ONNX graphs.
 
-    python3 models/train/compute_budget.py [--frame 640x352] [--plates 2]
+    python3 models/train/compute_budget.py [--frame 640x352] [--plates 2] [--extra 224x128,128x64]
 
 For each model of models/manifest.toml's pair (the plate detector and the plate reader) it fixes the input
 size (the detector's from --frame, after its 2 x 2 pixel blocks; the reader's one 48 x 160 plate), takes
@@ -11,7 +11,8 @@ every tensor's shape from one ONNX Runtime run on zeros, and counts:
 - MatMul and Gemm: batch x M x K x N;
 and the bytes of every initializer (int8 weights count one byte each). Element-wise work (activations,
 adds, resizes) is left out: it is small next to the convolutions and is memory-bound, not MAC-bound.
-The per-frame total is the detector once plus the reader `--plates` times. Nothing is timed here: the
+The per-frame total is the detector once at --frame, once more at each --extra size (the manifest's coarse
+and close passes: 224 x 128 and 128 x 64 for a 16:9 camera), plus the reader `--plates` times. Nothing is timed here: the
 figures are properties of the files, and the README's ARM estimate divides them by an assumed throughput.
 """
 
@@ -109,6 +110,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frame", default="640x352", help="detector input, width x height (default 640x352)")
     ap.add_argument("--plates", type=int, default=2, help="reader passes per frame (default 2: max_plates)")
+    ap.add_argument("--extra", default="224x128,128x64",
+                    help="further detector passes, width x height, comma-separated (default: the coarse pass at "
+                         "224 and the close pass at 128 of a 16:9 frame; empty: none)")
     ap.add_argument("--detector", default=str(ROOT / "models/plate_detector.int8.onnx"))
     ap.add_argument("--reader", default=str(ROOT / "models/plate_reader.onnx"))
     args = ap.parse_args()
@@ -119,19 +123,26 @@ def main() -> None:
     blocks = 2 if in_dims[1] == 12 else 1
     names = [d for d in in_dims if isinstance(d, str)]
     d_macs, d_params, d_ops = count(det, dict(zip(names, (h // blocks, w // blocks))))
+    extra = []
+    for size in filter(None, args.extra.split(",")):
+        ew, eh = (int(x) for x in size.lower().split("x"))
+        extra.append((ew, eh, count(det, dict(zip(names, (eh // blocks, ew // blocks))))[0]))
+    det_total = d_macs + sum(m for _, _, m in extra)
 
     rd = onnx.load(args.reader)
     rnames = [d.dim_param for d in rd.graph.input[0].type.tensor_type.shape.dim if d.dim_param]
     r_macs, r_params, r_ops = count(rd, {n: 1 for n in rnames})
 
-    per_frame = d_macs + args.plates * r_macs
+    per_frame = det_total + args.plates * r_macs
     print(f"{'model':<34} {'MACs':>14} {'params':>12}  by op")
     print(f"{Path(args.detector).name + f' ({w}x{h})':<34} {d_macs / 1e6:>11.1f} M {d_params / 1e6:>9.2f} MB  "
           + ", ".join(f"{k} {v / 1e6:.1f} M" for k, v in d_ops.items()))
+    for ew, eh, m in extra:
+        print(f"{Path(args.detector).name + f' ({ew}x{eh})':<34} {m / 1e6:>11.1f} M")
     print(f"{Path(args.reader).name + ' (one 48x160 plate)':<34} {r_macs / 1e6:>11.1f} M {r_params / 1e6:>9.2f} MB  "
           + ", ".join(f"{k} {v / 1e6:.1f} M" for k, v in r_ops.items()))
-    print(f"per frame (detector + {args.plates} reader passes): {per_frame / 1e6:.1f} M MACs "
-          f"(int8 detector {d_macs / 1e6:.1f} M, fp32 reader {args.plates * r_macs / 1e6:.1f} M)")
+    print(f"per frame (detector x {1 + len(extra)} passes + {args.plates} reader passes): {per_frame / 1e6:.1f} M MACs "
+          f"(int8 detector {det_total / 1e6:.1f} M, fp32 reader {args.plates * r_macs / 1e6:.1f} M)")
 
 
 if __name__ == "__main__":

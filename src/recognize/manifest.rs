@@ -76,6 +76,13 @@ pub struct InputSpec {
     /// in training at `max_side`; at the coarse side they are ordinary plates. Both passes' boxes are merged.
     #[serde(default)]
     pub coarse_max_side: u32,
+    /// Plate detector: a third pass at this (smaller) longest side for plates that fill half the frame or
+    /// more (0 = none); below `coarse_max_side`, which it needs. Its boxes count from [`CLOSE_FROM`] of the
+    /// frame's long side up.
+    ///
+    /// [`CLOSE_FROM`]: super::plate_detect::CLOSE_FROM
+    #[serde(default)]
+    pub close_max_side: u32,
     /// Per-image contrast stretch: the 1st..99th luminance percentile is mapped onto 0..255 with at most
     /// this gain (dim, low-contrast night plates then look like the daylight ones); 0 or 1 = off.
     #[serde(default)]
@@ -181,6 +188,15 @@ impl Manifest {
                     "model {}: input.coarse_max_side = {coarse} is not usable; it is for the plate-detector only, \
                      at least 64 and below input.max_side = {} (0 = no coarse pass; 224 suits a 640 detector)",
                     spec.file, spec.input.max_side
+                ));
+            }
+            let close = spec.input.close_max_side;
+            if close > 0 && (coarse == 0 || close < 64 || close >= coarse) {
+                return Err(format!(
+                    "model {}: input.close_max_side = {close} is not usable; it needs a coarse pass and must be \
+                     at least 64 and below input.coarse_max_side = {coarse} (0 = no close pass; 128 suits a 224 \
+                     coarse pass)",
+                    spec.file
                 ));
             }
             let b = spec.input.space_to_depth;
@@ -416,6 +432,27 @@ produced_by = "x"
             std::fs::write(&path, entry(role, input)).expect("write");
             let err = Manifest::load(&path).expect_err(input).to_string();
             assert!(err.contains("input.coarse_max_side") && err.contains("d.onnx"), "{err}");
+        }
+        std::fs::write(
+            &path,
+            entry(
+                "plate-detector",
+                "max_side = 640, coarse_max_side = 224, close_max_side = 128",
+            ),
+        )
+        .expect("write");
+        assert_eq!(
+            Manifest::load(&path).expect("loads").models[0].input.close_max_side,
+            128
+        );
+        for input in [
+            "max_side = 640, close_max_side = 128",
+            "max_side = 640, coarse_max_side = 224, close_max_side = 224",
+            "max_side = 640, coarse_max_side = 224, close_max_side = 48",
+        ] {
+            std::fs::write(&path, entry("plate-detector", input)).expect("write");
+            let err = Manifest::load(&path).expect_err(input).to_string();
+            assert!(err.contains("input.close_max_side") && err.contains("d.onnx"), "{err}");
         }
         let shipped = Manifest::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/manifest.toml"))
             .expect("shipped manifest loads");

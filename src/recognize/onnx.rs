@@ -527,7 +527,8 @@ fn plate_box(text: Rect, cols: i32, rows: i32) -> Rect {
 
 impl OnnxPlateReader {
     /// Plates in `view` (whole-plate detector), best first, in view pixels with their scores: the pass at
-    /// the model's `max_side`, merged with the coarse pass (`coarse_max_side`) when the manifest asks for one.
+    /// the model's `max_side`, merged with the coarse pass (`coarse_max_side`) and the close pass (`close_max_side`) when the
+    /// manifest asks for them.
     fn plate_boxes(&mut self, view: &Mat) -> Result<Vec<(Rect, f32)>, RecognizeError> {
         let Some(PlateDetector { spec, .. }) = self.pipeline.plate_detector() else {
             return Ok(Vec::new());
@@ -538,16 +539,22 @@ impl OnnxPlateReader {
             640
         };
         let coarse_side = spec.input.coarse_max_side;
+        let close_side = spec.input.close_max_side;
         let first = spec.threshold.unwrap_or(0.3);
         let th = plate_detect::Thresholds {
             first,
             next: spec.next_threshold.unwrap_or(first),
         };
         let fine = self.detect_at(view, side, th)?;
-        let boxes = if coarse_side > 0 && coarse_side < view.cols().max(view.rows()) as u32 {
+        let long = view.cols().max(view.rows()) as u32;
+        let boxes = if coarse_side > 0 && coarse_side < long {
             let coarse = self.detect_at(view, coarse_side, th)?;
-            let long_side = view.cols().max(view.rows()) as f32;
-            plate_detect::merge_scales(fine, coarse, long_side, th, self.box_cap())
+            let close = if close_side > 0 && close_side < coarse_side {
+                self.detect_at(view, close_side, th)?
+            } else {
+                Vec::new()
+            };
+            plate_detect::merge_scales(fine, coarse, close, long as f32, th, self.box_cap())
         } else {
             fine
         };

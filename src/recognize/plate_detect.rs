@@ -126,17 +126,22 @@ pub fn decode(maps: &[f32], h: usize, w: usize, stride: f32, th: Thresholds, max
 /// the full-size pass's (see [`merge_scales`]).
 pub const FINE_UP_TO: f32 = 0.25;
 pub const COARSE_FROM: f32 = 0.3;
+/// Plates at least this share of the frame's long side wide are also the close pass's to find (at the
+/// coarse side they are bigger than the detector saw in training).
+pub const CLOSE_FROM: f32 = 0.45;
 
-/// Merges the boxes of the full-size pass (`fine`) and the coarse pass (`coarse`), both in frame pixels.
-/// Each pass is trusted in its own size range: the full-size one for boxes under [`FINE_UP_TO`] of the
-/// frame's long side (at the coarse side such plates are a few dozen pixels, and its boxes come out about
-/// twice too big), the coarse one from [`COARSE_FROM`] up (the full-size detector never saw plates that
-/// big in training and either misses them or boxes a part). Boxes in their pass's range go first, then the
+/// Merges the boxes of the full-size pass (`fine`), the coarse pass (`coarse`) and the close pass
+/// (`close`, empty when there is none), all in frame pixels. Each pass is trusted in its own size range:
+/// the full-size one for boxes under [`FINE_UP_TO`] of the frame's long side (at the coarse side such
+/// plates are a few dozen pixels, and its boxes come out about twice too big), the coarse one from
+/// [`COARSE_FROM`] up (the full-size detector never saw plates that big in training and either misses them
+/// or boxes a part), the close one from [`CLOSE_FROM`] up. Boxes in their pass's range go first, then the
 /// rest, each group best first; a box overlapping a kept one (IoU >= 0.3) or lying mostly inside one, or
 /// holding one mostly inside it, is the same plate and is dropped; the thresholds apply as for one pass.
 pub fn merge_scales(
     fine: Vec<PlateBox>,
     coarse: Vec<PlateBox>,
+    close: Vec<PlateBox>,
     long_side: f32,
     th: Thresholds,
     max_boxes: usize,
@@ -145,6 +150,7 @@ pub fn merge_scales(
         .into_iter()
         .map(|b| (b.w < FINE_UP_TO * long_side, b))
         .chain(coarse.into_iter().map(|b| (b.w >= COARSE_FROM * long_side, b)))
+        .chain(close.into_iter().map(|b| (b.w >= CLOSE_FROM * long_side, b)))
         .collect();
     all.sort_by(|(ra, a), (rb, b)| rb.cmp(ra).then(b.score.total_cmp(&a.score)));
     let mut kept: Vec<PlateBox> = Vec::new();
@@ -222,18 +228,38 @@ mod tests {
         // A 180 px plate in a 1280 frame: the coarse pass boxes it twice too big, with a fair score.
         let fine = vec![pb(687.0, 371.0, 182.0, 80.0, 0.73)];
         let coarse = vec![pb(622.0, 317.0, 332.0, 148.0, 0.61)];
-        assert_eq!(merge_scales(fine.clone(), coarse.clone(), 1280.0, th, 2), fine);
+        assert_eq!(merge_scales(fine.clone(), coarse.clone(), vec![], 1280.0, th, 2), fine);
         // ... and even a better-scored coarse box of that size does not displace the fine one.
         let coarse_better = vec![pb(622.0, 317.0, 332.0, 148.0, 0.9)];
-        assert_eq!(merge_scales(fine.clone(), coarse_better, 1280.0, th, 2), fine);
+        assert_eq!(merge_scales(fine.clone(), coarse_better, vec![], 1280.0, th, 2), fine);
         // A close-up (60% of the frame): the fine pass boxes a wrong part, the coarse pass the plate.
         let fine = vec![pb(478.0, 232.0, 628.0, 209.0, 0.45)];
         let coarse = vec![pb(390.0, 251.0, 723.0, 166.0, 0.94)];
-        assert_eq!(merge_scales(fine, coarse.clone(), 1280.0, th, 2), coarse);
+        assert_eq!(merge_scales(fine, coarse.clone(), vec![], 1280.0, th, 2), coarse);
         // Only one pass finds a plate: kept, whichever it is.
         let lone = vec![pb(100.0, 300.0, 400.0, 150.0, 0.6)];
-        assert_eq!(merge_scales(Vec::new(), lone.clone(), 1280.0, th, 2), lone);
-        assert_eq!(merge_scales(lone.clone(), Vec::new(), 1280.0, th, 2), lone);
+        assert_eq!(merge_scales(Vec::new(), lone.clone(), vec![], 1280.0, th, 2), lone);
+        assert_eq!(merge_scales(lone.clone(), Vec::new(), vec![], 1280.0, th, 2), lone);
+        // A plate filling 60% of the frame: the coarse pass scores it under the threshold, the close pass
+        // finds it; a close box of a plate the other passes size is the same plate, not a second one.
+        let close = vec![pb(61.0, 242.0, 768.0, 379.0, 0.8)];
+        assert_eq!(
+            merge_scales(Vec::new(), Vec::new(), close.clone(), 1280.0, th, 2),
+            close
+        );
+        let coarse = vec![pb(70.0, 250.0, 750.0, 360.0, 0.9)];
+        assert_eq!(
+            merge_scales(Vec::new(), coarse.clone(), close.clone(), 1280.0, th, 2),
+            coarse
+        );
+        // A close box narrower than its range goes behind the boxes in theirs.
+        let small_close = vec![pb(600.0, 100.0, 300.0, 100.0, 0.95)];
+        let got = merge_scales(fine_one(), Vec::new(), small_close, 1280.0, th, 2);
+        assert_eq!(got[0], fine_one()[0]);
+    }
+
+    fn fine_one() -> Vec<PlateBox> {
+        vec![pb(687.0, 371.0, 182.0, 80.0, 0.73)]
     }
 
     #[test]
@@ -241,11 +267,11 @@ mod tests {
         let th = Thresholds { first: 0.3, next: 0.5 };
         let fine = vec![pb(10.0, 10.0, 100.0, 40.0, 0.8), pb(900.0, 500.0, 100.0, 40.0, 0.45)];
         let coarse = vec![pb(300.0, 300.0, 400.0, 150.0, 0.7), pb(20.0, 600.0, 300.0, 100.0, 0.6)];
-        let got = merge_scales(fine, coarse, 1280.0, th, 2);
+        let got = merge_scales(fine, coarse, vec![], 1280.0, th, 2);
         // in-range boxes first, best first; the 0.45 second plate is under `next`; two at most
         assert_eq!(got.iter().map(|b| b.score).collect::<Vec<_>>(), vec![0.8, 0.7]);
         // a box mostly inside a kept one is the same plate, whatever the IoU
         let fine = vec![pb(100.0, 100.0, 300.0, 100.0, 0.9), pb(120.0, 110.0, 80.0, 60.0, 0.8)];
-        assert_eq!(merge_scales(fine, Vec::new(), 1280.0, th, 4).len(), 1);
+        assert_eq!(merge_scales(fine, Vec::new(), vec![], 1280.0, th, 4).len(), 1);
     }
 }
