@@ -4,7 +4,9 @@
 //! matched one to one to the open passes (the same text first, then a similar one, then the place where a
 //! pass's plate was a moment ago: an approaching car's first, far-away reads disagree with each other); a
 //! read that matches none starts a pass of its own. So a van's phone number keeps to its own pass and
-//! never outvotes the plate's.
+//! never outvotes the plate's. Reads of one frame at the same place (a second box on a plate, a part of
+//! it) count once, as the best of them. A lane follows at most [`MAX_PASSES`] passes; beyond that the one
+//! seen least recently is closed (decided with what it has).
 //!
 //! In each pass, characters are voted with their confidences over the clear reads (weak guesses vote only
 //! when there is nothing else); the pass is decided early once the vote is confident or its latest clear
@@ -57,6 +59,10 @@ pub struct VotedRead {
     pub best_frame: u64,
     /// Whether the decision came before the vehicle left.
     pub early: bool,
+    /// A passing read beside another pass, with fewer than `min_reads` clear reads (the vehicle's own
+    /// text, a sticker, a sign, a misread): it never opens the gate and is recorded only when it raises an
+    /// alert (a blocked plate or its look-alike); otherwise the decision stage drops it.
+    pub quiet: bool,
 }
 
 struct Pass {
@@ -71,7 +77,9 @@ struct Pass {
     last_bbox: Rect,
     /// Read in the same frame as another pass: something beside a vehicle (its text, a sign, a second
     /// vehicle). Such a pass with fewer than `min_reads` clear reads (it could not open the gate) is a
-    /// passing misread or a sticker far more often than a vehicle: it closes without a decision.
+    /// passing misread or a sticker far more often than a vehicle: it closes without a decision of its
+    /// own, only a quiet one ([`VotedRead::quiet`]) when it has a clear read, so that a blocked plate read
+    /// once beside its vehicle's text still raises the guards' alert.
     beside: bool,
 }
 
@@ -133,8 +141,10 @@ pub enum TrackEvent {
 const MAX_READS: usize = 64;
 
 /// Passes a lane follows at once (a plate, the vehicle's own text, a second vehicle, a sign); beyond this
-/// the pass seen least recently is closed.
-const MAX_PASSES: usize = 4;
+/// the pass seen least recently is closed (never one read in the current frame). Above the most plates a
+/// frame may have read (`recognize.max_plates` is at most 8), so a frame's own reads never push out the
+/// vehicle waiting at the gate.
+const MAX_PASSES: usize = 10;
 
 fn chrono_of(d: std::time::Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
@@ -176,34 +186,37 @@ impl Tracker {
         self.on_frame(vec![read])
     }
 
-    /// Feeds every plate read of one frame; may decide passes (early) or close those whose vehicle has
-    /// been gone for `pass_gap` (the frames' own time closes passes of a replayed video).
+    /// Feeds every plate read of one frame, best first; may decide passes (early) or close those whose
+    /// vehicle has been gone for `pass_gap` (the frames' own time closes passes of a replayed video).
     pub fn on_frame(&mut self, reads: Vec<PlateRead>) -> Vec<TrackEvent> {
         let mut out = Vec::new();
         let Some(now) = reads.iter().map(|r| r.at).max() else {
             return out;
         };
         let gap = chrono_of(self.cfg.pass_gap);
-        let mut fresh: Vec<PlateRead> = Vec::with_capacity(reads.len());
-        let mut boxed: Vec<Rect> = Vec::with_capacity(reads.len());
+        // A box on a plate another read of this frame already covers (a part of it, a second box on it) is
+        // that plate's: the reads are grouped by place, and the first (best) read of a group stands for it.
+        let mut groups: Vec<(Rect, Vec<PlateRead>)> = Vec::with_capacity(reads.len());
         for read in reads {
-            // A box on a plate another read of this frame already covers (a part of it, a second box on
-            // it) is that plate's: the first (best) read stands for it.
-            if boxed.iter().any(|b| overlaps(*b, read.candidate.bbox)) {
-                continue;
+            match groups.iter_mut().find(|(b, _)| overlaps(*b, read.candidate.bbox)) {
+                Some((_, g)) => g.push(read),
+                None => groups.push((read.candidate.bbox, vec![read])),
             }
-            boxed.push(read.candidate.bbox);
-            // the vehicle that just left the loop, driving off
-            if self
-                .left
-                .iter()
-                .any(|(text, at)| read.at - *at <= gap && same_plate(text, &read.candidate.text))
-            {
+        }
+        let mut fresh: Vec<PlateRead> = Vec::with_capacity(groups.len());
+        for (_, group) in groups {
+            // the vehicle that just left the loop, driving off: any read of the place may say so
+            let left = group.iter().find(|read| {
+                self.left
+                    .iter()
+                    .any(|(text, at)| read.at - *at <= gap && same_plate(text, &read.candidate.text))
+            });
+            if let Some(read) = left {
                 out.push(TrackEvent::SameVehicle {
                     lane: read.lane.clone(),
-                    text: read.candidate.text,
+                    text: read.candidate.text.clone(),
                 });
-            } else {
+            } else if let Some(read) = group.into_iter().next() {
                 fresh.push(read);
             }
         }
@@ -278,9 +291,11 @@ impl Tracker {
             }
             self.passes = kept;
         }
-        // Bounded: beyond MAX_PASSES the pass seen least recently is closed.
+        // Bounded: beyond MAX_PASSES the pass seen least recently is closed; never one read in this frame.
         while self.passes.len() > MAX_PASSES {
-            let oldest = (0..self.passes.len()).min_by_key(|&j| (self.passes[j].last_at, self.passes[j].first_at));
+            let oldest = (0..self.passes.len())
+                .filter(|&j| self.passes[j].last_at < now)
+                .min_by_key(|&j| (self.passes[j].last_at, self.passes[j].first_at));
             let Some(j) = oldest else { break };
             let p = self.passes.remove(j);
             out.extend(self.close(p).0);
@@ -362,12 +377,29 @@ impl Tracker {
 
     /// Closes a pass: decided now if it was not yet. Returns its events and the plate it was decided as.
     fn close(&mut self, mut p: Pass) -> (Vec<TrackEvent>, Option<String>) {
-        if p.decided.is_none() && p.beside && p.reads.iter().filter(|r| strong(r)).count() < self.cfg.min_reads {
+        let clear = p.reads.iter().filter(|r| strong(r)).count();
+        if p.decided.is_none() && p.beside && clear < self.cfg.min_reads {
             if let Some(r) = p.reads.first() {
                 tracing::debug!(lane = %r.lane, read = %crate::plate::redact(&r.candidate.text),
                     "a passing read beside another pass: no decision");
             }
-            return (Vec::new(), None);
+            // Still checked against the blocked plates (quietly: no event unless it raises an alert).
+            let quiet = if clear > 0 {
+                p.decide(&self.cfg, &self.opens, true)
+                    .into_iter()
+                    .filter_map(|e| match e {
+                        TrackEvent::Decide(mut v) => {
+                            v.quiet = true;
+                            Some(TrackEvent::Decide(v))
+                        }
+                        // "same vehicle" as one the gate opened for: nothing to check
+                        TrackEvent::SameVehicle { .. } => None,
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            return (quiet, None);
         }
         let out = p.decide(&self.cfg, &self.opens, true);
         if let Some(text) = &p.decided {
@@ -512,6 +544,7 @@ fn voted_read(
         best_bbox: best.map(|r| r.candidate.bbox).unwrap_or_default(),
         best_frame: best.map(|r| r.frame_seq).unwrap_or_default(),
         early,
+        quiet: false,
     }
 }
 
@@ -734,15 +767,22 @@ mod tests {
         }
     }
 
+    /// The decisions that may open the gate or be recorded as they are (quiet ones left out).
     fn decided(events: &[TrackEvent]) -> Vec<String> {
+        decisions(events, false)
+    }
+
+    /// The quiet decisions: checked against the blocked plates only.
+    fn quiet(events: &[TrackEvent]) -> Vec<String> {
+        decisions(events, true)
+    }
+
+    fn decisions(events: &[TrackEvent], quiet: bool) -> Vec<String> {
         events
             .iter()
-            .filter_map(|e| {
-                if let TrackEvent::Decide(v) = e {
-                    Some(v.text.clone())
-                } else {
-                    None
-                }
+            .filter_map(|e| match e {
+                TrackEvent::Decide(v) if v.quiet == quiet => Some(v.text.clone()),
+                _ => None,
             })
             .collect()
     }
@@ -917,13 +957,16 @@ mod tests {
         events.extend(tr.on_frame(vec![read("ABC123", 0.96, 100), placed("SKAA24", 0.15, 100, far)]));
         events.extend(tr.on_frame(vec![read("ABC123", 0.96, 200), placed("SKAA2", 0.12, 200, far)]));
         events.extend(tr.on_idle(t(2000)));
-        // one clear read of a sticker, then weak ones: no decision; a sticker read only weakly, neither
+        // one clear read of a sticker, then weak ones: no decision, only the quiet check against the
+        // blocked plates; a sticker read only weakly, neither
         assert_eq!(decided(&events), vec!["ABC123"]);
+        assert_eq!(quiet(&events), vec!["SKA75"]);
         let mut tr = Tracker::new(cfg(), RecentOpens::default());
         let mut events = tr.on_frame(vec![read("ABC123", 0.95, 0), placed("SK1", 0.3, 0, far)]);
         events.extend(tr.on_frame(vec![read("ABC123", 0.96, 100), placed("SK1", 0.3, 100, far)]));
         events.extend(tr.finish());
         assert_eq!(decided(&events), vec!["ABC123"]);
+        assert!(quiet(&events).is_empty());
         // the same read alone in its frames is a vehicle seen once: reported when it leaves
         let mut tr = Tracker::new(cfg(), RecentOpens::default());
         assert_eq!(decided(&tr.on_frame(vec![placed("SKA75", 0.9, 0, far)])).len(), 0);
@@ -944,6 +987,59 @@ mod tests {
         }
         events.extend(tr.finish());
         assert_eq!(decided(&events), vec!["JCY4712"]);
+    }
+
+    /// Reads as a vehicle drives off the loop: the best read of its plate's place is a misread two
+    /// characters off, a second box there reads the plate. The place is the vehicle's: no new pass.
+    #[test]
+    fn a_place_where_any_box_reads_the_vehicle_driving_off_is_that_vehicle() {
+        let mut tr = Tracker::new(cfg(), RecentOpens::default());
+        tr.on_presence(true, t(0));
+        let plate = Rect::new(300, 300, 120, 40);
+        tr.on_frame(vec![placed("JCY4712", 0.95, 0, plate)]);
+        assert_eq!(
+            decided(&tr.on_frame(vec![placed("JCY4712", 0.96, 100, plate)])),
+            vec!["JCY4712"]
+        );
+        tr.on_presence(false, t(2000));
+        let mut events = Vec::new();
+        for k in 0..4 {
+            events.extend(tr.on_frame(vec![
+                placed("JGY4T12", 0.9, 2100 + k * 100, plate),
+                placed("JCY4712", 0.8, 2100 + k * 100, Rect::new(305, 302, 110, 38)),
+            ]));
+        }
+        events.extend(tr.finish());
+        assert!(decided(&events).is_empty(), "{events:?}");
+        assert!(events.iter().all(|e| matches!(e, TrackEvent::SameVehicle { .. })));
+    }
+
+    /// A frame with as many reads as `max_plates` allows (8) never closes the pass of the vehicle waiting
+    /// at the gate: only passes not read in this frame give way.
+    #[test]
+    fn a_crowded_frame_does_not_push_out_the_waiting_vehicle() {
+        let mut tr = Tracker::new(cfg(), RecentOpens::default());
+        tr.on_presence(true, t(0));
+        let gate = Rect::new(600, 600, 120, 40);
+        let mut events = Vec::new();
+        for k in 0..6i64 {
+            let mut reads = vec![placed("ABC123", 0.8, k * 100, gate)];
+            // seven signs, stickers and bits of text, different ones in each frame
+            for n in 0..7i32 {
+                let text = format!("X{k}Y{n}Z");
+                reads.push(placed(
+                    &text,
+                    0.6,
+                    k * 100,
+                    Rect::new(n * 80, 20 + k as i32 * 60, 60, 20),
+                ));
+            }
+            events.extend(tr.on_frame(reads));
+        }
+        assert!(tr.passes.len() <= MAX_PASSES);
+        events.extend(tr.on_presence(false, t(1000)));
+        let waiting: Vec<String> = decided(&events).into_iter().filter(|t| t == "ABC123").collect();
+        assert_eq!(waiting.len(), 1, "decided once, not once per frame: {events:?}");
     }
 
     #[test]

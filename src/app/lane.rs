@@ -167,8 +167,9 @@ pub(super) async fn decision_loop(mut ctx: DecisionCtx) {
         tokio::select! {
             v = ctx.voted.recv(), if reads_open => match v {
                 Some(v) => match decide_and_act(&ctx, v) {
-                    (e, None) => backlog.push_back(e),
-                    (mut e, Some((reply, within))) => {
+                    None => {}
+                    Some((e, None)) => backlog.push_back(e),
+                    Some((mut e, Some((reply, within)))) => {
                         answering.spawn(async move {
                             e.gate_result = Some(gate_result(reply, within).await);
                             e
@@ -270,10 +271,15 @@ fn time_to_relay(
 }
 
 /// Decides one voted read and commands the gate; the event, and when the gate was commanded, where its
-/// answer comes and how long to wait for it.
-pub(super) fn decide_and_act(ctx: &DecisionCtx, v: VotedRead) -> (GateEvent, Option<(GateReply, Duration)>) {
+/// answer comes and how long to wait for it. A quiet read (a passing read beside another pass) that raises
+/// no alert gives no event.
+pub(super) fn decide_and_act(ctx: &DecisionCtx, v: VotedRead) -> Option<(GateEvent, Option<(GateReply, Duration)>)> {
     let now = ctx.clock.now();
     let decision = decide_read(&v, &ctx.allowlist, &ctx.cfg, now, ctx.gate.in_lockdown());
+    if v.quiet && !decision.alert {
+        tracing::debug!(lane = %v.lane, reason = %decision.reason, "a passing read beside another pass: no event");
+        return None;
+    }
     ctx.decisions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let (mut gate_result, mut reply) = (None, None);
     if decision.action == Action::Open {
@@ -333,7 +339,7 @@ pub(super) fn decide_and_act(ctx: &DecisionCtx, v: VotedRead) -> (GateEvent, Opt
     if ctx.cfg.panel.is_some() {
         ctx.live.publish(crate::panel::LiveEvent::from_event(&event));
     }
-    (event, reply)
+    Some((event, reply))
 }
 
 /// The decision stage ([`access::stage`]) on the current allowlist snapshot, with the site's rules.
@@ -347,7 +353,8 @@ pub fn decide_read(
     let read = access::stage::PassRead {
         text: &v.text,
         chars: &v.chars,
-        reads: v.reads,
+        // a quiet read never opens: it counts as too few reads
+        reads: if v.quiet { 0 } else { v.reads },
     };
     let rules = access::stage::Rules {
         access: &cfg.access,
@@ -422,5 +429,74 @@ mod tests {
         assert_eq!(reply.await.expect("answer"), gate::GateOutcome::NoVehicle);
         assert!(started.elapsed() < Duration::from_secs(1));
         assert_eq!(pulses(&t), 0);
+    }
+}
+
+#[cfg(test)]
+mod quiet_tests {
+    use super::*;
+    use crate::access::{Allowlist, Entry, Kind};
+    use crate::recognize::CharRead;
+
+    const CONFIG: &str = r#"
+[site]
+name = "test"
+timezone = "UTC"
+data_dir = "data"
+[recognize]
+manifest = "Cargo.toml"
+[relays.main]
+kind = "simulated"
+[[lanes]]
+name = "entry"
+source = "demo.avi"
+relay = "main"
+"#;
+
+    fn voted(text: &str, reads: usize, quiet: bool) -> VotedRead {
+        let chars: Vec<CharRead> = text
+            .chars()
+            .map(|ch| CharRead {
+                ch,
+                conf: 0.99,
+                alt: None,
+            })
+            .collect();
+        VotedRead {
+            lane: Arc::from("entry"),
+            text: text.into(),
+            chars,
+            confidence: 0.99,
+            reads,
+            first_seen: chrono::Utc::now(),
+            decided_at: chrono::Utc::now(),
+            alternatives: Vec::new(),
+            best_crop: Vec::new(),
+            best_bbox: Default::default(),
+            best_frame: 0,
+            early: false,
+            quiet,
+        }
+    }
+
+    /// A quiet read (a passing read beside another pass) never opens, even for a listed plate with
+    /// enough reads, but a blocked plate read that way still raises the alert.
+    #[test]
+    fn a_quiet_read_never_opens_but_a_blocked_one_still_alerts() {
+        let cfg = crate::config::parse(CONFIG, std::path::Path::new(env!("CARGO_MANIFEST_DIR"))).expect("config");
+        let list = SharedAllowlist::new(Allowlist::new(
+            vec![
+                Entry::new("ABC123", Kind::Resident),
+                Entry::new("BAD666", Kind::Blocked),
+            ],
+            1,
+        ));
+        let now = chrono::Utc::now();
+        let loud = decide_read(&voted("ABC123", 3, false), &list, &cfg, now, false);
+        assert_eq!(loud.action, Action::Open);
+        let quiet = decide_read(&voted("ABC123", 3, true), &list, &cfg, now, false);
+        assert_eq!((quiet.action, quiet.alert), (Action::Deny, false));
+        let blocked = decide_read(&voted("BAD666", 1, true), &list, &cfg, now, false);
+        assert_eq!((blocked.action, blocked.alert), (Action::Deny, true));
     }
 }

@@ -391,6 +391,11 @@ fn run_pass(
                     reads: v.reads,
                 };
                 let d = access::stage::decide_pass(read, list, rules, v.decided_at, false);
+                if v.quiet {
+                    // As in the daemon: a passing read beside another pass is recorded only with an alert
+                    // (the benchmark's list holds no blocked plates), and never opens.
+                    continue;
+                }
                 let opened = (d.action == Action::Open).then(|| d.matched.map(|m| m.plate)).flatten();
                 if opened.is_some() {
                     opens.record(&v.text, v.decided_at);

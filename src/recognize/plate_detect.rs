@@ -136,8 +136,9 @@ pub const CLOSE_FROM: f32 = 0.45;
 /// plates are a few dozen pixels, and its boxes come out about twice too big), the coarse one from
 /// [`COARSE_FROM`] up (the full-size detector never saw plates that big in training and either misses them
 /// or boxes a part), the close one from [`CLOSE_FROM`] up. Boxes in their pass's range go first, then the
-/// rest, each group best first; a box overlapping a kept one (IoU >= 0.3) or lying mostly inside one, or
-/// holding one mostly inside it, is the same plate and is dropped; the thresholds apply as for one pass.
+/// rest, each group best first; a box overlapping a kept one (IoU >= 0.3) or lying mostly inside one at
+/// most twice its width, or holding such a one, is the same plate and is dropped; the thresholds apply as
+/// for one pass.
 pub fn merge_scales(
     fine: Vec<PlateBox>,
     coarse: Vec<PlateBox>,
@@ -156,7 +157,10 @@ pub fn merge_scales(
     let mut kept: Vec<PlateBox> = Vec::new();
     for (_, b) in all {
         let needed = if kept.is_empty() { th.first } else { th.next };
-        let same = |k: &PlateBox| k.iou(&b) >= 0.3 || k.inside(&b) >= 0.6 || b.inside(k) >= 0.6;
+        // A box lying mostly inside another of at most twice its width is a second box on that plate; a
+        // much smaller one inside a big box (a plate inside a tailgate's text block) is a plate of its own.
+        let inside = |small: &PlateBox, big: &PlateBox| small.inside(big) >= 0.6 && small.w >= 0.5 * big.w;
+        let same = |k: &PlateBox| k.iou(&b) >= 0.3 || inside(k, &b) || inside(&b, k);
         if b.score >= needed && !kept.iter().any(same) {
             kept.push(b);
             if kept.len() == max_boxes {
@@ -270,8 +274,14 @@ mod tests {
         let got = merge_scales(fine, coarse, vec![], 1280.0, th, 2);
         // in-range boxes first, best first; the 0.45 second plate is under `next`; two at most
         assert_eq!(got.iter().map(|b| b.score).collect::<Vec<_>>(), vec![0.8, 0.7]);
-        // a box mostly inside a kept one is the same plate, whatever the IoU
-        let fine = vec![pb(100.0, 100.0, 300.0, 100.0, 0.9), pb(120.0, 110.0, 80.0, 60.0, 0.8)];
+        // a box mostly inside a kept one of at most twice its width is the same plate, whatever the IoU
+        let fine = vec![pb(100.0, 100.0, 300.0, 100.0, 0.9), pb(120.0, 110.0, 160.0, 60.0, 0.8)];
         assert_eq!(merge_scales(fine, Vec::new(), vec![], 1280.0, th, 4).len(), 1);
+        // ... but a plate inside a much bigger box (a tailgate's text block that the close pass boxes with
+        // a better score) is still read
+        let close = vec![pb(300.0, 200.0, 640.0, 300.0, 0.9)];
+        let fine = vec![pb(560.0, 420.0, 120.0, 50.0, 0.7)];
+        let got = merge_scales(fine.clone(), Vec::new(), close.clone(), 1280.0, th, 3);
+        assert_eq!(got, vec![close[0], fine[0]]);
     }
 }
