@@ -20,7 +20,6 @@ use crate::plate;
 use crate::recognize::PlateReader;
 use crate::track::{self, PlateRead, VotedRead};
 
-/// Recognition for one lane, on its own thread: newest frame in, its plate reads out.
 /// Where a lane's recognition thread records its times.
 #[derive(Clone)]
 pub(super) struct LaneTiming {
@@ -29,6 +28,8 @@ pub(super) struct LaneTiming {
     pub(super) clock: Option<SharedClock>,
 }
 
+/// Recognition for one lane, on its own thread: newest frame in, all its plate reads out (best first,
+/// one message per frame, each read with its crop).
 pub(super) fn recognize_loop(
     mut reader: Box<dyn PlateReader>,
     slot: Arc<LatestSlot<Frame>>,
@@ -124,9 +125,28 @@ pub(super) fn encode_crop(image: &Mat, bbox: Rect) -> opencv::Result<Vec<u8>> {
     let crop = Mat::roi(image, r)?;
     let mut buf: Vector<u8> = Vector::new();
     let params: Vector<i32> = Vector::from_slice(&[opencv::imgcodecs::IMWRITE_JPEG_QUALITY, 90]);
-    opencv::imgcodecs::imencode(".jpg", &crop, &mut buf, &params)?;
+    if r.width > CROP_MAX_WIDTH {
+        // A close-up plate (half the frame) is as legible at this width and a fraction of the work: every
+        // read of a frame is encoded on the recognition thread.
+        let h = (r.height * CROP_MAX_WIDTH / r.width).max(1);
+        let mut small = Mat::default();
+        opencv::imgproc::resize(
+            &crop,
+            &mut small,
+            opencv::core::Size::new(CROP_MAX_WIDTH, h),
+            0.0,
+            0.0,
+            opencv::imgproc::INTER_AREA,
+        )?;
+        opencv::imgcodecs::imencode(".jpg", &small, &mut buf, &params)?;
+    } else {
+        opencv::imgcodecs::imencode(".jpg", &crop, &mut buf, &params)?;
+    }
     Ok(buf.to_vec())
 }
+
+/// Widest plate crop stored with an event (pixels); wider ones are scaled down to it.
+const CROP_MAX_WIDTH: i32 = 400;
 
 pub(super) struct DecisionCtx {
     pub(super) cfg: Config,
@@ -433,7 +453,7 @@ mod tests {
 }
 
 #[cfg(test)]
-mod quiet_tests {
+mod read_tests {
     use super::*;
     use crate::access::{Allowlist, Entry, Kind};
     use crate::recognize::CharRead;
@@ -477,6 +497,29 @@ relay = "main"
             early: false,
             quiet,
         }
+    }
+
+    /// A close-up plate's crop is stored at most CROP_MAX_WIDTH wide; a distant one as it is.
+    #[test]
+    fn a_close_up_crop_is_scaled_down_a_distant_one_kept() {
+        let frame = Mat::new_rows_cols_with_default(720, 1280, opencv::core::CV_8UC3, opencv::core::Scalar::all(128.0))
+            .expect("frame");
+        let size = |jpeg: Vec<u8>| {
+            let m = opencv::imgcodecs::imdecode(&Vector::<u8>::from_slice(&jpeg), opencv::imgcodecs::IMREAD_COLOR)
+                .expect("decodes");
+            (m.cols(), m.rows())
+        };
+        assert_eq!(
+            size(encode_crop(&frame, Rect::new(100, 200, 800, 300)).expect("crop")),
+            (400, 150)
+        );
+        assert_eq!(
+            size(encode_crop(&frame, Rect::new(100, 200, 120, 40)).expect("crop")),
+            (120, 40)
+        );
+        assert!(encode_crop(&frame, Rect::new(2000, 200, 120, 40))
+            .expect("crop")
+            .is_empty());
     }
 
     /// A quiet read (a passing read beside another pass) never opens, even for a listed plate with

@@ -191,11 +191,17 @@ impl Manifest {
                 ));
             }
             let close = spec.input.close_max_side;
-            if close > 0 && (coarse == 0 || close < 64 || close >= coarse) {
+            if close > 0 && coarse == 0 {
                 return Err(format!(
-                    "model {}: input.close_max_side = {close} is not usable; it needs a coarse pass and must be \
-                     at least 64 and below input.coarse_max_side = {coarse} (0 = no close pass; 128 suits a 224 \
-                     coarse pass)",
+                    "model {}: input.close_max_side = {close} needs a coarse pass; set input.coarse_max_side \
+                     (224 suits a 640 detector) or remove close_max_side",
+                    spec.file
+                ));
+            }
+            if close > 0 && (close < 64 || close >= coarse) {
+                return Err(format!(
+                    "model {}: input.close_max_side = {close} is not usable; it must be at least 64 and below \
+                     input.coarse_max_side = {coarse} (0 = no close pass; 128 suits a 224 coarse pass)",
                     spec.file
                 ));
             }
