@@ -527,8 +527,8 @@ fn plate_box(text: Rect, cols: i32, rows: i32) -> Rect {
 
 impl OnnxPlateReader {
     /// Plates in `view` (whole-plate detector), best first, in view pixels with their scores: the pass at
-    /// the model's `max_side`, merged with the coarse pass (`coarse_max_side`) and the close pass (`close_max_side`) when the
-    /// manifest asks for them.
+    /// the model's `max_side`, merged with the coarse pass (`coarse_max_side`) and the close pass
+    /// (`close_max_side`) when the manifest asks for them.
     fn plate_boxes(&mut self, view: &Mat) -> Result<Vec<(Rect, f32)>, RecognizeError> {
         let Some(PlateDetector { spec, .. }) = self.pipeline.plate_detector() else {
             return Ok(Vec::new());
