@@ -177,7 +177,7 @@ fn plate_reader_trains_exports_and_loads() {
     let m = repo().join("models");
     let base = m.join("ch_PP-OCRv4_rec_infer.onnx");
     // The committed command's options (crops cut like a detector box's, the cleaned Brazilian crops when
-    // that dataset is beside the bench) and the dim-plate one.
+    // that dataset is beside the bench), the dim-plate one and the camera one (motion blur, compression).
     let mut options = vec![
         "--batch",
         "4",
@@ -186,6 +186,8 @@ fn plate_reader_trains_exports_and_loads() {
         "--det-margins",
         "1",
         "--dim",
+        "0.5",
+        "--camera",
         "0.5",
     ];
     let br = bench.join("../openalpr-train-detector/br");

@@ -30,8 +30,13 @@ makes on the training frames (DET_EDGE: mean and spread of each edge, measured 2
 box's width each side, a quarter of its height). The reader's exact read had changed with a few pixels of box
 movement (models/train/README.md, "Detector: dusk and distant plates"); this trains it on the boxes it
 gets. Without the option the random stream is unchanged.
+
+`--camera P` (issue 21): a share P of the real plates is given what a gate camera's stream adds after the
+plate's resolution: motion blur along the approach and the stream's compression (`camera`). Without the
+option the random stream is unchanged.
 """
 import argparse
+import io
 import math
 import os
 import random
@@ -220,10 +225,33 @@ def dim_and_stretch(rng, arr):
     return ((arr / 255.0 - 0.5) / 0.5).transpose(2, 0, 1).astype(np.float32)
 
 
-def augment(rng, im, box, det_like=False, dim=False):
+def camera(rng, crop):
+    """The plate as a gate camera's stream gives it (`--camera`): motion blur along the approach (a box
+    kernel 2-6 px long at the plate's size, vertical; one in four diagonal for a car still turning in),
+    then the stream's compression (JPEG, quality 35-85; each 8 x 8 block at the plate's size)."""
+    arr = np.asarray(crop, dtype=np.float32)
+    n = rng.randint(2, 6)
+    kernel = np.zeros((n, n), dtype=np.float32)
+    if rng.random() < 0.25:
+        kernel[np.arange(n), np.arange(n)[:: rng.choice([1, -1])]] = 1.0 / n
+    else:
+        kernel[:, n // 2] = 1.0 / n
+    pad = ((n // 2, n - 1 - n // 2), (n // 2, n - 1 - n // 2), (0, 0))
+    src = np.pad(arr, pad, mode="edge")
+    out = np.zeros_like(arr)
+    for dy, dx in zip(*np.nonzero(kernel)):
+        out += kernel[dy, dx] * src[dy:dy + arr.shape[0], dx:dx + arr.shape[1]]
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(out, 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=rng.randint(35, 85))
+    buf.seek(0)
+    return Image.open(buf).convert("RGB")
+
+
+def augment(rng, im, box, det_like=False, dim=False, cam=False):
     """A random view of the plate at `box` in `im`: margins, skew, resolution, blur, colour, noise.
     `det_like`: the margins of a detector box (det_crop) rather than uniform ones; `dim`: darkened and
-    stretched as the daemon stretches a dim plate (dim_and_stretch) instead of the colour jitter."""
+    stretched as the daemon stretches a dim plate (dim_and_stretch) instead of the colour jitter; `cam`:
+    motion blur and stream compression (camera) after the resolution step."""
     x, y, w, h = box
     if rng.random() < 0.15:
         # small rotation / shear around the plate (perspective-like)
@@ -242,6 +270,8 @@ def augment(rng, im, box, det_like=False, dim=False):
     if crop.width > target_w and rng.random() < 0.6:
         k = target_w / crop.width
         crop = crop.resize((max(8, int(crop.width * k)), max(4, int(crop.height * k))), Image.BILINEAR)
+    if cam:
+        crop = camera(rng, crop)
     if rng.random() < 0.2:
         crop = crop.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.3)))
     arr = np.asarray(crop.resize((W, H), Image.BILINEAR), dtype=np.float32)
@@ -335,6 +365,9 @@ def main():
     ap.add_argument("--dim", type=float, default=0.0,
                     help="share of real plates darkened with sensor noise and then contrast-stretched as the "
                          "daemon does (dim_and_stretch); 0 (default) leaves the random stream as before")
+    ap.add_argument("--camera", type=float, default=0.0,
+                    help="share of real plates given a gate camera's motion blur and stream compression "
+                         "(camera); 0 (default) leaves the random stream as before")
     args = ap.parse_args()
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -374,7 +407,8 @@ def main():
                 # (no extra draw without --det-margins either)
                 det_like = bool(args.det_margins) and s[3] is not None and rng.random() < args.det_margins
                 dim = bool(args.dim) and rng.random() < args.dim
-                x, text = augment(rng, im, box, det_like, dim), s[4]
+                cam = bool(args.camera) and rng.random() < args.camera
+                x, text = augment(rng, im, box, det_like, dim, cam), s[4]
             xs.append(x)
             texts.append(text)
         logits = model.net(torch.from_numpy(np.stack(xs)))
