@@ -177,7 +177,8 @@ fn plate_reader_trains_exports_and_loads() {
     let m = repo().join("models");
     let base = m.join("ch_PP-OCRv4_rec_infer.onnx");
     // The committed command's options (crops cut like a detector box's, the cleaned Brazilian crops when
-    // that dataset is beside the bench), the dim-plate one and the camera one (motion blur, compression).
+    // that dataset is beside the bench, and `--camera`, here on every plate so that its code surely runs)
+    // and the dim-plate one.
     let mut options = vec![
         "--batch",
         "4",
@@ -188,7 +189,7 @@ fn plate_reader_trains_exports_and_loads() {
         "--dim",
         "0.5",
         "--camera",
-        "0.5",
+        "1",
     ];
     let br = bench.join("../openalpr-train-detector/br");
     let br = br.to_str().expect("utf8").to_string();

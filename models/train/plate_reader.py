@@ -227,7 +227,7 @@ def dim_and_stretch(rng, arr):
 
 def camera(rng, crop):
     """The plate as a gate camera's stream gives it (`--camera`): motion blur along the approach (a box
-    kernel 2-6 px long at the plate's size, vertical; one in four diagonal for a car still turning in),
+    kernel of 2-6 taps at the plate's size, vertical; one in four diagonal for a car still turning in),
     then the stream's compression (JPEG, quality 35-85; each 8 x 8 block at the plate's size)."""
     arr = np.asarray(crop, dtype=np.float32)
     n = rng.randint(2, 6)
