@@ -61,8 +61,10 @@ fn plate_detector_trains_exports_and_loads() {
     };
     require_models();
     let dir = tempfile::tempdir().expect("tmp");
-    // The committed command's options, each sample taking them (text negatives, dusk, distant plates).
-    let options = [
+    // The committed command's options, each sample taking them (text negatives, dusk, distant plates), and
+    // real plate crops pasted in place of every rendered one (with the Brazilian crops when that dataset is
+    // beside the bench).
+    let mut options = vec![
         "--batch",
         "2",
         "--text-negatives",
@@ -71,7 +73,14 @@ fn plate_detector_trains_exports_and_loads() {
         "0.5",
         "--small",
         "0.5",
+        "--real-plates",
+        "1",
     ];
+    let br = bench.join("../openalpr-train-detector/br");
+    let br = br.to_str().expect("utf8").to_string();
+    if std::path::Path::new(&br).is_dir() {
+        options.extend(["--br-crops", br.as_str()]);
+    }
     let (float, _) = train_briefly(dir.path(), "plate_detector.py", &options);
     // The shipped detector is the trained one quantized to 8 bits: quantize this one the same way.
     let onnx = dir.path().join("plate_detector.int8.onnx");
@@ -178,7 +187,7 @@ fn plate_reader_trains_exports_and_loads() {
     let base = m.join("ch_PP-OCRv4_rec_infer.onnx");
     // The committed command's options (crops cut like a detector box's, the cleaned Brazilian crops when
     // that dataset is beside the bench, and `--camera`, here on every plate so that its code surely runs)
-    // and the dim-plate one.
+    // and the dim-plate one, and half the batch synthetic with every synthetic plate split by an emblem.
     let mut options = vec![
         "--batch",
         "4",
@@ -190,13 +199,35 @@ fn plate_reader_trains_exports_and_loads() {
         "0.5",
         "--camera",
         "1",
+        "--synthetic",
+        "0.5",
+        "--emblems",
+        "1",
     ];
     let br = bench.join("../openalpr-train-detector/br");
     let br = br.to_str().expect("utf8").to_string();
     if std::path::Path::new(&br).is_dir() {
         options.extend(["--br-crops", br.as_str()]);
     }
-    let (onnx, sha) = train_briefly(dir.path(), "plate_reader.py", &options);
+    let (brief, _) = train_briefly(dir.path(), "plate_reader.py", &options);
+    // soup.py averages it with the committed reader (two exports of the same graph) into the reader loaded
+    // below, and refuses a file of another graph, naming what differs.
+    let soup = |inputs: &[&std::path::Path], out: &std::path::Path| {
+        Command::new("python3")
+            .arg(repo().join("models/train/soup.py"))
+            .arg("--out")
+            .arg(out)
+            .args(inputs)
+            .output()
+            .expect("python3")
+    };
+    let onnx = dir.path().join("soup.onnx");
+    let o = soup(&[&brief, &m.join("plate_reader.onnx")], &onnx);
+    assert!(o.status.success(), "soup.py failed:\n{}", text(&o));
+    let sha = hex::encode(Sha256::digest(std::fs::read(&onnx).expect("soup")));
+    let o = soup(&[&brief, &m.join("plate_detector.onnx")], &dir.path().join("mixed.onnx"));
+    assert!(!o.status.success(), "soup.py averaged a reader with a detector");
+    assert!(text(&o).contains("differ"), "{}", text(&o));
     let committed = std::fs::read_to_string(m.join("manifest.toml")).expect("manifest");
     let detector = committed
         .split("[[model]]")

@@ -12,7 +12,10 @@ their plate boxes, plus synthetic plates rendered with Debian's DejaVu fonts pas
 heavy scale/crop/colour augmentation. `--text-negatives P` paints, on a share P of the samples, 1-3
 unlabelled lines of vehicle text (phone, fleet and DOT numbers, trade words, web addresses; no border, in
 other fonts and colours) beside the plate or anywhere, so that a van's phone number is not taken for its
-plate (issue 21). Prints the validation split's recall (IoU >= 0.4) at the end.
+plate (issue 21). `--real-plates P` pastes, for a share P of the pasted plates, a real whole-plate crop (the
+training split of the bench's US crops, and with `--br-crops DIR` the cleaned Brazilian crops' training part)
+instead of a rendered one (tried 2026-12-07, not in the committed command; models/train/README.md).
+Prints the validation split's recall (IoU >= 0.4) at the end.
 Seeded; runs on CPU (about 15 minutes on 2 cores for the committed model's 1600 steps).
 """
 import argparse
@@ -29,12 +32,14 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from split import endtoend_plates  # noqa: E402
+from split import endtoend_plates, is_val  # noqa: E402
 
 STRIDE = 8  # --stride
 DARK = 0.0  # --dark
 SMALL = 0.0  # --small
 TEXT = 0.0  # --text-negatives
+REAL = 0.0  # --real-plates
+REAL_PLATES = []  # (path, text) of the real whole-plate crops pasted with --real-plates
 PATCH = 320
 FONTS = [
     "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
@@ -44,6 +49,36 @@ FONTS = [
 
 PLATE_COLOURS = [(240, 240, 235), (250, 250, 250), (230, 235, 245), (255, 230, 120), (210, 230, 210)]
 INK_COLOURS = [(20, 20, 20), (30, 40, 120), (120, 20, 20), (20, 80, 30)]
+
+
+def load_real_plates(bench, br_src):
+    """The training parts of the real whole-plate crops: the benchmark's US crops (whole plates with their state
+    graphics, split by models/train/split.py) and, with --br-crops, the cleaned Brazilian crops (br_crops.py)."""
+    out = []
+    d = os.path.join(bench, "crops", "us")
+    with open(os.path.join(d, "labels.csv")) as f:
+        for line in f:
+            p = line.strip().split(",")
+            if len(p) >= 3 and p[0].lower() != "image" and not is_val("us", p[0]):
+                out.append(os.path.join(d, p[0]))
+    if br_src:
+        from br_crops import clean
+
+        out += [it["path"] for it in clean(br_src) if it["label"] and it["split"] == "train"]
+    return sorted(out)
+
+
+def real_plate(rng, w, cache):
+    """A real plate crop (PIL RGB) resized to width w, keeping its aspect, sometimes slightly tilted or dimmed."""
+    path = rng.choice(REAL_PLATES)
+    if ("real", path) not in cache:
+        cache[("real", path)] = Image.open(path).convert("RGB")
+    im = cache[("real", path)]
+    h = max(4, int(w * im.height / im.width * rng.uniform(0.85, 1.15)))
+    im = im.resize((w, h), Image.BILINEAR)
+    if rng.random() < 0.3:
+        im = im.rotate(rng.uniform(-6, 6), resample=Image.BILINEAR, expand=False, fillcolor=im.getpixel((0, 0)))
+    return im
 
 
 def load_frames(bench):
@@ -224,7 +259,9 @@ def sample(rng, frames, cache):
         im = im.copy()
         for _ in range(rng.randint(1, 2)):
             pw = int(rng.uniform(0.04, 0.22) * im.width)
-            if rng.random() < 0.25:  # two-row plates are smaller: 18-23 cm against 30-52 cm
+            if REAL and rng.random() < REAL:  # (no draw without --real-plates: the old command's random stream)
+                plate = real_plate(rng, max(24, pw), cache)
+            elif rng.random() < 0.25:  # two-row plates are smaller: 18-23 cm against 30-52 cm
                 plate = render_two_row_plate(rng, max(24, int(pw * 0.6)))
             else:
                 plate = render_plate(rng, max(24, pw))
@@ -372,10 +409,19 @@ def main():
                     help="share of samples with 1-3 unlabelled lines of vehicle text (phone, fleet and DOT "
                          "numbers, trade words, web addresses) painted beside the plate or anywhere; 0 (default) "
                          "leaves the samples and the random stream as before")
+    ap.add_argument("--real-plates", type=float, default=0.0,
+                    help="share of the pasted plates that are real whole-plate crops (the training part of the "
+                         "benchmark's US crops, and of the Brazilian crops with --br-crops) instead of rendered "
+                         "ones; 0 (default) leaves the samples and the random stream as before")
+    ap.add_argument("--br-crops", help="openalpr-train-detector/br folder: its cleaned training crops join "
+                                       "--real-plates (br_crops.py)")
     args = ap.parse_args()
-    global STRIDE, DARK, SMALL, TEXT
+    global STRIDE, DARK, SMALL, TEXT, REAL
     STRIDE = args.stride
-    DARK, SMALL, TEXT = args.dark, args.small, args.text_negatives
+    DARK, SMALL, TEXT, REAL = args.dark, args.small, args.text_negatives, args.real_plates
+    if REAL:
+        REAL_PLATES.extend(load_real_plates(args.bench, args.br_crops))
+        print(f"real plates to paste: {len(REAL_PLATES)}", flush=True)
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     rng = random.Random(args.seed)

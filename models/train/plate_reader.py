@@ -34,6 +34,10 @@ gets. Without the option the random stream is unchanged.
 `--camera P` (issue 21): a share P of the real plates is given what a gate camera's stream adds after the
 plate's resolution: motion blur along the approach and the stream's compression (`camera`). Without the
 option the random stream is unchanged.
+
+`--emblems P` (tried 2026-12-07, not in the committed command): a share P of the synthetic plates have a
+coloured emblem between two characters, as many US plates do (`emblem_plate`). Without the option the
+random stream is unchanged.
 """
 import argparse
 import io
@@ -53,7 +57,7 @@ from PIL import Image, ImageFilter
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from onnx_fuse import fuse_file  # noqa: E402
-from plate_detector import render_plate  # noqa: E402
+from plate_detector import FONTS, blank_plate, render_plate  # noqa: E402
 from split import endtoend_plates, is_val  # noqa: E402
 
 H, W = 48, 160
@@ -298,10 +302,63 @@ def plate_text(rng):
     return "".join(rng.choice(letters if c == "L" else digits) for c in pattern)
 
 
-def synthetic(rng):
-    """A rendered plate with its text, placed on a random background with a margin."""
+# coloured, never the ink's near-black: a dark blob between characters must not teach the reader to skip a glyph
+EMBLEM_COLOURS = [(200, 40, 30), (230, 120, 20), (30, 60, 160), (40, 120, 50), (150, 90, 50), (180, 170, 40),
+                  (110, 160, 210)]
+
+
+def emblem_plate(rng, w, text):
+    """A plate whose registration is split by an emblem between two characters, as many US plates are (a
+    state outline, an orange, a keystone, a seal; `--emblems`): the two parts drawn with a gap of 0.5-1.1
+    character widths holding a filled shape that may touch the characters beside it."""
+    from PIL import ImageDraw, ImageFont
+
+    h = max(8, int(w / rng.uniform(1.8, 2.6)))
+    im, d, fg = blank_plate(rng, w, h)
+    k = rng.randint(2, len(text) - 2) if len(text) >= 4 else 1
+    font = ImageFont.truetype(rng.choice(FONTS), max(6, int(h * rng.uniform(0.45, 0.6))))
+    gap = d.textlength("0", font=font) * rng.uniform(0.5, 1.1)
+    left, right = text[:k], text[k:]
+    path = font.path
+    tw = d.textlength(left, font=font) + gap + d.textlength(right, font=font)
+    while tw > w * 0.94 and font.size > 6:
+        gap *= 0.9
+        font = ImageFont.truetype(path, max(6, int(font.size * 0.9)))
+        tw = d.textlength(left, font=font) + gap + d.textlength(right, font=font)
+    x0, y0 = (w - tw) / 2, h * 0.22
+    d.text((x0, y0), left, fill=fg, font=font)
+    gx = x0 + d.textlength(left, font=font)
+    d.text((gx + gap, y0), right, fill=fg, font=font)
+    # the emblem: a little wider than the gap (it may touch its neighbours), about a character tall
+    ew, eh = gap * rng.uniform(0.9, 1.4), font.size * rng.uniform(0.6, 1.1)
+    cx, cy = gx + gap / 2, y0 + font.size * rng.uniform(0.45, 0.65)
+    colour = rng.choice(EMBLEM_COLOURS)
+    box = [cx - ew / 2, cy - eh / 2, cx + ew / 2, cy + eh / 2]
+    shape = rng.random()
+    if shape < 0.4:
+        d.ellipse(box, fill=colour)
+    elif shape < 0.7:
+        pts = [(cx + ew / 2 * math.cos(a) * rng.uniform(0.6, 1.0), cy + eh / 2 * math.sin(a) * rng.uniform(0.6, 1.0))
+               for a in np.linspace(0, 2 * math.pi, rng.randint(5, 9), endpoint=False)]
+        d.polygon(pts, fill=colour)
+    else:
+        d.rectangle(box, fill=colour, outline=fg)
+    if rng.random() < 0.6:
+        small = ImageFont.truetype(FONTS[0], max(5, int(h * 0.16)))
+        word = rng.choice(["TEXAS", "FLORIDA", "Pennsylvania", "MICHIGAN", "OREGON", "New Jersey", "IDAHO"])
+        d.text(((w - d.textlength(word, font=small)) / 2, h * 0.04), word, fill=fg, font=small)
+    return im
+
+
+def synthetic(rng, emblems=0.0):
+    """A rendered plate with its text, placed on a random background with a margin (a share `emblems` of
+    them split by an emblem, emblem_plate)."""
     text = plate_text(rng)
-    plate = render_plate(rng, rng.randint(90, 260), text)
+    # (no extra draw without --emblems: the old command keeps its random stream)
+    if emblems and len(text) >= 4 and rng.random() < emblems:
+        plate = emblem_plate(rng, rng.randint(90, 260), text)
+    else:
+        plate = render_plate(rng, rng.randint(90, 260), text)
     bg = Image.new("RGB", (int(plate.width * 1.5), int(plate.height * 2.0)), tuple(rng.randint(0, 255) for _ in range(3)))
     x, y = (bg.width - plate.width) // 2, (bg.height - plate.height) // 2
     bg.paste(plate, (x, y))
@@ -368,6 +425,9 @@ def main():
     ap.add_argument("--camera", type=float, default=0.0,
                     help="share of real plates given a gate camera's motion blur and stream compression "
                          "(camera); 0 (default) leaves the random stream as before")
+    ap.add_argument("--emblems", type=float, default=0.0,
+                    help="share of synthetic plates whose registration is split by an emblem (emblem_plate); 0 "
+                         "(default) leaves the random stream as before")
     args = ap.parse_args()
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -396,7 +456,7 @@ def main():
         xs, texts = [], []
         for _ in range(args.batch):
             if rng.random() < args.synthetic:
-                x, text = synthetic(rng)
+                x, text = synthetic(rng, args.emblems)
             else:
                 # (no extra draw without --br-crops: the old command keeps its random stream)
                 if br_train and rng.random() < args.br_share / (1 - args.synthetic):
