@@ -225,7 +225,10 @@ fn plate_reader_trains_exports_and_loads() {
     let o = soup(&[&brief, &m.join("plate_reader.onnx")], &onnx);
     assert!(o.status.success(), "soup.py failed:\n{}", text(&o));
     let sha = hex::encode(Sha256::digest(std::fs::read(&onnx).expect("soup")));
-    let o = soup(&[&brief, &m.join("plate_detector.onnx")], &dir.path().join("mixed.onnx"));
+    let o = soup(
+        &[&brief, &m.join("plate_detector.onnx")],
+        &dir.path().join("mixed.onnx"),
+    );
     assert!(!o.status.success(), "soup.py averaged a reader with a detector");
     assert!(text(&o).contains("differ"), "{}", text(&o));
     let committed = std::fs::read_to_string(m.join("manifest.toml")).expect("manifest");
