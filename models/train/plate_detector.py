@@ -39,7 +39,7 @@ DARK = 0.0  # --dark
 SMALL = 0.0  # --small
 TEXT = 0.0  # --text-negatives
 REAL = 0.0  # --real-plates
-REAL_PLATES = []  # (path, text) of the real whole-plate crops pasted with --real-plates
+REAL_PLATES = []  # paths of the real whole-plate crops pasted with --real-plates
 PATCH = 320
 FONTS = [
     "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
@@ -69,7 +69,7 @@ def load_real_plates(bench, br_src):
 
 
 def real_plate(rng, w, cache):
-    """A real plate crop (PIL RGB) resized to width w, keeping its aspect, sometimes slightly tilted or dimmed."""
+    """A real plate crop (PIL RGB) resized to width w (its aspect jittered by up to 15%), sometimes tilted a little."""
     path = rng.choice(REAL_PLATES)
     if ("real", path) not in cache:
         cache[("real", path)] = Image.open(path).convert("RGB")

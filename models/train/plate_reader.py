@@ -311,7 +311,7 @@ def emblem_plate(rng, w, text):
     """A plate whose registration is split by an emblem between two characters, as many US plates are (a
     state outline, an orange, a keystone, a seal; `--emblems`): the two parts drawn with a gap of 0.5-1.1
     character widths holding a filled shape that may touch the characters beside it."""
-    from PIL import ImageDraw, ImageFont
+    from PIL import ImageFont
 
     h = max(8, int(w / rng.uniform(1.8, 2.6)))
     im, d, fg = blank_plate(rng, w, h)
