@@ -30,6 +30,12 @@ fn train_briefly(dir: &std::path::Path, script: &str, extra: &[&str]) -> (std::p
     (onnx, sha)
 }
 
+/// The Brazilian crops dataset beside the bench (`--br-crops`), when it is there.
+fn br_crops(bench: &std::path::Path) -> Option<String> {
+    let br = bench.join("../openalpr-train-detector/br");
+    br.is_dir().then(|| br.to_str().expect("utf8").to_string())
+}
+
 /// `gatehouse recognize --json` on one image with the given manifest: the image's JSON object.
 fn recognize(dir: &std::path::Path, manifest: &str, image: &std::path::Path) -> serde_json::Value {
     let mpath = dir.join("manifest.toml");
@@ -76,9 +82,8 @@ fn plate_detector_trains_exports_and_loads() {
         "--real-plates",
         "1",
     ];
-    let br = bench.join("../openalpr-train-detector/br");
-    let br = br.to_str().expect("utf8").to_string();
-    if std::path::Path::new(&br).is_dir() {
+    let br = br_crops(&bench);
+    if let Some(br) = &br {
         options.extend(["--br-crops", br.as_str()]);
     }
     let (float, _) = train_briefly(dir.path(), "plate_detector.py", &options);
@@ -204,9 +209,8 @@ fn plate_reader_trains_exports_and_loads() {
         "--emblems",
         "1",
     ];
-    let br = bench.join("../openalpr-train-detector/br");
-    let br = br.to_str().expect("utf8").to_string();
-    if std::path::Path::new(&br).is_dir() {
+    let br = br_crops(&bench);
+    if let Some(br) = &br {
         options.extend(["--br-crops", br.as_str()]);
     }
     let (brief, _) = train_briefly(dir.path(), "plate_reader.py", &options);
