@@ -387,6 +387,59 @@ def evaluate(model, frames, side=640):
     return hit / max(1, len(frames))
 
 
+def folded_convs(model):
+    """The model's convolutions in the order an exported graph holds them, each with its batch norm or None."""
+    seqs = [model.s2, model.s4[0], model.s4[1], model.s8[0], model.s8[1], model.s16[0], model.s16[1],
+            model.s32[0], model.s32[1]]
+    out = [(s[0], s[1]) for s in seqs]
+    out += [(model.t32, None), (model.l16, None), (model.l8, None)]
+    if model.l4 is not None:
+        out.append((model.l4, None))
+    out += [(model.head[0][0], model.head[0][1]), (model.head[1], None)]
+    return out
+
+
+def load_folded(model, path):
+    """Loads an exported detector into `model`: each graph Conv's weights into the module of the same place;
+    a folded batch norm becomes the identity plus the folded bias (running mean 0, variance 1), so the
+    model computes what the file does as long as its batch norms stay in eval mode (freeze_bn)."""
+    import onnx
+    from onnx import numpy_helper
+
+    g = onnx.load(path).graph
+    init = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    convs = [n for n in g.node if n.op_type == "Conv"]
+    # the graph's convolutions, matched to the modules by their weight shapes in execution order
+    mods = folded_convs(model)
+    if len(convs) != len(mods):
+        raise SystemExit(f"{path}: {len(convs)} convolutions, this detector has {len(mods)} (another --stride?)")
+    by_shape = {}
+    for conv, bn in mods:
+        by_shape.setdefault(tuple(conv.weight.shape), []).append((conv, bn))
+    for n in convs:
+        w = np.array(init[n.input[1]])
+        b = np.array(init[n.input[2]]) if len(n.input) > 2 else np.zeros(w.shape[0], np.float32)
+        cands = by_shape.get(tuple(w.shape))
+        if not cands:
+            raise SystemExit(f"{path}: no convolution of shape {w.shape} here")
+        conv, bn = cands.pop(0)
+        with torch.no_grad():
+            conv.weight.copy_(torch.from_numpy(w))
+            if bn is None:
+                conv.bias.copy_(torch.from_numpy(b))
+            else:
+                bn.running_mean.zero_()
+                bn.running_var.fill_(1.0)
+                bn.weight.fill_(float(np.sqrt(1.0 + bn.eps)))
+                bn.bias.copy_(torch.from_numpy(b))
+    print(f"fine-tuning from {path} ({len(convs)} convolutions, batch norms frozen)", flush=True)
+
+
+def freeze_bn(m):
+    if isinstance(m, nn.BatchNorm2d):
+        m.eval()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bench", required=True)
@@ -415,6 +468,10 @@ def main():
                          "ones; 0 (default) leaves the samples and the random stream as before")
     ap.add_argument("--br-crops", help="openalpr-train-detector/br folder: its cleaned training crops join "
                                        "--real-plates (br_crops.py)")
+    ap.add_argument("--init", help="fine-tune: start from this float detector (an .onnx this script exported, its "
+                                   "batch norms folded into the convolutions; they stay frozen) instead of from scratch")
+    ap.add_argument("--lr", type=float, default=3e-4,
+                    help="with --init: the starting learning rate, cosine-annealed to 0 over --steps")
     args = ap.parse_args()
     global STRIDE, DARK, SMALL, TEXT, REAL
     STRIDE = args.stride
@@ -429,8 +486,13 @@ def main():
     print(f"train frames {len(frames['train'])}, validation frames {len(frames['val'])}", flush=True)
     model = PlateNet(STRIDE)
     print(f"parameters: {sum(p.numel() for p in model.parameters()):,}", flush=True)
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=args.steps, pct_start=0.1)
+    if args.init:
+        load_folded(model, args.init)
+        opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.steps)
+    else:
+        opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=args.steps, pct_start=0.1)
     cache = {}
     n = PATCH // STRIDE
     t0 = time.time()
@@ -445,6 +507,8 @@ def main():
             ms.append(m)
         x = torch.from_numpy(np.stack(xs)).float()
         heat, reg, mask = (torch.from_numpy(np.stack(v)) for v in (hs, rs, ms))
+        if args.init:
+            model.apply(freeze_bn)
         out = model(x)
         l_heat = focal(out[:, :1], heat)
         m = mask.expand(-1, 2, -1, -1)
