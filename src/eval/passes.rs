@@ -82,6 +82,10 @@ pub struct PassReport {
     pub frames_per_pass: usize,
     pub correct: usize,
     pub wrong: usize,
+    /// Of the `wrong` ones, those that differ from the truth only by look-alike characters
+    /// ([`crate::plate::confusion_class`]: 1AMW240 decided IAMW240). The access decision matches them as the
+    /// plate itself, so the gate does what it would for the truth; the event records the misread text.
+    pub wrong_lookalike: usize,
     pub no_decision: usize,
     pub median_frames_to_decision: Option<f64>,
     /// The gate opened for the car's own entry.
@@ -105,7 +109,7 @@ impl PassReport {
             }
         };
         format!(
-            "set {set}: {p} passes of {f} images; decided right {c} ({cp}), wrong plate decided {w}, no decision {n}; \
+            "set {set}: {p} passes of {f} images; decided right {c} ({cp}), wrong plate decided {w} ({wl} only by look-alikes), no decision {n}; \
              median images to the decision {m}; gate opened for the car's own entry {or} ({orp}), for another entry {ow}; \
              passes with several decisions {sp}, with a decision elsewhere in the frame (vehicle text, signs) {el} \
              ({th} thread(s))",
@@ -115,6 +119,7 @@ impl PassReport {
             c = self.correct,
             cp = pct(self.correct),
             w = self.wrong,
+            wl = self.wrong_lookalike,
             n = self.no_decision,
             m = self
                 .median_frames_to_decision
@@ -333,6 +338,11 @@ where
         frames_per_pass: opts.frames,
         correct: count(Outcome::Correct),
         wrong: count(Outcome::Wrong),
+        wrong_lookalike: results
+            .iter()
+            .filter(|r| r.outcome == Outcome::Wrong)
+            .filter(|r| r.decided.as_deref().is_some_and(|d| lookalike(d, &r.truth)))
+            .count(),
         no_decision: count(Outcome::NoDecision),
         median_frames_to_decision: median,
         opened_right: results
@@ -345,6 +355,12 @@ where
         threads,
     };
     Ok((report, results))
+}
+
+/// `a` and `b` are the same plate once look-alike characters count as one.
+fn lookalike(a: &str, b: &str) -> bool {
+    let canonical = |s: &str| -> String { s.chars().map(crate::plate::confusion_class).collect() };
+    canonical(a) == canonical(b)
 }
 
 fn run_pass(
@@ -523,5 +539,14 @@ mod tests {
         let last = &a[5];
         let px = last.at_2d::<opencv::core::Vec3b>(265, 320).expect("pixel")[0];
         assert!(px > 200, "plate centre {px}");
+    }
+
+    #[test]
+    fn a_wrong_plate_is_a_look_alike_only_when_every_difference_is_one() {
+        assert!(lookalike("IAMW240", "1AMW240"));
+        assert!(lookalike("SKSK9V", "SK5K9V"));
+        assert!(lookalike("ACQM7V", "AC0M7V"));
+        assert!(!lookalike("383JP", "383WJP"), "a dropped character");
+        assert!(!lookalike("TWP222", "TNP222"), "N and W are not look-alikes");
     }
 }

@@ -545,8 +545,13 @@ impl OnnxPlateReader {
             first,
             next: spec.next_threshold.unwrap_or(first),
         };
-        let fine = self.detect_at(view, side, th)?;
+        let far_side = spec.input.far_max_side;
+        let mut fine = self.detect_at(view, side, th)?;
         let long = view.cols().max(view.rows()) as u32;
+        // Nothing at `max_side`: the car, if any, is still far off and its plate a few dozen pixels there.
+        if far_side > side && fine.is_empty() {
+            fine = self.detect_at(view, far_side, th)?;
+        }
         let boxes = if coarse_side > 0 && coarse_side < long {
             let coarse = self.detect_at(view, coarse_side, th)?;
             let close = if close_side > 0 && close_side < coarse_side {
