@@ -7,7 +7,7 @@ recognised, the mean frame age at recognition, decisions, and the time from a fr
 pulsing (p50 / p99 over every opening, from the daemon's "relay pulsed" log lines); then the ratios of
 motion-gated to every-frame CPU, measured in this one run.
 
-    python3 scripts/lane-load.py [--fps 15] [--seconds 30] [--lanes 2]
+    python3 scripts/lane-load.py [--fps 15] [--seconds 30] [--lanes 2] [--manifest M]
 
 Needs a release build (cargo build --release), scripts/setup.sh's packages, and the models.
 """
@@ -63,6 +63,9 @@ def serve(video, port):
     return p
 
 
+MANIFEST = os.path.join(ROOT, "models", "manifest.toml")
+
+
 def config(dir, url, lanes, motion, metrics_port):
     data = os.path.join(dir, "data")
     text = f"""
@@ -72,7 +75,7 @@ timezone = "UTC"
 data_dir = "{data}"
 
 [recognize]
-manifest = "{ROOT}/models/manifest.toml"
+manifest = "{MANIFEST}"
 onnxruntime = "{ROOT}/vendor/onnxruntime/libonnxruntime.so.1"
 detector_max_side = 640
 
@@ -171,12 +174,15 @@ def pct(xs, q):
 
 
 def main():
+    global MANIFEST
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fps", type=int, default=15)
     ap.add_argument("--seconds", type=float, default=30, help="measured window per run")
     ap.add_argument("--warmup", type=float, default=6, help="seconds before the window (models load, streams start)")
     ap.add_argument("--lanes", type=int, default=2)
+    ap.add_argument("--manifest", default=MANIFEST, help="model manifest (default: the shipped one)")
     args = ap.parse_args()
+    MANIFEST = os.path.abspath(args.manifest)
     if not os.access(BIN, os.X_OK):
         sys.exit("lane-load: build first: cargo build --release")
     for tool in ("ffmpeg", "/usr/bin/python3"):
