@@ -178,6 +178,45 @@ produced_by = "fetch-models.sh"
     );
 }
 
+/// `plate_detector.py --init` starts from an exported detector: with a learning rate of 0, two steps
+/// later the export computes what the committed detector does (its folded batch norms loaded as the
+/// identity plus bias and kept frozen), so a fine-tune starts exactly where the committed model is.
+#[test]
+fn plate_detector_fine_tunes_from_an_exported_detector() {
+    let Some(_) = bench_dir() else {
+        eprintln!("SKIP: ../shared/datasets/openalpr-bench is absent; training smoke test not run");
+        return;
+    };
+    require_models();
+    let dir = tempfile::tempdir().expect("tmp");
+    let committed = repo().join("models/plate_detector.onnx");
+    let committed = committed.to_str().expect("utf8");
+    let (tuned, _) = train_briefly(
+        dir.path(),
+        "plate_detector.py",
+        &["--batch", "2", "--init", committed, "--lr", "0"],
+    );
+    let o = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sys, numpy as np, onnxruntime as ort\n\
+             a, b = (ort.InferenceSession(p, providers=['CPUExecutionProvider']) for p in sys.argv[1:3])\n\
+             x = np.random.RandomState(0).rand(1, 3, 352, 640).astype(np.float32) * 2 - 1\n\
+             d = float(np.abs(a.run(None, {'image': x})[0] - b.run(None, {'image': x})[0]).max())\n\
+             print(d)\n\
+             sys.exit(0 if d < 1e-4 else 1)\n",
+        )
+        .arg(committed)
+        .arg(&tuned)
+        .output()
+        .expect("python3");
+    assert!(
+        o.status.success(),
+        "the fine-tune's start differs from the committed detector:\n{}",
+        text(&o)
+    );
+}
+
 /// Two fine-tuning steps of the whole-plate reader from the PP-OCRv4 base, exported to ONNX, then used by
 /// the daemon beside the committed plate detector: the exported geometry and classes fit the Rust side.
 #[test]
