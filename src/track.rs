@@ -559,7 +559,8 @@ fn strong(r: &PlateRead) -> bool {
 /// Three clear reads agreeing decide without a confident one only when one of them is at least this
 /// sure: reads that all sit just above [`WEAK_READ`] are a plate still too far or blurred, and agree on
 /// the same slip as often as on the plate (SK5K9V read SKSK9V at 0.52-0.64 three times, then SK5K9V at
-/// 0.97 once closer). Set on the training split's whole passes (docs/recognition.md, "A far detector pass, a stricter three-read rule", 2026-12-07).
+/// 0.97 once closer). Set on the training split's whole passes (docs/recognition.md, "A far detector
+/// pass, a stricter three-read rule", 2026-12-07).
 const AGREEING_CLEAR: f32 = 0.7;
 
 /// The last `n` clear reads when they read the same text and one of them is at least `confident`, or the
