@@ -622,7 +622,7 @@ fn overlaps(a: Rect, b: Rect) -> bool {
 /// The same plate, up to one OCR slip once look-alike characters count as one (`plate::confusion_class`):
 /// CCV020 read CLV02D is one slip (C as L) and one look-alike (0 as D).
 fn same_plate(a: &str, b: &str) -> bool {
-    let canonical = |s: &str| -> String { s.chars().map(crate::plate::confusion_class).collect() };
+    use crate::plate::canonical;
     levenshtein(a, b) <= 1 || levenshtein(&canonical(a), &canonical(b)) <= 1
 }
 

@@ -359,8 +359,7 @@ where
 
 /// `a` and `b` are the same plate once look-alike characters count as one.
 fn lookalike(a: &str, b: &str) -> bool {
-    let canonical = |s: &str| -> String { s.chars().map(crate::plate::confusion_class).collect() };
-    canonical(a) == canonical(b)
+    crate::plate::canonical(a) == crate::plate::canonical(b)
 }
 
 fn run_pass(

@@ -36,6 +36,12 @@ pub fn confusion_class(c: char) -> char {
     }
 }
 
+/// A plate with each character replaced by its [`confusion_class`]: two reads with the same canonical
+/// form differ only by look-alikes (1AMW240 and IAMW240).
+pub fn canonical(plate: &str) -> String {
+    plate.chars().map(confusion_class).collect()
+}
+
 /// Longest plate the allowlist accepts (plates are packed into a `u64` key).
 pub const MAX_PLATE_LEN: usize = 10;
 
