@@ -209,3 +209,33 @@ fn a_distant_plate_the_full_size_pass_misses_is_found_by_the_far_pass() {
     // (a detector that finds it at 640 leaves this frame no test of the far pass: pick a harder one then)
     assert_eq!(v["plates"].as_array().map(Vec::len), Some(0), "{v}");
 }
+
+/// A ten-character plate (the allowlist's longest; Indian plates have ten) is read with the default plate
+/// lengths, and dropped when `--max-plate-len` is 8 (the default before 2026-12-07).
+#[test]
+fn a_ten_character_plate_is_read_by_default() {
+    let Some(bench) = bench_dir() else {
+        eprintln!("SKIP: ../shared/datasets/openalpr-bench is absent; plate-length test not run");
+        return;
+    };
+    require_models();
+    // crops/us/labels.csv: nc969.png,nc,SWEETTHING
+    let image = bench.join("crops/us/nc969.png");
+    let read = |extra: &[&str]| -> Vec<String> {
+        let mut args = vec!["recognize", image.to_str().expect("utf8"), "--json"];
+        args.extend_from_slice(extra);
+        let o = gatehouse(&args);
+        assert!(o.status.success(), "{}", text(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+        v["plates"]
+            .as_array()
+            .expect("plates")
+            .iter()
+            .filter_map(|p| p["text"].as_str().map(String::from))
+            .collect()
+    };
+    assert_eq!(read(&[]).first().map(String::as_str), Some("SWEETTHING"));
+    assert!(!read(&["--max-plate-len", "8"]).iter().any(|t| t == "SWEETTHING"));
+    let o = gatehouse(&["recognize", image.to_str().expect("utf8"), "--max-plate-len", "11"]);
+    assert!(!o.status.success(), "a length past the allowlist's is refused");
+}

@@ -274,6 +274,12 @@ pub struct ModelArgs {
     /// Further detector boxes read when one of the first `--max-plates` reads no plate.
     #[arg(long, default_value_t = crate::recognize::DEFAULT_SPARE_PLATES, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=4))]
     pub spare_plates: usize,
+    /// Shortest read taken as a plate (the daemon: recognize.min_plate_len).
+    #[arg(long, default_value_t = crate::recognize::DEFAULT_MIN_PLATE_LEN, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=crate::plate::MAX_PLATE_LEN as u64))]
+    pub min_plate_len: usize,
+    /// Longest read taken as a plate (the daemon: recognize.max_plate_len).
+    #[arg(long, default_value_t = crate::recognize::DEFAULT_MAX_PLATE_LEN, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=crate::plate::MAX_PLATE_LEN as u64))]
+    pub max_plate_len: usize,
 }
 
 #[derive(Debug, Subcommand)]

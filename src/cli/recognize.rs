@@ -32,6 +32,11 @@ fn reader_factory(
     let two_line_max_aspect = models.two_line_max_aspect;
     let max_plates = models.max_plates;
     let spare_plates = models.spare_plates;
+    let (min_plate_len, max_plate_len) = (models.min_plate_len, models.max_plate_len);
+    anyhow::ensure!(
+        min_plate_len <= max_plate_len,
+        "--min-plate-len {min_plate_len} is above --max-plate-len {max_plate_len}"
+    );
     Ok(move || {
         let opts = ReaderOptions {
             threads: 1,
@@ -39,6 +44,8 @@ fn reader_factory(
             two_line_max_aspect,
             max_plates,
             spare_plates,
+            min_plate_len,
+            max_plate_len,
             top_n,
             prior: prior.clone(),
             ..Default::default()

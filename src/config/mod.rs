@@ -24,6 +24,14 @@ pub const DEFAULT_TWO_LINE_MAX_ASPECT: f32 = 1.8;
 /// Plates read per frame (the detector's best), unless configured.
 pub const DEFAULT_MAX_PLATES: usize = 2;
 
+/// Plate lengths read by default (`recognize.min_plate_len`, `recognize.max_plate_len`). The longest is the
+/// allowlist's ([`crate::plate::MAX_PLATE_LEN`]): Indian plates have 10 characters (MH12AB1234), Russian ones
+/// with a three-digit region 9, and a US novelty plate in the developers' crops 10 (SWEETTHING, read right
+/// and dropped at the earlier maximum of 8). Raising 8 to 10 changed no other read or whole pass of the
+/// developers' sets, vehicle text included (docs/recognition.md, 2026-12-07).
+pub const DEFAULT_MIN_PLATE_LEN: usize = 4;
+pub const DEFAULT_MAX_PLATE_LEN: usize = crate::plate::MAX_PLATE_LEN;
+
 /// Hides credentials in a camera URL (`rtsp://user:pass@host` -> `rtsp://***@host`).
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {

@@ -80,10 +80,10 @@ fn one() -> usize {
     1
 }
 fn default_min_len() -> usize {
-    4
+    super::DEFAULT_MIN_PLATE_LEN
 }
 fn default_max_len() -> usize {
-    8
+    super::DEFAULT_MAX_PLATE_LEN
 }
 fn default_two_line() -> f32 {
     super::DEFAULT_TWO_LINE_MAX_ASPECT

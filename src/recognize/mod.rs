@@ -18,7 +18,10 @@ use opencv::core::{Mat, Rect};
 pub use crate::plate::{prior, CharRead};
 pub use fake::FakeReader;
 pub use manifest::Manifest;
-pub use onnx::{OnnxPlateReader, ReaderOptions, DEFAULT_MAX_PLATES, DEFAULT_SPARE_PLATES, DEFAULT_TWO_LINE_MAX_ASPECT};
+pub use onnx::{
+    OnnxPlateReader, ReaderOptions, DEFAULT_MAX_PLATES, DEFAULT_MAX_PLATE_LEN, DEFAULT_MIN_PLATE_LEN,
+    DEFAULT_SPARE_PLATES, DEFAULT_TWO_LINE_MAX_ASPECT,
+};
 pub use unavailable::UnavailableReader;
 
 /// A plate found and read in one frame.

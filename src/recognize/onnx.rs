@@ -26,7 +26,9 @@ use super::select::{self, plate_score};
 use super::two_line;
 use super::{FrameReads, PlateCandidate, PlateReader, RecognizeError, StageTimings};
 
-pub use crate::config::{DEFAULT_MAX_PLATES, DEFAULT_TWO_LINE_MAX_ASPECT};
+pub use crate::config::{
+    DEFAULT_MAX_PLATES, DEFAULT_MAX_PLATE_LEN, DEFAULT_MIN_PLATE_LEN, DEFAULT_TWO_LINE_MAX_ASPECT,
+};
 
 /// Spare detector boxes per frame ([`ReaderOptions::spare_plates`]).
 pub const DEFAULT_SPARE_PLATES: usize = 1;
@@ -57,8 +59,8 @@ impl Default for ReaderOptions {
     fn default() -> Self {
         Self {
             threads: 1,
-            min_plate_len: 4,
-            max_plate_len: 8,
+            min_plate_len: DEFAULT_MIN_PLATE_LEN,
+            max_plate_len: DEFAULT_MAX_PLATE_LEN,
             detector_max_side: 960,
             max_boxes: 8,
             max_plates: DEFAULT_MAX_PLATES,
