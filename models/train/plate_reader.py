@@ -38,6 +38,11 @@ option the random stream is unchanged.
 `--emblems P` (tried 2026-12-07, not in the committed command): a share P of the synthetic plates have a
 coloured emblem between two characters, as many US plates do (`emblem_plate`). Without the option the
 random stream is unchanged.
+
+`--extra-fonts` (2026-12-07): the synthetic plates are drawn in 14 more bold typefaces (EXTRA_FONTS: narrow,
+condensed, monospaced and slab ones from Debian's font packages) beside DejaVu's three, so the reader sees
+more shapes of O and 0, 1 and I, B and 8 than one family's. The packages are named in EXTRA_FONTS and
+installed by scripts/setup.sh; a missing file stops the script with the package to install.
 """
 import argparse
 import io
@@ -62,6 +67,34 @@ from split import endtoend_plates, is_val  # noqa: E402
 
 H, W = 48, 160
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+# `--extra-fonts`: (file, Debian package). Upright bold faces a plate could be set in (no coding fonts: their
+# slashed or dotted zeros are not a plate's).
+EXTRA_FONTS = [
+    ("/usr/share/fonts/truetype/liberation/LiberationSansNarrow-Bold.ttf", "fonts-liberation"),
+    ("/usr/share/fonts/truetype/liberation/LiberationSans-Bold.ttf", "fonts-liberation"),
+    ("/usr/share/fonts/truetype/liberation/LiberationMono-Bold.ttf", "fonts-liberation"),
+    ("/usr/share/fonts/opentype/urw-base35/NimbusSansNarrow-Bold.otf", "fonts-urw-base35"),
+    ("/usr/share/fonts/opentype/urw-base35/NimbusSans-Bold.otf", "fonts-urw-base35"),
+    ("/usr/share/fonts/opentype/urw-base35/NimbusMonoPS-Bold.otf", "fonts-urw-base35"),
+    ("/usr/share/fonts/truetype/roboto/unhinted/RobotoCondensed-Bold.ttf", "fonts-roboto-unhinted"),
+    ("/usr/share/fonts/truetype/roboto/unhinted/RobotoTTF/Roboto-Bold.ttf", "fonts-roboto-unhinted"),
+    ("/usr/share/fonts/truetype/freefont/FreeSansBold.ttf", "fonts-freefont-ttf"),
+    ("/usr/share/fonts/truetype/freefont/FreeMonoBold.ttf", "fonts-freefont-ttf"),
+    ("/usr/share/fonts/truetype/open-sans/OpenSans-CondBold.ttf", "fonts-open-sans"),
+    ("/usr/share/fonts/truetype/open-sans/OpenSans-Bold.ttf", "fonts-open-sans"),
+    ("/usr/share/fonts/opentype/b612/B612-Bold.otf", "fonts-b612"),
+    ("/usr/share/fonts/opentype/league-spartan/LeagueSpartan-Bold.otf", "fonts-league-spartan"),
+]
+
+
+def add_extra_fonts():
+    """Appends EXTRA_FONTS to the synthetic plates' fonts (in place: plate_detector.render_plate and
+    emblem_plate draw from the same list; its first two entries, used for small text and long plates, stay)."""
+    missing = sorted({pkg for path, pkg in EXTRA_FONTS if not os.path.exists(path)})
+    if missing:
+        raise SystemExit(f"--extra-fonts: font files missing; install them with apt-get install {' '.join(missing)}")
+    FONTS.extend(path for path, _ in EXTRA_FONTS if path not in FONTS)
 
 
 # ---------------------------------------------------------------- base model
@@ -425,10 +458,14 @@ def main():
     ap.add_argument("--camera", type=float, default=0.0,
                     help="share of real plates given a gate camera's motion blur and stream compression "
                          "(camera); 0 (default) leaves the random stream as before")
+    ap.add_argument("--extra-fonts", action="store_true",
+                    help="draw synthetic plates in EXTRA_FONTS too (Debian font packages; scripts/setup.sh)")
     ap.add_argument("--emblems", type=float, default=0.0,
                     help="share of synthetic plates whose registration is split by an emblem (emblem_plate); 0 "
                          "(default) leaves the random stream as before")
     args = ap.parse_args()
+    if args.extra_fonts:
+        add_extra_fonts()
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     rng = random.Random(args.seed)
