@@ -42,7 +42,7 @@ random stream is unchanged.
 `--extra-fonts` (2026-12-07): the synthetic plates are drawn in 14 more bold typefaces (EXTRA_FONTS: narrow,
 condensed, monospaced and slab ones from Debian's font packages) beside DejaVu's three, so the reader sees
 more shapes of O and 0, 1 and I, B and 8 than one family's. The packages are named in EXTRA_FONTS and
-installed by scripts/setup.sh; a missing file stops the script with the package to install.
+not installed by scripts/setup.sh (the committed reader does not use them); a missing file stops the script with the package to install.
 """
 import argparse
 import io
@@ -459,7 +459,7 @@ def main():
                     help="share of real plates given a gate camera's motion blur and stream compression "
                          "(camera); 0 (default) leaves the random stream as before")
     ap.add_argument("--extra-fonts", action="store_true",
-                    help="draw synthetic plates in EXTRA_FONTS too (Debian font packages; scripts/setup.sh)")
+                    help="draw synthetic plates in EXTRA_FONTS too (Debian font packages named there)")
     ap.add_argument("--emblems", type=float, default=0.0,
                     help="share of synthetic plates whose registration is split by an emblem (emblem_plate); 0 "
                          "(default) leaves the random stream as before")
