@@ -41,8 +41,10 @@ random stream is unchanged.
 
 `--extra-fonts` (2026-12-07): the synthetic plates are drawn in 14 more bold typefaces (EXTRA_FONTS: narrow,
 condensed, monospaced and slab ones from Debian's font packages) beside DejaVu's three, so the reader sees
-more shapes of O and 0, 1 and I, B and 8 than one family's. The packages are named in EXTRA_FONTS and
-not installed by scripts/setup.sh (the committed reader does not use them); a missing file stops the script with the package to install.
+more shapes of O and 0, 1 and I, B and 8 than one family's. Tried on two seeds, not adopted (within seed
+noise end to end; docs/recognition.md). The packages are named in EXTRA_FONTS and not installed by
+scripts/setup.sh, as the committed reader does not use them; a missing file stops the script with the
+packages to install.
 """
 import argparse
 import io
