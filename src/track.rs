@@ -73,7 +73,8 @@ struct Pass {
     /// Reads at the plate's place after a decision the gate did not open for (a misread can be revised once).
     after: Vec<PlateRead>,
     revised: bool,
-    /// Where the plate was last seen (frame pixels).
+    /// Where the plate was first and last seen (frame pixels).
+    first_bbox: Rect,
     last_bbox: Rect,
     /// Read in the same frame as another pass: something beside a vehicle (its text, a sign, a second
     /// vehicle). Such a pass with fewer than `min_reads` clear reads (it could not open the gate) is a
@@ -81,6 +82,11 @@ struct Pass {
     /// own, only a quiet one ([`VotedRead::quiet`]) when it has a clear read, so that a blocked plate read
     /// once beside its vehicle's text still raises the guards' alert.
     beside: bool,
+    /// Ended where, and before, a pass the gate opened for began: that vehicle's first, far-off reads,
+    /// left behind when its plate grew or moved faster than [`follows`] allows between two reads (WSQ302
+    /// at 94 px, SQ3021 at 107 px, then WSQ3021 at 219 px). It closes without a decision of its own: its
+    /// vote mixes reads cut at different ends (SQQ022), and the vehicle has been let in.
+    approach: bool,
 }
 
 /// Plates a lane recently opened for (written by the decision, read by the tracker): only a vehicle the
@@ -172,6 +178,7 @@ impl Tracker {
         }
         let mut out = Vec::new();
         let mut left = Vec::new();
+        self.mark_approaches();
         for p in std::mem::take(&mut self.passes) {
             let (events, decided) = self.close(p);
             out.extend(events);
@@ -193,6 +200,7 @@ impl Tracker {
         let Some(now) = reads.iter().map(|r| r.at).max() else {
             return out;
         };
+        self.mark_approaches();
         let gap = chrono_of(self.cfg.pass_gap);
         // A box on a plate another read of this frame already covers (a part of it, a second box on it) is
         // that plate's: the reads are grouped by place, and the first (best) read of a group stands for it.
@@ -254,8 +262,10 @@ impl Tracker {
                         decided: None,
                         after: Vec::new(),
                         revised: false,
+                        first_bbox: read.candidate.bbox,
                         last_bbox: read.candidate.bbox,
                         beside: false,
+                        approach: false,
                     });
                     self.passes.len() - 1
                 }
@@ -301,6 +311,27 @@ impl Tracker {
             out.extend(self.close(p).0);
         }
         out
+    }
+
+    /// Marks the undecided passes that are the approach of a vehicle the gate opened for ([`Pass::approach`]).
+    /// Openings are recorded by the decision stage after the tracker's events, so this runs before each
+    /// frame's reads and before passes close.
+    fn mark_approaches(&mut self) {
+        let opened: Vec<(DateTime<Utc>, Rect)> = self
+            .passes
+            .iter()
+            .filter(|q| {
+                q.decided
+                    .as_deref()
+                    .is_some_and(|t| self.opens.seen_since(t, q.first_at))
+            })
+            .map(|q| (q.first_at, q.first_bbox))
+            .collect();
+        for p in self.passes.iter_mut().filter(|p| p.decided.is_none() && !p.approach) {
+            p.approach = opened.iter().any(|&(first_at, first_bbox)| {
+                p.last_at < first_at && (overlaps(p.last_bbox, first_bbox) || follows(p.last_bbox, first_bbox))
+            });
+        }
     }
 
     /// How well a read fits a pass (higher is better), or `None` when it is not this pass's vehicle.
@@ -356,6 +387,7 @@ impl Tracker {
         }
         let gap = chrono_of(self.cfg.pass_gap);
         let mut out = Vec::new();
+        self.mark_approaches();
         let (gone, kept): (Vec<Pass>, Vec<Pass>) = std::mem::take(&mut self.passes)
             .into_iter()
             .partition(|p| now - p.last_at > gap);
@@ -369,6 +401,7 @@ impl Tracker {
     /// The lane is stopping: close what is open.
     pub fn finish(&mut self) -> Vec<TrackEvent> {
         let mut out = Vec::new();
+        self.mark_approaches();
         for p in std::mem::take(&mut self.passes) {
             out.extend(self.close(p).0);
         }
@@ -377,8 +410,22 @@ impl Tracker {
 
     /// Closes a pass: decided now if it was not yet. Returns its events and the plate it was decided as.
     fn close(&mut self, mut p: Pass) -> (Vec<TrackEvent>, Option<String>) {
+        if p.approach && p.decided.is_none() {
+            let events = p
+                .reads
+                .first()
+                .map(|r| TrackEvent::SameVehicle {
+                    lane: r.lane.clone(),
+                    text: vote(&p.reads).0,
+                })
+                .into_iter()
+                .collect();
+            return (events, None);
+        }
         let clear = p.reads.iter().filter(|r| strong(r)).count();
-        if p.decided.is_none() && p.beside && clear < self.cfg.min_reads {
+        // One far-off or blurred guess and nothing else (under `min_reads` reads, none of them clear).
+        let lone_guess = clear == 0 && p.reads.len() < self.cfg.min_reads;
+        if p.decided.is_none() && ((p.beside && clear < self.cfg.min_reads) || lone_guess) {
             if let Some(r) = p.reads.first() {
                 tracing::debug!(lane = %r.lane, read = %crate::plate::redact(&r.candidate.text),
                     "a passing read beside another pass: no decision");
@@ -1325,6 +1372,52 @@ mod tests {
             Some(TrackEvent::Decide(v)) => assert_eq!((v.reads, v.early), (1, false)),
             other => panic!("expected a decision, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_lone_far_off_guess_is_not_a_decision() {
+        // (eval-passes, car22: the far pass read CCP9V at 0.26 once; the plate's own pass began two frames
+        // later out of its reach and was decided CH0P8Y, and the guess was decided too when it closed)
+        let mut tr = Tracker::new(cfg(), RecentOpens::default());
+        tr.on_read(read("CCP9V", 0.26, 0));
+        let events = tr.finish();
+        assert!(decided(&events).is_empty() && quiet(&events).is_empty(), "{events:?}");
+        // two such guesses are a vehicle seen only dimly: reported when it leaves, as one clear read is
+        let mut tr = Tracker::new(cfg(), RecentOpens::default());
+        tr.on_read(read("CH0P8Y", 0.3, 0));
+        tr.on_read(read("CH0P8Y", 0.35, 100));
+        assert_eq!(decided(&tr.finish()), vec!["CH0P8Y"]);
+    }
+
+    #[test]
+    fn the_far_reads_an_opened_car_left_behind_are_not_a_second_decision() {
+        // (eval-passes, eu8: WSQ302 and SQ3021 far off, then WSQ3021 at twice the size began its own pass
+        // and opened the gate; the first pass's vote, SQQ022, was decided when it closed. Here the far
+        // reads are a part of the plate, which no more joins the plate's pass than that vote did.)
+        let centred = |w: i32| Rect::new(500 - w / 2, 300 - w / 8, w, w / 4);
+        let run = |opened: bool| {
+            let opens = RecentOpens::default();
+            let mut tr = Tracker::new(cfg(), opens.clone());
+            // far off: a part of the plate, read clearly but never surely
+            let mut events = tr.on_read(placed("SQ30", 0.6, 0, centred(94)));
+            events.extend(tr.on_read(placed("SQ30", 0.7, 200, centred(107))));
+            events.extend(tr.on_read(placed("WSQ3021", 0.99, 300, centred(219))));
+            events.extend(tr.on_read(placed("WSQ3021", 1.0, 500, centred(230))));
+            if opened {
+                opens.record("WSQ3021", t(500));
+            }
+            events.extend(tr.on_read(placed("WSQ3021", 1.0, 800, centred(243))));
+            events.extend(tr.finish());
+            events
+        };
+        let events = run(true);
+        assert_eq!(decided(&events), vec!["WSQ3021"]);
+        assert!(
+            events.iter().any(|e| matches!(e, TrackEvent::SameVehicle { .. })),
+            "{events:?}"
+        );
+        // a car the gate did not open for: its far reads are still decided (and can still alert)
+        assert_eq!(decided(&run(false)).len(), 2);
     }
 
     #[test]
