@@ -85,7 +85,8 @@ struct Pass {
     /// Ended where, and before, a pass the gate opened for began: that vehicle's first, far-off reads,
     /// left behind when its plate grew or moved faster than [`follows`] allows between two reads (WSQ302
     /// at 94 px, SQ3021 at 107 px, then WSQ3021 at 219 px). It closes without a decision of its own: its
-    /// vote mixes reads cut at different ends (SQQ022), and the vehicle has been let in.
+    /// vote mixes reads cut at different ends (SQQ022), and the vehicle has been let in. Like a pass
+    /// [`Pass::beside`], its clear reads are still checked quietly against the blocked plates.
     approach: bool,
 }
 
@@ -410,25 +411,14 @@ impl Tracker {
 
     /// Closes a pass: decided now if it was not yet. Returns its events and the plate it was decided as.
     fn close(&mut self, mut p: Pass) -> (Vec<TrackEvent>, Option<String>) {
-        if p.approach && p.decided.is_none() {
-            let events = p
-                .reads
-                .first()
-                .map(|r| TrackEvent::SameVehicle {
-                    lane: r.lane.clone(),
-                    text: vote(&p.reads).0,
-                })
-                .into_iter()
-                .collect();
-            return (events, None);
-        }
         let clear = p.reads.iter().filter(|r| strong(r)).count();
         // One far-off or blurred guess and nothing else (under `min_reads` reads, none of them clear).
         let lone_guess = clear == 0 && p.reads.len() < self.cfg.min_reads;
-        if p.decided.is_none() && ((p.beside && clear < self.cfg.min_reads) || lone_guess) {
+        if p.decided.is_none() && ((p.beside && clear < self.cfg.min_reads) || lone_guess || p.approach) {
             if let Some(r) = p.reads.first() {
                 tracing::debug!(lane = %r.lane, read = %crate::plate::redact(&r.candidate.text),
-                    "a passing read beside another pass: no decision");
+                    beside = p.beside, approach = p.approach,
+                    "a pass with no decision of its own (beside another pass, a lone guess, or a car's approach)");
             }
             // Still checked against the blocked plates (quietly: no event unless it raises an alert).
             let quiet = if clear > 0 {
@@ -1412,10 +1402,8 @@ mod tests {
         };
         let events = run(true);
         assert_eq!(decided(&events), vec!["WSQ3021"]);
-        assert!(
-            events.iter().any(|e| matches!(e, TrackEvent::SameVehicle { .. })),
-            "{events:?}"
-        );
+        // still checked against the blocked plates, quietly (a blocked car just ahead must still alert)
+        assert_eq!(quiet(&events), vec!["SQ30"]);
         // a car the gate did not open for: its far reads are still decided (and can still alert)
         assert_eq!(decided(&run(false)).len(), 2);
     }
