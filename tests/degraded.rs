@@ -22,7 +22,14 @@ fn a_corrupt_model_leaves_the_gate_to_guards_and_buttons_with_an_alert() {
         }
     }
     std::fs::write(models.join("manifest.toml"), &listed).expect("manifest");
-    let reader = models.join("plate_reader.onnx");
+    // The reader the manifest names (its file and the name check-config must give).
+    let reader_file = listed
+        .split("[[model]]")
+        .find(|block| block.contains("role = \"recognizer\""))
+        .and_then(|block| block.lines().find_map(|l| l.strip_prefix("file = \"")))
+        .and_then(|l| l.strip_suffix('"'))
+        .expect("the manifest names a recognizer file");
+    let reader = models.join(reader_file);
     let mut bytes = std::fs::read(&reader).expect("reader");
     bytes[1000] ^= 0x5a;
     std::fs::write(&reader, bytes).expect("corrupt");
@@ -47,7 +54,7 @@ fn a_corrupt_model_leaves_the_gate_to_guards_and_buttons_with_an_alert() {
     assert!(o.status.success(), "{}", text(&o));
     let o = gatehouse(&["check-config", c]);
     assert!(
-        !o.status.success() && text(&o).contains("plate_reader.onnx has sha256"),
+        !o.status.success() && text(&o).contains(&format!("{reader_file} has sha256")),
         "check-config names the bad model: {}",
         text(&o)
     );

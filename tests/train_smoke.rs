@@ -267,7 +267,34 @@ fn plate_reader_trains_exports_and_loads() {
     let onnx = dir.path().join("soup.onnx");
     let o = soup(&[&brief, &m.join("plate_reader.onnx")], &onnx);
     assert!(o.status.success(), "soup.py failed:\n{}", text(&o));
-    let sha = hex::encode(Sha256::digest(std::fs::read(&onnx).expect("soup")));
+    // The shipped reader runs its 1 x 1 convolutions in 8 bits: reader_int8.py turns the soup into the
+    // reader loaded below.
+    let int8 = dir.path().join("soup.int8.onnx");
+    let o = Command::new("python3")
+        .arg(repo().join("models/train/reader_int8.py"))
+        .args(["--bench", bench.to_str().expect("utf8"), "--plates", "4", "--no-eval"])
+        // every layer in int8, whatever it loses, so that the quantized path surely runs
+        .args(["--max-loss", "1000"])
+        .arg("--model")
+        .arg(&onnx)
+        .arg("--out")
+        .arg(&int8)
+        .output()
+        .expect("python3");
+    assert!(o.status.success(), "reader_int8.py failed:\n{}", text(&o));
+    let out = text(&o);
+    let rewritten = out
+        .split(" 1 x 1 convolutions as MatMul")
+        .next()
+        .and_then(|head| head.lines().last())
+        .and_then(|n| n.trim().parse::<usize>().ok())
+        .unwrap_or_else(|| panic!("no count of rewritten convolutions in:\n{out}"));
+    assert!(
+        rewritten > 0 && out.contains(&format!("int8: {rewritten} of {rewritten} layers")),
+        "{out}"
+    );
+    let onnx = int8;
+    let sha = hex::encode(Sha256::digest(std::fs::read(&onnx).expect("int8 reader")));
     let o = soup(
         &[&brief, &m.join("plate_detector.onnx")],
         &dir.path().join("mixed.onnx"),

@@ -3,12 +3,14 @@
 
     python3 models/train/compute_budget.py [--frame 640x352] [--plates 2] [--extra 224x128,128x64]
 
-For each model of models/manifest.toml's pair (the plate detector and the plate reader) it fixes the input
+For each model of models/manifest.toml's pair (the plate detector and the plate reader; --detector and
+--reader name other files) it fixes the input
 size (the detector's from --frame, after its 2 x 2 pixel blocks; the reader's one 48 x 160 plate), takes
 every tensor's shape from one ONNX Runtime run on zeros, and counts:
 - Conv (also in QDQ form: the weight behind a DequantizeLinear): output elements x (input channels / group)
   x kernel height x kernel width;
-- MatMul and Gemm: batch x M x K x N;
+- MatMul, MatMulInteger and Gemm: batch x M x K x N (the reader's MatMulInteger nodes are its 1 x 1
+  convolutions in 8 bits, models/train/reader_int8.py: the per-frame line counts them as int8);
 and the bytes of every initializer (int8 weights count one byte each). Element-wise work (activations,
 adds, resizes) is left out: it is small next to the convolutions and is memory-bound, not MAC-bound.
 The per-frame total is the detector once at --frame, once more at each --extra size (the manifest's coarse
@@ -106,6 +108,15 @@ def count(model: onnx.ModelProto, dims: dict) -> tuple[int, int, dict]:
     return total, params, by_op
 
 
+def manifest_file(role: str) -> str:
+    """The file models/manifest.toml names for `role`."""
+    import tomllib
+
+    with open(ROOT / "models/manifest.toml", "rb") as f:
+        models = tomllib.load(f)["model"]
+    return str(ROOT / "models" / next(m["file"] for m in models if m["role"] == role))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frame", default="640x352", help="detector input, width x height (default 640x352)")
@@ -113,9 +124,11 @@ def main() -> None:
     ap.add_argument("--extra", default="224x128,128x64",
                     help="further detector passes, width x height, comma-separated (default: the coarse pass at "
                          "224 and the close pass at 128 of a 16:9 frame; empty: none)")
-    ap.add_argument("--detector", default=str(ROOT / "models/plate_detector.int8.onnx"))
-    ap.add_argument("--reader", default=str(ROOT / "models/plate_reader.onnx"))
+    ap.add_argument("--detector", help="detector ONNX (default: the manifest's plate-detector)")
+    ap.add_argument("--reader", help="reader ONNX (default: the manifest's recognizer)")
     args = ap.parse_args()
+    args.detector = args.detector or manifest_file("plate-detector")
+    args.reader = args.reader or manifest_file("recognizer")
     w, h = (int(x) for x in args.frame.lower().split("x"))
 
     det = onnx.load(args.detector)
@@ -134,15 +147,17 @@ def main() -> None:
     r_macs, r_params, r_ops = count(rd, {n: 1 for n in rnames})
 
     per_frame = det_total + args.plates * r_macs
-    print(f"{'model':<34} {'MACs':>14} {'params':>12}  by op")
-    print(f"{Path(args.detector).name + f' ({w}x{h})':<34} {d_macs / 1e6:>11.1f} M {d_params / 1e6:>9.2f} MB  "
+    r_int8 = r_ops.get("MatMulInteger", 0)
+    print(f"{'model':<42} {'MACs':>14} {'params':>12}  by op")
+    print(f"{Path(args.detector).name + f' ({w}x{h})':<42} {d_macs / 1e6:>11.1f} M {d_params / 1e6:>9.2f} MB  "
           + ", ".join(f"{k} {v / 1e6:.1f} M" for k, v in d_ops.items()))
     for ew, eh, m in extra:
-        print(f"{Path(args.detector).name + f' ({ew}x{eh})':<34} {m / 1e6:>11.1f} M")
-    print(f"{Path(args.reader).name + ' (one 48x160 plate)':<34} {r_macs / 1e6:>11.1f} M {r_params / 1e6:>9.2f} MB  "
+        print(f"{Path(args.detector).name + f' ({ew}x{eh})':<42} {m / 1e6:>11.1f} M")
+    print(f"{Path(args.reader).name + ' (one 48x160 plate)':<42} {r_macs / 1e6:>11.1f} M {r_params / 1e6:>9.2f} MB  "
           + ", ".join(f"{k} {v / 1e6:.1f} M" for k, v in r_ops.items()))
     print(f"per frame (detector x {1 + len(extra)} passes + {args.plates} reader passes): {per_frame / 1e6:.1f} M MACs "
-          f"(int8 detector {det_total / 1e6:.1f} M, fp32 reader {args.plates * r_macs / 1e6:.1f} M)")
+          f"(int8 detector {det_total / 1e6:.1f} M; reader {args.plates * r_macs / 1e6:.1f} M: "
+          f"int8 {args.plates * r_int8 / 1e6:.1f} M, fp32 {args.plates * (r_macs - r_int8) / 1e6:.1f} M)")
 
 
 if __name__ == "__main__":

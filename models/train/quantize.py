@@ -18,10 +18,11 @@ per frame on one core. `--space-to-depth 1` writes the plain-input model instead
 off the model's QuantizeLinear so it takes 8-bit values, which the daemon computes while it lays out the
 input (exactly the same integers; `--input float` keeps the float input).
 
-The whole-plate reader is not quantized (see models/train/README.md): every convolution in int8 cost it
-3-14 points of exact reads on the validation split; the seven heavy 1 x 1 convolutions that tolerate it best
-(chosen by a per-layer sensitivity pass on training plates) saved only 15-25% of its time and still lost a
-validation frame.
+The whole-plate reader is not quantized here (see models/train/README.md): with static ranges every
+convolution in int8 cost it 3-14 points of exact reads on the validation split; the seven heavy 1 x 1
+convolutions that tolerate it best (chosen by a per-layer sensitivity pass on training plates) saved only
+15-25% of its time and still lost a validation frame. reader_int8.py quantizes it dynamically instead (each
+activation's range measured on the plate being read), which kept its accuracy.
 """
 import argparse
 import os
