@@ -87,3 +87,56 @@ fn a_corrupt_model_leaves_the_gate_to_guards_and_buttons_with_an_alert() {
     assert_eq!(pulses(&data), 1);
     assert!(daemon.0.try_wait().expect("wait").is_none(), "the daemon runs on");
 }
+
+/// A reader whose models load and run but misread (here the real reader with its manifest's charset
+/// reversed, so every class maps to another character, as broken integer kernels on an unexpected CPU
+/// can make it read): the lane's start-up check reads the rendered check plate, refuses the reader, and
+/// raises the recognition alert naming what it read. No plate opens the gate.
+#[test]
+fn a_reader_that_misreads_a_clean_plate_at_start_up_is_not_trusted_with_the_gate() {
+    require_models();
+    let dir = tempfile::tempdir().expect("tmp");
+    let models = dir.path().join("models");
+    std::fs::create_dir_all(&models).expect("dir");
+    let listed = std::fs::read_to_string(repo().join("models/manifest.toml")).expect("manifest");
+    for line in listed.lines() {
+        if let Some(f) = line.strip_prefix("file = \"").and_then(|l| l.strip_suffix('"')) {
+            std::fs::copy(repo().join("models").join(f), models.join(f)).expect("copy model");
+        }
+    }
+    let charset = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let reversed: String = charset.chars().rev().collect();
+    let line = format!("charset = \"{charset}\"");
+    assert!(listed.contains(&line), "the manifest's reader has the plate charset");
+    std::fs::write(
+        models.join("manifest.toml"),
+        listed.replace(&line, &format!("charset = \"{reversed}\"")),
+    )
+    .expect("manifest");
+
+    let video = dir.path().join("lane.avi");
+    render_video(&video, "HXP4729", "2", "1");
+    let cfg = write_config(dir.path(), &video, "loop");
+    let mut t = std::fs::read_to_string(&cfg).expect("cfg");
+    t = t.replace(
+        &repo().join("models/manifest.toml").display().to_string(),
+        &models.join("manifest.toml").display().to_string(),
+    );
+    std::fs::write(&cfg, t).expect("cfg");
+    let o = gatehouse(&["allowlist", "--config", cfg.to_str().expect("utf8"), "add", "HXP4729"]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    let (mut daemon, (log, _)) = spawn_logged(&cfg);
+    let logged = |needle: &str| log.lock().expect("lock").iter().any(|l| l.contains(needle));
+    wait_for("the alert", Duration::from_secs(30), &log, || {
+        logged("ALERT: lane entry: plates cannot be read") && logged("start-up check")
+    });
+    assert!(
+        logged("from a clean rendered plate HXP4729"),
+        "the alert says what the reader read and from what"
+    );
+    // The listed car passes twice (the video loops): nothing is read, nothing opens.
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(pulses(&dir.path().join("data")), 0, "no plate opened the gate");
+    assert!(daemon.0.try_wait().expect("wait").is_none(), "the daemon runs on");
+}

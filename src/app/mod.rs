@@ -97,7 +97,10 @@ impl Parts {
                 };
                 // Loaded per lane: a manifest that cannot be read costs that lane its plates, not the daemon.
                 let manifest = Manifest::load(&rc.manifest)?;
-                let reader = OnnxPlateReader::new(&manifest, rc.onnxruntime.as_deref(), opts)?;
+                let mut reader = OnnxPlateReader::new(&manifest, rc.onnxruntime.as_deref(), opts)?;
+                // A reader that cannot read a clean rendered plate is not trusted with the gate.
+                let plate = crate::recognize::check_plate(rc.min_plate_len, rc.max_plate_len);
+                crate::recognize::self_check(&mut reader, &plate)?;
                 Ok(Box::new(reader) as Box<dyn PlateReader>)
             }),
             make_relay: Box::new(|rc| Ok(gate::build_relay(rc)?)),

@@ -10,6 +10,7 @@ mod onnx;
 pub mod plate_detect;
 pub mod runtime;
 pub mod select;
+mod self_check;
 pub mod two_line;
 mod unavailable;
 
@@ -22,6 +23,7 @@ pub use onnx::{
     OnnxPlateReader, ReaderOptions, DEFAULT_MAX_PLATES, DEFAULT_MAX_PLATE_LEN, DEFAULT_MIN_PLATE_LEN,
     DEFAULT_SPARE_PLATES, DEFAULT_TWO_LINE_MAX_ASPECT,
 };
+pub use self_check::{check_plate, self_check, CHECK_PLATE};
 pub use unavailable::UnavailableReader;
 
 /// A plate found and read in one frame.
@@ -64,6 +66,8 @@ pub enum RecognizeError {
     Inference(String),
     #[error("image: {0}")]
     Image(#[from] opencv::Error),
+    #[error("start-up check: {0}")]
+    SelfCheck(String),
 }
 
 /// Intersection over union of two boxes (0 when they do not overlap).
