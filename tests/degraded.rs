@@ -7,21 +7,43 @@ use std::time::Duration;
 use crate::inputs::{pulses, rows};
 use crate::support::*;
 
+/// A copy of the shipped models in `dir/models` with `manifest` (the shipped one, maybe edited) as their
+/// manifest; returns the folder.
+fn copy_models(dir: &std::path::Path, manifest: &str) -> std::path::PathBuf {
+    let models = dir.join("models");
+    std::fs::create_dir_all(&models).expect("dir");
+    for line in manifest.lines() {
+        if let Some(f) = line.strip_prefix("file = \"").and_then(|l| l.strip_suffix('"')) {
+            std::fs::copy(repo().join("models").join(f), models.join(f)).expect("copy model");
+        }
+    }
+    std::fs::write(models.join("manifest.toml"), manifest).expect("manifest");
+    models
+}
+
+/// A looping lane of the listed car HXP4729 whose config loads the models in `models`, with `extra`
+/// appended to the config; returns the config's path.
+fn lane_with_models(dir: &std::path::Path, models: &std::path::Path, extra: &str) -> std::path::PathBuf {
+    let video = dir.join("lane.avi");
+    render_video(&video, "HXP4729", "2", "1");
+    let cfg = write_config(dir, &video, "loop");
+    let t = std::fs::read_to_string(&cfg).expect("cfg").replace(
+        &repo().join("models/manifest.toml").display().to_string(),
+        &models.join("manifest.toml").display().to_string(),
+    );
+    std::fs::write(&cfg, t + extra).expect("cfg");
+    let o = gatehouse(&["allowlist", "--config", cfg.to_str().expect("utf8"), "add", "HXP4729"]);
+    assert!(o.status.success(), "{}", text(&o));
+    cfg
+}
+
 #[test]
 fn a_corrupt_model_leaves_the_gate_to_guards_and_buttons_with_an_alert() {
     require_models();
     let dir = tempfile::tempdir().expect("tmp");
     // A copy of the models with one byte of the reader changed.
-    let models = dir.path().join("models");
-    std::fs::create_dir_all(&models).expect("dir");
-    let manifest = repo().join("models/manifest.toml");
-    let listed = std::fs::read_to_string(&manifest).expect("manifest");
-    for line in listed.lines() {
-        if let Some(f) = line.strip_prefix("file = \"").and_then(|l| l.strip_suffix('"')) {
-            std::fs::copy(repo().join("models").join(f), models.join(f)).expect("copy model");
-        }
-    }
-    std::fs::write(models.join("manifest.toml"), &listed).expect("manifest");
+    let listed = std::fs::read_to_string(repo().join("models/manifest.toml")).expect("manifest");
+    let models = copy_models(dir.path(), &listed);
     // The reader the manifest names (its file and the name check-config must give).
     let reader_file = listed
         .split("[[model]]")
@@ -34,24 +56,17 @@ fn a_corrupt_model_leaves_the_gate_to_guards_and_buttons_with_an_alert() {
     bytes[1000] ^= 0x5a;
     std::fs::write(&reader, bytes).expect("corrupt");
 
-    let video = dir.path().join("lane.avi");
-    render_video(&video, "HXP4729", "2", "1");
-    let cfg = write_config(dir.path(), &video, "loop");
     let exit = dir.path().join("exit");
     std::fs::write(&exit, "0").expect("write");
-    let mut t = std::fs::read_to_string(&cfg).expect("cfg");
-    t = t.replace(
-        &repo().join("models/manifest.toml").display().to_string(),
-        &models.join("manifest.toml").display().to_string(),
+    let cfg = lane_with_models(
+        dir.path(),
+        &models,
+        &format!(
+            "\n[inputs.exit]\nkind = \"simulated\"\nrole = \"exit_button\"\nrelay = \"main\"\nfile = \"{}\"\ndebounce_ms = 20\n",
+            exit.display()
+        ),
     );
-    t.push_str(&format!(
-        "\n[inputs.exit]\nkind = \"simulated\"\nrole = \"exit_button\"\nrelay = \"main\"\nfile = \"{}\"\ndebounce_ms = 20\n",
-        exit.display()
-    ));
-    std::fs::write(&cfg, t).expect("cfg");
     let c = cfg.to_str().expect("utf8");
-    let o = gatehouse(&["allowlist", "--config", c, "add", "HXP4729"]);
-    assert!(o.status.success(), "{}", text(&o));
     let o = gatehouse(&["check-config", c]);
     assert!(
         !o.status.success() && text(&o).contains(&format!("{reader_file} has sha256")),
@@ -96,35 +111,13 @@ fn a_corrupt_model_leaves_the_gate_to_guards_and_buttons_with_an_alert() {
 fn a_reader_that_misreads_a_clean_plate_at_start_up_is_not_trusted_with_the_gate() {
     require_models();
     let dir = tempfile::tempdir().expect("tmp");
-    let models = dir.path().join("models");
-    std::fs::create_dir_all(&models).expect("dir");
     let listed = std::fs::read_to_string(repo().join("models/manifest.toml")).expect("manifest");
-    for line in listed.lines() {
-        if let Some(f) = line.strip_prefix("file = \"").and_then(|l| l.strip_suffix('"')) {
-            std::fs::copy(repo().join("models").join(f), models.join(f)).expect("copy model");
-        }
-    }
     let charset = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
     let reversed: String = charset.chars().rev().collect();
     let line = format!("charset = \"{charset}\"");
     assert!(listed.contains(&line), "the manifest's reader has the plate charset");
-    std::fs::write(
-        models.join("manifest.toml"),
-        listed.replace(&line, &format!("charset = \"{reversed}\"")),
-    )
-    .expect("manifest");
-
-    let video = dir.path().join("lane.avi");
-    render_video(&video, "HXP4729", "2", "1");
-    let cfg = write_config(dir.path(), &video, "loop");
-    let mut t = std::fs::read_to_string(&cfg).expect("cfg");
-    t = t.replace(
-        &repo().join("models/manifest.toml").display().to_string(),
-        &models.join("manifest.toml").display().to_string(),
-    );
-    std::fs::write(&cfg, t).expect("cfg");
-    let o = gatehouse(&["allowlist", "--config", cfg.to_str().expect("utf8"), "add", "HXP4729"]);
-    assert!(o.status.success(), "{}", text(&o));
+    let models = copy_models(dir.path(), &listed.replace(&line, &format!("charset = \"{reversed}\"")));
+    let cfg = lane_with_models(dir.path(), &models, "");
 
     let (mut daemon, (log, _)) = spawn_logged(&cfg);
     let logged = |needle: &str| log.lock().expect("lock").iter().any(|l| l.contains(needle));
