@@ -19,6 +19,7 @@ pub fn check_plate(min_len: usize, max_len: usize) -> String {
     let len = CHECK_PLATE.len().clamp(min_len.max(1), max_len.max(min_len).max(1));
     CHECK_PLATE.chars().chain(LONGER.chars()).cycle().take(len).collect()
 }
+
 /// Where in its approach the check's car is: stopped at the gate, its plate about 190 px wide.
 const CHECK_PROGRESS: f32 = 0.8;
 
