@@ -39,7 +39,7 @@ from onnxruntime.quantization import QuantType, quantize_dynamic
 from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from plate_reader import dim_and_stretch, load_samples, to_input, val_crop  # noqa: E402
+from plate_reader import dim_and_stretch, greedy, load_samples, to_input, val_crop  # noqa: E402
 
 
 def to_matmuls(model):
@@ -99,18 +99,6 @@ def probs(path, x, threads=2):
     return np.concatenate([s.run(None, {name: x[i:i + 32]})[0] for i in range(0, len(x), 32)])
 
 
-def best_paths(p):
-    out = []
-    for row in p.argmax(-1):
-        s, prev = [], 0
-        for k in row:
-            if k != prev and k > 0:
-                s.append(int(k))
-            prev = k
-        out.append(tuple(s))
-    return out
-
-
 def loss(ref, p):
     """Mean log-probability, per plate, that `p` loses on the reference's best path."""
     best = ref.argmax(-1)[..., None]
@@ -167,7 +155,7 @@ def main():
         ref = probs(args.model, x)
         same = probs(rewritten, x)
         diff = float(np.abs(same - ref).max())
-        if diff > 1e-3 or best_paths(same) != best_paths(ref):
+        if diff > 1e-3 or greedy(same) != greedy(ref):
             sys.exit(f"reader_int8: the 1 x 1 convolutions rewritten as MatMul differ by {diff} (> 1e-3) "
                      "or read differently")
         print(f"{len(layers)} 1 x 1 convolutions as MatMul (largest difference on {len(x)} plates: {diff:.1e})")
@@ -183,7 +171,7 @@ def main():
                 keep.append(layer)
         quantize(rewritten, args.out, keep)
     out = probs(args.out, x)
-    agree = np.mean([a == b for a, b in zip(best_paths(ref), best_paths(out))])
+    agree = np.mean([a == b for a, b in zip(greedy(ref), greedy(out))])
     print(f"int8: {len(keep)} of {len(layers)} layers; on the {len(x)} plates it loses {loss(ref, out):.3f} nats/plate "
           f"and reads {100 * agree:.1f}% of them as the float reader does")
     if not args.no_eval:
