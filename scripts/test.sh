@@ -9,6 +9,12 @@ cd "$root"
 scripts/setup.sh
 # Training tools for the models/train smoke test (CPU wheels from PyPI; quick when already installed).
 python3 -m pip install --quiet --disable-pip-version-check -r models/train/requirements.txt
+# qemu-x86_64 for the test that runs this build on an emulated CPU without VNNI (the int8 detector's choice).
+if ! command -v qemu-x86_64-static >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends qemu-user-static >/dev/null
+fi
 # Supply chain: licenses, bans and sources (advisories need a network this machine does not have).
 command -v cargo-deny >/dev/null 2>&1 || cargo install --quiet --locked cargo-deny --version 0.20.2
 cargo deny --log-level error check licenses bans sources

@@ -226,3 +226,54 @@ fn a_ten_character_plate_is_read_by_default() {
     let o = gatehouse(&["recognize", image.to_str().expect("utf8"), "--max-plate-len", "11"]);
     assert!(!o.status.success(), "a length past the allowlist's is refused");
 }
+
+/// On an x86-64 CPU without VNNI, where ONNX Runtime's sums of 8-bit products saturate, the signed int8
+/// detector is passed over for the unsigned one: said on stderr, named by `--version`, and the plate is
+/// still read. The CPU is a real one emulated by qemu (`-cpu Haswell`: AVX2, no VNNI), running this
+/// build's binary; natively (this suite's machines have VNNI) the int8 detector stays.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn a_cpu_without_vnni_is_given_the_detector_that_reads_right_there() {
+    let Some(bench) = bench_dir() else {
+        eprintln!("SKIP: ../shared/datasets/openalpr-bench is absent; CPU model-choice test not run");
+        return;
+    };
+    require_models();
+    let haswell = |args: &[&str]| {
+        std::process::Command::new("qemu-x86_64-static")
+            .args(["-cpu", "Haswell", bin()])
+            .args(args)
+            .output()
+    };
+    let Ok(version) = haswell(&["--version"]) else {
+        eprintln!("SKIP: qemu-x86_64-static is not installed (scripts/test.sh installs it); test not run");
+        return;
+    };
+    // The first 12 hex digits of a model's sha256 in the shipped manifest.
+    let shipped = |file: &str| {
+        let m = std::fs::read_to_string(repo().join("models/manifest.toml")).expect("manifest");
+        let at = m.find(&format!("file = \"{file}\"")).expect("entry");
+        m[at..].split('"').nth(3).expect("sha256")[..12].to_string()
+    };
+    let (int8, u8) = (shipped("plate_detector.int8.onnx"), shipped("plate_detector.u8.onnx"));
+    assert!(
+        text(&version).contains(&format!("plate-detector={u8}")),
+        "{}",
+        text(&version)
+    );
+    let native = text(&gatehouse(&["--version"]));
+    if std::arch::is_x86_feature_detected!("avx512vnni") || std::arch::is_x86_feature_detected!("avxvnni") {
+        assert!(native.contains(&format!("plate-detector={int8}")), "{native}");
+    }
+    // endtoend/br/labels.tsv: AYO9034.jpg 528 412 162 52 AYO9034
+    let image = bench.join("endtoend/br/AYO9034.jpg");
+    let o = haswell(&["recognize", image.to_str().expect("utf8"), "--json"]).expect("qemu runs");
+    assert!(o.status.success(), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("plate_detector.int8.onnx is not used") && err.contains("no VNNI"),
+        "{err}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["plates"][0]["text"].as_str(), Some("AYO9034"), "{v}");
+}

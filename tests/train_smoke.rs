@@ -176,6 +176,38 @@ produced_by = "fetch-models.sh"
         out.contains("gatehouse.input_scale") && out.contains("uint8_input.py") && out.contains("bare.int8.onnx"),
         "{out}"
     );
+
+    // For CPUs without VNNI: the same model with unsigned weights (`--weights u8`, plain pixels), listed
+    // after the signed one as the manifest does; a machine without VNNI loads it, this one the signed one.
+    let unsigned = dir.path().join("plate_detector.u8.onnx");
+    let o = Command::new("python3")
+        .arg(repo().join("models/train/quantize.py"))
+        .args(["--bench", bench.to_str().expect("utf8"), "--frames", "2", "--no-eval"])
+        .args(["--weights", "u8", "--space-to-depth", "1", "--model"])
+        .arg(&float)
+        .arg("--out")
+        .arg(&unsigned)
+        .output()
+        .expect("python3");
+    assert!(o.status.success(), "quantize.py --weights u8 failed:\n{}", text(&o));
+    let u8_sha = hex::encode(Sha256::digest(std::fs::read(&unsigned).expect("u8 onnx")));
+    let first = manifest
+        .find("[[model]]\nrole = \"detector\"")
+        .expect("text detector entry");
+    let paired = format!(
+        "{}needs = \"exact-int8\"\n{}",
+        &manifest[..first],
+        &manifest[..first]
+            .replace(&onnx.display().to_string(), &unsigned.display().to_string())
+            .replace(&sha, &u8_sha)
+            .replace(", space_to_depth = 2", "")
+    ) + &manifest[first..];
+    let v = recognize(dir.path(), &paired, &image);
+    assert!(v["plates"].is_array(), "{v}");
+    // And the unsigned model alone, as a CPU without VNNI runs it.
+    let (_, unsigned_only) = paired.split_once("needs = \"exact-int8\"\n").expect("needs");
+    let v = recognize(dir.path(), unsigned_only, &image);
+    assert!(v["plates"].is_array(), "{v}");
 }
 
 /// `plate_detector.py --init` starts from an exported detector: with a learning rate of 0, two steps

@@ -18,6 +18,12 @@ per frame on one core. `--space-to-depth 1` writes the plain-input model instead
 off the model's QuantizeLinear so it takes 8-bit values, which the daemon computes while it lays out the
 input (exactly the same integers; `--input float` keeps the float input).
 
+`--weights u8 --space-to-depth 1` writes the model the manifest lists for x86-64 CPUs without VNNI
+(models/plate_detector.u8.onnx): there ONNX Runtime multiplies unsigned activations by signed weights with
+an instruction that saturates pairs of products at 16 bits, and the signed model read 854 of the 993
+validation plates of broad_eval.py instead of 900 (docs/recognition.md). Unsigned-by-unsigned products are
+widened before they are added, so the unsigned model reads the same with and without VNNI.
+
 The whole-plate reader is not quantized here (see models/train/README.md): with static ranges every
 convolution in int8 cost it 3-14 points of exact reads on the validation split; the seven heavy 1 x 1
 convolutions that tolerate it best (chosen by a per-layer sensitivity pass on training plates) saved only
@@ -104,6 +110,9 @@ def main():
     ap.add_argument("--input", choices=["uint8", "float"], default="uint8",
                     help="uint8: the written model takes its 8-bit input values directly (uint8_input.py); "
                          "float: it takes normalised floats and quantizes them itself")
+    ap.add_argument("--weights", choices=["s8", "u8"], default="s8",
+                    help="s8: signed 8-bit weights (fastest with VNNI / ARM dot products); u8: unsigned, for "
+                         "x86-64 without VNNI, whose u8 x s8 kernels saturate (docs/recognition.md)")
     args = ap.parse_args()
     frames = load_frames(args.bench)
     paths = sorted({p for p, _ in frames["train"]})
@@ -120,7 +129,7 @@ def main():
             quant_format=QuantFormat.QDQ,
             per_channel=True,
             activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8 if args.weights == "s8" else QuantType.QUInt8,
             calibrate_method=CalibrationMethod.MinMax,
         )
         fp, q = OrtModel(args.model), OrtModel(staged)

@@ -84,7 +84,7 @@ impl Parts {
             clock: Arc::new(crate::clock::TrustedClock::new(SystemClock, newest_record(cfg))),
             notifier: crate::supervise::Notifier::from_env(),
             make_source: Box::new(|lane| Box::new(OpenCvSource::new(lane.source.clone()))),
-            make_reader: Box::new(move |_lane| {
+            make_reader: Box::new(move |lane| {
                 let opts = ReaderOptions {
                     threads: rc.threads,
                     min_plate_len: rc.min_plate_len,
@@ -97,6 +97,9 @@ impl Parts {
                 };
                 // Loaded per lane: a manifest that cannot be read costs that lane its plates, not the daemon.
                 let manifest = Manifest::load(&rc.manifest)?;
+                for note in manifest.passed_over() {
+                    tracing::warn!(lane = %lane.name, "{note}");
+                }
                 let mut reader = OnnxPlateReader::new(&manifest, rc.onnxruntime.as_deref(), opts)?;
                 // A reader that cannot read a clean rendered plate is not trusted with the gate.
                 let plate = crate::recognize::check_plate(rc.min_plate_len, rc.max_plate_len);

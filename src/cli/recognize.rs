@@ -27,6 +27,9 @@ fn reader_factory(
     let path = models.models.clone().unwrap_or_else(default_manifest);
     let manifest =
         Manifest::load(&path).with_context(|| "use --models to point at models/manifest.toml".to_string())?;
+    for note in manifest.passed_over() {
+        eprintln!("{note}");
+    }
     let lib = models.onnxruntime.clone();
     let side = models.detector_max_side;
     let two_line_max_aspect = models.two_line_max_aspect;

@@ -11,10 +11,55 @@ use super::RecognizeError;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
+    /// Every entry as listed; [`Manifest::model`] picks, per role, the first one this CPU can run as measured.
     #[serde(rename = "model")]
     pub models: Vec<ModelSpec>,
     #[serde(skip)]
     pub dir: PathBuf,
+    /// The CPU the models are chosen for (the host's, from [`Cpu::host`], unless a test sets another).
+    #[serde(skip, default = "Cpu::host")]
+    pub cpu: Cpu,
+}
+
+/// What a model needs of the CPU to give the figures it was measured with (`needs` in the manifest). An
+/// entry whose need this CPU lacks is passed over for the next entry of the same role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum CpuNeed {
+    /// 8-bit products summed without saturating: x86-64 with AVX-512 VNNI or AVX-VNNI, or any aarch64.
+    /// Without VNNI, ONNX Runtime's x86-64 kernels multiply unsigned by signed 8-bit values with an
+    /// instruction (`vpmaddubsw`) that saturates pairs of products at 16 bits, and a model quantized with
+    /// signed weights then computes something else: the shipped int8 detector read 25 of the 29 US
+    /// validation frames under `qemu-x86_64 -cpu Haswell` against 28 natively (docs/recognition.md).
+    /// ARM's kernels widen instead (a Cortex-A72 without dot products reads as natively).
+    #[serde(rename = "exact-int8")]
+    ExactInt8,
+}
+
+/// What this machine's CPU offers the models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cpu {
+    /// See [`CpuNeed::ExactInt8`].
+    pub exact_int8: bool,
+}
+
+impl Cpu {
+    /// The CPU this process runs on.
+    pub fn host() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        let exact_int8 =
+            std::arch::is_x86_feature_detected!("avx512vnni") || std::arch::is_x86_feature_detected!("avxvnni");
+        #[cfg(target_arch = "aarch64")]
+        let exact_int8 = true;
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+        let exact_int8 = false;
+        Cpu { exact_int8 }
+    }
+
+    pub fn has(&self, need: CpuNeed) -> bool {
+        match need {
+            CpuNeed::ExactInt8 => self.exact_int8,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -26,6 +71,17 @@ pub enum Role {
     /// Finds text lines (in the frame, or inside a plate when a plate detector is present).
     Detector,
     Recognizer,
+}
+
+impl Role {
+    /// The role as the manifest spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::PlateDetector => "plate-detector",
+            Role::Detector => "detector",
+            Role::Recognizer => "recognizer",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -145,6 +201,10 @@ pub struct ModelSpec {
     /// Detector: how far boxes grow around the shrunk text kernel.
     #[serde(default)]
     pub unclip_ratio: Option<f32>,
+    /// What the model needs of the CPU; where the CPU lacks it, the next entry of the same role is used
+    /// (which must exist, without `needs`).
+    #[serde(default)]
+    pub needs: Option<CpuNeed>,
     /// Keep ONNX Runtime from moving this model's 8-bit convolutions to channels-last (NHWC) layout. The
     /// plate detector is faster without it on x86-64: in NHWC its nearest-neighbour upsampling takes a slow
     /// generic path and the layout changes add transposes (see models/train/README.md).
@@ -238,18 +298,70 @@ impl Manifest {
                 }
             }
         }
+        // Per role: entries with `needs` first, then exactly one without, so every CPU gets a model.
+        for (i, spec) in self.models.iter().enumerate() {
+            let later = self.models[i + 1..].iter().filter(|m| m.role == spec.role);
+            match spec.needs {
+                Some(_) if later.clone().all(|m| m.needs.is_some()) => {
+                    return Err(format!(
+                        "model {}: it has `needs`, so a CPU without it needs another {} entry after it; add one \
+                         without `needs` (e.g. the float model) or remove `needs`",
+                        spec.file,
+                        spec.role.name()
+                    ))
+                }
+                None => {
+                    if let Some(m) = later.clone().next() {
+                        return Err(format!(
+                            "model {} can never be used: the {} entry before it ({}) has no `needs`; remove one \
+                             of them",
+                            m.file,
+                            spec.role.name(),
+                            spec.file
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
         Ok(())
+    }
+
+    /// The entries passed over on this CPU, each with the reason and the entry used instead (for the log).
+    pub fn passed_over(&self) -> Vec<String> {
+        self.models
+            .iter()
+            .filter_map(|m| {
+                let need = m.needs.filter(|n| !self.cpu.has(*n))?;
+                let used = self.optional(m.role).map_or("none", |u| u.file.as_str());
+                Some(match need {
+                    CpuNeed::ExactInt8 => format!(
+                        "{} {} is not used: this CPU has no VNNI, where ONNX Runtime's 8-bit sums saturate and \
+                         the model reads worse; using {used}",
+                        m.role.name(),
+                        m.file
+                    ),
+                })
+            })
+            .collect()
+    }
+
+    /// The entries this CPU uses: per role, the first whose `needs` it meets.
+    pub fn chosen(&self) -> impl Iterator<Item = &ModelSpec> {
+        self.models.iter().enumerate().filter_map(|(i, m)| {
+            let usable = |m: &ModelSpec| m.needs.is_none_or(|n| self.cpu.has(n));
+            let first = usable(m) && !self.models[..i].iter().any(|e| e.role == m.role && usable(e));
+            first.then_some(m)
+        })
     }
 
     /// The model for a role, if the manifest has one.
     pub fn optional(&self, role: Role) -> Option<&ModelSpec> {
-        self.models.iter().find(|m| m.role == role)
+        self.chosen().find(|m| m.role == role)
     }
 
     pub fn model(&self, role: Role) -> Result<&ModelSpec, RecognizeError> {
-        self.models
-            .iter()
-            .find(|m| m.role == role)
+        self.optional(role)
             .ok_or_else(|| RecognizeError::Manifest(format!("no model with role {role:?} in the manifest")))
     }
 
@@ -286,18 +398,10 @@ impl Manifest {
         Ok(())
     }
 
-    /// Short identity for `--version` and logs: role=first 12 hex of sha256.
+    /// Short identity for `--version` and logs: role=first 12 hex of sha256, for the models this CPU uses.
     pub fn fingerprint(&self) -> String {
-        self.models
-            .iter()
-            .map(|m| {
-                let role = match m.role {
-                    Role::PlateDetector => "plate-detector",
-                    Role::Detector => "text-detector",
-                    Role::Recognizer => "recognizer",
-                };
-                format!("{role}={}", &m.sha256[..m.sha256.len().min(12)])
-            })
+        self.chosen()
+            .map(|m| format!("{}={}", m.role.name(), &m.sha256[..m.sha256.len().min(12)]))
             .collect::<Vec<_>>()
             .join(" ")
     }
@@ -399,8 +503,9 @@ produced_by = "x"
         assert_eq!(m.models[0].input.block(), 1, "off by default");
         assert!(!m.models[0].keep_nchw, "ONNX Runtime's layout choice by default");
         // The shipped manifest: its detector reads 2x2 blocks and keeps NCHW (models/train/README.md).
-        let shipped = Manifest::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/manifest.toml"))
+        let mut shipped = Manifest::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/manifest.toml"))
             .expect("shipped manifest loads");
+        shipped.cpu = Cpu { exact_int8: true };
         let det = shipped.model(Role::PlateDetector).expect("plate detector");
         assert!(det.input.block() == 2 && det.keep_nchw);
         assert!(
@@ -488,13 +593,108 @@ produced_by = "x"
             let err = Manifest::load(&path).expect_err(input).to_string();
             assert!(err.contains("input.far_max_side") && err.contains("d.onnx"), "{err}");
         }
-        let shipped = Manifest::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/manifest.toml"))
+        let mut shipped = Manifest::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/manifest.toml"))
             .expect("shipped manifest loads");
+        shipped.cpu = Cpu { exact_int8: true };
         let det = shipped.model(Role::PlateDetector).expect("plate detector");
         assert!(det.input.coarse_max_side > 0, "the shipped detector finds close-ups");
         assert!(
             det.input.far_max_side > det.input.max_side,
             "and looks again for distant plates"
+        );
+    }
+
+    fn detector_entry(file: &str, needs: &str) -> String {
+        format!(
+            r#"
+[[model]]
+role = "plate-detector"
+kind = "center-box"
+file = "{file}"
+sha256 = "{file}00"
+{needs}
+input = {{ multiple_of = 32 }}
+normalize = {{ scale = 255.0, mean = [0.5, 0.5, 0.5], std = [0.5, 0.5, 0.5] }}
+license = "x"
+produced_by = "x"
+"#
+        )
+    }
+
+    #[test]
+    fn an_int8_model_is_passed_over_on_a_cpu_whose_8_bit_sums_saturate() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("manifest.toml");
+        let text = detector_entry("q.onnx", "needs = \"exact-int8\"") + &detector_entry("f.onnx", "");
+        std::fs::write(&path, text).expect("write");
+        let mut m = Manifest::load(&path).expect("loads");
+        m.cpu = Cpu { exact_int8: true };
+        assert_eq!(m.model(Role::PlateDetector).expect("detector").file, "q.onnx");
+        assert!(m.passed_over().is_empty());
+        assert_eq!(m.fingerprint(), "plate-detector=q.onnx00");
+        m.cpu = Cpu { exact_int8: false };
+        assert_eq!(m.model(Role::PlateDetector).expect("detector").file, "f.onnx");
+        assert_eq!(m.fingerprint(), "plate-detector=f.onnx00");
+        let notes = m.passed_over();
+        assert!(
+            notes.len() == 1 && notes[0].contains("q.onnx") && notes[0].contains("VNNI") && notes[0].contains("f.onnx"),
+            "{notes:?}"
+        );
+    }
+
+    #[test]
+    fn a_cpu_need_without_a_fallback_or_an_entry_never_used_is_refused() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("manifest.toml");
+        std::fs::write(&path, detector_entry("q.onnx", "needs = \"exact-int8\"")).expect("write");
+        let err = Manifest::load(&path).expect_err("no fallback").to_string();
+        assert!(err.contains("q.onnx") && err.contains("without `needs`"), "{err}");
+        std::fs::write(
+            &path,
+            detector_entry("f.onnx", "") + &detector_entry("q.onnx", "needs = \"exact-int8\""),
+        )
+        .expect("write");
+        let err = Manifest::load(&path).expect_err("unreachable").to_string();
+        assert!(
+            err.contains("q.onnx can never be used") && err.contains("f.onnx"),
+            "{err}"
+        );
+        std::fs::write(
+            &path,
+            detector_entry("q.onnx", "needs = \"vnni\"") + &detector_entry("f.onnx", ""),
+        )
+        .expect("write");
+        let err = Manifest::load(&path).expect_err("unknown need").to_string();
+        assert!(err.contains("exact-int8"), "{err}");
+    }
+
+    #[test]
+    fn the_shipped_manifest_has_a_detector_for_cpus_without_vnni_and_both_files_match() {
+        let mut m = Manifest::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/manifest.toml"))
+            .expect("shipped manifest loads");
+        m.verify_files().expect("every listed file matches its sha256");
+        m.cpu = Cpu { exact_int8: true };
+        let int8 = m.model(Role::PlateDetector).expect("detector").clone();
+        m.cpu = Cpu { exact_int8: false };
+        let other = m.model(Role::PlateDetector).expect("detector").clone();
+        assert_eq!(int8.needs, Some(CpuNeed::ExactInt8));
+        assert!(other.needs.is_none() && other.file != int8.file, "{}", other.file);
+        assert_eq!(
+            (
+                other.input.coarse_max_side,
+                other.input.close_max_side,
+                other.input.far_max_side
+            ),
+            (
+                int8.input.coarse_max_side,
+                int8.input.close_max_side,
+                int8.input.far_max_side
+            ),
+            "the same passes on every CPU"
+        );
+        assert_eq!(
+            m.model(Role::Recognizer).expect("reader").file,
+            "plate_reader.int8.onnx"
         );
     }
 }
