@@ -337,7 +337,9 @@ fn plate_reader_trains_exports_and_loads() {
     let detector = committed
         .split("[[model]]")
         .find(|block| block.contains("role = \"plate-detector\""))
-        .expect("the committed manifest has a plate detector");
+        .expect("the committed manifest has a plate detector")
+        // the first one alone (on a CPU without VNNI it reads a little worse, enough for a smoke test)
+        .replace("needs = \"exact-int8\"\n", "");
     let manifest = format!(
         r#"
 [[model]]{detector}
