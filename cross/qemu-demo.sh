@@ -113,6 +113,8 @@ for cpu in $cpus; do
   cpuinfo "$cpu"
   decisions "arm-$cpu" arm_run > "$work/arm-$cpu.txt"
   echo "aarch64 (qemu, $cpu) decisions:"; sed 's/^/  /' "$work/arm-$cpu.txt"
+  # Its warnings (e.g. a reader that failed the start-up check and the fallback the lane reads with).
+  grep -E ' (WARN|ERROR) ' "$work/arm-$cpu.log" | cut -c1-400 | sed 's/^/  /' >&2 || true
   if diff -u "$work/x86.txt" "$work/arm-$cpu.txt"; then
     echo "qemu-demo: same decisions on aarch64 ($cpu) as on x86-64"
   else

@@ -133,3 +133,40 @@ fn a_reader_that_misreads_a_clean_plate_at_start_up_is_not_trusted_with_the_gate
     assert_eq!(pulses(&dir.path().join("data")), 0, "no plate opened the gate");
     assert!(daemon.0.try_wait().expect("wait").is_none(), "the daemon runs on");
 }
+
+/// The same misreading int8 reader, but the manifest's float reader (`fallback = true`) is intact: the
+/// start-up check fails with the int8 reader, passes with the fallback, the lane says so, reads with it, and
+/// the listed car opens the gate, with no recognition alert.
+#[test]
+fn a_reader_that_misreads_at_start_up_gives_way_to_the_fallback_reader() {
+    require_models();
+    let dir = tempfile::tempdir().expect("tmp");
+    let listed = std::fs::read_to_string(repo().join("models/manifest.toml")).expect("manifest");
+    let charset = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let reversed: String = charset.chars().rev().collect();
+    let line = format!("charset = \"{charset}\"");
+    let (first, fallback) = listed
+        .split_once("fallback = true")
+        .expect("the manifest lists a fallback reader");
+    assert!(
+        first.contains(&line) && fallback.contains(&line),
+        "both readers have the plate charset"
+    );
+    // The first reader (the int8 one) misreads; the fallback entry is untouched.
+    let edited = first.replacen(&line, &format!("charset = \"{reversed}\""), 1) + "fallback = true" + fallback;
+    let models = copy_models(dir.path(), &edited);
+    let cfg = lane_with_models(dir.path(), &models, "");
+
+    let (mut daemon, (log, _)) = spawn_logged(&cfg);
+    let logged = |needle: &str| log.lock().expect("lock").iter().any(|l| l.contains(needle));
+    wait_for("the fallback reader", Duration::from_secs(30), &log, || {
+        logged("fallback models read the check plate right")
+    });
+    assert!(logged("plate_reader.onnx"), "the log names the reader the lane uses");
+    let data = dir.path().join("data");
+    wait_for("the listed car's opening", Duration::from_secs(30), &log, || {
+        pulses(&data) > 0
+    });
+    assert!(!logged("ALERT"), "a lane that reads raises no recognition alert");
+    assert!(daemon.0.try_wait().expect("wait").is_none(), "the daemon runs on");
+}

@@ -19,6 +19,9 @@ pub struct Manifest {
     /// The CPU the models are chosen for (the host's, from [`Cpu::host`], unless a test sets another).
     #[serde(skip, default = "Cpu::host")]
     pub cpu: Cpu,
+    /// Use the `fallback` entries in place of their roles' first choices ([`Manifest::with_fallbacks`]).
+    #[serde(skip)]
+    pub use_fallbacks: bool,
 }
 
 /// What a model needs of the CPU to give the figures it was measured with (`needs` in the manifest). An
@@ -205,6 +208,11 @@ pub struct ModelSpec {
     /// (which must exist, without `needs`).
     #[serde(default)]
     pub needs: Option<CpuNeed>,
+    /// Used only when a lane's start-up check fails with the entries chosen first (one per role, after
+    /// them, without `needs`): a model that reads wrong on this CPU although its file is intact. Under qemu's
+    /// SME emulation the int8 reader read nothing while the float reader read right.
+    #[serde(default)]
+    pub fallback: bool,
     /// Keep ONNX Runtime from moving this model's 8-bit convolutions to channels-last (NHWC) layout. The
     /// plate detector is faster without it on x86-64: in NHWC its nearest-neighbour upsampling takes a slow
     /// generic path and the layout changes add transposes (see models/train/README.md).
@@ -298,9 +306,23 @@ impl Manifest {
                 }
             }
         }
-        // Per role: entries with `needs` first, then exactly one without, so every CPU gets a model.
+        // Per role: entries with `needs` first, then exactly one without, so every CPU gets a model; then at
+        // most one `fallback`.
         for (i, spec) in self.models.iter().enumerate() {
-            let later = self.models[i + 1..].iter().filter(|m| m.role == spec.role);
+            let same = |m: &&ModelSpec| m.role == spec.role;
+            let later = self.models[i + 1..].iter().filter(same).filter(|m| !m.fallback);
+            if spec.fallback {
+                let first = !self.models[..i].iter().filter(same).any(|m| !m.fallback);
+                if first || spec.needs.is_some() || self.models[..i].iter().filter(same).any(|m| m.fallback) {
+                    return Err(format!(
+                        "model {}: a fallback comes after the {} entries it stands in for, without `needs`, and \
+                         one per role",
+                        spec.file,
+                        spec.role.name()
+                    ));
+                }
+                continue;
+            }
             match spec.needs {
                 Some(_) if later.clone().all(|m| m.needs.is_some()) => {
                     return Err(format!(
@@ -314,7 +336,7 @@ impl Manifest {
                     if let Some(m) = later.clone().next() {
                         return Err(format!(
                             "model {} can never be used: the {} entry before it ({}) has no `needs`; remove one \
-                             of them",
+                             of them (or mark it `fallback = true`)",
                             m.file,
                             spec.role.name(),
                             spec.file
@@ -346,13 +368,32 @@ impl Manifest {
             .collect()
     }
 
-    /// The entries this CPU uses: per role, the first whose `needs` it meets.
+    /// The entries this CPU uses: per role, the first whose `needs` it meets; with [`Self::with_fallbacks`],
+    /// the role's `fallback` entry instead where it has one.
     pub fn chosen(&self) -> impl Iterator<Item = &ModelSpec> {
         self.models.iter().enumerate().filter_map(|(i, m)| {
-            let usable = |m: &ModelSpec| m.needs.is_none_or(|n| self.cpu.has(n));
+            let has_fallback = self.models.iter().any(|e| e.role == m.role && e.fallback);
+            if self.use_fallbacks && has_fallback {
+                return m.fallback.then_some(m);
+            }
+            let usable = |m: &ModelSpec| !m.fallback && m.needs.is_none_or(|n| self.cpu.has(n));
             let first = usable(m) && !self.models[..i].iter().any(|e| e.role == m.role && usable(e));
             first.then_some(m)
         })
+    }
+
+    /// The manifest with each role's `fallback` entry in place of its first choice, when it lists any
+    /// (`None` when it lists none).
+    pub fn with_fallbacks(&self) -> Option<Manifest> {
+        self.models.iter().any(|m| m.fallback).then(|| Manifest {
+            use_fallbacks: true,
+            ..self.clone()
+        })
+    }
+
+    /// The files of the entries in use, for the log (`plate_detector.int8.onnx, plate_reader.int8.onnx`).
+    pub fn files(&self) -> String {
+        self.chosen().map(|m| m.file.as_str()).collect::<Vec<_>>().join(", ")
     }
 
     /// The model for a role, if the manifest has one.
@@ -696,5 +737,44 @@ produced_by = "x"
             m.model(Role::Recognizer).expect("reader").file,
             "plate_reader.int8.onnx"
         );
+    }
+
+    #[test]
+    fn a_fallback_entry_stands_in_only_when_asked_and_follows_its_role() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("manifest.toml");
+        let write = |entries: &[(&str, &str)]| {
+            let text: String = entries.iter().map(|(f, extra)| detector_entry(f, extra)).collect();
+            std::fs::write(&path, text).expect("write");
+        };
+        write(&[
+            ("q.onnx", "needs = \"exact-int8\""),
+            ("u.onnx", ""),
+            ("f.onnx", "fallback = true"),
+        ]);
+        let mut m = Manifest::load(&path).expect("loads");
+        m.cpu = Cpu { exact_int8: true };
+        assert_eq!(m.files(), "q.onnx");
+        assert_eq!(m.fingerprint(), "plate-detector=q.onnx00", "the fallback is not in use");
+        let fb = m.with_fallbacks().expect("a manifest with a fallback");
+        assert_eq!(fb.files(), "f.onnx");
+        m.cpu = Cpu { exact_int8: false };
+        assert_eq!(m.files(), "u.onnx");
+        assert_eq!(m.with_fallbacks().expect("fallback").files(), "f.onnx");
+        write(&[("u.onnx", "")]);
+        assert!(Manifest::load(&path).expect("loads").with_fallbacks().is_none());
+        for bad in [
+            vec![("f.onnx", "fallback = true"), ("u.onnx", "")],
+            vec![
+                ("u.onnx", ""),
+                ("f.onnx", "fallback = true"),
+                ("g.onnx", "fallback = true"),
+            ],
+            vec![("u.onnx", ""), ("f.onnx", "fallback = true\nneeds = \"exact-int8\"")],
+        ] {
+            write(&bad);
+            let err = Manifest::load(&path).expect_err("refused").to_string();
+            assert!(err.contains("a fallback comes after"), "{err}");
+        }
     }
 }

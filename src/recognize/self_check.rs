@@ -2,8 +2,9 @@
 //! plate right. A model file can pass its sha256 check and still read nothing on a CPU whose integer
 //! kernels misbehave: under qemu's `max` CPU (with SME), ONNX Runtime 1.31's int8 reader read no plate at
 //! all, while the same files read right as a Cortex-A76 (cross/qemu-demo.sh). A lane whose reader fails
-//! this check reads no plate and raises the recognition alert, like a lane whose models are missing, instead
-//! of silently opening for nobody.
+//! this check is given the manifest's `fallback` models (the float reader) and checked again; if those fail
+//! too (or there are none), it reads no plate and raises the recognition alert, like a lane whose models are
+//! missing, instead of silently opening for nobody.
 
 use super::{PlateReader, RecognizeError};
 
@@ -33,7 +34,8 @@ pub fn self_check(reader: &mut dyn PlateReader, plate: &str) -> Result<(), Recog
         Some(best) if best.text == plate => Ok(()),
         best => Err(RecognizeError::SelfCheck(format!(
             "the reader read {} from a clean rendered plate {plate}: its models or ONNX Runtime's kernels do \
-             not work on this CPU (the float reader, plate_reader.onnx, is selectable in the manifest)",
+             not work on this CPU (the manifest's `fallback = true` entries, such as the float reader \
+             plate_reader.onnx, are tried where it lists them)",
             best.map_or("nothing".to_string(), |b| format!("{:?}", b.text))
         ))),
     }
