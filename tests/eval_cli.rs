@@ -277,3 +277,64 @@ fn a_cpu_without_vnni_is_given_the_detector_that_reads_right_there() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(v["plates"][0]["text"].as_str(), Some("AYO9034"), "{v}");
 }
+
+/// `recognize` and `eval` measure the models a lane on this CPU would read with: when the first reader
+/// misreads the start-up check plate (here the int8 reader with its charset reversed) they use the
+/// manifest's fallback reader and say so; without a fallback they warn and measure the given models.
+#[test]
+fn the_cli_reads_with_the_fallback_reader_when_the_first_fails_the_start_up_check() {
+    let Some(bench) = bench_dir() else {
+        eprintln!("SKIP: ../shared/datasets/openalpr-bench is absent; fallback test not run");
+        return;
+    };
+    require_models();
+    let dir = tempfile::tempdir().expect("tmp");
+    let models = dir.path().join("models");
+    std::fs::create_dir(&models).expect("dir");
+    for e in std::fs::read_dir(repo().join("models")).expect("models") {
+        let p = e.expect("entry").path();
+        if p.extension().is_some_and(|x| x == "onnx") {
+            std::os::unix::fs::symlink(&p, models.join(p.file_name().expect("name"))).expect("link");
+        }
+    }
+    let toml = std::fs::read_to_string(repo().join("models/manifest.toml")).expect("manifest");
+    let charset = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let reversed: String = charset.chars().rev().collect();
+    let misreading = toml.replacen(charset, &reversed, 1);
+    let image = bench.join("endtoend/br/AYO9034.jpg");
+    let run = |manifest: &str| {
+        let path = models.join("manifest.toml");
+        std::fs::write(&path, manifest).expect("write");
+        let o = gatehouse(&[
+            "recognize",
+            image.to_str().expect("utf8"),
+            "--json",
+            "--models",
+            path.to_str().expect("utf8"),
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+        (
+            v["plates"][0]["text"].as_str().unwrap_or_default().to_string(),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        )
+    };
+    let (read, err) = run(&misreading);
+    assert_eq!(read, "AYO9034", "{err}");
+    assert!(
+        err.contains("fallback models read the check plate right") && err.contains("plate_reader.onnx"),
+        "{err}"
+    );
+    // The same misreading reader with no fallback listed: a warning, and its misreads are what is measured.
+    let alone = misreading
+        .split("\n# The float reader")
+        .next()
+        .expect("the fallback entry's comment");
+    assert!(!alone.contains("fallback = true"), "the fallback entry is cut off");
+    let (read, err) = run(alone);
+    assert_ne!(read, "AYO9034", "{err}");
+    assert!(
+        err.contains("warning: start-up check") && err.contains("measuring these models anyway"),
+        "{err}"
+    );
+}

@@ -29,7 +29,7 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, LaneConfig, RelayConfig};
 use crate::events::{self, EventSink};
 use crate::gate::{self, safety, GateHandle, Relay};
-use crate::recognize::{Manifest, OnnxPlateReader, PlateReader, ReaderOptions, RecognizeError};
+use crate::recognize::{Manifest, PlateReader, ReaderOptions};
 use crate::track::{self, PlateRead, VotedRead};
 
 mod allowlist;
@@ -103,28 +103,11 @@ impl Parts {
                 // A reader that cannot read a clean rendered plate is not trusted with the gate; the manifest's
                 // fallback models (the float reader) get one more try.
                 let plate = crate::recognize::check_plate(rc.min_plate_len, rc.max_plate_len);
-                let checked = |m: &Manifest| -> Result<OnnxPlateReader, RecognizeError> {
-                    let mut reader = OnnxPlateReader::new(m, rc.onnxruntime.as_deref(), opts.clone())?;
-                    crate::recognize::self_check(&mut reader, &plate)?;
-                    Ok(reader)
-                };
-                let reader = match (checked(&manifest), manifest.with_fallbacks()) {
-                    (Ok(reader), _) => reader,
-                    (Err(e @ RecognizeError::SelfCheck(_)), Some(fallback)) => {
-                        let reader = checked(&fallback).map_err(|again| {
-                            anyhow::anyhow!("{e}; the fallback models ({}) failed too: {again}", fallback.files())
-                        })?;
-                        tracing::warn!(
-                            lane = %lane.name,
-                            "{e}; the manifest's fallback models read the check plate right, so \
-                             the lane reads with {} instead of {} (slower)",
-                            fallback.files(),
-                            manifest.files()
-                        );
-                        reader
-                    }
-                    (Err(e), _) => return Err(e.into()),
-                };
+                let checked = crate::recognize::checked_reader(&manifest, rc.onnxruntime.as_deref(), &opts, &plate)?;
+                if let Some(note) = &checked.note {
+                    tracing::warn!(lane = %lane.name, "{note}");
+                }
+                let reader = checked.reader;
                 Ok(Box::new(reader) as Box<dyn PlateReader>)
             }),
             make_relay: Box::new(|rc| Ok(gate::build_relay(rc)?)),

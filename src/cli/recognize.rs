@@ -40,20 +40,37 @@ fn reader_factory(
         min_plate_len <= max_plate_len,
         "--min-plate-len {min_plate_len} is above --max-plate-len {max_plate_len}"
     );
+    let opts = ReaderOptions {
+        threads: 1,
+        detector_max_side: side,
+        two_line_max_aspect,
+        max_plates,
+        spare_plates,
+        min_plate_len,
+        max_plate_len,
+        top_n,
+        prior,
+        ..Default::default()
+    };
+    // The daemon's start-up check, once: the figures are those of the models a lane on this CPU would read
+    // with (the manifest's fallbacks where the first choice misreads the check plate). A check that fails
+    // with nothing to fall back on is reported and the given models are measured anyway.
+    let plate = crate::recognize::check_plate(min_plate_len, max_plate_len);
+    let manifest = match crate::recognize::checked_reader(&manifest, lib.as_deref(), &opts, &plate) {
+        Ok(checked) => {
+            if let Some(note) = &checked.note {
+                eprintln!("{note}");
+            }
+            checked.manifest
+        }
+        Err(RecognizeError::SelfCheck(why)) => {
+            eprintln!("warning: start-up check: {why}; measuring these models anyway");
+            manifest
+        }
+        Err(e) => return Err(e.into()),
+    };
     Ok(move || {
-        let opts = ReaderOptions {
-            threads: 1,
-            detector_max_side: side,
-            two_line_max_aspect,
-            max_plates,
-            spare_plates,
-            min_plate_len,
-            max_plate_len,
-            top_n,
-            prior: prior.clone(),
-            ..Default::default()
-        };
-        OnnxPlateReader::new(&manifest, lib.as_deref(), opts).map(|r| Box::new(r) as Box<dyn PlateReader>)
+        OnnxPlateReader::new(&manifest, lib.as_deref(), opts.clone()).map(|r| Box::new(r) as Box<dyn PlateReader>)
     })
 }
 

@@ -23,7 +23,7 @@ pub use onnx::{
     OnnxPlateReader, ReaderOptions, DEFAULT_MAX_PLATES, DEFAULT_MAX_PLATE_LEN, DEFAULT_MIN_PLATE_LEN,
     DEFAULT_SPARE_PLATES, DEFAULT_TWO_LINE_MAX_ASPECT,
 };
-pub use self_check::{check_plate, self_check, CHECK_PLATE};
+pub use self_check::{check_plate, checked_reader, self_check, CheckedReader, CHECK_PLATE};
 pub use unavailable::UnavailableReader;
 
 /// A plate found and read in one frame.

@@ -6,7 +6,9 @@
 //! too (or there are none), it reads no plate and raises the recognition alert, like a lane whose models are
 //! missing, instead of silently opening for nobody.
 
-use super::{PlateReader, RecognizeError};
+use std::path::Path;
+
+use super::{Manifest, OnnxPlateReader, PlateReader, ReaderOptions, RecognizeError};
 
 /// The plate the check renders (the demo video's first resident, drawn the same way), cut or lengthened to
 /// the plate lengths the lane reads ([`check_plate`]).
@@ -38,6 +40,55 @@ pub fn self_check(reader: &mut dyn PlateReader, plate: &str) -> Result<(), Recog
              plate_reader.onnx, are tried where it lists them)",
             best.map_or("nothing".to_string(), |b| format!("{:?}", b.text))
         ))),
+    }
+}
+
+/// A reader built from a manifest and checked at start ([`checked_reader`]).
+pub struct CheckedReader {
+    pub reader: OnnxPlateReader,
+    /// The manifest the reader was built from: the one given, or its fallbacks.
+    pub manifest: Manifest,
+    /// Set when the fallbacks are in use: what failed and what reads instead (for the log).
+    pub note: Option<String>,
+}
+
+/// Builds the reader `manifest` describes and runs [`self_check`] on it with `plate`. When the check fails
+/// and the manifest lists `fallback` entries, the reader is built from those and checked instead, and the
+/// note says so. The error is the first check's (with the fallback's failure appended) when none reads.
+pub fn checked_reader(
+    manifest: &Manifest,
+    library: Option<&Path>,
+    opts: &ReaderOptions,
+    plate: &str,
+) -> Result<CheckedReader, RecognizeError> {
+    let build = |m: &Manifest| -> Result<OnnxPlateReader, RecognizeError> {
+        let mut reader = OnnxPlateReader::new(m, library, opts.clone())?;
+        self_check(&mut reader, plate)?;
+        Ok(reader)
+    };
+    match (build(manifest), manifest.with_fallbacks()) {
+        (Ok(reader), _) => Ok(CheckedReader {
+            reader,
+            manifest: manifest.clone(),
+            note: None,
+        }),
+        (Err(RecognizeError::SelfCheck(first)), Some(fallback)) => match build(&fallback) {
+            Ok(reader) => Ok(CheckedReader {
+                reader,
+                note: Some(format!(
+                    "start-up check: {first}; the manifest's fallback models read the check plate right, so \
+                     plates are read with {} instead of {} (slower)",
+                    fallback.files(),
+                    manifest.files()
+                )),
+                manifest: fallback,
+            }),
+            Err(again) => Err(RecognizeError::SelfCheck(format!(
+                "{first}; the fallback models ({}) failed too: {again}",
+                fallback.files()
+            ))),
+        },
+        (Err(e), _) => Err(e),
     }
 }
 
