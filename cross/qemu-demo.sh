@@ -66,7 +66,8 @@ EOF
 # products, no SVE or SME) and a Cortex-A72 (no dot products, as in a Raspberry Pi 4: ONNX Runtime's other
 # int8 kernels). QEMU_CPU names one instead. Under qemu's `max` CPU, which has SME, ONNX Runtime 1.31 picks
 # other int8 kernels and the int8 reader read no plate (2026-12-07); the lane's start-up check
-# (src/recognize/self_check.rs) then raises the recognition alert. QEMU_CPU=max shows that.
+# (src/recognize/self_check.rs) then falls back to the manifest's float reader, which reads right, and the
+# run's warnings below say so. QEMU_CPU=max shows that.
 cpus=${QEMU_CPU:-cortex-a76 cortex-a72}
 config x86 vendor/onnxruntime/libonnxruntime.so.1
 for cpu in $cpus; do config "arm-$cpu" vendor/onnxruntime-arm64/libonnxruntime.so.1; done
@@ -104,6 +105,8 @@ decisions() { # name runner...
 }
 
 echo "qemu-demo: $(file -b "$arm" | cut -d, -f1-2)" >&2
+# The models each side loads (the x86-64 build picks its plate detector by CPU: without VNNI the unsigned one).
+echo "qemu-demo: x86-64 $("$x86" --version | tail -1)" >&2
 decisions x86 "$x86" > "$work/x86.txt"
 echo "x86-64 decisions:"; sed 's/^/  /' "$work/x86.txt"
 if ! [ -s "$work/x86.txt" ]; then

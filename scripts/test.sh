@@ -10,7 +10,7 @@ scripts/setup.sh
 # Training tools for the models/train smoke test (CPU wheels from PyPI; quick when already installed).
 python3 -m pip install --quiet --disable-pip-version-check -r models/train/requirements.txt
 # qemu-x86_64 for the test that runs this build on an emulated CPU without VNNI (the int8 detector's choice).
-if ! command -v qemu-x86_64-static >/dev/null 2>&1; then
+if [ "$(uname -m)" = x86_64 ] && [ "$(id -u)" = 0 ] && ! command -v qemu-x86_64-static >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get -o DPkg::Lock::Timeout=600 update -qq
   apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends qemu-user-static >/dev/null

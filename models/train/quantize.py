@@ -114,6 +114,8 @@ def main():
                     help="s8: signed 8-bit weights (fastest with VNNI / ARM dot products); u8: unsigned, for "
                          "x86-64 without VNNI, whose u8 x s8 kernels saturate (docs/recognition.md)")
     args = ap.parse_args()
+    if args.weights == "u8" and args.space_to_depth == 2:
+        sys.exit("--weights u8 needs --space-to-depth 1: space_to_depth.py's rewrite assumes signed weights")
     frames = load_frames(args.bench)
     paths = sorted({p for p, _ in frames["train"]})
     np.random.default_rng(args.seed).shuffle(paths)

@@ -98,7 +98,7 @@ impl Parts {
                 // Loaded per lane: a manifest that cannot be read costs that lane its plates, not the daemon.
                 let manifest = Manifest::load(&rc.manifest)?;
                 for note in manifest.passed_over() {
-                    tracing::warn!(lane = %lane.name, "{note}");
+                    tracing::info!(lane = %lane.name, "{note}");
                 }
                 // A reader that cannot read a clean rendered plate is not trusted with the gate; the manifest's
                 // fallback models (the float reader) get one more try.

@@ -313,7 +313,8 @@ impl Manifest {
             let later = self.models[i + 1..].iter().filter(same).filter(|m| !m.fallback);
             if spec.fallback {
                 let first = !self.models[..i].iter().filter(same).any(|m| !m.fallback);
-                if first || spec.needs.is_some() || self.models[..i].iter().filter(same).any(|m| m.fallback) {
+                let twice = self.models[..i].iter().filter(same).any(|m| m.fallback);
+                if first || twice || spec.needs.is_some() || later.clone().next().is_some() {
                     return Err(format!(
                         "model {}: a fallback comes after the {} entries it stands in for, without `needs`, and \
                          one per role",
@@ -322,6 +323,16 @@ impl Manifest {
                     ));
                 }
                 continue;
+            }
+            let earlier = self.models[..i].iter().filter(same).filter(|m| !m.fallback);
+            if let Some(m) = earlier.clone().find(|m| spec.needs.is_some() && m.needs == spec.needs) {
+                return Err(format!(
+                    "model {} can never be used: the {} entry before it ({}) needs the same of the CPU; remove \
+                     one of them",
+                    spec.file,
+                    spec.role.name(),
+                    m.file
+                ));
             }
             match spec.needs {
                 Some(_) if later.clone().all(|m| m.needs.is_some()) => {
@@ -358,8 +369,8 @@ impl Manifest {
                 let used = self.optional(m.role).map_or("none", |u| u.file.as_str());
                 Some(match need {
                     CpuNeed::ExactInt8 => format!(
-                        "{} {} is not used: this CPU has no VNNI, where ONNX Runtime's 8-bit sums saturate and \
-                         the model reads worse; using {used}",
+                        "{} {} is not used: this CPU does not sum 8-bit products exactly (x86-64 without VNNI: \
+                         ONNX Runtime's sums saturate there and the model reads worse); using {used}",
                         m.role.name(),
                         m.file
                     ),
@@ -442,7 +453,7 @@ impl Manifest {
     /// Short identity for `--version` and logs: role=first 12 hex of sha256, for the models this CPU uses.
     pub fn fingerprint(&self) -> String {
         self.chosen()
-            .map(|m| format!("{}={}", m.role.name(), &m.sha256[..m.sha256.len().min(12)]))
+            .map(|m| format!("{}={}", m.role.name(), m.sha256.chars().take(12).collect::<String>()))
             .collect::<Vec<_>>()
             .join(" ")
     }
@@ -707,6 +718,19 @@ produced_by = "x"
         .expect("write");
         let err = Manifest::load(&path).expect_err("unknown need").to_string();
         assert!(err.contains("exact-int8"), "{err}");
+        let needs = "needs = \"exact-int8\"";
+        std::fs::write(
+            &path,
+            detector_entry("q.onnx", needs) + &detector_entry("r.onnx", needs) + &detector_entry("f.onnx", ""),
+        )
+        .expect("write");
+        let err = Manifest::load(&path)
+            .expect_err("the second can never be used")
+            .to_string();
+        assert!(
+            err.contains("r.onnx can never be used") && err.contains("q.onnx"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -771,6 +795,11 @@ produced_by = "x"
                 ("g.onnx", "fallback = true"),
             ],
             vec![("u.onnx", ""), ("f.onnx", "fallback = true\nneeds = \"exact-int8\"")],
+            vec![
+                ("q.onnx", "needs = \"exact-int8\""),
+                ("f.onnx", "fallback = true"),
+                ("u.onnx", ""),
+            ],
         ] {
             write(&bad);
             let err = Manifest::load(&path).expect_err("refused").to_string();

@@ -84,8 +84,12 @@ pub fn checked_reader(
                 manifest: fallback,
             }),
             Err(again) => Err(RecognizeError::SelfCheck(format!(
-                "{first}; the fallback models ({}) failed too: {again}",
-                fallback.files()
+                "{first}; the fallback models ({}) failed too: {}",
+                fallback.files(),
+                match again {
+                    RecognizeError::SelfCheck(why) => why,
+                    other => other.to_string(),
+                }
             ))),
         },
         (Err(e), _) => Err(e),
