@@ -215,7 +215,7 @@ fn abuse(connector: tokio_rustls::TlsConnector, port: u16, secs: u64) -> (u64, u
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     n += 1;
-                    let req = if n % 2 == 0 { &big } else { &long };
+                    let req = if n.is_multiple_of(2) { &big } else { &long };
                     request_from(&connector, [127, 0, 2, i + 1], port, req).await;
                     sent.fetch_add(1, Ordering::Relaxed);
                 }

@@ -326,7 +326,7 @@ where
     took.sort_by(|a, b| a.total_cmp(b));
     let median = (!took.is_empty()).then(|| {
         let m = took.len() / 2;
-        if took.len() % 2 == 0 {
+        if took.len().is_multiple_of(2) {
             (took[m - 1] + took[m]) / 2.0
         } else {
             took[m]

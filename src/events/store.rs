@@ -622,7 +622,11 @@ mod tests {
             alternatives: Vec::new(),
             reads: 3,
             decision: Decision {
-                action: if i % 3 == 0 { Action::Open } else { Action::Deny },
+                action: if i.is_multiple_of(3) {
+                    Action::Open
+                } else {
+                    Action::Deny
+                },
                 alert: false,
                 reason: Reason::Unknown,
                 matched: None,

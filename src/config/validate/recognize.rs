@@ -38,7 +38,7 @@ pub(super) fn validate_recognize(r: RawRecognize, base: &Path, issues: &mut Issu
             ),
         );
     }
-    if r.detector_max_side < 320 || r.detector_max_side > 4096 || r.detector_max_side % 32 != 0 {
+    if r.detector_max_side < 320 || r.detector_max_side > 4096 || !r.detector_max_side.is_multiple_of(32) {
         issues.push(
             "recognize.detector_max_side",
             format!("{} is not usable", r.detector_max_side),
