@@ -27,9 +27,17 @@ fn eval_prints_figures_as_json_on_the_last_line() {
         "detection_recall",
         "median_ms",
         "p90_ms",
+        "models",
     ] {
         assert!(v.get(k).is_some(), "missing {k}: {last}");
     }
+    // The models measured, as `--version` names them (the ones this CPU uses).
+    let version = text(&gatehouse(&["--version"]));
+    let models = v["models"].as_str().expect("models");
+    assert!(
+        models.contains("plate-detector=") && version.contains(models),
+        "{models} / {version}"
+    );
     assert_eq!(v["frames"].as_u64(), Some(108));
     // A floor well under the measured figure, to catch a broken pipeline (not a target).
     assert!(v["exact_top1"].as_f64().unwrap_or(0.0) > 0.3, "{last}");

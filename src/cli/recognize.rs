@@ -16,11 +16,20 @@ use crate::eval::{evaluate, load_set, select, Split};
 use crate::recognize::prior::FormatPrior;
 use crate::recognize::{Manifest, OnnxPlateReader, PlateReader, ReaderOptions, RecognizeError};
 
+/// A reader made for one worker.
+type Made = Result<Box<dyn PlateReader>, RecognizeError>;
+
+/// Makes readers of the models a lane on this CPU would read with; `models` names them (fingerprint).
+struct Factory<F> {
+    make: F,
+    models: String,
+}
+
 fn reader_factory(
     models: &ModelArgs,
     top_n: usize,
     default_region: &str,
-) -> anyhow::Result<impl Fn() -> Result<Box<dyn PlateReader>, RecognizeError> + Sync> {
+) -> anyhow::Result<Factory<impl Fn() -> Made + Sync>> {
     let region = models.region.clone().unwrap_or_else(|| default_region.to_string());
     let prior =
         FormatPrior::region(&region).with_context(|| format!("unknown region {region:?}: use us, br, eu or none"))?;
@@ -69,9 +78,12 @@ fn reader_factory(
         }
         Err(e) => return Err(e.into()),
     };
-    Ok(move || {
+    // What the figures were measured with (the models this CPU uses), for the report.
+    let used = manifest.fingerprint();
+    let make = move || {
         OnnxPlateReader::new(&manifest, lib.as_deref(), opts.clone()).map(|r| Box::new(r) as Box<dyn PlateReader>)
-    })
+    };
+    Ok(Factory { make, models: used })
 }
 
 /// The set's folder name (us, eu, br) picks the regional prior unless --region says otherwise; any other
@@ -130,7 +142,7 @@ pub fn recognize(input: &Path, annotate: Option<&Path>, json_out: bool, models: 
     if images.is_empty() {
         anyhow::bail!("no images in {}", input.display());
     }
-    let mut reader = reader_factory(models, 5, "none")?()?;
+    let mut reader = (reader_factory(models, 5, "none")?.make)()?;
     if let Some(dir) = annotate {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
@@ -214,7 +226,7 @@ pub fn eval(
     }
     let samples = select(dir, load_set(dir)?, split);
     let region = folder_region(dir);
-    let make = reader_factory(models, top_n, &region)?;
+    let Factory { make, models: used } = reader_factory(models, top_n, &region)?;
     let pb = bar(samples.len(), false);
     let tick = || pb.inc(1);
     let set = set_label(dir, split);
@@ -233,6 +245,7 @@ pub fn eval(
             println!("failures: {}", f.display());
         }
     }
+    println!("models: {used}");
     println!("{}", report.table());
     if json_out {
         println!(
@@ -240,7 +253,7 @@ pub fn eval(
             json!({
                 "set": report.set, "frames": report.frames, "exact_top1": report.exact_top1, "top_n": report.top_n,
                 "n": report.n, "detection_recall": report.detection_recall, "median_ms": report.median_ms,
-                "p90_ms": report.p90_ms, "threads": report.threads
+                "p90_ms": report.p90_ms, "threads": report.threads, "models": used
             })
         );
     }
@@ -268,7 +281,7 @@ pub fn eval_passes(
     anyhow::ensure!(fps > 0.0 && fps <= 120.0, "--fps must be above 0 and at most 120");
     let samples = select(dir, load_set(dir)?, split);
     let region = folder_region(dir);
-    let make = reader_factory(models, 5, &region)?;
+    let Factory { make, models: used } = reader_factory(models, 5, &region)?;
     let pb = bar(samples.len(), false);
     let tick = || pb.inc(1);
     let set = set_label(dir, split);
@@ -301,9 +314,10 @@ pub fn eval_passes(
             println!("    decided elsewhere in the frame: {}", r.elsewhere.join(", "));
         }
     }
+    println!("models: {used}");
     println!("{}", report.table());
     if json_out {
-        println!("{}", json!({ "report": report, "passes": results }));
+        println!("{}", json!({ "report": report, "passes": results, "models": used }));
     }
     Ok(())
 }
@@ -336,7 +350,7 @@ fn eval_tree(
             .unwrap_or_else(|| name.clone());
         let region = folder_region(leaf);
         let samples = select(leaf, load_set(leaf)?, split);
-        let make = reader_factory(models, top_n, &region)?;
+        let make = reader_factory(models, top_n, &region)?.make;
         let (report, results) = evaluate(&name, &samples, make, threads, top_n, &|| {})?;
         for r in results.iter().filter(|r| !r.correct) {
             println!(
@@ -423,14 +437,14 @@ pub fn speed(dir: &Path, rounds: usize, baseline: Option<&Path>, models: &ModelA
     if images.is_empty() {
         anyhow::bail!("no images in {}", dir.display());
     }
-    let mut reader = reader_factory(models, 5, "none")?()?;
+    let mut reader = (reader_factory(models, 5, "none")?.make)()?;
     let mut base = match baseline {
         Some(path) => {
             let args = ModelArgs {
                 models: Some(path.to_path_buf()),
                 ..models.clone()
             };
-            Some(reader_factory(&args, 5, "none").context("--baseline")?()?)
+            Some((reader_factory(&args, 5, "none").context("--baseline")?.make)()?)
         }
         None => None,
     };
