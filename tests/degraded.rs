@@ -21,6 +21,14 @@ fn copy_models(dir: &std::path::Path, manifest: &str) -> std::path::PathBuf {
     models
 }
 
+/// The reader's charset line as the shipped manifest has it, and the same with the charset reversed (every
+/// class then maps to another character: a reader that loads and runs but misreads).
+fn reader_charset_lines() -> (String, String) {
+    let charset = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let reversed: String = charset.chars().rev().collect();
+    (format!("charset = \"{charset}\""), format!("charset = \"{reversed}\""))
+}
+
 /// A looping lane of the listed car HXP4729 whose config loads the models in `models`, with `extra`
 /// appended to the config; returns the config's path.
 fn lane_with_models(dir: &std::path::Path, models: &std::path::Path, extra: &str) -> std::path::PathBuf {
@@ -112,11 +120,9 @@ fn a_reader_that_misreads_a_clean_plate_at_start_up_is_not_trusted_with_the_gate
     require_models();
     let dir = tempfile::tempdir().expect("tmp");
     let listed = std::fs::read_to_string(repo().join("models/manifest.toml")).expect("manifest");
-    let charset = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
-    let reversed: String = charset.chars().rev().collect();
-    let line = format!("charset = \"{charset}\"");
+    let (line, reversed) = reader_charset_lines();
     assert!(listed.contains(&line), "the manifest's reader has the plate charset");
-    let models = copy_models(dir.path(), &listed.replace(&line, &format!("charset = \"{reversed}\"")));
+    let models = copy_models(dir.path(), &listed.replace(&line, &reversed));
     let cfg = lane_with_models(dir.path(), &models, "");
 
     let (mut daemon, (log, _)) = spawn_logged(&cfg);
@@ -142,9 +148,7 @@ fn a_reader_that_misreads_at_start_up_gives_way_to_the_fallback_reader() {
     require_models();
     let dir = tempfile::tempdir().expect("tmp");
     let listed = std::fs::read_to_string(repo().join("models/manifest.toml")).expect("manifest");
-    let charset = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
-    let reversed: String = charset.chars().rev().collect();
-    let line = format!("charset = \"{charset}\"");
+    let (line, reversed) = reader_charset_lines();
     let (first, fallback) = listed
         .split_once("fallback = true")
         .expect("the manifest lists a fallback reader");
@@ -153,7 +157,7 @@ fn a_reader_that_misreads_at_start_up_gives_way_to_the_fallback_reader() {
         "both readers have the plate charset"
     );
     // The first reader (the int8 one) misreads; the fallback entry is untouched.
-    let edited = first.replacen(&line, &format!("charset = \"{reversed}\""), 1) + "fallback = true" + fallback;
+    let edited = first.replacen(&line, &reversed, 1) + "fallback = true" + fallback;
     let models = copy_models(dir.path(), &edited);
     let cfg = lane_with_models(dir.path(), &models, "");
 

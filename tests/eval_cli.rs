@@ -194,14 +194,7 @@ fn a_distant_plate_the_full_size_pass_misses_is_found_by_the_far_pass() {
         toml.contains("far_max_side = 800"),
         "the shipped manifest sets the far pass"
     );
-    let models = dir.path().join("models");
-    std::fs::create_dir(&models).expect("dir");
-    for e in std::fs::read_dir(repo().join("models")).expect("models") {
-        let p = e.expect("entry").path();
-        if p.extension().is_some_and(|x| x == "onnx") {
-            std::os::unix::fs::symlink(&p, models.join(p.file_name().expect("name"))).expect("link");
-        }
-    }
+    let models = linked_models(dir.path());
     let off = models.join("manifest.toml");
     std::fs::write(&off, toml.replace("far_max_side = 800", "far_max_side = 0")).expect("write");
     let texts = read(&off);
@@ -304,14 +297,7 @@ fn the_cli_reads_with_the_fallback_reader_when_the_first_fails_the_start_up_chec
     };
     require_models();
     let dir = tempfile::tempdir().expect("tmp");
-    let models = dir.path().join("models");
-    std::fs::create_dir(&models).expect("dir");
-    for e in std::fs::read_dir(repo().join("models")).expect("models") {
-        let p = e.expect("entry").path();
-        if p.extension().is_some_and(|x| x == "onnx") {
-            std::os::unix::fs::symlink(&p, models.join(p.file_name().expect("name"))).expect("link");
-        }
-    }
+    let models = linked_models(dir.path());
     let toml = std::fs::read_to_string(repo().join("models/manifest.toml")).expect("manifest");
     let charset = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
     let reversed: String = charset.chars().rev().collect();
@@ -352,4 +338,17 @@ fn the_cli_reads_with_the_fallback_reader_when_the_first_fails_the_start_up_chec
         err.contains("warning: start-up check") && err.contains("measuring these models anyway"),
         "{err}"
     );
+}
+
+/// `dir/models` with a link to each shipped model file, for an edited manifest written beside them.
+fn linked_models(dir: &std::path::Path) -> std::path::PathBuf {
+    let models = dir.join("models");
+    std::fs::create_dir(&models).expect("dir");
+    for e in std::fs::read_dir(repo().join("models")).expect("models") {
+        let p = e.expect("entry").path();
+        if p.extension().is_some_and(|x| x == "onnx") {
+            std::os::unix::fs::symlink(&p, models.join(p.file_name().expect("name"))).expect("link");
+        }
+    }
+    models
 }
