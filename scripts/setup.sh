@@ -7,7 +7,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-APT_PACKAGES=(clang libclang-dev libopencv-dev pkg-config ffmpeg libsqlite3-dev ca-certificates python3-pip
+APT_PACKAGES=(clang libclang-dev libopencv-dev pkg-config ffmpeg libsqlite3-dev ca-certificates python3-pip python3-venv
   mosquitto openssl libssl-dev curl chromium chromium-driver faketime
   # GStreamer's RTSP server and its Python bindings: the RTSP camera test serves a lane video with them
   # and a lane may read it through a GStreamer pipeline (gst: sources; avdec_h264 is in libav)

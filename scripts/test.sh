@@ -7,7 +7,11 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 scripts/setup.sh
-# Training tools for the models/train smoke test (CPU wheels from PyPI; quick when already installed).
+# Training tools for the models/train smoke test (CPU wheels from PyPI; quick when already installed), in a
+# virtual environment of the project's: Debian 12's own python3 refuses `pip install` outside one (PEP 668).
+# It sees the interpreter's packages (--system-site-packages), and the tests' `python3` is its.
+[ -x target/train-venv/bin/python3 ] || python3 -m venv --system-site-packages target/train-venv
+export PATH="$root/target/train-venv/bin:$PATH"
 python3 -m pip install --quiet --disable-pip-version-check -r models/train/requirements.txt
 # qemu-x86_64 for the test that runs this build on an emulated CPU without VNNI (the int8 detector's choice).
 if [ "$(uname -m)" = x86_64 ] && [ "$(id -u)" = 0 ] && ! command -v qemu-x86_64-static >/dev/null 2>&1; then
