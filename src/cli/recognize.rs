@@ -23,6 +23,8 @@ type Made = Result<Box<dyn PlateReader>, RecognizeError>;
 struct Factory<F> {
     make: F,
     models: String,
+    /// The manifest after the start-up check, to reuse for further sets ([`reader_factory_from`]).
+    checked: Manifest,
 }
 
 fn reader_factory(
@@ -30,15 +32,20 @@ fn reader_factory(
     top_n: usize,
     default_region: &str,
 ) -> anyhow::Result<Factory<impl Fn() -> Made + Sync>> {
+    reader_factory_from(models, top_n, default_region, None)
+}
+
+/// [`reader_factory`], with `checked`: a manifest that already passed the start-up check (the check and its
+/// notes are not repeated).
+fn reader_factory_from(
+    models: &ModelArgs,
+    top_n: usize,
+    default_region: &str,
+    checked: Option<Manifest>,
+) -> anyhow::Result<Factory<impl Fn() -> Made + Sync>> {
     let region = models.region.clone().unwrap_or_else(|| default_region.to_string());
     let prior =
         FormatPrior::region(&region).with_context(|| format!("unknown region {region:?}: use us, br, eu or none"))?;
-    let path = models.models.clone().unwrap_or_else(default_manifest);
-    let manifest =
-        Manifest::load(&path).with_context(|| "use --models to point at models/manifest.toml".to_string())?;
-    for note in manifest.passed_over() {
-        eprintln!("{note}");
-    }
     let lib = models.onnxruntime.clone();
     let side = models.detector_max_side;
     let two_line_max_aspect = models.two_line_max_aspect;
@@ -64,8 +71,33 @@ fn reader_factory(
     // The daemon's start-up check, once: the figures are those of the models a lane on this CPU would read
     // with (the manifest's fallbacks where the first choice misreads the check plate). A check that fails
     // with nothing to fall back on is reported and the given models are measured anyway.
-    let plate = crate::recognize::check_plate(min_plate_len, max_plate_len);
-    let manifest = match crate::recognize::checked_reader(&manifest, lib.as_deref(), &opts, &plate) {
+    let manifest = match checked {
+        Some(m) => m,
+        None => checked_manifest(models, lib.as_deref(), &opts)?,
+    };
+    // What the figures were measured with (the models this CPU uses), for the report.
+    let used = manifest.fingerprint();
+    let checked = manifest.clone();
+    let make = move || {
+        OnnxPlateReader::new(&manifest, lib.as_deref(), opts.clone()).map(|r| Box::new(r) as Box<dyn PlateReader>)
+    };
+    Ok(Factory {
+        make,
+        models: used,
+        checked,
+    })
+}
+
+/// Loads `--models` (or the default manifest) and runs the daemon's start-up check on it.
+fn checked_manifest(models: &ModelArgs, lib: Option<&Path>, opts: &ReaderOptions) -> anyhow::Result<Manifest> {
+    let path = models.models.clone().unwrap_or_else(default_manifest);
+    let manifest =
+        Manifest::load(&path).with_context(|| "use --models to point at models/manifest.toml".to_string())?;
+    for note in manifest.passed_over() {
+        eprintln!("{note}");
+    }
+    let plate = crate::recognize::check_plate(opts.min_plate_len, opts.max_plate_len);
+    Ok(match crate::recognize::checked_reader(&manifest, lib, opts, &plate) {
         Ok(checked) => {
             if let Some(note) = &checked.note {
                 eprintln!("{note}");
@@ -77,13 +109,7 @@ fn reader_factory(
             manifest
         }
         Err(e) => return Err(e.into()),
-    };
-    // What the figures were measured with (the models this CPU uses), for the report.
-    let used = manifest.fingerprint();
-    let make = move || {
-        OnnxPlateReader::new(&manifest, lib.as_deref(), opts.clone()).map(|r| Box::new(r) as Box<dyn PlateReader>)
-    };
-    Ok(Factory { make, models: used })
+    })
 }
 
 /// The set's folder name (us, eu, br) picks the regional prior unless --region says otherwise; any other
@@ -226,7 +252,7 @@ pub fn eval(
     }
     let samples = select(dir, load_set(dir)?, split);
     let region = folder_region(dir);
-    let Factory { make, models: used } = reader_factory(models, top_n, &region)?;
+    let Factory { make, models: used, .. } = reader_factory(models, top_n, &region)?;
     let pb = bar(samples.len(), false);
     let tick = || pb.inc(1);
     let set = set_label(dir, split);
@@ -281,7 +307,7 @@ pub fn eval_passes(
     anyhow::ensure!(fps > 0.0 && fps <= 120.0, "--fps must be above 0 and at most 120");
     let samples = select(dir, load_set(dir)?, split);
     let region = folder_region(dir);
-    let Factory { make, models: used } = reader_factory(models, 5, &region)?;
+    let Factory { make, models: used, .. } = reader_factory(models, 5, &region)?;
     let pb = bar(samples.len(), false);
     let tick = || pb.inc(1);
     let set = set_label(dir, split);
@@ -340,6 +366,7 @@ fn eval_tree(
     }
     let mut classes: Vec<ClassFigures> = Vec::new();
     let mut rows: Vec<ClassFigures> = Vec::new();
+    let mut checked = None;
     for leaf in &leaves {
         let rel = leaf.strip_prefix(dir).unwrap_or(leaf);
         let name = rel.display().to_string();
@@ -350,7 +377,10 @@ fn eval_tree(
             .unwrap_or_else(|| name.clone());
         let region = folder_region(leaf);
         let samples = select(leaf, load_set(leaf)?, split);
-        let make = reader_factory(models, top_n, &region)?.make;
+        // One start-up check for the whole tree.
+        let factory = reader_factory_from(models, top_n, &region, checked.take())?;
+        checked = Some(factory.checked);
+        let make = factory.make;
         let (report, results) = evaluate(&name, &samples, make, threads, top_n, &|| {})?;
         for r in results.iter().filter(|r| !r.correct) {
             println!(
