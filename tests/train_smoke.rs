@@ -361,6 +361,45 @@ produced_by = "smoke test"
     assert!(v["plates"].is_array(), "{v}");
 }
 
+/// `plate_reader.py --time-steps 40` (tried 2026-12-07, not in the committed command): the base's neck pools
+/// by height only, so a 160 px plate gives 40 CTC steps instead of 20; a base without PP-OCRv4's 3 x 2 pool
+/// (here: one already widened) is refused with the reason rather than trained as something else.
+#[test]
+fn the_reader_base_can_be_given_forty_time_steps() {
+    require_models();
+    let o = Command::new("python3")
+        .current_dir(repo().join("models/train"))
+        .arg("-c")
+        .arg(
+            "import sys, torch\n\
+             import plate_reader as pr\n\
+             net = pr.load_base(sys.argv[1])\n\
+             print('steps', tuple(net(torch.zeros(1, 3, 48, 160)).shape))\n\
+             net = pr.widen_time(net, 40)\n\
+             print('steps', tuple(net(torch.zeros(2, 3, 48, 160)).shape))\n\
+             try:\n    pr.widen_time(net, 40)\nexcept SystemExit as e:\n    print('refused:', e)\n",
+        )
+        .arg(repo().join("models/ch_PP-OCRv4_rec_infer.onnx"))
+        .output()
+        .expect("python3");
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let lines: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("steps") || l.starts_with("refused"))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "steps (1, 20, 38)",
+            "steps (2, 40, 38)",
+            "refused: --time-steps 40: expected one 3 x 2 AveragePool in the base model, found 0"
+        ],
+        "{}",
+        text(&o)
+    );
+}
+
 /// `models/train/compute_budget.py` counts the shipped models' multiply-accumulates from their graphs:
 /// a smaller frame costs the detector fewer, the reader's count does not move, and the per-frame total
 /// is the detector plus the reader passes (plus, by default, the coarse and close detector passes).

@@ -4,7 +4,8 @@
         --base models/ch_PP-OCRv4_rec_infer.onnx --out models/plate_reader.onnx [--steps 900] [--seed 7]
 
 The reader takes a whole plate (the plate detector's box with a margin), resized to 48 x 160 BGR, and
-returns [N, 20, 38] class probabilities: 0 = blank, 1-10 = 0-9, 11-36 = A-Z, 37 = space (never a target).
+returns [N, T, 38] class probabilities (T = 20 time steps, 40 with `--time-steps 40`: widen_time): 0 = blank,
+1-10 = 0-9, 11-36 = A-Z, 37 = space (never a target).
 It is the PP-OCRv4 mobile recogniser (Apache-2.0, from the rapidocr-onnxruntime wheel that
 scripts/fetch-models.sh pins) converted to PyTorch with onnx2torch, its 6,625-class output layer cut down to
 the plate alphabet (keeping the pretrained weights of those classes), then fine-tuned on:
@@ -148,6 +149,24 @@ def load_base(path):
                 continue
             del mod._buffers[name]
             mod.register_parameter(name, nn.Parameter(buf.clone()))
+    return net
+
+
+def widen_time(net, steps):
+    """Gives the reader `steps` CTC time steps (20 or 40) at the same 160 px input width. The backbone
+    leaves 40 columns (4 px of input each); PP-OCRv4's neck averages them in pairs (AveragePool, kernel and
+    stride 3 x 2) into 20 steps, 2.2 per character of a seven-character plate. `--time-steps 40` pools the
+    height only (3 x 1), so each column is a step: the neck (SVTR) then mixes 40 tokens, as PP-OCRv4 does at
+    its own 320 px width, and the backbone, nearly all of the cost, is unchanged."""
+    if steps == 20:
+        return net
+    if steps != 40:
+        raise SystemExit(f"--time-steps must be 20 or 40, not {steps}")
+    pools = [(name, mod) for name, mod in net.named_modules()
+             if isinstance(mod, nn.AvgPool2d) and list(mod.kernel_size) == [3, 2] and list(mod.stride) == [3, 2]]
+    if len(pools) != 1:
+        raise SystemExit(f"--time-steps 40: expected one 3 x 2 AveragePool in the base model, found {len(pools)}")
+    setattr(net, pools[0][0], nn.AvgPool2d((3, 1), (3, 1)))
     return net
 
 
@@ -465,6 +484,9 @@ def main():
     ap.add_argument("--emblems", type=float, default=0.0,
                     help="share of synthetic plates whose registration is split by an emblem (emblem_plate); 0 "
                          "(default) leaves the random stream as before")
+    ap.add_argument("--time-steps", type=int, default=20, choices=(20, 40),
+                    help="CTC time steps of the exported reader at 160 px (widen_time); 20 (default) is "
+                         "PP-OCRv4's pooling, 40 pools the height only")
     args = ap.parse_args()
     if args.extra_fonts:
         add_extra_fonts()
@@ -481,7 +503,7 @@ def main():
         br_train = [s for s in br if s[0] == "train"]
         val += [s for s in br if s[0] == "val"]
         print(f"Brazilian crops: train {len(br_train)}, validation {len(br) - len(br_train)}", flush=True)
-    model = Reader(load_base(args.base))
+    model = Reader(widen_time(load_base(args.base), args.time_steps))
     print(f"parameters: {sum(p.numel() for p in model.parameters()):,}", flush=True)
     cache = {}
     if not args.no_eval:
