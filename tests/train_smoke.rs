@@ -263,8 +263,13 @@ fn plate_reader_trains_exports_and_loads() {
     let base = m.join("ch_PP-OCRv4_rec_infer.onnx");
     // The committed command's options (crops cut like a detector box's, the cleaned Brazilian crops when
     // that dataset is beside the bench, and `--camera`, here on every plate so that its code surely runs)
-    // and the dim-plate one, and half the batch synthetic with every synthetic plate split by an emblem.
+    // and the dim-plate one, and half the batch synthetic with every synthetic plate split by an emblem;
+    // the real plates drawn by their loss (`--hard`) and the weights averaged (`--ema`, tried 2026-12-07).
     let mut options = vec![
+        "--hard",
+        "1",
+        "--ema",
+        "0.9",
         "--batch",
         "4",
         "--base",
@@ -285,6 +290,10 @@ fn plate_reader_trains_exports_and_loads() {
         options.extend(["--br-crops", br.as_str()]);
     }
     let (brief, _) = train_briefly(dir.path(), "plate_reader.py", &options);
+    assert!(
+        dir.path().join("plate_reader.last.onnx").is_file(),
+        "--ema exports the last weights beside the averaged ones"
+    );
     // soup.py averages it with the committed reader (two exports of the same graph) into the reader loaded
     // below, and refuses a file of another graph, naming what differs.
     let soup = |inputs: &[&std::path::Path], out: &std::path::Path| {
@@ -398,6 +407,75 @@ fn the_reader_base_can_be_given_forty_time_steps() {
         "{}",
         text(&o)
     );
+}
+
+/// `plate_reader.py --ema` (tried 2026-12-07, not in the committed command) averages the weights and
+/// batch-norm statistics over the steps, but copies the converted graph's integer tensors (reshape targets):
+/// averaged, they round down and the averaged reader no longer runs (torch's own EMA helper did that).
+#[test]
+fn the_readers_moving_average_keeps_its_graph_and_averages_its_weights() {
+    require_models();
+    let o = Command::new("python3")
+        .current_dir(repo().join("models/train"))
+        .arg("-c")
+        .arg(
+            "import sys, torch\n\
+             import plate_reader as pr\n\
+             model = pr.Reader(pr.load_base(sys.argv[1]))\n\
+             ema = pr.Ema(model, 0.9)\n\
+             w = next(p for p in model.parameters() if p.dim() == 4)\n\
+             before = w.detach().clone()\n\
+             with torch.no_grad():\n    w.add_(1.0)\n\
+             ema.update(model)\n\
+             e = dict(ema.module.named_parameters())[next(n for n, p in model.named_parameters() if p is w)]\n\
+             print('averaged', round(float((e - before).mean()), 4))\n\
+             ints = [k for k, v in model.state_dict().items() if not v.is_floating_point()]\n\
+             same = all(torch.equal(model.state_dict()[k], ema.module.state_dict()[k]) for k in ints)\n\
+             print('integer tensors copied' if ints and same else 'integer tensors changed or absent')\n\
+             print('probs', tuple(ema.module(torch.zeros(2, 3, 48, 160)).shape))\n",
+        )
+        .arg(repo().join("models/ch_PP-OCRv4_rec_infer.onnx"))
+        .output()
+        .expect("python3");
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let lines: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("averaged") || l.starts_with("integer") || l.starts_with("probs"))
+        .collect();
+    assert_eq!(
+        lines,
+        ["averaged 0.1", "integer tensors copied", "probs (2, 20, 38)"],
+        "{}",
+        text(&o)
+    );
+}
+
+/// `plate_reader.py --hard` (tried 2026-12-07, not in the committed command) draws real plates by their
+/// recent loss: a plate read three times worse than the rest comes back about three times as often, and a
+/// mislabelled one (fifty times worse, never learnt) at most about `HardPlates.CAP` times as often.
+#[test]
+fn hard_plates_come_back_more_often_but_a_mislabelled_one_is_capped() {
+    require_models();
+    let o = Command::new("python3")
+        .current_dir(repo().join("models/train"))
+        .arg("-c")
+        .arg(
+            "import random, collections, torch\n\
+             import plate_reader as pr\n\
+             h = pr.HardPlates(200)\n\
+             h.update([(i, i) for i in range(200)], torch.tensor([5.0, 0.3] + [0.1] * 198))\n\
+             rng = random.Random(7)\n\
+             c = collections.Counter(h.pick(rng) for _ in range(40000))\n\
+             typical = sum(c[i] for i in range(2, 200)) / 198\n\
+             print('mislabelled', round(c[0] / typical, 1), 'harder', round(c[1] / typical, 1))\n",
+        )
+        .output()
+        .expect("python3");
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let line = out.lines().find(|l| l.starts_with("mislabelled")).unwrap_or_default();
+    assert_eq!(line, "mislabelled 4.9 harder 3.2", "{}", text(&o));
 }
 
 /// `models/train/compute_budget.py` counts the shipped models' multiply-accumulates from their graphs:

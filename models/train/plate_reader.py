@@ -46,6 +46,11 @@ more shapes of O and 0, 1 and I, B and 8 than one family's. Tried on two seeds, 
 noise end to end; docs/recognition.md). The packages are named in EXTRA_FONTS and not installed by
 scripts/setup.sh, as the committed reader does not use them; a missing file stops the script with the
 packages to install.
+
+`--ema D` and `--hard P` (tried 2026-12-07, not in the committed command): `--ema` exports a moving average
+of the weights (decay D per step, `Ema`) and the last weights beside it as OUT.last.onnx; `--hard` draws a
+share P of the bench's real plates by their recent training loss (`HardPlates`). Neither changes the
+random stream when off (`--ema` never draws from it).
 """
 import argparse
 import io
@@ -437,6 +442,53 @@ def greedy(probs):
     return out
 
 
+class HardPlates:
+    """Draws the bench's real training plates by their recent training loss (`--hard`): each plate's loss
+    per character, smoothed over its draws, unseen plates at the largest loss seen. A plate is drawn at
+    most CAP times as often as the average one, so a mislabelled plate (the EU set's O-for-0) cannot take
+    over the batches."""
+
+    CAP = 4.0
+
+    def __init__(self, n):
+        self.loss = [None] * n
+
+    def update(self, drawn, each):
+        for pos, i in drawn:
+            v = float(each[pos])
+            self.loss[i] = v if self.loss[i] is None else 0.5 * self.loss[i] + 0.5 * v
+
+    def pick(self, rng):
+        seen = [v for v in self.loss if v is not None]
+        top = max(seen) if seen else 1.0
+        w = [top if v is None else v for v in self.loss]
+        mean = sum(w) / len(w) or 1.0
+        w = [min(v, self.CAP * mean) + 0.01 * mean for v in w]
+        return rng.choices(range(len(w)), weights=w)[0]
+
+
+class Ema:
+    """An exponential moving average of a model's floating-point weights and batch-norm statistics (`--ema`).
+    The converted graph also keeps integer tensors in its state (reshape targets, batch-norm step counts):
+    those are copied, never averaged (torch's own EMA helper rounds them down, breaking the reshapes)."""
+
+    def __init__(self, model, decay):
+        import copy
+
+        self.decay = decay
+        self.module = copy.deepcopy(model)
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model):
+        for a, b in zip(self.module.state_dict().values(), model.state_dict().values()):
+            if a.is_floating_point():
+                a.lerp_(b, 1.0 - self.decay)
+            else:
+                a.copy_(b)
+
+
 def evaluate(model, val, cache):
     model.eval()
     per = {}
@@ -487,7 +539,19 @@ def main():
     ap.add_argument("--time-steps", type=int, default=20, choices=(20, 40),
                     help="CTC time steps of the exported reader at 160 px (widen_time); 20 (default) is "
                          "PP-OCRv4's pooling, 40 pools the height only")
+    ap.add_argument("--hard", type=float, default=0.0,
+                    help="share of the bench's real plates drawn by their recent training loss instead of "
+                         "uniformly (HardPlates: the plates the reader still gets wrong come back more often, "
+                         "at most HardPlates.CAP times the average); 0 (default) leaves the random stream as before")
+    ap.add_argument("--ema", type=float, default=0.0,
+                    help="export an exponential moving average of the weights (batch-norm statistics too) with "
+                         "this decay per step, e.g. 0.995, and the last weights beside it as OUT.last.onnx; "
+                         "0 (default) exports the last weights. Draws nothing from the random stream")
     args = ap.parse_args()
+    if not 0.0 <= args.ema < 1.0:
+        ap.error("--ema takes a decay in [0, 1)")
+    if not 0.0 <= args.hard <= 1.0:
+        ap.error("--hard takes a share in [0, 1]")
     if args.extra_fonts:
         add_extra_fonts()
     torch.manual_seed(args.seed)
@@ -511,10 +575,13 @@ def main():
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=max(2, args.steps), pct_start=0.08)
     ctc = nn.CTCLoss(blank=0, zero_infinity=True)
+    ema = Ema(model, args.ema) if args.ema else None
+    hard = HardPlates(len(train)) if args.hard else None
+    ctc_each = nn.CTCLoss(blank=0, zero_infinity=True, reduction="none")
     t0 = time.time()
     model.train()
     for step in range(1, args.steps + 1):
-        xs, texts = [], []
+        xs, texts, drawn = [], [], []
         for _ in range(args.batch):
             if rng.random() < args.synthetic:
                 x, text = synthetic(rng, args.emblems)
@@ -522,6 +589,10 @@ def main():
                 # (no extra draw without --br-crops: the old command keeps its random stream)
                 if br_train and rng.random() < args.br_share / (1 - args.synthetic):
                     s = rng.choice(br_train)
+                elif hard is not None:
+                    i = hard.pick(rng) if rng.random() < args.hard else rng.randrange(len(train))
+                    s = train[i]
+                    drawn.append((len(xs), i))
                 else:
                     s = rng.choice(train)
                 im, box = region(s, cache)
@@ -535,23 +606,42 @@ def main():
         logits = model.net(torch.from_numpy(np.stack(xs)))
         logp = F.log_softmax(logits, dim=-1).permute(1, 0, 2)
         targets, lengths = encode(texts)
-        loss = ctc(logp, targets, torch.full((len(xs),), logp.shape[0], dtype=torch.long), lengths)
+        steps_in = torch.full((len(xs),), logp.shape[0], dtype=torch.long)
+        if hard is None:
+            loss = ctc(logp, targets, steps_in, lengths)
+        else:
+            # the same mean as CTCLoss's, with each plate's own loss kept for HardPlates
+            each = ctc_each(logp, targets, steps_in, lengths) / lengths.clamp(min=1)
+            loss = each.mean()
+            hard.update(drawn, each.detach())
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         opt.step()
         sched.step()
+        if ema is not None:
+            ema.update(model)
         if step % 50 == 0:
             print(f"step {step} loss {loss.item():.3f} {time.time() - t0:.0f}s", flush=True)
         if not args.no_eval and step % 300 == 0 and step < args.steps:
             print(f"step {step}: {fmt(evaluate(model, val, cache))}", flush=True)
     if not args.no_eval:
         print(f"after: {fmt(evaluate(model, val, cache))} ({len(val)} validation plates)", flush=True)
+    if ema is not None:
+        last = os.path.splitext(args.out)[0] + ".last.onnx"
+        export(model, last, t0)
+        model = ema.module
+        if not args.no_eval:
+            print(f"averaged (--ema {args.ema}): {fmt(evaluate(model, val, cache))}", flush=True)
+    export(model, args.out, t0)
+
+
+def export(model, out, t0):
     model.eval()
-    torch.onnx.export(model, torch.zeros(1, 3, H, W), args.out, input_names=["image"], output_names=["probs"],
+    torch.onnx.export(model, torch.zeros(1, 3, H, W), out, input_names=["image"], output_names=["probs"],
                       dynamic_axes={"image": {0: "n"}, "probs": {0: "n"}}, opset_version=17, dynamo=False)
-    fuse_file(args.out, args.out)  # same arithmetic in fewer operators (15-20% faster on one core)
-    print(f"exported {args.out} ({os.path.getsize(args.out):,} bytes); CPU time {time.time() - t0:.0f}s", flush=True)
+    fuse_file(out, out)  # same arithmetic in fewer operators (15-20% faster on one core)
+    print(f"exported {out} ({os.path.getsize(out):,} bytes); CPU time {time.time() - t0:.0f}s", flush=True)
 
 
 if __name__ == "__main__":
