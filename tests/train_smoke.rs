@@ -370,42 +370,47 @@ produced_by = "smoke test"
     assert!(v["plates"].is_array(), "{v}");
 }
 
+/// Runs a Python snippet in `models/train/` (so it can import the training scripts) with the PP-OCRv4 base
+/// model's path as its argument, and returns its stdout lines that start with one of `prefixes`.
+fn train_snippet(code: &str, prefixes: &[&str]) -> Vec<String> {
+    let o = Command::new("python3")
+        .current_dir(repo().join("models/train"))
+        .arg("-c")
+        .arg(code)
+        .arg(repo().join("models/ch_PP-OCRv4_rec_infer.onnx"))
+        .output()
+        .expect("python3");
+    assert!(o.status.success(), "{}", text(&o));
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter(|l| prefixes.iter().any(|p| l.starts_with(p)))
+        .map(str::to_string)
+        .collect()
+}
+
 /// `plate_reader.py --time-steps 40` (tried 2026-12-07, not in the committed command): the base's neck pools
 /// by height only, so a 160 px plate gives 40 CTC steps instead of 20; a base without PP-OCRv4's 3 x 2 pool
 /// (here: one already widened) is refused with the reason rather than trained as something else.
 #[test]
 fn the_reader_base_can_be_given_forty_time_steps() {
     require_models();
-    let o = Command::new("python3")
-        .current_dir(repo().join("models/train"))
-        .arg("-c")
-        .arg(
-            "import sys, torch\n\
-             import plate_reader as pr\n\
-             net = pr.load_base(sys.argv[1])\n\
-             print('steps', tuple(net(torch.zeros(1, 3, 48, 160)).shape))\n\
-             net = pr.widen_time(net, 40)\n\
-             print('steps', tuple(net(torch.zeros(2, 3, 48, 160)).shape))\n\
-             try:\n    pr.widen_time(net, 40)\nexcept SystemExit as e:\n    print('refused:', e)\n",
-        )
-        .arg(repo().join("models/ch_PP-OCRv4_rec_infer.onnx"))
-        .output()
-        .expect("python3");
-    assert!(o.status.success(), "{}", text(&o));
-    let out = String::from_utf8_lossy(&o.stdout).to_string();
-    let lines: Vec<&str> = out
-        .lines()
-        .filter(|l| l.starts_with("steps") || l.starts_with("refused"))
-        .collect();
+    let lines = train_snippet(
+        "import sys, torch\n\
+         import plate_reader as pr\n\
+         net = pr.load_base(sys.argv[1])\n\
+         print('steps', tuple(net(torch.zeros(1, 3, 48, 160)).shape))\n\
+         net = pr.widen_time(net, 40)\n\
+         print('steps', tuple(net(torch.zeros(2, 3, 48, 160)).shape))\n\
+         try:\n    pr.widen_time(net, 40)\nexcept SystemExit as e:\n    print('refused:', e)\n",
+        &["steps", "refused"],
+    );
     assert_eq!(
         lines,
         [
             "steps (1, 20, 38)",
             "steps (2, 40, 38)",
             "refused: --time-steps 40: expected one 3 x 2 AveragePool in the base model, found 0"
-        ],
-        "{}",
-        text(&o)
+        ]
     );
 }
 
@@ -415,40 +420,24 @@ fn the_reader_base_can_be_given_forty_time_steps() {
 #[test]
 fn the_readers_moving_average_keeps_its_graph_and_averages_its_weights() {
     require_models();
-    let o = Command::new("python3")
-        .current_dir(repo().join("models/train"))
-        .arg("-c")
-        .arg(
-            "import sys, torch\n\
-             import plate_reader as pr\n\
-             model = pr.Reader(pr.load_base(sys.argv[1]))\n\
-             ema = pr.Ema(model, 0.9)\n\
-             w = next(p for p in model.parameters() if p.dim() == 4)\n\
-             before = w.detach().clone()\n\
-             with torch.no_grad():\n    w.add_(1.0)\n\
-             ema.update(model)\n\
-             e = dict(ema.module.named_parameters())[next(n for n, p in model.named_parameters() if p is w)]\n\
-             print('averaged', round(float((e - before).mean()), 4))\n\
-             ints = [k for k, v in model.state_dict().items() if not v.is_floating_point()]\n\
-             same = all(torch.equal(model.state_dict()[k], ema.module.state_dict()[k]) for k in ints)\n\
-             print('integer tensors copied' if ints and same else 'integer tensors changed or absent')\n\
-             print('probs', tuple(ema.module(torch.zeros(2, 3, 48, 160)).shape))\n",
-        )
-        .arg(repo().join("models/ch_PP-OCRv4_rec_infer.onnx"))
-        .output()
-        .expect("python3");
-    assert!(o.status.success(), "{}", text(&o));
-    let out = String::from_utf8_lossy(&o.stdout).to_string();
-    let lines: Vec<&str> = out
-        .lines()
-        .filter(|l| l.starts_with("averaged") || l.starts_with("integer") || l.starts_with("probs"))
-        .collect();
-    assert_eq!(
-        lines,
-        ["averaged 0.1", "integer tensors copied", "probs (2, 20, 38)"],
-        "{}",
-        text(&o)
+    let lines = train_snippet(
+        "import sys, torch\n\
+         import plate_reader as pr\n\
+         model = pr.Reader(pr.load_base(sys.argv[1]))\n\
+         ema = pr.Ema(model, 0.9)\n\
+         w = next(p for p in model.parameters() if p.dim() == 4)\n\
+         before = w.detach().clone()\n\
+         with torch.no_grad():\n    w.add_(1.0)\n\
+         ema.update(model)\n\
+         e = dict(ema.module.named_parameters())[next(n for n, p in model.named_parameters() if p is w)]\n\
+         print('averaged', round(float((e - before).mean()), 4))\n\
+         ints = [k for k, v in model.state_dict().items() if not v.is_floating_point()]\n\
+         same = all(torch.equal(model.state_dict()[k], ema.module.state_dict()[k]) for k in ints)\n\
+         print('integer tensors copied' if ints and same else 'integer tensors changed or absent')\n\
+         print('probs', tuple(ema.module(torch.zeros(2, 3, 48, 160)).shape))\n",
+        &["averaged", "integer", "probs"],
     );
+    assert_eq!(lines, ["averaged 0.1", "integer tensors copied", "probs (2, 20, 38)"]);
 }
 
 /// `plate_reader.py --hard` (tried 2026-12-07, not in the committed command) draws real plates by their
@@ -457,25 +446,18 @@ fn the_readers_moving_average_keeps_its_graph_and_averages_its_weights() {
 #[test]
 fn hard_plates_come_back_more_often_but_a_mislabelled_one_is_capped() {
     require_models();
-    let o = Command::new("python3")
-        .current_dir(repo().join("models/train"))
-        .arg("-c")
-        .arg(
-            "import random, collections, torch\n\
-             import plate_reader as pr\n\
-             h = pr.HardPlates(200)\n\
-             h.update([(i, i) for i in range(200)], torch.tensor([5.0, 0.3] + [0.1] * 198))\n\
-             rng = random.Random(7)\n\
-             c = collections.Counter(h.pick(rng) for _ in range(40000))\n\
-             typical = sum(c[i] for i in range(2, 200)) / 198\n\
-             print('mislabelled', round(c[0] / typical, 1), 'harder', round(c[1] / typical, 1))\n",
-        )
-        .output()
-        .expect("python3");
-    assert!(o.status.success(), "{}", text(&o));
-    let out = String::from_utf8_lossy(&o.stdout).to_string();
-    let line = out.lines().find(|l| l.starts_with("mislabelled")).unwrap_or_default();
-    assert_eq!(line, "mislabelled 4.9 harder 3.2", "{}", text(&o));
+    let lines = train_snippet(
+        "import random, collections, torch\n\
+         import plate_reader as pr\n\
+         h = pr.HardPlates(200)\n\
+         h.update([(i, i) for i in range(200)], torch.tensor([5.0, 0.3] + [0.1] * 198))\n\
+         rng = random.Random(7)\n\
+         c = collections.Counter(h.pick(rng) for _ in range(40000))\n\
+         typical = sum(c[i] for i in range(2, 200)) / 198\n\
+         print('mislabelled', round(c[0] / typical, 1), 'harder', round(c[1] / typical, 1))\n",
+        &["mislabelled"],
+    );
+    assert_eq!(lines, ["mislabelled 4.9 harder 3.2"]);
 }
 
 /// `models/train/compute_budget.py` counts the shipped models' multiply-accumulates from their graphs:
