@@ -71,6 +71,8 @@ fn plate_detector_trains_exports_and_loads() {
     // real plate crops pasted in place of every rendered one (with the Brazilian crops when that dataset is
     // beside the bench).
     let mut options = vec![
+        "--pose",
+        "1",
         "--batch",
         "2",
         "--text-negatives",
@@ -264,8 +266,11 @@ fn plate_reader_trains_exports_and_loads() {
     // The committed command's options (crops cut like a detector box's, the cleaned Brazilian crops when
     // that dataset is beside the bench, and `--camera`, here on every plate so that its code surely runs)
     // and the dim-plate one, and half the batch synthetic with every synthetic plate split by an emblem;
-    // the real plates drawn by their loss (`--hard`) and the weights averaged (`--ema`, tried 2026-12-07).
+    // the real plates drawn by their loss (`--hard`) and the weights averaged (`--ema`, tried 2026-12-07);
+    // every plate rolled or sheared as a camera beside the lane sees it (`--pose`).
     let mut options = vec![
+        "--pose",
+        "1",
         "--hard",
         "1",
         "--ema",
@@ -458,6 +463,31 @@ fn hard_plates_come_back_more_often_but_a_mislabelled_one_is_capped() {
         &["mislabelled"],
     );
     assert_eq!(lines, ["mislabelled 4.9 harder 3.2"]);
+}
+
+/// `models/train/pose.py` (the pose class sets and `--pose`) turns a frame about a point and gives each
+/// turned plate's bounding box: a dark plate on a light frame, rolled and sheared about a point off its
+/// centre (so an image turned the other way than its box would show), lies in the box it returns to a pixel.
+#[test]
+fn a_turned_plate_lies_in_the_box_pose_gives_it() {
+    let lines = train_snippet(
+        "import numpy as np\n\
+         from PIL import Image\n\
+         import pose\n\
+         arr = np.full((200, 300, 3), 230, np.uint8)\n\
+         arr[80:120, 100:200] = 20\n\
+         for kind, deg in (('roll', 15), ('roll', -10), ('shear', 20), ('shear', -12)):\n    \
+             im, (b,) = pose.apply(Image.fromarray(arr), [(100, 80, 100, 40)], kind, deg, (120, 90))\n    \
+             ys, xs = np.nonzero(np.asarray(im)[:, :, 0] < 125)\n    \
+             dark = (xs.min(), ys.min(), xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min())\n    \
+             off = max(abs(a - c) for a, c in zip(dark, b))\n    \
+             print(kind, deg, 'fits' if off <= 1.5 else f'off by {off:.0f}')\n",
+        &["roll", "shear"],
+    );
+    assert_eq!(
+        lines,
+        ["roll 15 fits", "roll -10 fits", "shear 20 fits", "shear -12 fits"]
+    );
 }
 
 /// `models/train/compute_budget.py` counts the shipped models' multiply-accumulates from their graphs:

@@ -6,7 +6,7 @@
 The validation sets are small (29 US frames: one frame is 3.4 points), so a retrained model is judged on
 the sum over all of them rather than on one: the bench's end-to-end validation frames (us, eu, br), its US
 crops' validation part, the cleaned Brazilian crops' validation part (`br_crops.py --out BRCROPS`), the
-class sets (`class_sets.py --out CLASSES`: scale, light, vehicle text) and, when given, the synthetic
+class sets (`class_sets.py --out CLASSES`: scale, light, camera pose, vehicle text) and, when given, the synthetic
 two-row set (`two_row_set.py --out TWOROW`). `--passes` adds the whole-pass benchmark (`gatehouse
 eval-passes`) on the us, eu and br validation frames. Every figure comes from the release binary's `eval`
 (`--json`); nothing here reads an image. Prints one line per set (exact reads / plates, plates found) and
@@ -69,6 +69,11 @@ def main():
         print(f"{name:<{width}}  read {ok:>3}/{n:<3} {100 * ok / n:5.1f}%{f}")
     ok, n = sum(r[1] for r in rows), sum(r[2] for r in rows)
     print(f"{'total':<{width}}  read {ok:>4}/{n} {100 * ok / n:5.1f}%  found {sum(r[3] or 0 for r in rows)}")
+    before = [r for r in rows if not r[0].startswith("pose/")]
+    if len(before) < len(rows):
+        # the sets the figures before the pose class (2026-12-07, eighth session) were summed over
+        ok, n = sum(r[1] for r in before), sum(r[2] for r in before)
+        print(f"{'without pose':<{width}}  read {ok:>4}/{n} {100 * ok / n:5.1f}%  found {sum(r[3] or 0 for r in before)}")
     for region, right, wrong, n in passes:
         print(f"passes {region}: right {right}/{n}, wrong plate decided {wrong}")
     if args.json:

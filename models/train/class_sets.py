@@ -19,6 +19,11 @@ so `gatehouse eval` applies that region's format prior, and holds labels.tsv (IM
   percentiles stretched so the background is near white and the characters stay dark, edges feathered);
   a glare halo around it (the bright plate blurred by a third of its height, added at 40%); on half the
   frames two headlight blooms beside it; then a slight blur (sigma 0.7), noise (sigma 6), JPEG quality 75.
+- pose/<kind><degrees>/<region>: the frame as a camera mounted crooked or beside the lane sees it, turned
+  about the plate's centre (pose.py): roll10 and roll15 rotate it by 10 and 15 degrees, shear10 and shear20
+  slope its rows by 10 and 20 degrees with the strokes kept upright; the direction is seeded per image, the
+  corners the turn uncovers are grey, and the label box is the turned plate's bounding box (the box a
+  detector draws around a tilted plate).
 - text/real/<region>: the validation frames, untouched, that have text near the plate: lines found by the
   PP-OCRv4 text detector (models/ch_PP-OCRv4_det_infer.onnx, probability > 0.3) that do not touch the
   plate's box (grown by 10%), are at least 0.4 of the plate's height tall and at least twice as wide as
@@ -40,10 +45,12 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from split import endtoend_plates  # noqa: E402
+import pose  # noqa: E402
 
 OUT_W, OUT_H = 1280, 720
 SCALE_BUCKETS = [("080px", 80), ("120px", 120), ("180px", 180), ("20pct", 256), ("30pct", 384), ("45pct", 576),
                  ("60pct", 768)]
+POSE_BUCKETS = [("roll10", "roll", 10), ("roll15", "roll", 15), ("shear10", "shear", 10), ("shear20", "shear", 20)]
 FONTS = [
     "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
     "/usr/share/fonts/truetype/dejavu/DejaVuSansCondensed-Bold.ttf",
@@ -229,10 +236,10 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--text-detector", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
                                                             "ch_PP-OCRv4_det_infer.onnx"))
-    ap.add_argument("--only", choices=["scale", "light", "text"], action="append",
+    ap.add_argument("--only", choices=["scale", "light", "pose", "text"], action="append",
                     help="write only these classes (repeatable; default all)")
     args = ap.parse_args()
-    only = set(args.only or ["scale", "light", "text"])
+    only = set(args.only or ["scale", "light", "pose", "text"])
     sess = None
     if "text" in only:
         import onnxruntime as ort
@@ -261,6 +268,13 @@ def main():
         if "light" in only:
             writer("light", "dusk", s).add(name, dusk(arr, seeded("dusk", name)), box, text, quality=80)
             writer("light", "ir", s).add(name, infrared(arr, box, seeded("ir", name)), box, text, quality=75)
+        if "pose" in only:
+            x, y, w, h = box
+            for bucket, kind, deg in POSE_BUCKETS:
+                sign = seeded("pose", bucket, name).choice([-1, 1])
+                im, (b,) = pose.apply(Image.fromarray(arr), [box], kind, sign * deg, (x + w / 2, y + h / 2),
+                                      resample=Image.BICUBIC)
+                writer("pose", bucket, s).add(name, im, b, text)
         if "text" in only:
             lines = near_text(text_lines(sess, arr), box)
             if lines:

@@ -33,12 +33,14 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from split import endtoend_plates, is_val  # noqa: E402
+import pose  # noqa: E402
 
 STRIDE = 8  # --stride
 DARK = 0.0  # --dark
 SMALL = 0.0  # --small
 TEXT = 0.0  # --text-negatives
 REAL = 0.0  # --real-plates
+POSE = 0.0  # --pose
 REAL_PLATES = []  # paths of the real whole-plate crops pasted with --real-plates
 PATCH = 320
 FONTS = [
@@ -277,6 +279,12 @@ def sample(rng, frames, cache):
     if TEXT and rng.random() < TEXT:  # (no draw without --text-negatives: the old command's random stream)
         im = im.copy()
         paint_text_negatives(rng, im, boxes)
+    if POSE and rng.random() < POSE:  # (no draw without --pose: the old command's random stream)
+        # a camera beside or above the lane: the frame rolled or its rows sheared about the real plate
+        x, y, w, h = boxes[0]
+        im, boxes = pose.random_pose(rng, im, boxes, (x + w / 2, y + h / 2))
+        # a pasted plate far from the real one can be turned out of the frame
+        boxes = [b for b in boxes if 0 <= b[0] + b[2] / 2 < im.width and 0 <= b[1] + b[3] / 2 < im.height]
     # scale so the long side matches the detector's working size, with jitter
     target = rng.uniform(420, 900)
     if SMALL and rng.random() < SMALL:  # distant cars: plates down to about 25 px at the working size
@@ -466,6 +474,10 @@ def main():
                     help="share of the pasted plates that are real whole-plate crops (the training part of the "
                          "benchmark's US crops, and of the Brazilian crops with --br-crops) instead of rendered "
                          "ones; 0 (default) leaves the samples and the random stream as before")
+    ap.add_argument("--pose", type=float, default=0.0,
+                    help="share of samples rolled by up to 15 degrees or sheared by up to 20 about the real plate "
+                         "(pose.py: a camera beside or above the lane), boxes becoming the tilted plates' bounding "
+                         "boxes; 0 (default) leaves the samples and the random stream as before")
     ap.add_argument("--br-crops", help="openalpr-train-detector/br folder: its cleaned training crops join "
                                        "--real-plates (br_crops.py)")
     ap.add_argument("--init", help="fine-tune: start from this float detector (an .onnx this script exported, its "
@@ -473,9 +485,9 @@ def main():
     ap.add_argument("--lr", type=float, default=3e-4,
                     help="with --init: the starting learning rate, cosine-annealed to 0 over --steps")
     args = ap.parse_args()
-    global STRIDE, DARK, SMALL, TEXT, REAL
+    global STRIDE, DARK, SMALL, TEXT, REAL, POSE
     STRIDE = args.stride
-    DARK, SMALL, TEXT, REAL = args.dark, args.small, args.text_negatives, args.real_plates
+    DARK, SMALL, TEXT, REAL, POSE = args.dark, args.small, args.text_negatives, args.real_plates, args.pose
     if REAL:
         REAL_PLATES.extend(load_real_plates(args.bench, args.br_crops))
         print(f"real plates to paste: {len(REAL_PLATES)}", flush=True)

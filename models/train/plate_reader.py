@@ -72,9 +72,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from onnx_fuse import fuse_file  # noqa: E402
 from plate_detector import FONTS, blank_plate, render_plate  # noqa: E402
 from split import endtoend_plates, is_val  # noqa: E402
+import pose  # noqa: E402
 
 H, W = 48, 160
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+POSE = 0.0  # --pose
 
 # `--extra-fonts`: (file, Debian package). Upright bold faces a plate could be set in (no coding fonts: their
 # slashed or dotted zeros are not a plate's).
@@ -315,6 +317,8 @@ def augment(rng, im, box, det_like=False, dim=False, cam=False):
     `det_like`: the margins of a detector box (det_crop) rather than uniform ones; `dim`: darkened and
     stretched as the daemon stretches a dim plate (dim_and_stretch) instead of the colour jitter; `cam`:
     motion blur and stream compression (camera) after the resolution step."""
+    if POSE and rng.random() < POSE:  # (no draw without --pose: the old command's random stream)
+        im, (box,) = pose.random_pose(rng, im, [box], (box[0] + box[2] / 2, box[1] + box[3] / 2))
     x, y, w, h = box
     if rng.random() < 0.15:
         # small rotation / shear around the plate (perspective-like)
@@ -543,11 +547,17 @@ def main():
                     help="share of the bench's real plates drawn by their recent training loss instead of "
                          "uniformly (HardPlates: the plates the reader still gets wrong come back more often, "
                          "at most HardPlates.CAP times the average); 0 (default) leaves the random stream as before")
+    ap.add_argument("--pose", type=float, default=0.0,
+                    help="share of plates (real and synthetic) rolled by up to 15 degrees or their rows sheared by "
+                         "up to 20 (pose.py: a camera beside or above the lane), cut around the tilted plate's "
+                         "bounding box; 0 (default) leaves the random stream as before")
     ap.add_argument("--ema", type=float, default=0.0,
                     help="export an exponential moving average of the weights (batch-norm statistics too) with "
                          "this decay per step, e.g. 0.995, and the last weights beside it as OUT.last.onnx; "
                          "0 (default) exports the last weights. Draws nothing from the random stream")
     args = ap.parse_args()
+    global POSE
+    POSE = args.pose
     if not 0.0 <= args.ema < 1.0:
         ap.error("--ema takes a decay in [0, 1)")
     if not 0.0 <= args.hard <= 1.0:

@@ -689,7 +689,7 @@ impl OnnxPlateReader {
         for (c, whole) in crops.iter().zip(&decoded) {
             let m = &c.image;
             let cut = two_line::halves(c.inner, m.cols(), m.rows(), self.opts.two_line_max_aspect)
-                .filter(|_| two_line::maybe_one_row(whole));
+                .filter(|_| two_line::maybe_one_row(whole) || two_line::square(c.inner));
             rows_at.push(cut.map(|(top, bottom)| {
                 row_items.extend([(m, top), (m, bottom)]);
                 row_items.len() - 2

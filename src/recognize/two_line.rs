@@ -39,6 +39,16 @@ pub fn maybe_one_row(whole: &Decoded) -> bool {
     whole.chars.len() < FULL_LEN || whole.chars.iter().any(|c| c.conf < SURE)
 }
 
+/// Whether the plate box is square enough that it cannot be a level one-row plate (at most 1.4 times as
+/// wide as tall; a one-row plate is 2 to 4.7 times), so its rows are read whatever the whole read says.
+/// Since 2026-12-08 the reader is trained on tilted plates too, and it reads a two-row plate's rows
+/// interleaved with every character sure (XYZ over 7895 read 7X8Y95); a tilted one-row plate's box can be
+/// this square too (2:1 with its rows sloping by 20 degrees: 1.16), and its rows then lose to the whole read.
+pub fn square(inner: Rect) -> bool {
+    const SQUARE: f32 = 1.4;
+    inner.width as f32 <= inner.height as f32 * SQUARE
+}
+
 /// The two rows as one read: top row first, then the bottom row.
 pub fn join(top: &Decoded, bottom: &Decoded) -> Decoded {
     Decoded {
@@ -84,6 +94,14 @@ mod tests {
             chars: text.chars().map(|ch| CharRead { ch, conf, alt: None }).collect(),
             others: 0,
         }
+    }
+
+    #[test]
+    fn a_square_box_is_read_as_rows_whatever_its_whole_read() {
+        assert!(square(Rect::new(0, 0, 140, 110)), "a motorcycle plate");
+        assert!(square(Rect::new(0, 0, 140, 100)));
+        assert!(!square(Rect::new(0, 0, 141, 100)));
+        assert!(!square(Rect::new(0, 0, 200, 100)), "a level US plate");
     }
 
     #[test]
