@@ -1,9 +1,9 @@
 //! Two-line (stacked) plates: motorcycle, trailer and some regional plates carry the registration on two
 //! rows, e.g. "ABC" over "1D23". The whole-plate reader reads one row, and over two rows it interleaves
 //! their characters or gives only its larger row. So a plate whose box is nearly square and whose whole
-//! read could be such a row ([`maybe_one_row`]) is read again as its top and bottom halves, and the two
-//! halves, joined top then bottom, replace the whole read when they read more confidently or when the
-//! whole read was just one of them (see [`prefer_rows`]).
+//! read could be such a row ([`maybe_one_row`]), or whose box is square ([`square`]), is read again as its
+//! top and bottom halves, and the two halves, joined top then bottom, replace the whole read when they read
+//! more confidently or when the whole read was just one of them (see [`prefer_rows`]).
 
 use opencv::core::Rect;
 
