@@ -71,6 +71,10 @@ pub enum Role {
     /// Finds whole plates in a frame (optional; without it the text detector scans the whole frame).
     #[serde(rename = "plate-detector")]
     PlateDetector,
+    /// Finds plates turned or sloping in the frame (trained on tilted plates), run only on frames where the
+    /// plate detector found none at any of its passes (optional).
+    #[serde(rename = "tilted-plate-detector")]
+    TiltedPlateDetector,
     /// Finds text lines (in the frame, or inside a plate when a plate detector is present).
     Detector,
     Recognizer,
@@ -81,6 +85,7 @@ impl Role {
     pub fn name(self) -> &'static str {
         match self {
             Role::PlateDetector => "plate-detector",
+            Role::TiltedPlateDetector => "tilted-plate-detector",
             Role::Detector => "detector",
             Role::Recognizer => "recognizer",
         }
@@ -155,7 +160,7 @@ pub struct InputSpec {
     #[serde(default)]
     pub auto_contrast: f32,
     /// The model takes the image as `b` x `b` pixel blocks ([N, 3*b*b, H/b, W/b], ONNX SpaceToDepth channel
-    /// order; see models/train/space_to_depth.py); 0 or 1 = plain [N, 3, H, W]. Plate detector only.
+    /// order; see models/train/space_to_depth.py); 0 or 1 = plain [N, 3, H, W]. Plate detectors only.
     #[serde(default)]
     pub space_to_depth: u32,
 }
@@ -291,9 +296,9 @@ impl Manifest {
             }
             let b = spec.input.space_to_depth;
             if b > 1 {
-                if spec.role != Role::PlateDetector || b > 4 {
+                if !matches!(spec.role, Role::PlateDetector | Role::TiltedPlateDetector) || b > 4 {
                     return Err(format!(
-                        "model {}: input.space_to_depth = {b} is not supported; it is for the plate-detector \
+                        "model {}: input.space_to_depth = {b} is not supported; it is for the plate detectors \
                          only, with blocks of 2 to 4 pixels (0 = off)",
                         spec.file
                     ));
@@ -305,6 +310,14 @@ impl Manifest {
                     ));
                 }
             }
+        }
+        let has = |role: Role| self.models.iter().any(|m| m.role == role);
+        if has(Role::TiltedPlateDetector) && !has(Role::PlateDetector) {
+            return Err(
+                "a tilted-plate-detector looks only where the plate-detector read no clear plate; add a \
+                 plate-detector entry or remove the tilted-plate-detector"
+                    .into(),
+            );
         }
         // Per role: entries with `needs` first, then exactly one without, so every CPU gets a model; then at
         // most one `fallback`.
@@ -576,6 +589,54 @@ produced_by = "x"
             std::fs::write(&path, entry(role, input)).expect("write");
             let err = Manifest::load(&path).expect_err(input).to_string();
             assert!(err.contains("input.space_to_depth") && err.contains("d.onnx"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_tilted_plate_detector_needs_a_plate_detector_and_takes_one_pass() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("manifest.toml");
+        let entry = |role: &str, file: &str, input: &str| {
+            format!(
+                r#"
+[[model]]
+role = "{role}"
+kind = "center-box"
+file = "{file}"
+sha256 = "00"
+input = {{ {input} }}
+normalize = {{ scale = 255.0, mean = [0.5, 0.5, 0.5], std = [0.5, 0.5, 0.5] }}
+license = "x"
+produced_by = "x"
+"#
+            )
+        };
+        let plate = entry("plate-detector", "p.onnx", "max_side = 640, multiple_of = 32");
+        let tilted = entry(
+            "tilted-plate-detector",
+            "t.onnx",
+            "max_side = 640, multiple_of = 32, space_to_depth = 2",
+        );
+        std::fs::write(&path, plate.clone() + &tilted).expect("write");
+        let m = Manifest::load(&path).expect("loads");
+        let t = m.model(Role::TiltedPlateDetector).expect("tilted");
+        assert_eq!((t.file.as_str(), t.input.block()), ("t.onnx", 2));
+        assert_eq!(m.model(Role::PlateDetector).expect("plate").file, "p.onnx");
+        // alone it would never run
+        std::fs::write(&path, &tilted).expect("write");
+        let err = Manifest::load(&path).expect_err("alone").to_string();
+        assert!(
+            err.contains("tilted-plate-detector") && err.contains("add a plate-detector"),
+            "{err}"
+        );
+        // one pass at max_side: the coarse, close and far passes are the plate detector's
+        for input in [
+            "max_side = 640, coarse_max_side = 224",
+            "max_side = 640, far_max_side = 800",
+        ] {
+            std::fs::write(&path, plate.clone() + &entry("tilted-plate-detector", "t.onnx", input)).expect("write");
+            let err = Manifest::load(&path).expect_err(input).to_string();
+            assert!(err.contains("t.onnx") && err.contains("plate-detector only"), "{err}");
         }
     }
 
