@@ -14,7 +14,9 @@ every tensor's shape from one ONNX Runtime run on zeros, and counts:
 and the bytes of every initializer (int8 weights count one byte each). Element-wise work (activations,
 adds, resizes) is left out: it is small next to the convolutions and is memory-bound, not MAC-bound.
 The per-frame total is the detector once at --frame, once more at each --extra size (the manifest's coarse
-and close passes: 224 x 128 and 128 x 64 for a 16:9 camera), plus the reader `--plates` times. Nothing is timed here: the
+and close passes: 224 x 128 and 128 x 64 for a 16:9 camera), plus the reader `--plates` times. A manifest
+with a tilted-plate detector gets one more line: on a frame whose boxes read no clear plate it runs once at
+--frame, and its boxes are read too. Nothing is timed here: the
 figures are properties of the files, and the README's ARM estimate divides them by an assumed throughput.
 """
 
@@ -108,13 +110,13 @@ def count(model: onnx.ModelProto, dims: dict) -> tuple[int, int, dict]:
     return total, params, by_op
 
 
-def manifest_file(role: str) -> str:
-    """The file models/manifest.toml names for `role`."""
+def manifest_file(role: str) -> str | None:
+    """The file models/manifest.toml names first for `role` (None when it has no such entry)."""
     import tomllib
 
     with open(ROOT / "models/manifest.toml", "rb") as f:
         models = tomllib.load(f)["model"]
-    return str(ROOT / "models" / next(m["file"] for m in models if m["role"] == role))
+    return next((str(ROOT / "models" / m["file"]) for m in models if m["role"] == role), None)
 
 
 def main() -> None:
@@ -126,9 +128,12 @@ def main() -> None:
                          "224 and the close pass at 128 of a 16:9 frame; empty: none)")
     ap.add_argument("--detector", help="detector ONNX (default: the manifest's plate-detector)")
     ap.add_argument("--reader", help="reader ONNX (default: the manifest's recognizer)")
+    ap.add_argument("--tilted", help="tilted-plate detector ONNX (default: the manifest's, if any; it runs only on a "
+                                     "frame whose plate-detector boxes read no clear plate, at --frame)")
     args = ap.parse_args()
     args.detector = args.detector or manifest_file("plate-detector")
     args.reader = args.reader or manifest_file("recognizer")
+    args.tilted = args.tilted or manifest_file("tilted-plate-detector")
     w, h = (int(x) for x in args.frame.lower().split("x"))
 
     det = onnx.load(args.detector)
@@ -158,6 +163,15 @@ def main() -> None:
     print(f"per frame (detector x {1 + len(extra)} passes + {args.plates} reader passes): {per_frame / 1e6:.1f} M MACs "
           f"(int8 detector {det_total / 1e6:.1f} M; reader {args.plates * r_macs / 1e6:.1f} M: "
           f"int8 {args.plates * r_int8 / 1e6:.1f} M, fp32 {args.plates * (r_macs - r_int8) / 1e6:.1f} M)")
+    if args.tilted:
+        td = onnx.load(args.tilted)
+        t_dims = [d.dim_value or d.dim_param for d in td.graph.input[0].type.tensor_type.shape.dim]
+        t_blocks = 2 if t_dims[1] == 12 else 1
+        t_names = [d for d in t_dims if isinstance(d, str)]
+        t_macs, t_params, _ = count(td, dict(zip(t_names, (h // t_blocks, w // t_blocks))))
+        print(f"{Path(args.tilted).name + f' ({w}x{h})':<42} {t_macs / 1e6:>11.1f} M {t_params / 1e6:>9.2f} MB  "
+              f"only on a frame with no clear plate read: that frame up to "
+              f"{(per_frame + t_macs + args.plates * r_macs) / 1e6:.1f} M MACs ({args.plates} more reader passes)")
 
 
 if __name__ == "__main__":
