@@ -126,7 +126,7 @@ struct PlateCrop {
 
 pub struct OnnxPlateReader {
     pipeline: Pipeline,
-    /// Run on a frame where the plate detector found nothing (`tilted-plate-detector`).
+    /// Looks on a frame where the plate detector's boxes read no clear plate (`tilted-plate-detector`).
     tilted: Option<PlateDetector>,
     rec: Session,
     rec_spec: ModelSpec,
@@ -443,11 +443,13 @@ const INPUT_SCALE_KEY: &str = "gatehouse.input_scale";
 const INPUT_ZERO_POINT_KEY: &str = "gatehouse.input_zero_point";
 
 /// A frame none of whose plate reads has all its characters at least this sure asks the tilted-plate
-/// detector to look too: the tracker's bar for a clear read (`track::WEAK_READ`). Not tuned: 0.8 read 9
-/// more of the 993 validation plates, but decided 4 more US whole passes wrong (docs/recognition.md).
+/// detector to look too: the tracker's bar for a clear read (`track::WEAK_READ`). Not tuned: at 0.8, with
+/// every tilted box read, 9 more of the 993 validation plates read, but 4 more US whole passes were decided
+/// wrong (docs/recognition.md).
 const TILTED_LOOK_BELOW: f32 = 0.5;
 
-/// A tilted-plate box overlapping a box already read by more than this is the same plate, not read again.
+/// A tilted-plate box overlapping one of the plate detector's boxes by more than this is the same plate,
+/// not read again.
 const SAME_PLATE_IOU: f32 = 0.5;
 
 /// Each plate box with a margin (the detector's box can clip the first or last character), cut out of
@@ -684,8 +686,8 @@ impl OnnxPlateReader {
         timings.detect_ms += plate_ms;
         // No clear plate read: a plate turned or sloping more than the plate detector learnt (a camera
         // beside or above the lane) may lie where it found nothing, or under a box that cuts it wrongly.
-        // The detector trained on tilted plates looks once more, and its boxes not on a box already read are
-        // read too. Only then, because where the plate detector finds the plate its box reads better
+        // The detector trained on tilted plates looks once more, and its boxes not on one of the plate
+        // detector's are read too. Only then, because where the plate detector finds the plate its box reads better
         // (docs/recognition.md, "Camera pose").
         if self.tilted.is_some() && !candidates.iter().any(|c| c.confidence >= TILTED_LOOK_BELOW) {
             let t1 = Instant::now();
