@@ -151,18 +151,10 @@ fn a_distant_plate_the_full_size_pass_misses_is_found_by_the_far_pass() {
     use opencv::core::{copy_make_border, Mat, Scalar, Size, Vector, BORDER_REPLICATE};
     use opencv::prelude::*;
     use opencv::{imgcodecs, imgproc};
-    let Some(bench) = bench_dir() else {
-        eprintln!("SKIP: ../shared/datasets/openalpr-bench is absent; far-pass test not run");
+    // the label: test_031.jpg 188 170 107 24 RK619AS
+    let Some(src) = bench_frame("endtoend/eu/test_031.jpg", (437, 357), "far-pass") else {
         return;
     };
-    require_models();
-    // the label: test_031.jpg 188 170 107 24 RK619AS
-    let src = imgcodecs::imread(
-        bench.join("endtoend/eu/test_031.jpg").to_str().expect("utf8"),
-        imgcodecs::IMREAD_COLOR,
-    )
-    .expect("read");
-    assert_eq!((src.cols(), src.rows()), (437, 357), "the bench frame changed");
     let k = 80.0 / 107.0;
     let mut small = Mat::default();
     let size = Size::new((437.0 * k) as i32, (357.0 * k) as i32);
@@ -213,18 +205,10 @@ fn a_plate_with_sloping_rows_is_read_by_the_tilted_plate_detector() {
     use opencv::core::{Mat, Scalar, Vector, BORDER_CONSTANT};
     use opencv::prelude::*;
     use opencv::{imgcodecs, imgproc};
-    let Some(bench) = bench_dir() else {
-        eprintln!("SKIP: ../shared/datasets/openalpr-bench is absent; tilted-plate test not run");
+    // the label: car9-1.jpg 642 461 187 93 ASC7399
+    let Some(src) = bench_frame("endtoend/us/car9-1.jpg", (918, 1632), "tilted-plate") else {
         return;
     };
-    require_models();
-    // the label: car9-1.jpg 642 461 187 93 ASC7399
-    let src = imgcodecs::imread(
-        bench.join("endtoend/us/car9-1.jpg").to_str().expect("utf8"),
-        imgcodecs::IMREAD_COLOR,
-    )
-    .expect("read");
-    assert_eq!((src.cols(), src.rows()), (918, 1632), "the bench frame changed");
     // y' = y + tan(20 deg) (x - cx) about the plate's centre: columns stay upright, rows slope
     let (k, cx) = (20f64.to_radians().tan(), 642.0 + 187.0 / 2.0);
     let m = Mat::from_slice_2d(&[[1.0, 0.0, 0.0], [k, 1.0, -k * cx]]).expect("matrix");
@@ -260,6 +244,21 @@ fn a_plate_with_sloping_rows_is_read_by_the_tilted_plate_detector() {
     let texts = read(&off);
     // (a plate detector that reads it leaves this frame no test of the tilted one: pick a harder one then)
     assert!(!texts.iter().any(|t| t == "ASC7399"), "{texts:?}");
+}
+
+/// A frame of the benchmark (`rel` under it) of the given size, with the shipped models checked; `None`
+/// (the `what` test skipped, with a message) where the benchmark is absent.
+fn bench_frame(rel: &str, size: (i32, i32), what: &str) -> Option<opencv::core::Mat> {
+    use opencv::imgcodecs;
+    use opencv::prelude::*;
+    let Some(bench) = bench_dir() else {
+        eprintln!("SKIP: ../shared/datasets/openalpr-bench is absent; {what} test not run");
+        return None;
+    };
+    require_models();
+    let src = imgcodecs::imread(bench.join(rel).to_str().expect("utf8"), imgcodecs::IMREAD_COLOR).expect("read");
+    assert_eq!((src.cols(), src.rows()), size, "the bench frame {rel} changed");
+    Some(src)
 }
 
 /// A manifest's text without its tilted-plate-detector entries.

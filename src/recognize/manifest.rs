@@ -545,21 +545,7 @@ produced_by = "x"
     fn pixel_blocks_are_for_the_plate_detector_and_must_fit_its_sides() {
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("manifest.toml");
-        let entry = |role: &str, input: &str| {
-            format!(
-                r#"
-[[model]]
-role = "{role}"
-kind = "center-box"
-file = "d.onnx"
-sha256 = "00"
-input = {{ {input} }}
-normalize = {{ scale = 255.0, mean = [0.5, 0.5, 0.5], std = [0.5, 0.5, 0.5] }}
-license = "x"
-produced_by = "x"
-"#
-            )
-        };
+        let entry = |role: &str, input: &str| center_box_entry(role, "d.onnx", input);
         std::fs::write(&path, entry("plate-detector", "multiple_of = 32, space_to_depth = 2")).expect("write");
         let m = Manifest::load(&path).expect("loads");
         assert_eq!(m.models[0].input.block(), 2);
@@ -596,21 +582,7 @@ produced_by = "x"
     fn a_tilted_plate_detector_needs_a_plate_detector_and_takes_one_pass() {
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("manifest.toml");
-        let entry = |role: &str, file: &str, input: &str| {
-            format!(
-                r#"
-[[model]]
-role = "{role}"
-kind = "center-box"
-file = "{file}"
-sha256 = "00"
-input = {{ {input} }}
-normalize = {{ scale = 255.0, mean = [0.5, 0.5, 0.5], std = [0.5, 0.5, 0.5] }}
-license = "x"
-produced_by = "x"
-"#
-            )
-        };
+        let entry = center_box_entry;
         let plate = entry("plate-detector", "p.onnx", "max_side = 640, multiple_of = 32");
         let tilted = entry(
             "tilted-plate-detector",
@@ -644,21 +616,7 @@ produced_by = "x"
     fn a_coarse_pass_is_for_the_plate_detector_below_its_side() {
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("manifest.toml");
-        let entry = |role: &str, input: &str| {
-            format!(
-                r#"
-[[model]]
-role = "{role}"
-kind = "center-box"
-file = "d.onnx"
-sha256 = "00"
-input = {{ {input} }}
-normalize = {{ scale = 255.0, mean = [0.5, 0.5, 0.5], std = [0.5, 0.5, 0.5] }}
-license = "x"
-produced_by = "x"
-"#
-            )
-        };
+        let entry = |role: &str, input: &str| center_box_entry(role, "d.onnx", input);
         std::fs::write(&path, entry("plate-detector", "max_side = 640, coarse_max_side = 224")).expect("write");
         assert_eq!(
             Manifest::load(&path).expect("loads").models[0].input.coarse_max_side,
@@ -715,6 +673,23 @@ produced_by = "x"
             det.input.far_max_side > det.input.max_side,
             "and looks again for distant plates"
         );
+    }
+
+    /// A `center-box` entry of `role` for `file` with the given `input` keys.
+    fn center_box_entry(role: &str, file: &str, input: &str) -> String {
+        format!(
+            r#"
+[[model]]
+role = "{role}"
+kind = "center-box"
+file = "{file}"
+sha256 = "00"
+input = {{ {input} }}
+normalize = {{ scale = 255.0, mean = [0.5, 0.5, 0.5], std = [0.5, 0.5, 0.5] }}
+license = "x"
+produced_by = "x"
+"#
+        )
     }
 
     fn detector_entry(file: &str, needs: &str) -> String {
