@@ -471,6 +471,27 @@ fn plate_crops(view: &Mat, plates: &[(Rect, f32)]) -> Result<Vec<PlateCrop>, Rec
     Ok(crops)
 }
 
+/// A `center-box` detector's main pass: the frame's longest side (`max_side`, 640 when unset) and the
+/// scores its best box and the further ones need.
+fn main_pass(spec: &ModelSpec) -> (u32, plate_detect::Thresholds) {
+    let side = if spec.input.max_side > 0 {
+        spec.input.max_side
+    } else {
+        640
+    };
+    let first = spec.threshold.unwrap_or(0.3);
+    let next = spec.next_threshold.unwrap_or(first);
+    (side, plate_detect::Thresholds { first, next })
+}
+
+/// Detector boxes as rectangles clipped to `view`, with their scores.
+fn in_view(boxes: &[plate_detect::PlateBox], view: &Mat) -> Vec<(Rect, f32)> {
+    boxes
+        .iter()
+        .filter_map(|b| b.to_rect(1.0, 1.0, view.cols(), view.rows()).map(|r| (r, b.score)))
+        .collect()
+}
+
 /// One pass of a `center-box` detector with the frame's longest side at `side`: boxes in view pixels,
 /// best first, at most `cap`.
 fn center_boxes(
@@ -618,18 +639,9 @@ impl OnnxPlateReader {
         let Some(PlateDetector { spec, .. }) = self.pipeline.plate_detector() else {
             return Ok(Vec::new());
         };
-        let side = if spec.input.max_side > 0 {
-            spec.input.max_side
-        } else {
-            640
-        };
+        let (side, th) = main_pass(spec);
         let coarse_side = spec.input.coarse_max_side;
         let close_side = spec.input.close_max_side;
-        let first = spec.threshold.unwrap_or(0.3);
-        let th = plate_detect::Thresholds {
-            first,
-            next: spec.next_threshold.unwrap_or(first),
-        };
         let far_side = spec.input.far_max_side;
         let mut fine = self.detect_at(view, side, th)?;
         let long = view.cols().max(view.rows()) as u32;
@@ -648,10 +660,7 @@ impl OnnxPlateReader {
         } else {
             fine
         };
-        Ok(boxes
-            .iter()
-            .filter_map(|b| b.to_rect(1.0, 1.0, view.cols(), view.rows()).map(|r| (r, b.score)))
-            .collect())
+        Ok(in_view(&boxes, view))
     }
 
     /// One plate detector pass with the frame's longest side at `side`: boxes in view pixels, best first.
@@ -730,21 +739,9 @@ impl OnnxPlateReader {
         let Some(det) = self.tilted.as_mut() else {
             return Ok(Vec::new());
         };
-        let side = if det.spec.input.max_side > 0 {
-            det.spec.input.max_side
-        } else {
-            640
-        };
-        let first = det.spec.threshold.unwrap_or(0.3);
-        let th = plate_detect::Thresholds {
-            first,
-            next: det.spec.next_threshold.unwrap_or(first),
-        };
+        let (side, th) = main_pass(&det.spec);
         let boxes = center_boxes(det, view, side, th, cap, &mut self.det_buf, &mut self.det_buf_u8)?;
-        Ok(boxes
-            .iter()
-            .filter_map(|b| b.to_rect(1.0, 1.0, view.cols(), view.rows()).map(|r| (r, b.score)))
-            .collect())
+        Ok(in_view(&boxes, view))
     }
 
     /// Reads plate images: whole, or their text lines.
